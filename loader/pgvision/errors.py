@@ -1,0 +1,28 @@
+"""Exceptions of pgvision. Each message says what went wrong, the value, and the fix.
+
+Only ``cli.py`` turns them into ``click.ClickException``; library callers catch them.
+"""
+
+
+class PgvisionError(Exception):
+    """Base class: a one-line message that names the value and the fix."""
+
+
+class DatabaseUnreachable(PgvisionError):
+    """The server at the URL did not answer (stopped, wrong host, wrong credentials)."""
+
+
+class ExtensionMissing(PgvisionError):
+    """pgvector is absent from the server, or older than the version pgvision needs."""
+
+
+class SchemaMissing(PgvisionError):
+    """The pgvision schema is not there yet: ``pgvision db upgrade`` creates it."""
+
+
+class ModelMismatch(PgvisionError):
+    """A model name is already registered with other dims, metric or weights."""
+
+
+class UnknownModel(PgvisionError):
+    """No model of that name is registered in ``pgvision.models``."""
