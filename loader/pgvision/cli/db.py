@@ -1,0 +1,147 @@
+"""``pgvision db``: the database itself: migrations and the embedded server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from pgvision import migrate, server
+from pgvision.cli.common import database_url_option, run_guarded
+
+versions_option = click.option(
+    "--versions-dir",
+    "versions_dirs",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    envvar="PGVISION_VERSIONS_DIRS",
+    help="A deployment's own Alembic versions folder, run together with pgvision's "
+    "(e.g. a migration that adds a model's index). Repeatable. [env: PGVISION_VERSIONS_DIRS]",
+)
+
+
+@click.group()
+def db() -> None:
+    """Create and upgrade the schema; start, stop and locate the embedded server.
+
+    \b
+    Example:
+      pgvision db upgrade
+      psql "$(pgvision db url)"
+    """
+
+
+@db.command()
+@click.argument("revision", default="heads")
+@database_url_option
+@versions_option
+@run_guarded
+def upgrade(revision: str, database_url: str | None, versions_dirs: tuple[Path, ...]) -> None:
+    """Create or upgrade everything (extension, schema, tables, SQL API, roles) to REVISION.
+
+    REVISION defaults to every head. All migrations of one run share a transaction: a failure
+    leaves the database as it was.
+
+    \b
+    Example:
+      pgvision db upgrade
+      DATABASE_URL=postgresql://app@db/app pgvision db upgrade
+    """
+    migrate.upgrade(database_url, revision, list(versions_dirs))
+    click.echo(f"database upgraded to {revision}", err=True)
+
+
+@db.command()
+@click.argument("revision")
+@database_url_option
+@versions_option
+@run_guarded
+def downgrade(revision: str, database_url: str | None, versions_dirs: tuple[Path, ...]) -> None:
+    """Downgrade to REVISION; `base` removes the pgvision schema and its data.
+
+    \b
+    Example:
+      pgvision db downgrade base
+    """
+    migrate.downgrade(database_url, revision, list(versions_dirs))
+    click.echo(f"database downgraded to {revision}", err=True)
+
+
+@db.command()
+@database_url_option
+@versions_option
+@run_guarded
+def current(database_url: str | None, versions_dirs: tuple[Path, ...]) -> None:
+    """Show the revision the database is at.
+
+    \b
+    Example:
+      pgvision db current
+    """
+    migrate.current(database_url, list(versions_dirs))
+
+
+@db.command()
+@versions_option
+@run_guarded
+def history(versions_dirs: tuple[Path, ...]) -> None:
+    """List the migrations, newest first.
+
+    \b
+    Example:
+      pgvision db history
+    """
+    migrate.history(None, list(versions_dirs))
+
+
+@db.command()
+@run_guarded
+def start() -> None:
+    """Start the embedded server (initialised on first use) and print its URL.
+
+    \b
+    Example:
+      pgvision db start
+    """
+    click.echo(server.start())
+
+
+@db.command()
+@run_guarded
+def stop() -> None:
+    """Stop the embedded server.
+
+    \b
+    Example:
+      pgvision db stop
+    """
+    click.echo("stopped" if server.stop() else f"not running ({server.data_dir()})", err=True)
+
+
+@db.command()
+@run_guarded
+def status() -> None:
+    """Show whether the embedded server is initialised and running, and where.
+
+    \b
+    Example:
+      pgvision db status
+    """
+    st = server.status()
+    click.echo(f"data directory: {st.data_dir}")
+    click.echo(f"initialised:    {'yes' if st.initialised else 'no'}")
+    click.echo(f"running:        {'yes, pid ' + str(st.pid) if st.running else 'no'}")
+    if st.url:
+        click.echo(f"url:            {st.url}")
+
+
+@db.command()
+@run_guarded
+def url() -> None:
+    """Print the embedded server's connection URL (starting it if needed), for psql or BI tools.
+
+    \b
+    Example:
+      psql "$(pgvision db url)" -c "SELECT * FROM pgvision.model_stats"
+    """
+    click.echo(server.start())

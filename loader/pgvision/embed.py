@@ -1,0 +1,219 @@
+"""Embedding stage: decoded RGB images -> tensors -> model -> float32 vectors.
+
+* :class:`ModelSpec` is what ``pgvision.models`` records about a model (name, dims,
+  metric, normalisation, preprocessing, weights digest).
+* :func:`build_transform` turns a spec's ``preprocessing`` dict into the function that the
+  DataLoader workers apply to each image: resize the shorter side, centre-crop, scale to
+  [0, 1], standardise per channel. The dict is the single source of truth, stored in the
+  database, so that a probe image is prepared exactly like the stored ones.
+* :class:`ImageEmbedder` runs a model on batches of such tensors under
+  ``torch.inference_mode`` and returns ``(N, D) float32`` NumPy arrays, L2-normalised for
+  cosine models.
+
+The model zoo (which names exist, where their weights come from) is :mod:`pgvision.models`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.transforms import v2 as T
+
+METRICS = ("cosine", "l2", "inner_product")
+
+#: ImageNet channel statistics on the [0, 1] scale, as torchvision's weights use them.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the database records about an embedding model (a row of ``pgvision.models``).
+
+    Attributes:
+        name: registered name, e.g. ``efficientnet-lite0``, ``resnet50``.
+        dims: length D of each embedding.
+        metric: ``cosine``, ``l2`` or ``inner_product`` (pgvector's ``<=>``, ``<->``, ``<#>``).
+        normalized: True when stored vectors are L2-normalised (unit length).
+        preprocessing: how images become input tensors, see :func:`build_transform`.
+        weights_sha256: hex SHA-256 of the weights file (``None`` when unknown, e.g.
+            vectors computed elsewhere).
+        kind: ``image`` (this loader) or ``face``.
+    """
+
+    name: str
+    dims: int
+    metric: str
+    normalized: bool
+    preprocessing: dict = field(default_factory=dict)
+    weights_sha256: str | None = None
+    kind: str = "image"
+
+
+def preprocessing_dict(
+    resize: int,
+    crop: int,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    interpolation: str = "bilinear",
+    **extra,
+) -> dict:
+    """A ``preprocessing`` dict in the form :func:`build_transform` reads.
+
+    Args:
+        resize: the shorter side is resized to this many pixels (aspect kept).
+        crop: then a centred ``crop x crop`` square is cut.
+        mean, std: per-channel (R, G, B) statistics on the [0, 1] pixel scale; the input is
+            ``(x / 255 - mean) / std``.
+        interpolation: ``bilinear`` or ``bicubic`` (Pillow's, antialiased).
+        extra: recorded as is (e.g. ``source``).
+    """
+    return {
+        "resize": int(resize),
+        "crop": int(crop),
+        "interpolation": interpolation,
+        "mean": [float(m) for m in mean],
+        "std": [float(s) for s in std],
+        **extra,
+    }
+
+
+def build_transform(preprocessing: dict) -> Callable[[Image.Image], torch.Tensor]:
+    """The function that turns an RGB ``PIL.Image`` into a model input tensor.
+
+    Args:
+        preprocessing: dict from :func:`preprocessing_dict`.
+
+    Returns:
+        A picklable callable (DataLoader workers use it) giving ``(3, crop, crop)``
+        ``torch.float32`` tensors.
+    """
+    interpolation = {
+        "bilinear": T.InterpolationMode.BILINEAR,
+        "bicubic": T.InterpolationMode.BICUBIC,
+    }[preprocessing.get("interpolation", "bilinear")]
+    return T.Compose(
+        [
+            T.Resize(preprocessing["resize"], interpolation=interpolation, antialias=True),
+            T.CenterCrop(preprocessing["crop"]),
+            T.PILToTensor(),
+            T.ToDtype(torch.float32, scale=True),
+            T.Normalize(preprocessing["mean"], preprocessing["std"]),
+        ]
+    )
+
+
+def sha256_hex_file(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file (weights digests)."""
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def l2_normalize(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm; all-zero rows stay zero.
+
+    Args:
+        vectors: ``(N, D)`` float array.
+
+    Returns:
+        ``(N, D)`` float32 array.
+    """
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, np.float32(1e-12))
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> ``cuda`` when available, else ``cpu``; ``cpu``/``cuda`` as given.
+
+    Raises:
+        ValueError: ``cuda`` asked for but not available, or an unknown name.
+    """
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was given but torch sees no CUDA GPU; pass --device cpu")
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {device!r}; use auto, cpu or cuda")
+    return torch.device(device)
+
+
+class ImageEmbedder:
+    """A model ready to embed batches of preprocessed images.
+
+    Args:
+        spec: the model's :class:`ModelSpec`.
+        module: a ``torch.nn.Module`` (or TorchScript module) mapping ``(N, 3, H, W)``
+            float32 to ``(N, D)`` (or ``(N, D, 1, 1)``, flattened here).
+        device: where to run it.
+        channels_last: use ``torch.channels_last`` memory format (1.4-1.8x faster for
+            convolutional nets on CPU here, see ../shared/ENVIRONMENT.md).
+
+    Attributes:
+        spec, module, device, transform (from ``spec.preprocessing``).
+    """
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        module: torch.nn.Module,
+        device: str | torch.device = "cpu",
+        channels_last: bool = True,
+    ) -> None:
+        self.spec = spec
+        self.device = torch.device(device)
+        self.channels_last = channels_last
+        module = module.eval().to(self.device)
+        if channels_last and not isinstance(module, torch.jit.ScriptModule):
+            module = module.to(memory_format=torch.channels_last)
+        self.module = module
+        self.transform = build_transform(spec.preprocessing)
+
+    def forward(self, batch: torch.Tensor) -> np.ndarray:
+        """Raw model outputs, not normalised.
+
+        Args:
+            batch: ``(N, 3, H, W)`` float32 tensor from :attr:`transform`.
+
+        Returns:
+            ``(N, D)`` float32 NumPy array.
+        """
+        batch = batch.to(self.device, non_blocking=True)
+        if self.channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            out = self.module(batch)
+        if isinstance(out, (tuple, list)):
+            out = out[0]
+        return out.reshape(out.shape[0], -1).float().cpu().numpy()
+
+    def embed_batch(self, batch: torch.Tensor) -> np.ndarray:
+        """Embeddings as stored: :meth:`forward`, then L2-normalised if ``spec.normalized``.
+
+        Returns:
+            ``(N, spec.dims)`` float32 NumPy array.
+
+        Raises:
+            ValueError: the model gave another width than ``spec.dims``.
+        """
+        out = self.forward(batch)
+        if out.shape[1] != self.spec.dims:
+            raise ValueError(
+                f"model {self.spec.name} gave {out.shape[1]}-d vectors but {self.spec.dims} were "
+                f"declared; pass --dims {out.shape[1]}"
+            )
+        return l2_normalize(out) if self.spec.normalized else out.astype(np.float32, copy=False)
+
+    def embed_images(self, images: list[Image.Image]) -> np.ndarray:
+        """Embed RGB images in one batch (the search command's probe path).
+
+        Returns:
+            ``(len(images), spec.dims)`` float32 NumPy array.
+        """
+        return self.embed_batch(torch.stack([self.transform(im) for im in images]))

@@ -1,0 +1,215 @@
+"""Embeddings into PostgreSQL with binary ``COPY``, one transaction per batch.
+
+Per batch, in one transaction:
+
+1. ``pg_advisory_xact_lock`` on the model: two loaders of the same model take turns per
+   batch (embedding, the slow part, still runs in parallel), so the existence check
+   below cannot race and no duplicate is ever attempted;
+2. the batch's images are upserted (``INSERT ... SELECT FROM unnest(arrays) ON CONFLICT
+   (sha256) DO NOTHING``: one round trip) and their ``image_id``s read back;
+3. embeddings not stored yet for this model go straight into ``image_embeddings`` by binary
+   ``COPY``, the rows encoded by numpy in one vectorised pass (no per-row Python).
+
+Why no staging table: COPY into a temporary table followed by ``INSERT ... SELECT`` writes
+every vector twice; under the per-model lock the existence check makes the direct COPY as
+safe (bench/bench_ingest.py measures both). A batch either lands whole or not at all, so a
+killed loader loses nothing it committed and a rerun loads only the rest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+#: First key of pgvision's advisory locks ('pgvs'); the second is the model_id.
+LOCK_CLASS = 0x70677673
+
+_HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
+_TRAILER = b"\xff\xff"
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One image row of ``pgvision.images``.
+
+    Attributes:
+        sha256: 32-byte digest of the file's bytes (the identity of an image).
+        uri: where it was read from (path or URL).
+        label: class or folder name; None when unlabelled.
+        width, height: pixels of the upright image; None when unknown.
+        metadata: any JSON object (``search_images(filter => ...)`` matches it with ``@>``).
+    """
+
+    sha256: bytes
+    uri: str
+    label: str | None = None
+    width: int | None = None
+    height: int | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def encode_copy_binary(model_id: int, ids: np.ndarray, embeddings: np.ndarray) -> bytes:
+    """Encode ``(model_id, id, embedding)`` rows in PostgreSQL's binary COPY format.
+
+    Each row is fixed width, so numpy writes all rows at once: field count (int16 = 3), then
+    per field an int32 byte length and the big-endian value; pgvector's binary ``vector``
+    is int16 dims, int16 unused, then float32 values (pgvector src/vector.c, vector_send).
+
+    Args:
+        model_id: value of the ``model_id`` column.
+        ids: shape (N,), integer: ``image_id`` or ``face_id`` values.
+        embeddings: shape (N, D), float32 (other float dtypes are converted).
+
+    Returns:
+        The whole COPY payload: header, N rows, trailer.
+    """
+    emb = np.asarray(embeddings, dtype=np.float32)
+    n, dims = emb.shape
+    row = np.dtype(
+        [("nfields", ">i2"), ("len_model", ">i4"), ("model", ">i4"), ("len_id", ">i4"), ("id", ">i8"),
+         ("len_vec", ">i4"), ("dims", ">i2"), ("unused", ">i2"), ("vec", ">f4", (dims,))]
+    )
+    rows = np.empty(n, dtype=row)
+    rows["nfields"] = 3
+    rows["len_model"] = 4
+    rows["model"] = model_id
+    rows["len_id"] = 8
+    rows["id"] = np.asarray(ids, dtype=np.int64)
+    rows["len_vec"] = 4 + 4 * dims
+    rows["dims"] = dims
+    rows["unused"] = 0
+    rows["vec"] = emb
+    return _HEADER + rows.tobytes() + _TRAILER
+
+
+def check_embeddings(embeddings: np.ndarray, dims: int, names: Sequence[str]) -> np.ndarray:
+    """Validate a batch before anything is written.
+
+    Args:
+        embeddings: shape (N, dims), float.
+        dims: the model's registered dimension.
+        names: N names (uris) for error messages.
+
+    Returns:
+        The embeddings as C-contiguous float32.
+
+    Raises:
+        ValueError: wrong shape or dimension, or a NaN/inf value (pgvector rejects them).
+    """
+    emb = np.ascontiguousarray(embeddings, dtype=np.float32)
+    if emb.ndim != 2 or emb.shape[0] != len(names):
+        raise ValueError(f"expected embeddings of shape ({len(names)}, {dims}), got {tuple(emb.shape)}")
+    if emb.shape[1] != dims:
+        raise ValueError(
+            f"the model is registered with {dims}-d vectors but this batch has {emb.shape[1]}-d: "
+            "load under another model name"
+        )
+    bad = ~np.isfinite(emb).all(axis=1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"embedding of {names[i]} has NaN or infinite values; pgvector stores finite floats only")
+    return emb
+
+
+def copy_vectors(conn: psycopg.Connection, table: str, item_column: str, model_id: int,
+                 ids: np.ndarray, embeddings: np.ndarray) -> None:
+    """Binary ``COPY`` of ``(model_id, item_column, embedding)`` rows into ``pgvision.<table>``.
+
+    Runs in the caller's transaction; no existence check (see :func:`copy_image_embeddings`).
+    """
+    if len(ids) == 0:
+        return
+    stmt = sql.SQL("COPY pgvision.{} (model_id, {}, embedding) FROM STDIN (FORMAT BINARY)").format(
+        sql.Identifier(table), sql.Identifier(item_column)
+    )
+    with conn.cursor() as cur, cur.copy(stmt) as copy:
+        copy.write(encode_copy_binary(model_id, ids, embeddings))
+
+
+def lock_model(conn: psycopg.Connection, model_id: int) -> None:
+    """Take the per-model advisory lock until the end of the current transaction."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_CLASS, model_id))
+
+
+def upsert_images(conn: psycopg.Connection, records: Sequence[ImageRecord]) -> dict[bytes, int]:
+    """Insert images not stored yet (by sha256) and return ``{sha256: image_id}`` for all."""
+    if not records:
+        return {}
+    conn.execute(
+        """
+        INSERT INTO pgvision.images (sha256, uri, label, width, height, metadata)
+        SELECT * FROM unnest(%s::bytea[], %s::text[], %s::text[], %s::int[], %s::int[], %s::jsonb[])
+        ON CONFLICT (sha256) DO NOTHING
+        """,
+        (
+            [r.sha256 for r in records],
+            [r.uri for r in records],
+            [r.label for r in records],
+            [r.width for r in records],
+            [r.height for r in records],
+            [Jsonb(r.metadata) for r in records],
+        ),
+    )
+    rows = conn.execute(
+        "SELECT sha256, image_id FROM pgvision.images WHERE sha256 = ANY(%s)", ([r.sha256 for r in records],)
+    ).fetchall()
+    return {bytes(sha): image_id for sha, image_id in rows}
+
+
+def loaded_sha256(conn: psycopg.Connection, model_id: int, digests: Sequence[bytes]) -> set[bytes]:
+    """The digests among ``digests`` whose image already has an embedding of ``model_id``.
+
+    The loader asks this before decoding, so a rerun skips loaded files at hashing cost.
+    """
+    if not digests:
+        return set()
+    rows = conn.execute(
+        """
+        SELECT i.sha256 FROM pgvision.images i
+        JOIN pgvision.image_embeddings e ON e.image_id = i.image_id AND e.model_id = %s
+        WHERE i.sha256 = ANY(%s)
+        """,
+        (model_id, list(digests)),
+    ).fetchall()
+    return {bytes(r[0]) for r in rows}
+
+
+def copy_image_embeddings(conn: psycopg.Connection, model_id: int, records: Sequence[ImageRecord],
+                          embeddings: np.ndarray, dims: int | None = None) -> int:
+    """Store one batch of images and their embeddings of ``model_id``; idempotent.
+
+    Args:
+        conn: psycopg connection. In autocommit mode (recommended) the batch commits here;
+            otherwise it runs in a savepoint and the caller commits.
+        model_id: registered model (``registry.register_model``).
+        records: N images.
+        embeddings: shape (N, D) float32, row i belongs to ``records[i]``.
+        dims: the model's D, checked when given.
+
+    Returns:
+        Number of embeddings written (already stored ones are skipped).
+
+    Raises:
+        ValueError: shape, dimension or non-finite values; nothing is written.
+    """
+    emb = check_embeddings(embeddings, dims or np.shape(embeddings)[-1], [r.uri for r in records])
+    with conn.transaction():
+        lock_model(conn, model_id)
+        image_ids = upsert_images(conn, records)
+        ids = np.array([image_ids[r.sha256] for r in records], dtype=np.int64)
+        stored = {
+            r[0]
+            for r in conn.execute(
+                "SELECT image_id FROM pgvision.image_embeddings WHERE model_id = %s AND image_id = ANY(%s)",
+                (model_id, ids.tolist()),
+            )
+        }
+        _, first = np.unique(ids, return_index=True)  # one row per image within the batch
+        keep = np.array(sorted(i for i in first if ids[i] not in stored), dtype=np.int64)
+        copy_vectors(conn, "image_embeddings", "image_id", model_id, ids[keep], emb[keep])
+    return len(keep)

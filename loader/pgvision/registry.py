@@ -1,0 +1,120 @@
+"""The model registry, ``pgvision.models``: one row per embedding model.
+
+A model's row fixes what its vectors mean (dims, metric, normalisation, preprocessing,
+weights digest). Loading under an existing name with other dims, metric or weights is
+refused before any row is written: vectors of two models must never mix in one index.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from pgvision.errors import ModelMismatch, UnknownModel
+
+METRICS = ("cosine", "l2", "inner_product")
+KINDS = ("image", "face")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a model's vectors are.
+
+    Attributes:
+        name: registry name, e.g. ``efficientnet-lite0``, ``dlib``, ``torchscript:/m.pt``.
+        kind: ``image`` (rows of ``image_embeddings``) or ``face`` (``face_embeddings``).
+        dims: vector length D (1..16000; HNSW/IVFFlat index up to 2,000 as ``vector``,
+            up to 4,000 through ``halfvec``).
+        metric: ``cosine``, ``l2`` or ``inner_product``.
+        normalized: True when vectors are L2-normalised before storage.
+        preprocessing: how inputs were prepared (resize, crop, mean/std...), stored as jsonb.
+        weights_sha256: hex digest of the weights file, to refuse mixing two weight sets.
+        threshold: identity threshold (face models): largest matching distance in ``metric``.
+        min_margin: identity margin (face models): smallest best-vs-second distance gap.
+    """
+
+    name: str
+    kind: str
+    dims: int
+    metric: str
+    normalized: bool = False
+    preprocessing: dict[str, Any] = field(default_factory=dict)
+    weights_sha256: str | None = None
+    threshold: float | None = None
+    min_margin: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"model kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+        if self.metric not in METRICS:
+            raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {self.metric!r}")
+        if not 1 <= self.dims <= 16000:
+            raise ValueError(f"dims must be between 1 and 16000, got {self.dims}")
+
+
+def get_model(conn: psycopg.Connection, name: str) -> dict[str, Any]:
+    """Return the ``pgvision.models`` row of ``name`` as a dict.
+
+    Raises:
+        UnknownModel: no such model; the message lists the registered ones.
+    """
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute("SELECT * FROM pgvision.models WHERE name = %s", (name,)).fetchone()
+        if row is None:
+            names = [r["name"] for r in cur.execute("SELECT name FROM pgvision.models ORDER BY name")]
+            known = ", ".join(names) or "none yet"
+            raise UnknownModel(f"unknown model {name!r}: the registered models are {known}")
+        return row
+
+
+def get_model_by_id(conn: psycopg.Connection, model_id: int) -> dict[str, Any]:
+    """Return the ``pgvision.models`` row with this ``model_id``."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute("SELECT * FROM pgvision.models WHERE model_id = %s", (model_id,)).fetchone()
+    if row is None:
+        raise UnknownModel(f"no model with model_id {model_id}")
+    return row
+
+
+def register_model(conn: psycopg.Connection, spec: ModelSpec) -> int:
+    """Register ``spec`` (or check it against the existing row) and return its ``model_id``.
+
+    The first model of a kind becomes that kind's default (``search_images`` without
+    ``model =>``). Safe under concurrent loaders (``ON CONFLICT``). Commits only when
+    ``conn`` is in autocommit mode.
+
+    Raises:
+        ModelMismatch: ``spec.name`` is registered with another kind, dims, metric or
+            weights digest. Nothing is written.
+    """
+    conn.execute(
+        """
+        INSERT INTO pgvision.models (name, kind, dims, metric, normalized, preprocessing,
+                                     weights_sha256, threshold, min_margin, is_default)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s,
+                NOT EXISTS (SELECT 1 FROM pgvision.models WHERE kind = %s AND is_default))
+        ON CONFLICT DO NOTHING
+        """,
+        (spec.name, spec.kind, spec.dims, spec.metric, spec.normalized, Jsonb(spec.preprocessing),
+         spec.weights_sha256, spec.threshold, spec.min_margin, spec.kind),
+    )
+    row = get_model(conn, spec.name)
+    theirs = (row["kind"], row["dims"], row["metric"])
+    ours = (spec.kind, spec.dims, spec.metric)
+    weights_differ = (
+        row["weights_sha256"] is not None
+        and spec.weights_sha256 is not None
+        and row["weights_sha256"] != spec.weights_sha256
+    )
+    if theirs != ours or weights_differ:
+        raise ModelMismatch(
+            f"model {spec.name!r} is registered with {row['dims']}-d {row['metric']} {row['kind']} vectors"
+            f" (weights {str(row['weights_sha256'])[:12]}) but this run gives {spec.dims}-d {spec.metric}"
+            f" {spec.kind} vectors (weights {str(spec.weights_sha256)[:12]}): load under another model name,"
+            f" or remove the old one: DELETE FROM pgvision.models WHERE name = '{spec.name}'"
+        )
+    return row["model_id"]

@@ -1,0 +1,123 @@
+-- pgvision._nearest(m, query, k, label, filter, exclude_id, enrolled_only, ef_search, exact)
+--   -> TABLE (item_id bigint, distance double precision)
+--
+-- Purpose: the k stored embeddings of model m nearest to query, nearest first. The engine
+-- under search_images, similar_images, identify, identify_face and recall_at_k.
+-- Arguments:
+--   m              the model (pgvision.models row); m.kind picks image_embeddings or face_embeddings.
+--   query          probe embedding, m.dims dimensions (checked by the caller).
+--   k              rows wanted, 1..1000 (checked by the caller).
+--   label          only images with this label (faces: of images with this label); NULL = all.
+--   filter         only images whose metadata contains this jsonb (@>); NULL = all.
+--   exclude_id     leave out this image_id / face_id (the probe itself); NULL = none.
+--   enrolled_only  faces only: only gallery faces (identity_id IS NOT NULL).
+--   ef_search      HNSW candidate list size; NULL = m.ef_search. Raised to k when smaller,
+--                  because an HNSW scan returns at most ef_search rows (pgvector README).
+--   exact          true = exact scan, no index (ground truth for recall_at_k).
+-- Distance is the model's metric: cosine distance (0 = same direction, 2 = opposite), L2
+-- distance (>= 0), or negative inner product (pgvector's <#>, smaller = closer).
+-- How filters stay exact (pgvector applies WHERE after the index scan, so a filtered ANN
+-- query can return fewer than k rows):
+--   1. a filter that matches at most 2,000 rows is answered by an exact scan of those rows
+--      (cheaper than walking the graph for them; the idea of Qdrant's full_scan_threshold);
+--   2. otherwise the ANN scan runs with hnsw.iterative_scan / ivfflat.iterative_scan =
+--      relaxed_order (pgvector 0.8) and the rows are re-sorted by distance;
+--   3. if that still yields fewer than k rows, an exact scan answers instead.
+-- The settings it changes (hnsw.ef_search, iterative_scan, ivfflat.probes) are restored
+-- before it returns.
+CREATE OR REPLACE FUNCTION pgvision._nearest(
+    m pgvision.models,
+    query vector,
+    k integer,
+    label text DEFAULT NULL,
+    filter jsonb DEFAULT NULL,
+    exclude_id bigint DEFAULT NULL,
+    enrolled_only boolean DEFAULT false,
+    ef_search integer DEFAULT NULL,
+    exact boolean DEFAULT false)
+RETURNS TABLE (item_id bigint, distance double precision)
+LANGUAGE plpgsql VOLATILE
+SET search_path FROM CURRENT
+AS $fn$
+DECLARE
+    c_exact_below constant integer := 2000;
+    tbl text := CASE m.kind WHEN 'image' THEN 'image_embeddings' ELSE 'face_embeddings' END;
+    item text := CASE m.kind WHEN 'image' THEN 'image_id' ELSE 'face_id' END;
+    typ text := CASE WHEN m.dims > 2000 THEN 'halfvec' ELSE 'vector' END;
+    op text := CASE m.metric WHEN 'cosine' THEN '<=>' WHEN 'l2' THEN '<->' ELSE '<#>' END;
+    key text;
+    q text;
+    joins text := '';
+    conds text;
+    filtered boolean := label IS NOT NULL OR filter IS NOT NULL OR exclude_id IS NOT NULL OR enrolled_only;
+    matching integer;
+    ids bigint[];
+    dists double precision[];
+    old_ef text := current_setting('hnsw.ef_search', true);
+    old_hnsw_iter text := current_setting('hnsw.iterative_scan', true);
+    old_ivf_iter text := current_setting('ivfflat.iterative_scan', true);
+    old_probes text := current_setting('ivfflat.probes', true);
+BEGIN
+    key := format('e.embedding::%s(%s)', typ, m.dims);
+    q := format('$1::%s(%s)', typ, m.dims);
+    conds := format('e.model_id = %s', m.model_id);
+    IF m.kind = 'face' AND (enrolled_only OR label IS NOT NULL OR filter IS NOT NULL) THEN
+        joins := ' JOIN pgvision.faces f ON f.face_id = e.face_id';
+        IF enrolled_only THEN
+            conds := conds || ' AND f.identity_id IS NOT NULL';
+        END IF;
+        IF label IS NOT NULL OR filter IS NOT NULL THEN
+            joins := joins || ' JOIN pgvision.images i ON i.image_id = f.image_id';
+        END IF;
+    ELSIF m.kind = 'image' AND (label IS NOT NULL OR filter IS NOT NULL) THEN
+        joins := ' JOIN pgvision.images i ON i.image_id = e.image_id';
+    END IF;
+    IF label IS NOT NULL THEN conds := conds || ' AND i.label = $2'; END IF;
+    IF filter IS NOT NULL THEN conds := conds || ' AND i.metadata @> $3'; END IF;
+    IF exclude_id IS NOT NULL THEN conds := conds || format(' AND e.%I <> $4', item); END IF;
+
+    -- 1. A selective filter: exact scan of the few matching rows.
+    IF NOT exact AND (label IS NOT NULL OR filter IS NOT NULL OR enrolled_only) THEN
+        EXECUTE format('SELECT count(*) FROM (SELECT 1 FROM pgvision.%I e%s WHERE %s LIMIT %s) s',
+                       tbl, joins, conds, c_exact_below + 1)
+            INTO matching USING query, label, filter, exclude_id;
+        exact := matching <= c_exact_below;
+    END IF;
+
+    IF NOT exact THEN
+        PERFORM set_config('hnsw.ef_search', least(1000, greatest(coalesce(ef_search, m.ef_search), k))::text, true);
+        PERFORM set_config('ivfflat.probes', coalesce(m.probes, 1)::text, true);
+        PERFORM set_config('hnsw.iterative_scan', CASE WHEN filtered THEN 'relaxed_order' ELSE 'off' END, true);
+        PERFORM set_config('ivfflat.iterative_scan', CASE WHEN filtered THEN 'relaxed_order' ELSE 'off' END, true);
+        -- 2. ANN scan; ORDER BY <key> <op> <query> LIMIT k is the form that uses the
+        --    partial expression index of this model.
+        EXECUTE format(
+            'SELECT array_agg(item_id ORDER BY distance), array_agg(distance ORDER BY distance) FROM ('
+            ' SELECT e.%1$I AS item_id, (%2$s %3$s %4$s)::float8 AS distance'
+            ' FROM pgvision.%5$I e%6$s WHERE %7$s ORDER BY %2$s %3$s %4$s LIMIT $5) s',
+            item, key, op, q, tbl, joins, conds)
+            INTO ids, dists USING query, label, filter, exclude_id, k;
+        PERFORM set_config('hnsw.ef_search', coalesce(old_ef, '40'), true);
+        PERFORM set_config('ivfflat.probes', coalesce(old_probes, '1'), true);
+        PERFORM set_config('hnsw.iterative_scan', coalesce(old_hnsw_iter, 'off'), true);
+        PERFORM set_config('ivfflat.iterative_scan', coalesce(old_ivf_iter, 'off'), true);
+        -- 3. Too few rows from a filtered ANN scan: answer exactly instead.
+        exact := filtered AND coalesce(cardinality(ids), 0) < k;
+    END IF;
+
+    IF exact THEN
+        -- The uncast column does not match the index expression: an exact scan.
+        EXECUTE format(
+            'SELECT array_agg(item_id ORDER BY distance), array_agg(distance ORDER BY distance) FROM ('
+            ' SELECT e.%1$I AS item_id, (e.embedding %2$s $1::vector)::float8 AS distance'
+            ' FROM pgvision.%3$I e%4$s WHERE %5$s ORDER BY 2 LIMIT $5) s',
+            item, op, tbl, joins, conds)
+            INTO ids, dists USING query, label, filter, exclude_id, k;
+    END IF;
+
+    RETURN QUERY SELECT u.id, u.d FROM unnest(ids, dists) AS u(id, d);
+END
+$fn$;
+
+COMMENT ON FUNCTION pgvision._nearest(pgvision.models, vector, integer, text, jsonb, bigint, boolean, integer, boolean) IS
+'Internal: k nearest embeddings of a model (ANN index, iterative scan for filters, exact fallback). Use search_images / identify instead.';

@@ -1,0 +1,20 @@
+-- pgvision.model_stats: every model with its stored embeddings, dims, metric, threshold and
+-- ANN index (name, definition, size in bytes; NULL when not built yet).
+CREATE OR REPLACE VIEW pgvision.model_stats AS
+SELECT m.name AS model, m.kind, m.dims, m.metric, m.is_default,
+       CASE m.kind
+           WHEN 'image' THEN (SELECT count(*) FROM pgvision.image_embeddings e WHERE e.model_id = m.model_id)
+           ELSE (SELECT count(*) FROM pgvision.face_embeddings e WHERE e.model_id = m.model_id)
+       END AS embeddings,
+       m.threshold, m.min_margin, m.index_method, m.ef_search, m.probes,
+       ix.indexname AS index_name, ix.indexdef AS index_definition,
+       pg_relation_size(to_regclass(format('pgvision.%I', ix.indexname))) AS index_bytes
+FROM pgvision.models m
+LEFT JOIN pg_indexes ix
+       ON ix.schemaname = 'pgvision'
+      AND ix.indexname = format('%s_model_%s_%s',
+                                CASE m.kind WHEN 'image' THEN 'image_embeddings' ELSE 'face_embeddings' END,
+                                m.model_id, m.index_method);
+
+COMMENT ON VIEW pgvision.model_stats IS
+'Models with embedding counts, dims, metric, identity threshold and ANN index (name, definition, bytes).';

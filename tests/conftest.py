@@ -1,0 +1,123 @@
+"""A real PostgreSQL with pgvector for every test; never a mock.
+
+Server, in this order (DESIGN.md): ``$PGVISION_TEST_DATABASE_URL`` if set; else a
+``pgvector/pgvector`` container through testcontainers when a Docker daemon answers; else
+the embedded server in a temporary data directory (what CI uses here).
+
+The schema is migrated once into a template database; each test that asks for
+``database_url`` gets a fresh copy (``CREATE DATABASE ... TEMPLATE``, a file copy).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from pgvision import migrate
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+PGVECTOR_IMAGE = "pgvector/pgvector:pg17"
+
+_counter = itertools.count()
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under ../shared; the test is skipped, saying why, when it is absent."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is absent: this test needs the shared research data beside the repository")
+    return path
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker
+
+        docker.from_env(timeout=3).ping()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def server_conninfo(tmp_path_factory):
+    """Conninfo of a superuser connection to the test server's maintenance database."""
+    url = os.environ.get("PGVISION_TEST_DATABASE_URL")
+    if url:
+        yield url
+        return
+    if _docker_answers():
+        from testcontainers.postgres import PostgresContainer
+
+        with PostgresContainer(PGVECTOR_IMAGE, driver=None) as pg:
+            yield pg.get_connection_url()
+        return
+    from pgvision import server
+
+    data = tmp_path_factory.mktemp("pg") / "data"
+    os.chmod(data.parent, 0o755)
+    url = server.start(data)
+    try:
+        yield make_conninfo(url, dbname="postgres")
+    finally:
+        server.stop(data)
+
+
+@pytest.fixture(scope="session")
+def template_db(server_conninfo):
+    """Name of a database migrated to head, used as the template of each test database."""
+    name = f"pgvision_template_{os.getpid()}"
+    with psycopg.connect(server_conninfo, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    migrate.upgrade(make_conninfo(server_conninfo, dbname=name))
+    yield name
+    with psycopg.connect(server_conninfo, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def _fresh_database(server_conninfo: str, template: str | None):
+    name = f"pgvision_test_{os.getpid()}_{next(_counter)}"
+    with psycopg.connect(server_conninfo, autocommit=True) as conn:
+        stmt = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template:
+            stmt = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template))
+        conn.execute(stmt)
+    return name
+
+
+def _drop(server_conninfo: str, name: str) -> None:
+    with psycopg.connect(server_conninfo, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def database_url(server_conninfo, template_db):
+    """Conninfo of a fresh database migrated to head (pgvision schema, SQL API, roles)."""
+    name = _fresh_database(server_conninfo, template_db)
+    yield make_conninfo(server_conninfo, dbname=name)
+    _drop(server_conninfo, name)
+
+
+@pytest.fixture
+def empty_database_url(server_conninfo):
+    """Conninfo of a fresh database with nothing in it (for migration tests)."""
+    name = _fresh_database(server_conninfo, None)
+    yield make_conninfo(server_conninfo, dbname=name)
+    _drop(server_conninfo, name)
+
+
+@pytest.fixture
+def conn(database_url):
+    """A psycopg connection (autocommit, pgvector types registered) to a fresh migrated database."""
+    from pgvision.database import connect
+
+    with connect(database_url, autocommit=True) as c:
+        yield c
