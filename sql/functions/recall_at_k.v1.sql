@@ -38,7 +38,7 @@ DECLARE
     ann bigint[];
     ann_d double precision[];
     truth_d double precision[];
-    found bigint := 0;
+    hits bigint := 0;
     asked bigint := 0;
     n integer := 0;
     kk integer;
@@ -92,11 +92,11 @@ BEGIN
         SELECT count(*) INTO n
             FROM (SELECT a.d FROM unnest(ann, ann_d) AS a(id, d) WHERE a.id <> probe_id ORDER BY a.d LIMIT kk) a
             WHERE a.d <= truth_d[kk] + 1e-3;
-        found := found + n;
+        hits := hits + n;
         asked := asked + kk;
     END LOOP;
     n := asked / kk;
-    RETURN QUERY SELECT m.index_method, kk, n, found::float8 / asked,
+    RETURN QUERY SELECT m.index_method, kk, n, hits::float8 / asked,
         CASE WHEN m.index_method = 'hnsw' THEN least(1000, greatest(coalesce(recall_at_k.ef_search, m.ef_search), kk + 1)) END,
         CASE WHEN m.index_method = 'ivfflat' THEN coalesce(m.probes, 1) END,
         ann_total / n, exact_total / n;

@@ -8,7 +8,8 @@ SELECT m.name AS model, m.kind, m.dims, m.metric, m.is_default,
        END AS embeddings,
        m.threshold, m.min_margin, m.index_method, m.ef_search, m.probes,
        ix.indexname AS index_name, ix.indexdef AS index_definition,
-       pg_relation_size(to_regclass(format('pgvision.%I', ix.indexname))) AS index_bytes
+       CASE WHEN ix.indexname IS NOT NULL
+            THEN pg_relation_size(to_regclass(format('pgvision.%I', ix.indexname))) END AS index_bytes
 FROM pgvision.models m
 LEFT JOIN pg_indexes ix
        ON ix.schemaname = 'pgvision'
