@@ -1,7 +1,7 @@
 """Embedding stage: decoded RGB images -> tensors -> model -> float32 vectors.
 
-* :class:`ModelSpec` is what ``pgvision.models`` records about a model (name, dims,
-  metric, normalisation, preprocessing, weights digest).
+* :class:`ModelSpec` (from :mod:`pgvision.registry`) is what ``pgvision.models`` records
+  about a model (name, dims, metric, normalisation, preprocessing, weights digest).
 * :func:`build_transform` turns a spec's ``preprocessing`` dict into the function that the
   DataLoader workers apply to each image: resize the shorter side, centre-crop, scale to
   [0, 1], standardise per channel. The dict is the single source of truth, stored in the
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -25,35 +24,13 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2 as T
 
-METRICS = ("cosine", "l2", "inner_product")
+from pgvision.registry import METRICS, ModelSpec
+
+__all__ = ["ModelSpec", "ImageEmbedder", "build_transform", "preprocessing_dict", "l2_normalize"]
 
 #: ImageNet channel statistics on the [0, 1] scale, as torchvision's weights use them.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """What the database records about an embedding model (a row of ``pgvision.models``).
-
-    Attributes:
-        name: registered name, e.g. ``efficientnet-lite0``, ``resnet50``.
-        dims: length D of each embedding.
-        metric: ``cosine``, ``l2`` or ``inner_product`` (pgvector's ``<=>``, ``<->``, ``<#>``).
-        normalized: True when stored vectors are L2-normalised (unit length).
-        preprocessing: how images become input tensors, see :func:`build_transform`.
-        weights_sha256: hex SHA-256 of the weights file (``None`` when unknown, e.g.
-            vectors computed elsewhere).
-        kind: ``image`` (this loader) or ``face``.
-    """
-
-    name: str
-    dims: int
-    metric: str
-    normalized: bool
-    preprocessing: dict = field(default_factory=dict)
-    weights_sha256: str | None = None
-    kind: str = "image"
 
 
 def preprocessing_dict(

@@ -32,3 +32,11 @@ def main() -> None:
 from pgvision.cli.db import db  # noqa: E402
 
 main.add_command(db)
+
+from pgvision.cli.load import load, load_vectors  # noqa: E402
+from pgvision.cli.search import search, similar  # noqa: E402
+
+main.add_command(load)
+main.add_command(load_vectors)
+main.add_command(search)
+main.add_command(similar)

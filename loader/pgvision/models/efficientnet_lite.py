@@ -87,6 +87,7 @@ def build(output: str = "features", weights: str | None = None) -> tuple[ModelSp
     else:
         name, dims = f"{NAME}-logits", 1000
     spec = ModelSpec(
+        kind="image",
         name=name,
         dims=dims,
         metric="cosine",

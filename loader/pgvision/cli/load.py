@@ -1,0 +1,192 @@
+"""``pgvision load`` (image folders) and ``pgvision load-vectors`` (vectors computed elsewhere).
+
+Parses options and reports; the work is in :mod:`pgvision.pipeline`.
+"""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from pgvision.cli.common import database_url_option, run_guarded
+
+_CPUS = os.cpu_count() or 1
+
+
+def model_options(func):
+    """``--model``, ``--weights``, ``--output``, ``--dims``, ``--metric``, ``--name``, ``--device``."""
+    options = [
+        click.option(
+            "--model",
+            "model",
+            default="efficientnet-lite0",
+            show_default=True,
+            metavar="NAME",
+            help="efficientnet-lite0 (offline ImageNet weights, 1280-d), any torchvision "
+            "classification model (squeezenet1_1, resnet50, ...), or torchscript:PATH.",
+        ),
+        click.option(
+            "--weights",
+            type=click.Path(exists=True, dir_okay=False),
+            metavar="FILE",
+            help="Local weights (state_dict .pth) instead of the model's default ones "
+            "(torchvision's are downloaded into the torch cache when online).",
+        ),
+        click.option(
+            "--output",
+            type=click.Choice(["features", "logits"]),
+            default="features",
+            show_default=True,
+            help="features: pooled features before the classifier; logits: the class scores "
+            "(registered as NAME-logits).",
+        ),
+        click.option("--dims", type=click.IntRange(1, 16000), metavar="D",
+                     help="Output size of a torchscript:PATH model (required for it)."),
+        click.option("--metric", type=click.Choice(["cosine", "l2", "inner_product"]),
+                     help="Distance of a torchscript:PATH model (required for it); the others use cosine."),
+        click.option("--name", metavar="NAME",
+                     help="Register the model under this name [default: derived from --model and --output]."),
+        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+                     help="Where the model runs; auto = cuda when available."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def build_embedder(model, weights, output, dims, metric, name, device, threads=None):
+    """The :class:`pgvision.embed.ImageEmbedder` the model options describe."""
+    import torch
+
+    from pgvision.models import load_image_model
+
+    if threads:
+        torch.set_num_threads(threads)
+    return load_image_model(model, weights=weights, output=output, dims=dims, metric=metric, name=name, device=device)
+
+
+def open_database(database_url):
+    """Autocommit connection; creates the pgvision schema when it is missing (``db upgrade``)."""
+    from pgvision import migrate
+    from pgvision.database import connect
+    from pgvision.errors import SchemaMissing
+    from pgvision.database import require_schema
+
+    conn = connect(database_url, autocommit=True)
+    try:
+        require_schema(conn)
+    except SchemaMissing:
+        conn.close()
+        click.echo("the database has no pgvision schema yet: creating it (pgvision db upgrade)", err=True)
+        migrate.upgrade(database_url)
+        conn = connect(database_url, autocommit=True)
+    return conn
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@model_options
+@click.option("--batch-size", type=click.IntRange(1, 4096), default=32, show_default=True,
+              help="Images per model call and per database transaction.")
+@click.option("--workers", type=click.IntRange(0, 64), default=min(2, _CPUS), show_default=True,
+              help="Processes that decode and preprocess images (0: in the main process).")
+@click.option("--threads", type=click.IntRange(1, 256), default=None,
+              help=f"Threads the model uses (torch.set_num_threads) [default: torch's, here {_CPUS}].")
+@click.option("--label-from", type=click.Choice(["parent-dir", "none"]), default="parent-dir", show_default=True,
+              help="parent-dir: an image's label is its folder's name; none: no label.")
+@click.option("--limit", type=click.IntRange(1), default=None, metavar="N",
+              help="Only the first N image files found (sorted by path) [default: all].")
+@click.option("--index/--no-index", default=True, show_default=True,
+              help="Build the model's ANN index after loading if it is missing.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar, no per-file skip lines; the summary only.")
+@database_url_option
+@run_guarded
+def load(paths, model, weights, output, dims, metric, name, device, batch_size, workers, threads,
+         label_from, limit, index, quiet, database_url):
+    """Embed the images under PATHS and store them for search; rerun to resume.
+
+    Finds jpg/jpeg/png/webp/bmp/pgm/tiff files recursively; an image is keyed by the SHA-256
+    of its bytes, so files already loaded with this model are skipped without decoding, and
+    a rerun after an interruption loads only the rest. Unusable files (empty, truncated, not
+    an image, decompression bomb) are skipped and counted by reason. At the end: a summary
+    and the seconds spent hashing, decoding, embedding and copying.
+
+    \b
+    Example:
+      pgvision load ../shared/data/imagenet_samples
+      pgvision load ./photos --model resnet50 --weights resnet50.pth --batch-size 64
+      pgvision load ./photos --model torchscript:my.pt --dims 512 --metric cosine
+    """
+    from pgvision.pipeline import load_images
+
+    embedder = build_embedder(model, weights, output, dims, metric, name, device, threads)
+    with open_database(database_url) as conn:
+
+        def on_skip(path, reason, detail):
+            if not quiet:
+                from tqdm import tqdm
+
+                tqdm.write(f"skipped {path}: {reason}" + (f" ({detail})" if detail else ""), file=click.get_text_stream("stderr"))
+
+        summary = load_images(
+            conn,
+            paths,
+            embedder,
+            batch_size=batch_size,
+            workers=workers,
+            label_from=label_from,
+            limit=limit,
+            build_index=index,
+            progress=not quiet,
+            on_skip=on_skip,
+        )
+    click.echo(summary.format())
+
+
+@click.command("load-vectors")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--model", "model", required=True, metavar="NAME",
+              help="Name to register the vectors' model under (e.g. squeezenet1_1-analyticdb).")
+@click.option("--metric", type=click.Choice(["cosine", "l2", "inner_product"]), default="cosine", show_default=True,
+              help="Distance the vectors are compared with.")
+@click.option("--normalize/--no-normalize", default=None,
+              help="L2-normalise before storing [default: yes for cosine, no otherwise].")
+@click.option("--format", "fmt", type=click.Choice(["auto", "npy", "analyticdb"]), default="auto", show_default=True,
+              help="auto: .npy is NumPy, anything else the AnalyticDB text format id|class|{v1,...}.")
+@click.option("--batch-size", type=click.IntRange(1, 1_000_000), default=5000, show_default=True,
+              help="Rows per database transaction.")
+@click.option("--index/--no-index", default=True, show_default=True,
+              help="Build the model's ANN index after loading if it is missing.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar; the summary only.")
+@database_url_option
+@run_guarded
+def load_vectors(file, model, metric, normalize, fmt, batch_size, index, quiet, database_url):
+    """Store vectors computed elsewhere: a .npy file or the AnalyticDB tutorial's text.
+
+    FILE.npy is an (N, D) array; FILE.ids.txt, FILE.labels.txt and FILE.uris.txt beside it
+    (one line per row) are read when present. A text file holds id|class|{v1,v2,...} lines.
+    Rerunning with the same file adds nothing.
+
+    \b
+    Example:
+      pgvision load-vectors features.npy --model my-features --metric cosine
+      pgvision load-vectors cifar_squeezenet.txt --model squeezenet1_1-analyticdb --metric l2
+    """
+    from pgvision.pipeline import load_vectors as run_load_vectors
+    from pgvision.registry import ModelSpec
+    from pgvision.vectors_io import read_vectors
+
+    vector_set = read_vectors(file, fmt)
+    normalized = (metric == "cosine") if normalize is None else normalize
+    spec = ModelSpec(
+        name=model,
+        kind="image",
+        dims=int(vector_set.vectors.shape[1]),
+        metric=metric,
+        normalized=normalized,
+        preprocessing={"source": "load-vectors", "file": os.path.basename(file)},
+    )
+    with open_database(database_url) as conn:
+        summary = run_load_vectors(conn, vector_set, spec, batch_size=batch_size, build_index=index, progress=not quiet)
+    click.echo(summary.format())

@@ -1,0 +1,146 @@
+"""``pgvision search IMAGE`` and ``pgvision similar IMAGE_ID``: the SQL API from a shell.
+
+``search`` embeds the probe image here with the model it names and calls
+``pgvision.search_images``; ``similar`` calls ``pgvision.similar_images`` on a stored image.
+Both print a table (nearest first) or, with ``--json``, a JSON array of objects with the
+function's columns.
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from pgvision.cli.common import database_url_option, run_guarded
+from pgvision.cli.load import build_embedder, model_options
+
+COLUMNS = ("image_id", "distance", "similarity", "label", "uri")
+
+
+def search_options(func):
+    options = [
+        click.option("-k", "k", type=int, default=10, show_default=True, help="Rows wanted (1..1000)."),
+        click.option("--label", metavar="LABEL", help="Only images with this label [default: all]."),
+        click.option("--ef-search", type=int, default=None, metavar="N",
+                     help="HNSW candidate list size (recall/speed) [default: the model's, 40]."),
+        click.option("--json", "as_json", is_flag=True, help="Print a JSON array instead of a table."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def format_table(rows: list[dict]) -> str:
+    """Fixed-width text table of hits (columns :data:`COLUMNS`)."""
+    if not rows:
+        return "(no rows)"
+    cells = [[_cell(r[c]) for c in COLUMNS] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(COLUMNS)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    for row in cells:
+        lines.append("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+    return "\n".join(lines)
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def _report(rows: list[dict], as_json: bool) -> None:
+    click.echo(json.dumps(rows, indent=2) if as_json else format_table(rows))
+
+
+def _fetch(conn, query: str, params: dict) -> list[dict]:
+    from psycopg.rows import dict_row
+
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(query, params).fetchall()
+
+
+@click.command()
+@click.argument("image", type=click.Path(exists=True, dir_okay=False))
+@search_options
+@model_options
+@database_url_option
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but the results.")
+@run_guarded
+def search(image, k, label, ef_search, as_json, model, weights, output, dims, metric, name, device,
+           database_url, quiet):
+    """Find the stored images nearest to IMAGE (a file), nearest first.
+
+    The probe is embedded here with the same model options as `pgvision load` (the model's
+    registered dims and weights digest must match), then pgvision.search_images runs.
+
+    \b
+    Example:
+      pgvision search ./query.jpg -k 5
+      pgvision search ./query.jpg --label tench --json
+    """
+    from pgvision.database import connect, require_schema
+    from pgvision.errors import ModelMismatch
+    from pgvision.images import ImageSkipped
+    from pgvision.pipeline import embed_files
+    from pgvision.registry import get_model
+
+    embedder = build_embedder(model, weights, output, dims, metric, name, device)
+    spec = embedder.spec
+    try:
+        probe = embed_files(embedder, [image])[0]
+    except ImageSkipped as exc:
+        raise click.ClickException(f"cannot use {image} as a probe: {exc}") from None
+    with connect(database_url, autocommit=True) as conn:
+        require_schema(conn)
+        row = get_model(conn, spec.name)
+        if row["dims"] != spec.dims or (
+            row["weights_sha256"] and spec.weights_sha256 and row["weights_sha256"] != spec.weights_sha256
+        ):
+            raise ModelMismatch(
+                f"model {spec.name!r} is stored with {row['dims']}-d vectors (weights "
+                f"{str(row['weights_sha256'])[:12]}) but this probe was embedded with {spec.dims}-d "
+                f"(weights {str(spec.weights_sha256)[:12]}): pass the --weights/--model used to load it"
+            )
+        from pgvector import Vector
+
+        rows = _fetch(
+            conn,
+            "SELECT image_id, distance, similarity, label, uri FROM pgvision.search_images("
+            "%(q)s, k => %(k)s, model => %(model)s, label => %(label)s, ef_search => %(ef)s)",
+            {"q": Vector(probe), "k": k, "model": spec.name, "label": label, "ef": ef_search},
+        )
+    _report(rows, as_json)
+
+
+@click.command()
+@click.argument("image_id", type=int)
+@search_options
+@click.option("--model", metavar="NAME", default=None,
+              help="Registered model name [default: the default image model].")
+@database_url_option
+@run_guarded
+def similar(image_id, k, label, ef_search, as_json, model, database_url):
+    """Find the stored images nearest to stored image IMAGE_ID (itself excluded).
+
+    Runs pgvision.similar_images, the function a BI tool calls with no vector in hand.
+
+    \b
+    Example:
+      pgvision similar 42 -k 5
+      pgvision similar 42 --model resnet50 --json
+    """
+    from pgvision.database import connect, require_schema
+
+    with connect(database_url, autocommit=True) as conn:
+        require_schema(conn)
+        rows = _fetch(
+            conn,
+            "SELECT image_id, distance, similarity, label, uri FROM pgvision.similar_images("
+            "%(id)s, k => %(k)s, model => %(model)s, label => %(label)s, ef_search => %(ef)s)",
+            {"id": image_id, "k": k, "model": model, "label": label, "ef": ef_search},
+        )
+    _report(rows, as_json)

@@ -1,0 +1,426 @@
+"""The loader's pipeline: image files -> tensors -> embeddings -> binary COPY, per batch.
+
+Stages (DESIGN.md, "The data flow"):
+
+1. **hash**: every file found is read once and keyed by the SHA-256 of its bytes (a thread
+   pool; hashing runs at disk speed). Digests already embedded for this model
+   (``pg_copy.loaded_sha256``) are dropped here, so a rerun never decodes or embeds them
+   again; a second file with the same bytes is counted as a duplicate.
+2. **decode/preprocess**: ``torch.utils.data.DataLoader`` workers read, decode
+   (:func:`pgvision.images.decode_image`: upright RGB, bad files become skip reasons) and
+   transform (:func:`pgvision.embed.build_transform`) the rest, ``batch_size`` at a time.
+3. **embed**: the main process runs the model on each batch under ``torch.inference_mode``
+   (``channels_last``), L2-normalising for cosine models.
+4. **copy**: ``pg_copy.copy_image_embeddings`` stores the batch in one transaction
+   (advisory lock per model, upsert of images, binary COPY of embeddings). A batch lands
+   whole or not at all: a killed loader loses nothing it committed, and two loaders on
+   the same folder never store a row twice.
+5. **index**: ``indexes.ensure_index`` builds the model's ANN index once data is there
+   (pgvector: build after the bulk load).
+
+Timings: ``hash``, ``decode`` (seconds summed over workers: CPU time, which overlaps the
+main process when ``workers > 0``), ``wait`` (main process waiting for decoded batches),
+``embed``, ``copy``, ``index`` and ``total`` (wall clock), all in seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+import psycopg
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from pgvision import indexes, pg_copy, registry
+from pgvision.embed import ImageEmbedder
+from pgvision.errors import DatabaseUnreachable
+from pgvision.images import SKIP_REASONS, ImageSkipped, decode_image, find_images, sha256_bytes, sha256_file
+from pgvision.pg_copy import ImageRecord
+
+LABEL_FROM = ("parent-dir", "none")
+
+#: How many digests one ``loaded_sha256`` query checks.
+_LOOKUP_CHUNK = 5000
+
+
+@dataclass
+class LoadSummary:
+    """What a load did.
+
+    Attributes:
+        model: registered model name; model_id: its ``pgvision.models.model_id``.
+        found: image files found (after ``limit``).
+        loaded: embeddings written by this run.
+        already_present: files whose image was already embedded with this model (before
+            this run, or by a concurrent loader meanwhile).
+        duplicates: files with the same bytes as another file of this run.
+        skipped: ``{reason: count}`` of files that could not be used (see
+            :data:`pgvision.images.SKIP_REASONS`).
+        skipped_files: ``[(path, reason, detail)]``, in the order met.
+        seconds: stage timings in seconds (see the module docstring).
+        index: name of the model's ANN index (None when not built).
+    """
+
+    model: str
+    model_id: int
+    found: int = 0
+    loaded: int = 0
+    already_present: int = 0
+    duplicates: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    skipped_files: list[tuple[str, str, str]] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    index: str | None = None
+
+    def format(self) -> str:
+        """One-paragraph summary, e.g. ``loaded 98, already present 2, skipped 3: 2 truncated, ...``."""
+        parts = [f"loaded {self.loaded}", f"already present {self.already_present}"]
+        if self.duplicates:
+            parts.append(f"duplicate files {self.duplicates}")
+        skipped = sum(self.skipped.values())
+        text = ", ".join(parts) + f", skipped {skipped}"
+        if skipped:
+            order = {r: i for i, r in enumerate(SKIP_REASONS)}
+            reasons = sorted(self.skipped.items(), key=lambda kv: order.get(kv[0], len(order)))
+            text += ": " + ", ".join(f"{n} {r}" for r, n in reasons)
+        s = self.seconds
+        text += (
+            f"\nmodel {self.model} (model_id {self.model_id}); {self.found} files; seconds: "
+            + ", ".join(f"{k} {s[k]:.1f}" for k in ("hash", "decode", "wait", "embed", "copy", "index", "total") if k in s)
+        )
+        if self.loaded and s.get("total"):
+            text += f"; {self.loaded / s['total']:.1f} img/s"
+        return text
+
+
+@dataclass(frozen=True)
+class _Item:
+    path: str
+    sha256: bytes
+
+
+@dataclass
+class _Decoded:
+    tensor: torch.Tensor | None
+    record: ImageRecord | None
+    path: str
+    skip_reason: str | None = None
+    skip_detail: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class _Batch:
+    tensor: torch.Tensor | None
+    records: list[ImageRecord]
+    skipped: list[tuple[str, str, str]]
+    decode_seconds: float
+
+
+class ImageFileDataset(Dataset):
+    """Decoded, preprocessed images for a DataLoader (one item = one file).
+
+    Args:
+        items: ``(path, sha256)`` pairs to read.
+        transform: ``PIL.Image -> (3, H, W) float32 tensor`` (``ImageEmbedder.transform``).
+        draft_size: JPEG DCT-scaling target (the preprocessing's resize), see
+            :func:`pgvision.images.decode_image`.
+        label_from: ``parent-dir`` (the folder name is the label) or ``none``.
+    """
+
+    def __init__(self, items: Sequence[_Item], transform, draft_size: int | None, label_from: str) -> None:
+        self.items = list(items)
+        self.transform = transform
+        self.draft_size = draft_size
+        self.label_from = label_from
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> _Decoded:
+        item = self.items[index]
+        start = time.perf_counter()
+        path = Path(item.path)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            return _Decoded(None, None, item.path, "unreadable", str(exc), time.perf_counter() - start)
+        # The file may have changed since it was hashed: key it by the bytes decoded here.
+        digest = item.sha256 if sha256_bytes(data) == item.sha256 else sha256_bytes(data)
+        try:
+            decoded = decode_image(data, draft_size=self.draft_size)
+            tensor = self.transform(decoded.image)
+        except ImageSkipped as exc:
+            return _Decoded(None, None, item.path, exc.reason, exc.detail, time.perf_counter() - start)
+        metadata = dict(decoded.metadata, bytes=len(data))
+        record = ImageRecord(
+            sha256=digest,
+            uri=path.as_uri(),
+            label=path.parent.name if self.label_from == "parent-dir" else None,
+            width=decoded.width,
+            height=decoded.height,
+            metadata=metadata,
+        )
+        return _Decoded(tensor, record, item.path, seconds=time.perf_counter() - start)
+
+
+def collate_decoded(items: list[_Decoded]) -> _Batch:
+    """DataLoader ``collate_fn``: stack the good tensors, keep the skips aside."""
+    good = [it for it in items if it.tensor is not None]
+    return _Batch(
+        tensor=torch.stack([it.tensor for it in good]) if good else None,
+        records=[it.record for it in good],
+        skipped=[(it.path, it.skip_reason, it.skip_detail) for it in items if it.tensor is None],
+        decode_seconds=sum(it.seconds for it in items),
+    )
+
+
+def hash_files(paths: Sequence[Path], threads: int = 4) -> list[tuple[Path, bytes | None, str]]:
+    """SHA-256 of each file, in order: ``(path, digest, "")`` or ``(path, None, error)``."""
+
+    def one(path: Path):
+        try:
+            return path, sha256_file(path), ""
+        except OSError as exc:
+            return path, None, str(exc)
+
+    if not paths:
+        return []
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        return list(pool.map(one, paths))
+
+
+def _lost(exc: Exception, loaded: int, remaining: int) -> DatabaseUnreachable:
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return DatabaseUnreachable(
+        f"lost the database connection during the load ({reason}); {loaded} images of this run are "
+        f"committed and safe, {remaining} are not loaded yet: rerun the same command to load the rest"
+    )
+
+
+def load_images(
+    conn: psycopg.Connection,
+    paths: Iterable[str | os.PathLike],
+    embedder: ImageEmbedder,
+    *,
+    batch_size: int = 32,
+    workers: int = 1,
+    label_from: str = "parent-dir",
+    limit: int | None = None,
+    build_index: bool = True,
+    progress: bool = True,
+    on_skip: Callable[[str, str, str], None] | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> LoadSummary:
+    """Load image files into ``pgvision.images`` / ``image_embeddings``; idempotent.
+
+    Args:
+        conn: connection from :func:`pgvision.database.connect` in **autocommit** mode (each
+            batch commits on its own).
+        paths: files and folders (walked recursively, see :func:`pgvision.images.find_images`).
+        embedder: the model (:func:`pgvision.models.load_image_model`).
+        batch_size: images per model call and per transaction (default 32).
+        workers: DataLoader worker processes that decode (0: decode in this process).
+        label_from: ``parent-dir`` or ``none``.
+        limit: only the first ``limit`` files found (sorted), loaded or not.
+        build_index: build the model's ANN index at the end if it is missing.
+        progress: show a tqdm progress bar (images/s, ETA) on stderr.
+        on_skip: called with ``(path, reason, detail)`` for each skipped file.
+        on_batch: called with the number of embeddings this run has committed, after each batch.
+
+    Returns:
+        :class:`LoadSummary`.
+
+    Raises:
+        pgvision.errors.ModelMismatch: the model name is registered with other dims, metric
+            or weights; nothing is written.
+        pgvision.errors.DatabaseUnreachable: the connection was lost mid-load; what was
+            committed stays, a rerun loads the rest.
+        FileNotFoundError: a path does not exist.
+        ValueError: ``label_from``, ``batch_size`` or ``workers`` out of range.
+    """
+    if label_from not in LABEL_FROM:
+        raise ValueError(f"--label-from must be parent-dir or none, got {label_from!r}")
+    if batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
+    if workers < 0:
+        raise ValueError(f"--workers must be 0 or more, got {workers}")
+    t_start = time.perf_counter()
+    spec = embedder.spec
+    model_id = registry.register_model(conn, spec)
+    summary = LoadSummary(model=spec.name, model_id=model_id)
+    seconds = {"hash": 0.0, "decode": 0.0, "wait": 0.0, "embed": 0.0, "copy": 0.0, "index": 0.0}
+
+    def skip(path: str, reason: str, detail: str) -> None:
+        summary.skipped[reason] += 1
+        summary.skipped_files.append((path, reason, detail))
+        if on_skip:
+            on_skip(path, reason, detail)
+
+    # 1. hash, drop what is loaded already and in-run duplicates.
+    t = time.perf_counter()
+    files = find_images(paths, limit=limit)
+    summary.found = len(files)
+    hashed = hash_files(files)
+    todo: list[_Item] = []
+    seen: set[bytes] = set()
+    for path, digest, error in hashed:
+        if digest is None:
+            skip(str(path), "unreadable", error)
+        elif digest in seen:
+            summary.duplicates += 1
+        else:
+            seen.add(digest)
+            todo.append(_Item(str(path), digest))
+    present: set[bytes] = set()
+    digests = [it.sha256 for it in todo]
+    for i in range(0, len(digests), _LOOKUP_CHUNK):
+        present |= pg_copy.loaded_sha256(conn, model_id, digests[i : i + _LOOKUP_CHUNK])
+    summary.already_present = len(present)
+    todo = [it for it in todo if it.sha256 not in present]
+    seconds["hash"] = time.perf_counter() - t
+
+    # 2-4. decode in workers, embed here, copy per batch.
+    dataset = ImageFileDataset(todo, embedder.transform, spec.preprocessing.get("resize"), label_from)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=collate_decoded,
+        pin_memory=embedder.device.type == "cuda",
+        persistent_workers=False,
+        prefetch_factor=4 if workers > 0 else None,
+    )
+    bar = tqdm(total=len(todo), unit="img", disable=not progress, desc=f"loading ({spec.name})", smoothing=0.1)
+    done = 0
+    try:
+        batches = iter(loader)
+        while True:
+            t = time.perf_counter()
+            try:
+                batch = next(batches)
+            except StopIteration:
+                break
+            seconds["wait"] += time.perf_counter() - t
+            seconds["decode"] += batch.decode_seconds
+            for path, reason, detail in batch.skipped:
+                skip(path, reason, detail)
+            if batch.tensor is not None:
+                t = time.perf_counter()
+                vectors = embedder.embed_batch(batch.tensor)
+                seconds["embed"] += time.perf_counter() - t
+                t = time.perf_counter()
+                try:
+                    written = pg_copy.copy_image_embeddings(conn, model_id, batch.records, vectors, dims=spec.dims)
+                except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                    raise _lost(exc, summary.loaded, len(todo) - done) from None
+                seconds["copy"] += time.perf_counter() - t
+                summary.loaded += written
+                summary.already_present += len(batch.records) - written  # a concurrent loader won
+                if on_batch:
+                    on_batch(summary.loaded)
+            n = len(batch.records) + len(batch.skipped)
+            done += n
+            bar.update(n)
+    finally:
+        bar.close()
+
+    # 5. index.
+    if build_index:
+        t = time.perf_counter()
+        try:
+            summary.index = indexes.ensure_index(conn, model_id)
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            raise _lost(exc, summary.loaded, 0) from None
+        seconds["index"] = time.perf_counter() - t
+    seconds["total"] = time.perf_counter() - t_start
+    summary.seconds = seconds
+    return summary
+
+
+def embed_files(embedder: ImageEmbedder, paths: Sequence[str | os.PathLike]) -> np.ndarray:
+    """Embed a few image files in this process (the search command's probe).
+
+    Returns:
+        ``(len(paths), D)`` float32 array, as stored (normalised for cosine models).
+
+    Raises:
+        pgvision.images.ImageSkipped: a file cannot be used (its reason).
+        OSError: a file cannot be read.
+    """
+    images = []
+    for p in paths:
+        decoded = decode_image(Path(p).read_bytes(), draft_size=embedder.spec.preprocessing.get("resize"))
+        images.append(decoded.image)
+    return embedder.embed_images(images)
+
+
+def load_vectors(
+    conn: psycopg.Connection,
+    vector_set,
+    spec,
+    *,
+    batch_size: int = 5000,
+    build_index: bool = True,
+    progress: bool = True,
+) -> LoadSummary:
+    """Store vectors computed elsewhere (:class:`pgvision.vectors_io.VectorSet`); idempotent.
+
+    Args:
+        conn: autocommit connection (each batch commits on its own).
+        vector_set: what :func:`pgvision.vectors_io.read_vectors` returned.
+        spec: the :class:`pgvision.registry.ModelSpec` to register them under; vectors are
+            L2-normalised first when ``spec.normalized``.
+        batch_size: rows per transaction (default 5,000).
+
+    Returns:
+        :class:`LoadSummary` (``decode`` is the file's parse time, not counted here).
+
+    Raises:
+        pgvision.errors.ModelMismatch: ``spec.name`` exists with other dims or metric.
+        pgvision.errors.DatabaseUnreachable: connection lost; a rerun loads the rest.
+    """
+    from pgvision.embed import l2_normalize
+
+    t_start = time.perf_counter()
+    model_id = registry.register_model(conn, spec)
+    summary = LoadSummary(model=spec.name, model_id=model_id, found=len(vector_set.ids))
+    seconds = {"embed": 0.0, "copy": 0.0, "index": 0.0}
+    records = vector_set.records()
+    vectors = l2_normalize(vector_set.vectors) if spec.normalized else vector_set.vectors
+    bar = tqdm(total=len(records), unit="vec", disable=not progress, desc=f"loading vectors ({spec.name})")
+    try:
+        for i in range(0, len(records), batch_size):
+            chunk, emb = records[i : i + batch_size], vectors[i : i + batch_size]
+            t = time.perf_counter()
+            try:
+                present = pg_copy.loaded_sha256(conn, model_id, [r.sha256 for r in chunk])
+                keep = [j for j, r in enumerate(chunk) if r.sha256 not in present]
+                written = pg_copy.copy_image_embeddings(
+                    conn, model_id, [chunk[j] for j in keep], emb[keep], dims=spec.dims
+                ) if keep else 0
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                raise _lost(exc, summary.loaded, len(records) - i) from None
+            seconds["copy"] += time.perf_counter() - t
+            summary.loaded += written
+            summary.already_present += len(present)
+            summary.duplicates += len(keep) - written
+            bar.update(len(chunk))
+    finally:
+        bar.close()
+    if build_index:
+        t = time.perf_counter()
+        summary.index = indexes.ensure_index(conn, model_id)
+        seconds["index"] = time.perf_counter() - t
+    seconds["total"] = time.perf_counter() - t_start
+    summary.seconds = seconds
+    return summary
