@@ -83,8 +83,19 @@ def index_ddl(model: dict[str, Any], *, concurrently: bool = True) -> sql.Compos
 
 
 def index_exists(conn: psycopg.Connection, model: dict[str, Any]) -> bool:
-    row = conn.execute("SELECT to_regclass(%s)", (f"pgvision.{index_name(model)}",)).fetchone()
-    return row[0] is not None
+    """True when the model's index exists and is valid.
+
+    An index left INVALID by an interrupted ``CREATE INDEX CONCURRENTLY`` is dropped, so
+    that the next build starts clean (PostgreSQL docs, "Building Indexes Concurrently").
+    """
+    row = conn.execute(
+        "SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = to_regclass(%s)",
+        (f"pgvision.{index_name(model)}",),
+    ).fetchone()
+    if row is not None and not row[0]:
+        drop_index(conn, model)
+        return False
+    return row is not None
 
 
 def drop_index(conn: psycopg.Connection, model: dict[str, Any], method: str | None = None) -> None:

@@ -7,6 +7,7 @@ repository (so plain ``alembic upgrade head`` works there); in an installed whee
 
 from __future__ import annotations
 
+import sys
 from importlib import resources
 from pathlib import Path
 
@@ -75,7 +76,7 @@ def make_config(database_url: str | None, extra_version_dirs: list[Path] | None 
     """
     from pgvision.database import resolve_url
 
-    cfg = Config()
+    cfg = Config(stdout=sys.stdout)  # Alembic's default is the sys.stdout of import time
     cfg.set_main_option("script_location", str(alembic_dir()))
     dirs = [alembic_dir() / "versions", *(extra_version_dirs or [])]
     cfg.set_main_option("version_locations", " ".join(str(d) for d in dirs))
@@ -100,3 +101,45 @@ def current(database_url: str | None = None, extra_version_dirs=None) -> None:
 
 def history(database_url: str | None = None, extra_version_dirs=None) -> None:
     command.history(make_config(database_url, extra_version_dirs), verbose=True)
+
+
+def add_model(op, spec, *, method: str = "hnsw", m: int = 16, ef_construction: int = 64,
+              lists: int | None = None, ef_search: int = 40) -> None:
+    """Register a model and build its ANN index, inside a deployment's own migration.
+
+    Use it in an Alembic revision of your own (see README, "Adding a model in your own
+    migration"); run it with ``pgvision db upgrade --versions-dir DIR``. The model row is
+    committed first, then the index is built with ``CREATE INDEX CONCURRENTLY`` in an
+    autocommit block, so loads of other models are not blocked while it builds.
+
+    Args:
+        op: ``alembic.op``.
+        spec: a :class:`pgvision.registry.ModelSpec`.
+        method: ``hnsw`` (default), ``ivfflat`` (built once rows exist) or ``none``.
+        m, ef_construction: HNSW parameters (pgvector defaults 16 and 64).
+        lists: IVFFlat lists; default from the row count when it is built.
+        ef_search: the model's default HNSW search list (``search_images`` uses it).
+    """
+    from pgvision.indexes import ensure_index
+    from pgvision.registry import register_model
+
+    conn = op.get_bind().connection.dbapi_connection
+    model_id = register_model(conn, spec)
+    conn.execute(
+        "UPDATE pgvision.models SET index_method = %s, hnsw_m = %s, hnsw_ef_construction = %s, "
+        "ivfflat_lists = %s, ef_search = %s WHERE model_id = %s",
+        (method, m, ef_construction, lists, ef_search, model_id),
+    )
+    with op.get_context().autocommit_block():
+        ensure_index(op.get_bind().connection.dbapi_connection, model_id)
+
+
+def drop_model(op, name: str) -> None:
+    """Undo :func:`add_model`: drop the model's index, then its row and embeddings."""
+    from pgvision.indexes import drop_index
+    from pgvision.registry import get_model
+
+    conn = op.get_bind().connection.dbapi_connection
+    model = get_model(conn, name)
+    drop_index(conn, model)
+    conn.execute("DELETE FROM pgvision.models WHERE model_id = %s", (model["model_id"],))

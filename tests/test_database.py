@@ -1,0 +1,145 @@
+"""Where the database is: clear one-line errors for a stopped server or a server without
+pgvector, and the `pgvision db` commands on the embedded server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+from pgvision import migrate
+from pgvision.cli import main
+from pgvision.database import connect
+from pgvision.errors import DatabaseUnreachable, ExtensionMissing
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_stopped_server_gives_one_line_with_url_and_fix(tmp_path):
+    url = f"postgresql://postgres@/pgvision?host={tmp_path}"
+    with pytest.raises(DatabaseUnreachable) as err:
+        connect(url)
+    msg = str(err.value)
+    assert msg.startswith(f"cannot connect to {url}: ")
+    assert msg.endswith("start that server, fix DATABASE_URL, or unset it to use the embedded server (pgvision db start)")
+    assert "\n" not in msg
+
+
+def test_password_is_not_printed(tmp_path):
+    with pytest.raises(DatabaseUnreachable) as err:
+        connect(f"postgresql://app:s3cret@/db?host={tmp_path}")
+    assert "s3cret" not in str(err.value)
+    assert "postgresql://app:***@/db" in str(err.value)
+
+
+def test_cli_reports_unreachable_server_on_one_line(tmp_path):
+    result = CliRunner().invoke(main, ["db", "upgrade", "--database-url", f"postgresql://postgres@/x?host={tmp_path}"])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: cannot connect to postgresql://postgres@/x?host=")
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def _debian_pg_bin() -> Path | None:
+    for initdb in sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), reverse=True):
+        return initdb.parent
+    return None
+
+
+@pytest.fixture
+def server_without_pgvector():
+    """A real PostgreSQL without pgvector: Debian's packaged server (bookworm has no pgvector)."""
+    bindir = _debian_pg_bin()
+    if bindir is None or (bindir.parent.parent.parent / "share" / "postgresql" / bindir.parent.name / "extension" / "vector.control").exists():
+        pytest.skip("needs a Debian PostgreSQL without pgvector (apt install postgresql) to prove the error")
+    run_as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    top = Path(tempfile.mkdtemp(prefix="pgv-nopgvector-"))  # pytest's tmp is 0700: postgres could not enter
+    os.chmod(top, 0o755)
+    data, sock = top / "pgdata", top / "sock"
+    for d in (data, sock):
+        d.mkdir()
+        if run_as:
+            shutil.chown(d, "postgres", "postgres")
+    subprocess.run(run_as + [str(bindir / "initdb"), "-D", str(data), "--auth=trust", "-U", "postgres"],
+                   check=True, capture_output=True)
+    subprocess.run(run_as + [str(bindir / "pg_ctl"), "-D", str(data), "-w", "-o", f"-h '' -k {sock}",
+                             "-l", str(data / "log"), "start"], check=True, capture_output=True)
+    try:
+        yield f"postgresql://postgres@/postgres?host={sock}"
+    finally:
+        subprocess.run(run_as + [str(bindir / "pg_ctl"), "-D", str(data), "-w", "-m", "immediate", "stop"],
+                       capture_output=True)
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def test_server_without_pgvector_is_refused_and_nothing_is_created(server_without_pgvector):
+    url = server_without_pgvector
+    with pytest.raises(ExtensionMissing) as err:
+        migrate.upgrade(url)
+    assert str(err.value).startswith(f"the server at {url} has no pgvector extension: install it (Debian/Ubuntu: apt install postgresql-<major>-pgvector;")
+    with psycopg.connect(url) as c:
+        assert c.execute("SELECT count(*) FROM pg_namespace WHERE nspname = 'pgvision'").fetchone()[0] == 0
+        assert c.execute("SELECT to_regclass('public.pgvision_alembic_version')").fetchone()[0] is None
+
+
+def test_db_commands_on_an_embedded_server(tmp_path):
+    env = {"PGVISION_DATA_DIR": str(tmp_path / "pg")}
+    os.chmod(tmp_path, 0o755)
+    runner = CliRunner()
+    try:
+        status = runner.invoke(main, ["db", "status"], env=env)
+        assert status.exit_code == 0 and "initialised:    no" in status.output
+        url = runner.invoke(main, ["db", "url"], env=env)
+        assert url.exit_code == 0
+        assert url.output.strip() == f"postgresql://postgres@/pgvision?host={tmp_path / 'pg'}"
+        up = runner.invoke(main, ["db", "upgrade"], env=env)
+        assert up.exit_code == 0, up.output
+        with psycopg.connect(url.output.strip()) as c:
+            assert c.execute("SELECT count(*) FROM pgvision.models").fetchone()[0] == 0
+            assert c.execute("SHOW maintenance_work_mem").fetchone()[0] == "1GB"
+        cur = runner.invoke(main, ["db", "current"], env=env)
+        assert "0001" in cur.output
+        assert "running:        yes" in runner.invoke(main, ["db", "status"], env=env).output
+    finally:
+        stop = runner.invoke(main, ["db", "stop"], env=env)
+    assert stop.exit_code == 0
+    assert "running:        no" in runner.invoke(main, ["db", "status"], env=env).output
+
+
+@pytest.mark.slow
+def test_wheel_carries_migrations_and_sql(tmp_path):
+    """A non-editable wheel install runs `pgvision db upgrade` with no checkout around."""
+    wheels = tmp_path / "wheels"
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(REPO)],
+                           capture_output=True, text=True)
+    if build.returncode != 0:
+        pytest.skip(f"could not build the wheel here (needs hatchling from the package index): {build.stderr[-300:]}")
+    wheel = next(wheels.glob("pgvision-*.whl"))
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)], check=True)
+    assert (site / "pgvision" / "_alembic" / "versions" / "0001_schema.py").exists()
+    assert (site / "pgvision" / "_sql" / "functions" / "search_images.v1.sql").exists()
+    assert not (site / "alembic").exists()  # `import alembic` stays the library
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    os.chmod(tmp_path, 0o755)
+    env = {**os.environ, "PYTHONPATH": str(site), "PGVISION_DATA_DIR": str(tmp_path / "pg")}
+    env.pop("DATABASE_URL", None)
+    code = ("import sys, pgvision.migrate as m; assert str(m.alembic_dir()).startswith(sys.argv[1]), m.alembic_dir(); "
+            "from pgvision.cli import main; main(['db', 'upgrade'])")
+    try:
+        run = subprocess.run([sys.executable, "-c", code, str(site)], cwd=work, env=env, capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+        url = subprocess.run([sys.executable, "-c", "from pgvision.cli import main; main(['db', 'url'])"],
+                             cwd=work, env=env, capture_output=True, text=True).stdout.strip()
+        with psycopg.connect(url) as c:
+            assert c.execute("SELECT count(*) FROM pg_proc WHERE proname = 'search_images'").fetchone()[0] == 1
+    finally:
+        subprocess.run([sys.executable, "-c", "from pgvision.cli import main; main(['db', 'stop'])"],
+                       cwd=work, env=env, capture_output=True)
