@@ -222,13 +222,13 @@ def _to_rgb(im: Image.Image) -> Image.Image:
         # "I" from a 16-bit PNG/PGM/TIFF holds 0..65535; a genuinely 8-bit range stays as is.
         scale = 255.0 / 65535.0 if mode.startswith("I;16") or arr.max(initial=0) > 255 else 1.0
         gray = np.clip(np.rint(arr * scale), 0, 255).astype(np.uint8)
-        return Image.fromarray(gray, mode="L").convert("RGB")
+        return Image.fromarray(gray).convert("RGB")
     if mode == "F":
         arr = np.asarray(im, dtype=np.float64)
         if arr.size and np.nanmax(arr) <= 1.0:
             arr = arr * 255.0
         gray = np.clip(np.rint(np.nan_to_num(arr)), 0, 255).astype(np.uint8)
-        return Image.fromarray(gray, mode="L").convert("RGB")
+        return Image.fromarray(gray).convert("RGB")
     if mode == "P" and "transparency" in im.info or mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         rgba = im.convert("RGBA")
         background = Image.new("RGBA", rgba.size, BACKGROUND_RGB + (255,))
