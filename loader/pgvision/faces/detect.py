@@ -20,7 +20,6 @@ The model files ship in PyPI ``face-recognition-models`` (CC0). Its ``__init__``
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,50 +66,6 @@ def model_file(name: str) -> Path:
         f"{name} is missing from face-recognition-models; reinstall it: "
         "pip install --force-reinstall face-recognition-models==0.3.0"
     )
-
-
-@dataclass(frozen=True)
-class Image:
-    """A decoded photo, RGB.
-
-    Attributes:
-        pixels: (H, W, 3) uint8 RGB, EXIF orientation applied; grayscale and palette images
-            are converted to RGB.
-        sha256: 32 bytes, of the file's bytes (the key of ``pgvision.images``).
-        uri: where it was read from.
-    """
-
-    pixels: np.ndarray
-    sha256: bytes
-    uri: str
-
-    @property
-    def width(self) -> int:
-        return int(self.pixels.shape[1])
-
-    @property
-    def height(self) -> int:
-        return int(self.pixels.shape[0])
-
-
-def read_image(path: str | Path) -> Image:
-    """Read one photo for face detection.
-
-    Raises:
-        OSError: the file cannot be read or is not an image PIL can decode
-            (``PIL.UnidentifiedImageError`` is an ``OSError``).
-    """
-    from PIL import Image as PILImage
-    from PIL import ImageOps
-
-    path = Path(path)
-    data = path.read_bytes()
-    import io
-
-    with PILImage.open(io.BytesIO(data)) as img:
-        img = ImageOps.exif_transpose(img)
-        pixels = np.asarray(img.convert("RGB"), dtype=np.uint8)
-    return Image(np.ascontiguousarray(pixels), hashlib.sha256(data).digest(), str(path.resolve()))
 
 
 @dataclass(frozen=True)
@@ -190,7 +145,7 @@ class FaceDetector:
         """Find the faces of one photo, largest first.
 
         Args:
-            pixels: (H, W, 3) uint8 RGB (see :func:`read_image`).
+            pixels: (H, W, 3) uint8 RGB (see :func:`pgvision.faces.load.read_photo`).
 
         Returns:
             :class:`Detections`; empty lists when there is no face.

@@ -1,0 +1,249 @@
+"""The face loading pipeline: files -> detect -> align -> embed -> store (``pgvision faces load``).
+
+Stages and where they live: :mod:`pgvision.images` (find, hash, decode, shared with the
+image loader), :mod:`~pgvision.faces.detect`, :mod:`~pgvision.faces.align`,
+:mod:`~pgvision.faces.embed`, :mod:`~pgvision.faces.store`. Files already scanned with the
+same detector and embedded with the same model are skipped after hashing (a rerun is cheap
+and loads only the rest). Photos that cannot be used are counted by reason: the loader's
+decode reasons (``truncated``, ``not-an-image``, ...), plus ``no-face`` (recorded in
+``pgvision.face_scans`` with 0 faces) and faces ``too-small`` to align (not stored).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import psycopg
+from tqdm import tqdm
+
+from pgvision import indexes
+from pgvision.faces.align import align_faces
+from pgvision.faces.detect import Face, FaceDetector
+from pgvision.faces.embed import FaceModel
+from pgvision.faces.store import ScannedPhoto, done_sha256, enroll_stored, register_face_model, store_photos
+from pgvision.images import ImageSkipped, decode_image, find_images, sha256_bytes, sha256_file
+from pgvision.pg_copy import ImageRecord
+
+IDENTITY_FROM = ("parent-dir", "none")
+
+
+@dataclass
+class Photo:
+    """A decoded photo: (H, W, 3) uint8 RGB pixels, its sha256 (32 bytes) and uri."""
+
+    pixels: np.ndarray
+    sha256: bytes
+    uri: str
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def record(self) -> ImageRecord:
+        return ImageRecord(sha256=self.sha256, uri=self.uri, width=int(self.pixels.shape[1]),
+                           height=int(self.pixels.shape[0]), metadata=self.metadata)
+
+
+def read_photo(path: str | Path) -> Photo:
+    """Read and decode one photo upright as RGB (grayscale, CMYK, palette: converted).
+
+    Raises:
+        OSError: the file cannot be read.
+        pgvision.images.ImageSkipped: not a usable image (``reason`` says why).
+    """
+    data = Path(path).read_bytes()
+    decoded = decode_image(data)
+    pixels = np.ascontiguousarray(np.asarray(decoded.image, dtype=np.uint8))
+    return Photo(pixels, sha256_bytes(data), str(Path(path).resolve()), decoded.metadata)
+
+
+@dataclass
+class FaceLoadSummary:
+    """What a face load did.
+
+    Attributes:
+        model, model_id, detector: what was loaded with.
+        found: photo files found; already_done: skipped because already loaded.
+        photos: photos stored by this run; faces: faces found in them; embeddings: written.
+        enrolled: faces given an identity.
+        skipped: ``{reason: photos}``: ``no-face`` and the decode reasons.
+        too_small: faces found but too small to align (not stored).
+        skipped_files: ``[(path, reason)]``.
+        seconds: per stage (hash, decode, detect, align, embed, copy, index, total).
+    """
+
+    model: str
+    model_id: int
+    detector: str
+    found: int = 0
+    already_done: int = 0
+    photos: int = 0
+    faces: int = 0
+    embeddings: int = 0
+    enrolled: int = 0
+    too_small: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    skipped_files: list[tuple[str, str]] = field(default_factory=list)
+    seconds: Counter = field(default_factory=Counter)
+    index: str | None = None
+
+    def format(self) -> str:
+        """E.g. ``loaded 798 photos, 835 faces (835 new embeddings), already done 0, skipped 2: 2 no-face``."""
+        skipped = sum(self.skipped.values())
+        text = (f"loaded {self.photos} photos, {self.faces} faces ({self.embeddings} new embeddings), "
+                f"enrolled {self.enrolled}, already done {self.already_done}, skipped {skipped}")
+        if skipped:
+            text += ": " + ", ".join(f"{n} {r}" for r, n in sorted(self.skipped.items()))
+        if self.too_small:
+            text += f"; {self.too_small} faces too small to align"
+        s = self.seconds
+        text += (f"\nmodel {self.model} (model_id {self.model_id}), detector {self.detector}; {self.found} files; seconds: "
+                 + ", ".join(f"{k} {s[k]:.1f}" for k in ("hash", "decode", "detect", "align", "embed", "copy", "index", "total") if k in s))
+        return text
+
+
+class FacePipeline:
+    """Detector + face model: photo -> faces and embeddings (nothing stored)."""
+
+    def __init__(self, model: FaceModel, detector: FaceDetector):
+        self.model = model
+        self.detector = detector
+
+    def scan(self, pixels: np.ndarray, seconds: Counter | None = None) -> tuple[list[Face], np.ndarray, int]:
+        """Faces of one photo, their aligned chips and the count of too-small faces.
+
+        Returns:
+            (faces largest first, chips (N, S, S, 3) uint8, too_small count).
+        """
+        seconds = seconds if seconds is not None else Counter()
+        t = time.perf_counter()
+        found = self.detector.detect(pixels)
+        seconds["detect"] += time.perf_counter() - t
+        t = time.perf_counter()
+        chips = align_faces(pixels, found.faces, self.model.chip_size, self.model.chip_padding)
+        seconds["align"] += time.perf_counter() - t
+        return found.faces, chips, len(found.too_small)
+
+    def embed_photo(self, pixels: np.ndarray) -> tuple[list[Face], np.ndarray]:
+        """Faces of one photo, largest first, and their (N, D) float32 embeddings."""
+        faces, chips, _ = self.scan(pixels)
+        return faces, self.model.embed(chips)
+
+
+def load_faces(
+    conn: psycopg.Connection,
+    paths: Iterable[str | Path],
+    pipeline: FacePipeline,
+    identity_from: str = "none",
+    identity: str | None = None,
+    batch_size: int = 32,
+    progress: bool = True,
+    build_index: bool = True,
+) -> FaceLoadSummary:
+    """Detect, align, embed and store every face of the photos under ``paths``.
+
+    Args:
+        conn: autocommit psycopg connection (each batch commits on its own).
+        paths: files and folders (walked recursively for image extensions).
+        pipeline: the detector and face model.
+        identity_from: ``parent-dir`` enrolls the largest face of each photo under the name
+            of its folder; ``none`` stores faces without identity.
+        identity: enroll the largest face of each photo under this name (``pgvision enroll``);
+            overrides ``identity_from``.
+        batch_size: photos per transaction.
+        progress: show a tqdm bar.
+        build_index: build the model's ANN index afterwards if absent.
+
+    Returns:
+        :class:`FaceLoadSummary`.
+
+    Raises:
+        FileNotFoundError: a path does not exist.
+        ValueError: unknown ``identity_from``.
+        pgvision.errors.ModelMismatch: the model name is registered with other weights.
+    """
+    if identity_from not in IDENTITY_FROM:
+        raise ValueError(f"identity-from must be one of {', '.join(IDENTITY_FROM)}, got {identity_from!r}")
+    model, detector = pipeline.model, pipeline.detector.detector
+    t_total = time.perf_counter()
+    files = find_images(paths)
+    model_id = register_face_model(conn, model)
+    summary = FaceLoadSummary(model.name, model_id, detector, found=len(files))
+
+    def name_of(path: Path) -> str | None:
+        return identity or (path.parent.name if identity_from == "parent-dir" else None)
+
+    t = time.perf_counter()
+    hashed: list[tuple[Path, bytes]] = []
+    for path in files:
+        try:
+            hashed.append((path, sha256_file(path)))
+        except OSError as exc:
+            summary.skipped["unreadable"] += 1
+            summary.skipped_files.append((str(path), f"unreadable: {exc}"))
+    summary.seconds["hash"] += time.perf_counter() - t
+    done = done_sha256(conn, model_id, detector, [d for _, d in hashed])
+    pending, seen = [], set()
+    for path, digest in hashed:
+        if digest in done:
+            summary.already_done += 1
+            if name_of(path):
+                summary.enrolled += enroll_stored(conn, detector, [digest], name_of(path))
+        elif digest not in seen:
+            seen.add(digest)
+            pending.append(path)
+
+    batch: list[tuple[Photo, list[Face], np.ndarray, str | None]] = []
+
+    def flush() -> None:
+        if not batch:
+            return
+        t0 = time.perf_counter()
+        chips = [c for _, _, c, _ in batch if len(c)]
+        emb = model.embed(np.concatenate(chips)) if chips else np.zeros((0, model.dims), np.float32)
+        summary.seconds["embed"] += time.perf_counter() - t0
+        photos, start = [], 0
+        for photo, faces, c, name in batch:
+            photos.append(ScannedPhoto(photo.record, faces, emb[start : start + len(faces)], name))
+            start += len(faces)
+        t0 = time.perf_counter()
+        counts = store_photos(conn, model_id, model.dims, detector, photos)
+        summary.seconds["copy"] += time.perf_counter() - t0
+        summary.photos += len(batch)
+        summary.faces += sum(len(f) for _, f, _, _ in batch)
+        summary.embeddings += counts.embeddings
+        summary.enrolled += counts.enrolled
+        batch.clear()
+
+    for path in tqdm(pending, desc=f"faces {model.name}", unit="photo", disable=not progress):
+        t0 = time.perf_counter()
+        try:
+            photo = read_photo(path)
+        except ImageSkipped as exc:
+            summary.skipped[exc.reason] += 1
+            summary.skipped_files.append((str(path), exc.reason))
+            continue
+        except OSError as exc:
+            summary.skipped["unreadable"] += 1
+            summary.skipped_files.append((str(path), f"unreadable: {exc}"))
+            continue
+        finally:
+            summary.seconds["decode"] += time.perf_counter() - t0
+        faces, chips, too_small = pipeline.scan(photo.pixels, summary.seconds)
+        summary.too_small += too_small
+        if not faces:
+            summary.skipped["no-face"] += 1
+            summary.skipped_files.append((str(path), "no-face"))
+        batch.append((photo, faces, chips, name_of(path)))
+        if len(batch) >= batch_size:
+            flush()
+    flush()
+    if build_index:
+        t0 = time.perf_counter()
+        summary.index = indexes.ensure_index(conn, model_id)
+        summary.seconds["index"] += time.perf_counter() - t0
+    summary.seconds["total"] = time.perf_counter() - t_total
+    return summary
