@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import psycopg
@@ -36,6 +38,17 @@ def shared_path(*parts: str) -> Path:
     return path
 
 
+def server_dir() -> Path:
+    """A fresh directory for an embedded server's data, outside pytest's tmp tree.
+
+    As root the server runs as its own system user, which must traverse the path; pytest
+    keeps /tmp/pytest-of-<user> at mode 0700 (and resets it when another pytest starts).
+    """
+    top = Path(tempfile.mkdtemp(prefix="pgvision-test-"))
+    os.chmod(top, 0o755)
+    return top
+
+
 def _docker_answers() -> bool:
     try:
         import docker
@@ -47,7 +60,7 @@ def _docker_answers() -> bool:
 
 
 @pytest.fixture(scope="session")
-def server_conninfo(tmp_path_factory):
+def server_conninfo():
     """Conninfo of a superuser connection to the test server's maintenance database."""
     url = os.environ.get("PGVISION_TEST_DATABASE_URL")
     if url:
@@ -61,13 +74,14 @@ def server_conninfo(tmp_path_factory):
         return
     from pgvision import server
 
-    data = tmp_path_factory.mktemp("pg") / "data"
-    os.chmod(data.parent, 0o755)
+    top = server_dir()
+    data = top / "data"
     url = server.start(data)
     try:
         yield make_conninfo(url, dbname="postgres")
     finally:
         server.stop(data)
+        shutil.rmtree(top, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
+from conftest import server_dir
 from pgvision import migrate
 from pgvision.cli import main
 from pgvision.database import connect
@@ -88,9 +89,9 @@ def test_server_without_pgvector_is_refused_and_nothing_is_created(server_withou
         assert c.execute("SELECT to_regclass('public.pgvision_alembic_version')").fetchone()[0] is None
 
 
-def test_db_commands_on_an_embedded_server(tmp_path):
+def test_db_commands_on_an_embedded_server():
+    tmp_path = server_dir()
     env = {"PGVISION_DATA_DIR": str(tmp_path / "pg")}
-    os.chmod(tmp_path, 0o755)
     runner = CliRunner()
     try:
         status = runner.invoke(main, ["db", "status"], env=env)
@@ -110,6 +111,7 @@ def test_db_commands_on_an_embedded_server(tmp_path):
         stop = runner.invoke(main, ["db", "stop"], env=env)
     assert stop.exit_code == 0
     assert "running:        no" in runner.invoke(main, ["db", "status"], env=env).output
+    shutil.rmtree(tmp_path, ignore_errors=True)
 
 
 @pytest.mark.slow
@@ -128,8 +130,7 @@ def test_wheel_carries_migrations_and_sql(tmp_path):
     assert not (site / "alembic").exists()  # `import alembic` stays the library
     work = tmp_path / "elsewhere"
     work.mkdir()
-    os.chmod(tmp_path, 0o755)
-    env = {**os.environ, "PYTHONPATH": str(site), "PGVISION_DATA_DIR": str(tmp_path / "pg")}
+    env = {**os.environ, "PYTHONPATH": str(site), "PGVISION_DATA_DIR": str(server_dir() / "pg")}
     env.pop("DATABASE_URL", None)
     code = ("import sys, pgvision.migrate as m; assert str(m.alembic_dir()).startswith(sys.argv[1]), m.alembic_dir(); "
             "from pgvision.cli import main; main(['db', 'upgrade'])")
