@@ -132,3 +132,23 @@ def test_injection_strings_change_nothing(conn, evil):
         conn.execute("SELECT * FROM pgvision.search_images('[1,0]', 10, model => %s)", (evil,))
     assert conn.execute("SELECT count(*) FROM pgvision.images").fetchone()[0] == before
     assert conn.execute("SELECT count(*) FROM pgvision.image_embeddings").fetchone()[0] == before
+
+
+def test_db_index_command_switches_method(database_url, conn):
+    from click.testing import CliRunner
+
+    from pgvision.cli import main
+
+    add_images(conn, "tiny", [("a", None, [1.0, 0.0]), ("b", None, [0.0, 1.0])])
+    runner = CliRunner()
+    out = runner.invoke(main, ["db", "index", "tiny", "--method", "ivfflat", "--lists", "1", "--database-url", database_url])
+    assert out.exit_code == 0, out.output
+    assert conn.execute("SELECT index_method, index_name, probes FROM pgvision.model_stats").fetchone() == (
+        "ivfflat", "image_embeddings_model_1_ivfflat", 1)
+    out = runner.invoke(main, ["db", "index", "tiny", "--method", "none", "--database-url", database_url])
+    assert out.exit_code == 0, out.output
+    assert conn.execute("SELECT index_method, index_name FROM pgvision.model_stats").fetchone() == ("none", None)
+    assert len(conn.execute("SELECT * FROM pgvision.search_images('[1,0]', 2)").fetchall()) == 2
+    out = runner.invoke(main, ["db", "index", "nope", "--database-url", database_url])
+    assert out.exit_code == 1
+    assert out.output == "Error: unknown model 'nope': the registered models are tiny\n"

@@ -170,3 +170,34 @@ def psql(database_url: str | None, psql_args: tuple[str, ...]) -> None:
     if exe is None:
         raise click.ClickException("no psql found: install the PostgreSQL client (apt install postgresql-client)")
     os.execv(exe, [exe, url, *psql_args])
+
+
+@db.command()
+@click.argument("model")
+@click.option("--method", type=click.Choice(["hnsw", "ivfflat", "none"]), default="hnsw", show_default=True,
+              help="ANN index; none = exact scans only.")
+@click.option("--m", "m", type=click.IntRange(2, 100), help="HNSW graph degree [default: 16].")
+@click.option("--ef-construction", type=click.IntRange(4, 1000), help="HNSW build candidate list [default: 64].")
+@click.option("--lists", type=click.IntRange(1, 32768), help="IVFFlat clusters [default: rows/1000].")
+@click.option("--probes", type=click.IntRange(1, 32768), help="IVFFlat clusters searched [default: sqrt(lists)].")
+@database_url_option
+@run_guarded
+def index(model: str, method: str, m: int | None, ef_construction: int | None, lists: int | None,
+          probes: int | None, database_url: str | None) -> None:
+    """(Re)build MODEL's ANN index with another method or parameters.
+
+    The old index is dropped and the new one built CONCURRENTLY (loads go on). Needs the
+    table owner's rights.
+
+    \b
+    Example:
+      pgvision db index efficientnet-lite0 --method ivfflat --lists 100 --probes 10
+      pgvision db index efficientnet-lite0 --m 32 --ef-construction 128
+    """
+    from pgvision.database import connect, require_schema
+    from pgvision.indexes import set_index
+
+    with connect(database_url, autocommit=True) as conn:
+        require_schema(conn)
+        name = set_index(conn, model, method=method, m=m, ef_construction=ef_construction, lists=lists, probes=probes)
+    click.echo(f"{model}: {name or 'no index (exact scans)'}", err=True)
