@@ -40,3 +40,11 @@ main.add_command(load)
 main.add_command(load_vectors)
 main.add_command(search)
 main.add_command(similar)
+
+from pgvision.cli.faces import calibrate, enroll, eval_group, faces, identify  # noqa: E402
+
+main.add_command(faces)
+main.add_command(enroll)
+main.add_command(identify)
+main.add_command(calibrate)
+main.add_command(eval_group)

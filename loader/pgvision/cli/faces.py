@@ -1,0 +1,307 @@
+"""Face commands: ``faces load``, ``enroll``, ``identify``, ``calibrate``, ``eval identify``.
+
+Parses options and reports; the work is in :mod:`pgvision.faces`.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+
+import click
+
+from pgvision.cli.common import database_url_option, run_guarded
+
+
+def _guarded(func):
+    """``run_guarded`` plus the faces library's value and file errors, as one-line errors."""
+    inner = run_guarded(func)
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        from pgvision.faces.detect import FaceModelFilesMissing
+        from pgvision.images import ImageSkipped
+
+        try:
+            return inner(*args, **kwargs)
+        except ImageSkipped as exc:
+            raise click.ClickException(f"cannot read the photo: {exc}") from None
+        except (ValueError, FileNotFoundError, FaceModelFilesMissing) as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper
+
+
+def face_model_options(func):
+    """``--model``, ``--weights``, ``--detector``, ``--upsample``, ``--min-face-px``, ``--device``."""
+    options = [
+        click.option("--model", type=click.Choice(["dlib", "facenet"]), default="dlib", show_default=True,
+                     help="Face model: dlib (ResNet, 128-d, L2) or facenet (InceptionResnetV1, 512-d, cosine; needs --weights)."),
+        click.option("--weights", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
+                     help="facenet only: InceptionResnetV1 state_dict in facenet-pytorch key names "
+                          "(e.g. ../shared/weights/facenet_inception_resnet_v1_casia_webface_20180408-102900.pt)."),
+        click.option("--detector", type=click.Choice(["hog", "cnn"]), default="hog", show_default=True,
+                     help="dlib face detector: hog (fast, frontal) or cnn (MMOD, finds more, several times slower on CPU)."),
+        click.option("--upsample", type=click.IntRange(0, 3), default=1, show_default=True,
+                     help="Times the photo is upsampled 2x before detection (each halves the smallest face found, doubles the time)."),
+        click.option("--min-face-px", type=click.IntRange(8, 10000), default=40, show_default=True,
+                     help="Faces narrower than this many pixels are counted as too small and not stored."),
+        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+                     help="Where facenet runs; auto = cuda when available (dlib runs on the CPU)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def build_pipeline(model, weights, detector, upsample, min_face_px, device):
+    from pgvision.faces.detect import FaceDetector
+    from pgvision.faces.embed import load_face_model
+    from pgvision.faces.load import FacePipeline
+
+    return FacePipeline(load_face_model(model, weights, device), FaceDetector(detector, upsample, min_face_px))
+
+
+quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bar; print only the summary.")
+
+
+@click.group()
+def faces() -> None:
+    """Face loading: detect, align, embed and store every face of a set of photos.
+
+    \b
+    Example:
+      pgvision faces load ./people --identity-from parent-dir
+    """
+
+
+@faces.command("load")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@face_model_options
+@click.option("--identity-from", type=click.Choice(["parent-dir", "none"]), default="none", show_default=True,
+              help="parent-dir: enroll the largest face of each photo under its folder's name (people/Ann/1.jpg -> Ann).")
+@click.option("--batch-size", type=click.IntRange(1, 4096), default=32, show_default=True,
+              help="Photos per transaction (a batch lands whole or not at all).")
+@quiet_option
+@database_url_option
+@_guarded
+def faces_load(paths, model, weights, detector, upsample, min_face_px, device, identity_from, batch_size, quiet,
+               database_url):
+    """Detect every face of the photos under PATH..., align, embed and store it.
+
+    Idempotent and resumable: photos already scanned with this detector and embedded with
+    this model are skipped. Photos without a face are recorded in pgvision.face_scans
+    (0 faces) and counted; faces too small to align are counted and not stored.
+
+    \b
+    Example:
+      pgvision faces load ./people --identity-from parent-dir
+      pgvision faces load ./photos --model facenet --weights facenet.pt --detector cnn
+    """
+    from pgvision.database import connect
+    from pgvision.faces.load import load_faces
+
+    pipeline = build_pipeline(model, weights, detector, upsample, min_face_px, device)
+    with connect(database_url, autocommit=True) as conn:
+        summary = load_faces(conn, paths, pipeline, identity_from=identity_from, batch_size=batch_size,
+                             progress=not quiet)
+    click.echo(summary.format())
+
+
+@click.command("enroll")
+@click.argument("name")
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True))
+@face_model_options
+@quiet_option
+@database_url_option
+@_guarded
+def enroll(name, images, model, weights, detector, upsample, min_face_px, device, quiet, database_url):
+    """Enroll NAME with the largest face of each of IMAGE... (its gallery).
+
+    Several photos per person make a better gallery: the decision rule uses the mean of
+    all of them (see docs/faces.md). Photos are loaded as by `faces load` if needed.
+
+    \b
+    Example:
+      pgvision enroll "Ann Lee" ann1.jpg ann2.jpg ann3.jpg
+    """
+    from pgvision.database import connect
+    from pgvision.faces.load import load_faces
+
+    pipeline = build_pipeline(model, weights, detector, upsample, min_face_px, device)
+    with connect(database_url, autocommit=True) as conn:
+        summary = load_faces(conn, images, pipeline, identity=name, progress=not quiet)
+        total = conn.execute(
+            "SELECT count(*) FROM pgvision.faces f JOIN pgvision.identities i USING (identity_id) "
+            "JOIN pgvision.face_embeddings e ON e.face_id = f.face_id "
+            "JOIN pgvision.models m ON m.model_id = e.model_id AND m.name = %s WHERE i.name = %s",
+            (model, name),
+        ).fetchone()[0]
+    click.echo(summary.format())
+    click.echo(f"{name}: {total} gallery faces for model {model}")
+
+
+@click.command("identify")
+@click.argument("image", type=click.Path(exists=True, dir_okay=False))
+@face_model_options
+@click.option("--threshold", type=float, metavar="DIST",
+              help="Largest distance that matches, in the model's metric (dlib: L2; facenet: cosine distance) "
+                   "[default: the model's calibrated threshold].")
+@click.option("--min-margin", type=float, metavar="DIST",
+              help="Smallest gap between the best and the second identity's distance [default: the model's].")
+@click.option("--candidates", type=click.IntRange(1, 1000), default=5, show_default=True,
+              help="Candidate identities asked from SQL per face.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per face instead of a table.")
+@quiet_option
+@database_url_option
+@_guarded
+def identify(image, model, weights, detector, upsample, min_face_px, device, threshold, min_margin, candidates,
+             as_json, quiet, database_url):
+    """Identify every face of IMAGE against the enrolled gallery, through SQL pgvision.identify.
+
+    For each face: the identity given (or unknown), its distance and similarity, and the
+    margin to the next identity. One identity is never given to two faces of the photo.
+
+    \b
+    Example:
+      pgvision identify group.jpg
+      pgvision identify probe.jpg --model facenet --weights facenet.pt --threshold 0.35
+    """
+    from pgvision.database import connect
+    from pgvision.faces.identify import identify_photo
+
+    pipeline = build_pipeline(model, weights, detector, upsample, min_face_px, device)
+    with connect(database_url) as conn:
+        verdicts = identify_photo(conn, image, pipeline, threshold, min_margin, candidates)
+    if not verdicts:
+        click.echo(f"{image}: no face found")
+        return
+    for i, v in enumerate(verdicts):
+        fmt = lambda x: "-" if x is None else f"{x:.4f}"  # noqa: E731
+        if as_json:
+            click.echo(json.dumps({"face": i, "box": list(v.box), "name": v.name, "identity_id": v.identity_id,
+                                   "distance": v.distance, "similarity": v.similarity, "margin": v.margin,
+                                   "match": v.name is not None, "reassigned": v.reassigned}))
+            continue
+        best = v.candidates[0].name if v.candidates else "-"
+        verdict = v.name if v.name is not None else "unknown"
+        note = f" (best was {best}, given to another face)" if v.reassigned else ""
+        if v.name is None and v.candidates:
+            note = f" (nearest: {best})"
+        click.echo(f"face {i} box {v.box}: {verdict}{note}; distance {fmt(v.distance)}, "
+                   f"similarity {fmt(v.similarity)}, margin {fmt(v.margin)}")
+
+
+@click.command("calibrate")
+@click.option("--model", default="dlib", show_default=True, metavar="NAME", help="Face model to calibrate.")
+@click.option("--target-far", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.001,
+              show_default=True, help="Highest false accept rate per impostor comparison (identity vs face).")
+@click.option("--margin-frr", type=click.FloatRange(0, 0.5), default=0.0, show_default=True,
+              help="Share of genuine comparisons the margin condition may reject (0 = no margin condition).")
+@click.option("--plot", type=click.Path(dir_okay=False, writable=True), metavar="FILE.png",
+              help="Draw the ROC curve (TAR against FAR) to this PNG file.")
+@click.option("--dry-run", is_flag=True, help="Print the table; store nothing.")
+@quiet_option
+@database_url_option
+@_guarded
+def calibrate(model, target_far, margin_frr, plot, dry_run, quiet, database_url):
+    """Measure FAR/FRR/TAR on the enrolled gallery and set the model's threshold.
+
+    Genuine comparisons: each enrolled face against the rest of its own identity
+    (leave-one-out); impostor comparisons: each enrolled face against every other identity,
+    scored by the same rule as SQL identify. The threshold is the largest distance with
+    FAR <= --target-far; it is stored on the model with its history (pgvision.calibrations).
+
+    \b
+    Example:
+      pgvision calibrate --model dlib --target-far 0.001 --plot roc.png
+    """
+    from pgvision.database import connect
+    from pgvision.faces.calibrate import calibrate as run, plot_roc, store_calibration
+    from pgvision.faces.embed import DLIB_THRESHOLD, FACENET_THRESHOLD
+
+    published = {"dlib": DLIB_THRESHOLD, "facenet": FACENET_THRESHOLD}.get(model)
+    with connect(database_url, autocommit=True) as conn:
+        cal = run(conn, model, target_far=target_far, margin_frr=margin_frr, published_threshold=published)
+        if not dry_run:
+            store_calibration(conn, cal)
+    click.echo(f"model {model} ({cal.metric}): {cal.identities} identities, {cal.faces} gallery faces; "
+               f"{cal.genuine_pairs} genuine, {cal.impostor_pairs} impostor comparisons")
+    click.echo(f"{'operating point':<16}{'threshold':>10}{'FAR':>10}{'FRR':>10}{'TAR':>10}")
+    for label, t, far, frr, tar in cal.table:
+        click.echo(f"{label:<16}{t:>10.4f}{far:>10.4f}{frr:>10.4f}{tar:>10.4f}")
+    if cal.impostor_pairs * target_far < 1:
+        click.echo(f"note: a FAR of {target_far:g} needs at least {int(round(1 / target_far))} impostor comparisons and this "
+                   f"gallery gives {cal.impostor_pairs}: the threshold sits just under the closest impostor; enroll more people.")
+    click.echo(f"{'stored' if not dry_run else 'would store'}: threshold {cal.threshold:.4f}, min_margin {cal.min_margin:.4f} "
+               f"(FAR {cal.far:.4f}, FRR {cal.frr:.4f}, TAR {cal.tar:.4f}); a stranger against {cal.identities} "
+               f"identities is accepted with probability about {cal.expected_fpir():.3f}")
+    if plot:
+        plot_roc(cal, plot)
+        click.echo(f"ROC curve: {plot}")
+
+
+@click.group("eval")
+def eval_group() -> None:
+    """Evaluations on labelled data.
+
+    \b
+    Example:
+      pgvision eval identify ../shared/data/lfw_faces --enroll-per-identity 5 --unknown-fraction 0.5
+    """
+
+
+@eval_group.command("identify")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@face_model_options
+@click.option("--enroll-per-identity", type=click.IntRange(1, 1000), default=5, show_default=True,
+              help="Photos enrolled per enrolled identity (its first N with a face, by file name).")
+@click.option("--unknown-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.5, show_default=True,
+              help="Share of identities never enrolled (their photos are the non-mated probes).")
+@click.option("--target-far", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.001,
+              show_default=True, help="Target FAR of the calibration run on the gallery.")
+@click.option("--margin-frr", type=click.FloatRange(0, 0.5), default=0.0, show_default=True,
+              help="As calibrate --margin-frr.")
+@click.option("--plot", type=click.Path(dir_okay=False, writable=True), metavar="FILE.png",
+              help="Draw the TPIR-FPIR curves to this PNG file.")
+@click.option("--roc-plot", type=click.Path(dir_okay=False, writable=True), metavar="FILE.png",
+              help="Draw the gallery's ROC curve (the calibration) to this PNG file.")
+@click.option("--keep-database", is_flag=True, help="Keep the scratch database (its name is printed).")
+@quiet_option
+@database_url_option
+@_guarded
+def eval_identify(directory, model, weights, detector, upsample, min_face_px, device, enroll_per_identity,
+                  unknown_fraction, target_far, margin_frr, plot, roc_plot, keep_database, quiet, database_url):
+    """Open-set identification on DIRECTORY/<identity>/*: rank-1, TPIR and FPIR.
+
+    Runs in a scratch database created on the server (and dropped afterwards): enrolls
+    --enroll-per-identity photos of part of the identities, calibrates on that gallery,
+    probes with the other photos of enrolled people (mated) and with every photo of the
+    others (non-mated) through SQL identify_face, and reports closed-set rank-1, TPIR and
+    FPIR at the calibrated threshold, and TPIR at fixed FPIRs for rule v2 and the
+    nearest-face rule.
+
+    \b
+    Example:
+      pgvision eval identify ../shared/data/lfw_faces --enroll-per-identity 5 \\
+          --unknown-fraction 0.5 --plot tpir_fpir.png
+    """
+    from pgvision.database import connect, resolve_url
+    from pgvision.faces.calibrate import plot_roc
+    from pgvision.faces.evaluate import evaluate_identification, plot_tpir_fpir, scratch_database
+
+    pipeline = build_pipeline(model, weights, detector, upsample, min_face_px, device)
+    with scratch_database(resolve_url(database_url), keep=keep_database) as url:
+        with connect(url, autocommit=True) as conn:
+            result = evaluate_identification(conn, directory, pipeline, enroll_per_identity, unknown_fraction,
+                                             target_far, margin_frr, progress=not quiet)
+        if keep_database:
+            click.echo(f"scratch database kept: {url}")
+    click.echo(result.load.format())
+    click.echo(result.format())
+    if plot:
+        plot_tpir_fpir(result, plot)
+        click.echo(f"TPIR-FPIR curves: {plot}")
+    if roc_plot:
+        plot_roc(result.calibration, roc_plot)
+        click.echo(f"ROC curve: {roc_plot}")
