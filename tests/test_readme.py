@@ -1,0 +1,104 @@
+"""Every SQL example of the README runs on a real server, and where the README shows its
+output, the rows (ids, labels, distances to 3 decimals) are what the server returns.
+
+The database holds the four fixture photos, loaded as the README's main job does.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+PHOTOS = Path(__file__).resolve().parent / "fixtures" / "photos"
+
+pytest.importorskip("torch", reason="the README's main job embeds photos: pip install -e '.[images]'")
+
+
+def examples() -> list[tuple[str, str | None]]:
+    """(sql, output or None) pairs: a ```sql block and the plain ``` block right after it."""
+    blocks = re.findall(r"```(\w*)\n(.*?)```", README.read_text(), re.S)
+    pairs = []
+    for i, (lang, body) in enumerate(blocks):
+        if lang == "sql":
+            nxt = blocks[i + 1] if i + 1 < len(blocks) else None
+            pairs.append((body, nxt[1] if nxt and nxt[0] == "" else None))
+    return pairs
+
+
+def parse_tables(text: str) -> list[list[dict[str, str]]]:
+    """psql's aligned output -> one list of {column: value} rows per table."""
+    tables, lines = [], text.strip("\n").splitlines()
+    i = 0
+    while i < len(lines):
+        if i + 1 < len(lines) and re.fullmatch(r"[-+]+", lines[i + 1].strip()):
+            cols = [c.strip() for c in lines[i].split("|")]
+            rows, i = [], i + 2
+            while i < len(lines) and "|" in lines[i]:
+                rows.append(dict(zip(cols, (v.strip() for v in lines[i].split("|")))))
+                i += 1
+            tables.append(rows)
+        else:
+            i += 1
+    return tables
+
+
+def same(expected: str, got) -> bool:
+    if got is None:
+        return expected == ""
+    if isinstance(got, bool):
+        return expected == ("t" if got else "f")
+    try:
+        return abs(float(expected) - float(got)) <= 1e-3
+    except (TypeError, ValueError):
+        return expected == str(got)
+
+
+@pytest.fixture(scope="module")
+def loaded(server_conninfo, template_db):
+    """One database for the module, with the fixture photos loaded by `pgvision load`."""
+    from click.testing import CliRunner
+    from psycopg.conninfo import make_conninfo
+
+    from conftest import _drop, _fresh_database
+    from pgvision.cli import main
+
+    name = _fresh_database(server_conninfo, template_db)
+    url = make_conninfo(server_conninfo, dbname=name)
+    result = CliRunner().invoke(main, ["load", str(PHOTOS), "--quiet", "--database-url", url])
+    assert result.exit_code == 0, result.output
+    yield url
+    _drop(server_conninfo, name)
+
+
+def test_readme_has_sql_examples():
+    assert len(examples()) >= 5
+
+
+@pytest.mark.parametrize("index", range(len(examples())))
+def test_readme_sql_example(loaded, index):
+    import psycopg
+
+    sql, output = examples()[index]
+    statements = [s.strip() for s in sql.split(";") if s.strip() and not s.strip().startswith("--")]
+    with psycopg.connect(loaded) as conn:
+        results = []
+        for stmt in statements:
+            cur = conn.execute(stmt)
+            if cur.description:
+                cols = [d.name for d in cur.description]
+                results.append([dict(zip(cols, row)) for row in cur.fetchall()])
+        conn.rollback()  # examples such as CREATE ROLE leave nothing behind
+    if output is None:
+        return
+    expected = parse_tables(output)
+    assert len(expected) == len(results)
+    for want, got in zip(expected, results):
+        assert len(want) == len(got)
+        for w, g in zip(want, got):
+            for col, value in w.items():
+                if col in ("uri", "ann_ms", "exact_ms"):  # machine-dependent
+                    continue
+                assert same(value, g[col]), (col, value, g[col])
