@@ -127,3 +127,20 @@ def test_ivfflat_recall(big):
         assert stats == ("image_embeddings_model_1_ivfflat", True)
     finally:
         set_index(conn, "clustered", method="hnsw")
+
+
+def test_models_over_2000_dims_are_indexed_as_halfvec(conn):
+    """2,048-d (resnet50 features): 8 KB rows load (stored out of line), the index is halfvec."""
+    x = clustered(300, 2048, clusters=5, seed=3)
+    model_id = register_model(conn, ModelSpec("wide", "image", 2048, "l2"))
+    records = [ImageRecord(hashlib.sha256(f"w{i}".encode()).digest(), f"mem://w{i}") for i in range(len(x))]
+    copy_image_embeddings(conn, model_id, records, x)
+    assert ensure_index(conn, model_id) == "image_embeddings_model_1_hnsw"
+    indexdef = conn.execute("SELECT index_definition FROM pgvision.model_stats").fetchone()[0]
+    assert "((embedding)::halfvec(2048)) halfvec_l2_ops" in indexdef
+    rows = conn.execute("SELECT uri, distance FROM pgvision.search_images(%s, 3, 'wide')", (x[7],)).fetchall()
+    assert rows[0][0] == "mem://w7" and rows[0][1] < 0.05  # itself, up to half-precision rounding
+    truth = [r[0] for r in conn.execute(
+        "SELECT i.uri FROM pgvision.image_embeddings e JOIN pgvision.images i USING (image_id) "
+        "ORDER BY e.embedding <-> %s LIMIT 3", (x[7],))]
+    assert [r[0] for r in rows] == truth
