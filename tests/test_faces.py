@@ -226,6 +226,8 @@ def test_calibration_on_hand_distances():
     assert rates(np.array([0.1, 0.2, 0.8]), impostor, t) == (0.5, pytest.approx(1 / 3), pytest.approx(2 / 3))
     with pytest.raises(ValueError, match="target FAR must be between 0 and 1 \\(exclusive\\), got 0"):
         threshold_at_far(impostor, 0)
+    # Gaussian fit: mean 0.6, sample standard deviation 0.2582; its 0.05 quantile
+    assert threshold_at_far(impostor, 0.05, "normal") == pytest.approx(0.6 - 1.6449 * 0.25820, abs=1e-4)
 
 
 def test_calibrate_refuses_a_gallery_too_small(conn):
@@ -237,7 +239,7 @@ def test_calibrate_refuses_a_gallery_too_small(conn):
 def test_calibrate_stores_threshold_and_history(conn, gallery):
     from pgvision.faces.calibrate import store_calibration
 
-    cal = calibrate(conn, "face2d", target_far=0.2)
+    cal = calibrate(conn, "face2d", target_far=0.2, method="empirical")
     # genuine (leave-one-out): ann1 and ann2 1.4142 each, bob1 and bob2 0.2 each.
     # impostors: ann1-bob 1.8, ann2-bob hypot(0.8, 1) = 1.2806, bob1-ann 1.4142, bob2-ann 1.2806.
     # FAR 0.2 of 4 comparisons accepts none: the threshold sits just under 1.2806.

@@ -198,13 +198,16 @@ def identify(image, model, weights, detector, upsample, min_face_px, device, thr
               show_default=True, help="Highest false accept rate per impostor comparison (identity vs face).")
 @click.option("--margin-frr", type=click.FloatRange(0, 0.5), default=0.0, show_default=True,
               help="Share of genuine comparisons the margin condition may reject (0 = no margin condition).")
+@click.option("--method", type=click.Choice(["auto", "empirical", "normal"]), default="auto", show_default=True,
+              help="How the threshold is found: empirical impostor quantile, Gaussian fit to the impostor distances, "
+                   "or auto (Gaussian when fewer than 10 impostor comparisons fall under the target FAR).")
 @click.option("--plot", type=click.Path(dir_okay=False, writable=True), metavar="FILE.png",
               help="Draw the ROC curve (TAR against FAR) to this PNG file.")
 @click.option("--dry-run", is_flag=True, help="Print the table; store nothing.")
 @quiet_option
 @database_url_option
 @_guarded
-def calibrate(model, target_far, margin_frr, plot, dry_run, quiet, database_url):
+def calibrate(model, target_far, margin_frr, method, plot, dry_run, quiet, database_url):
     """Measure FAR/FRR/TAR on the enrolled gallery and set the model's threshold.
 
     Genuine comparisons: each enrolled face against the rest of its own identity
@@ -222,18 +225,20 @@ def calibrate(model, target_far, margin_frr, plot, dry_run, quiet, database_url)
 
     published = {"dlib": DLIB_THRESHOLD, "facenet": FACENET_THRESHOLD}.get(model)
     with connect(database_url, autocommit=True) as conn:
-        cal = run(conn, model, target_far=target_far, margin_frr=margin_frr, published_threshold=published)
+        cal = run(conn, model, target_far=target_far, margin_frr=margin_frr, published_threshold=published,
+                  method=method)
         if not dry_run:
             store_calibration(conn, cal)
     click.echo(f"model {model} ({cal.metric}): {cal.identities} identities, {cal.faces} gallery faces; "
                f"{cal.genuine_pairs} genuine, {cal.impostor_pairs} impostor comparisons")
-    click.echo(f"{'operating point':<16}{'threshold':>10}{'FAR':>10}{'FRR':>10}{'TAR':>10}")
+    click.echo(f"{'operating point':<20}{'threshold':>10}{'FAR':>10}{'FRR':>10}{'TAR':>10}")
     for label, t, far, frr, tar in cal.table:
-        click.echo(f"{label:<16}{t:>10.4f}{far:>10.4f}{frr:>10.4f}{tar:>10.4f}")
-    if cal.impostor_pairs * target_far < 1:
-        click.echo(f"note: a FAR of {target_far:g} needs at least {int(round(1 / target_far))} impostor comparisons and this "
-                   f"gallery gives {cal.impostor_pairs}: the threshold sits just under the closest impostor; enroll more people.")
-    click.echo(f"{'stored' if not dry_run else 'would store'}: threshold {cal.threshold:.4f}, min_margin {cal.min_margin:.4f} "
+        click.echo(f"{label:<20}{t:>10.4f}{far:>10.4f}{frr:>10.4f}{tar:>10.4f}")
+    if cal.impostor_pairs * target_far < 10:
+        click.echo(f"note: {cal.impostor_pairs} impostor comparisons put fewer than 10 under a FAR of {target_far:g}: "
+                   "the empirical quantile is unreliable there; enroll more people for a measured FAR.")
+    click.echo(f"{'stored' if not dry_run else 'would store'}: threshold {cal.threshold:.4f} ({cal.method}), "
+               f"min_margin {cal.min_margin:.4f} "
                f"(FAR {cal.far:.4f}, FRR {cal.frr:.4f}, TAR {cal.tar:.4f}); a stranger against {cal.identities} "
                f"identities is accepted with probability about {cal.expected_fpir():.3f}")
     if plot:
@@ -262,6 +267,9 @@ def eval_group() -> None:
               show_default=True, help="Target FAR of the calibration run on the gallery.")
 @click.option("--margin-frr", type=click.FloatRange(0, 0.5), default=0.0, show_default=True,
               help="As calibrate --margin-frr.")
+@click.option("--method", type=click.Choice(["auto", "empirical", "normal"]), default="auto", show_default=True,
+              help="How the threshold is found: empirical impostor quantile, Gaussian fit to the impostor distances, "
+                   "or auto (Gaussian when fewer than 10 impostor comparisons fall under the target FAR).")
 @click.option("--plot", type=click.Path(dir_okay=False, writable=True), metavar="FILE.png",
               help="Draw the TPIR-FPIR curves to this PNG file.")
 @click.option("--roc-plot", type=click.Path(dir_okay=False, writable=True), metavar="FILE.png",
@@ -271,7 +279,7 @@ def eval_group() -> None:
 @database_url_option
 @_guarded
 def eval_identify(directory, model, weights, detector, upsample, min_face_px, device, enroll_per_identity,
-                  unknown_fraction, target_far, margin_frr, plot, roc_plot, keep_database, quiet, database_url):
+                  unknown_fraction, target_far, margin_frr, method, plot, roc_plot, keep_database, quiet, database_url):
     """Open-set identification on DIRECTORY/<identity>/*: rank-1, TPIR and FPIR.
 
     Runs in a scratch database created on the server (and dropped afterwards): enrolls
@@ -294,7 +302,7 @@ def eval_identify(directory, model, weights, detector, upsample, min_face_px, de
     with scratch_database(resolve_url(database_url), keep=keep_database) as url:
         with connect(url, autocommit=True) as conn:
             result = evaluate_identification(conn, directory, pipeline, enroll_per_identity, unknown_fraction,
-                                             target_far, margin_frr, progress=not quiet)
+                                             target_far, margin_frr, method=method, progress=not quiet)
         if keep_database:
             click.echo(f"scratch database kept: {url}")
     click.echo(result.load.format())

@@ -105,7 +105,7 @@ class EvalResult:
         lines = [
             f"model {self.model}: {self.identities} identities, {self.enrolled} enrolled with {self.gallery_faces} faces; "
             f"probes: {self.mated} mated, {self.non_mated} non-mated ({self.no_face} without a face)",
-            f"calibrated on the gallery: threshold {c.threshold:.4f} ({c.metric}), min_margin {c.min_margin:.4f}, "
+            f"calibrated on the gallery: threshold {c.threshold:.4f} ({c.metric}, {c.method}), min_margin {c.min_margin:.4f}, "
             f"FAR {c.far:.4f} (target {c.target_far:g}), TAR {c.tar:.4f}, "
             f"{c.genuine_pairs} genuine / {c.impostor_pairs} impostor comparisons",
             f"closed-set rank-1 {self.rank1:.3f}; at the calibrated threshold: TPIR {self.tpir:.3f}, FPIR {self.fpir:.3f}",
@@ -135,7 +135,7 @@ def _curve(rule: str, correct: np.ndarray, d_mated: np.ndarray, m_mated: np.ndar
 
 def evaluate_identification(conn: psycopg.Connection, root: str | Path, pipeline: FacePipeline,
                             enroll_per_identity: int = 5, unknown_fraction: float = 0.5,
-                            target_far: float = 0.001, margin_frr: float = 0.0,
+                            target_far: float = 0.001, margin_frr: float = 0.0, method: str = "auto",
                             progress: bool = True) -> EvalResult:
     """Run the protocol of the module docstring in the database behind ``conn``.
 
@@ -185,7 +185,7 @@ def evaluate_identification(conn: psycopg.Connection, root: str | Path, pipeline
             non_mated += [(largest.get(d), name) for d in digests]
         no_face += no_face_here
     cal = calibrate(conn, model, target_far=target_far, margin_frr=margin_frr,
-                    published_threshold=pipeline.model.threshold)
+                    published_threshold=pipeline.model.threshold, method=method)
     store_calibration(conn, cal)
 
     def probe(face_id):
