@@ -99,6 +99,7 @@ class EvalResult:
     curves: list[Curve] = field(default_factory=list)
     sql_agrees: int = 0
     load: FaceLoadSummary | None = None
+    mated_no_face: int = 0
 
     def format(self) -> str:
         c = self.calibration
@@ -109,16 +110,26 @@ class EvalResult:
             f"FAR {c.far:.4f} (target {c.target_far:g}), TAR {c.tar:.4f}, "
             f"{c.genuine_pairs} genuine / {c.impostor_pairs} impostor comparisons",
             f"closed-set rank-1 {self.rank1:.3f}; at the calibrated threshold: TPIR {self.tpir:.3f}, FPIR {self.fpir:.3f}",
+            f"  over the {self.mated - self.mated_no_face} mated probes with a detected face: "
+            f"rank-1 {self._with_face(self.rank1):.3f}, TPIR {self._with_face(self.tpir):.3f}",
             f"SQL is_match agrees with the numpy rule on {self.sql_agrees} of {self.mated + self.non_mated - self.no_face} probes",
             "TPIR at FPIR <=    " + "  ".join(f"{f:<12g}" for f in (0.005, 0.01, 0.02, 0.05, 0.1)),
         ]
         for curve in self.curves:
             cells = []
+            with_face = []
             for f in (0.005, 0.01, 0.02, 0.05, 0.1):
                 t, thr = curve.tpir_at_fpir(f)
                 cells.append(f"{t:.3f} @{thr:.3f}")
+                with_face.append(f"{self._with_face(t):.3f}")
             lines.append(f"  {curve.rule:<16}" + "  ".join(f"{c:<12}" for c in cells))
+            lines.append(f"    (with a face) " + "  ".join(f"{c:<12}" for c in with_face))
         return "\n".join(lines)
+
+    def _with_face(self, rate: float) -> float:
+        """A mated rate over the probes with a detected face (those without one never count as hits)."""
+        n = self.mated - self.mated_no_face
+        return rate * self.mated / n if n else 0.0
 
 
 def _curve(rule: str, correct: np.ndarray, d_mated: np.ndarray, m_mated: np.ndarray,
@@ -242,6 +253,7 @@ def evaluate_identification(conn: psycopg.Connection, root: str | Path, pipeline
         tpir=float((correct & sql_match_m).mean()) if len(correct) else 0.0,
         fpir=float(sql_match_n.mean()) if len(sql_match_n) else 0.0,
         calibration=cal, curves=curves, sql_agrees=sql_agrees, load=summary,
+        mated_no_face=sum(f is None for f, _ in mated),
     )
 
 
