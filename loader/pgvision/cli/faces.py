@@ -185,8 +185,10 @@ def identify(image, model, weights, detector, upsample, min_face_px, device, thr
             continue
         best = v.candidates[0].name if v.candidates else "-"
         verdict = v.name if v.name is not None else "unknown"
-        note = f" (best was {best}, given to another face)" if v.reassigned else ""
-        if v.name is None and v.candidates:
+        note = ""
+        if v.reassigned:
+            note = f" ({best} is given to another face of this photo that fits better)"
+        elif v.name is None and v.candidates:
             note = f" (nearest: {best})"
         click.echo(f"face {i} box {v.box}: {verdict}{note}; distance {fmt(v.distance)}, "
                    f"similarity {fmt(v.similarity)}, margin {fmt(v.margin)}")
