@@ -123,7 +123,7 @@ class EvalResult:
                 cells.append(f"{t:.3f} @{thr:.3f}")
                 with_face.append(f"{self._with_face(t):.3f}")
             lines.append(f"  {curve.rule:<16}" + "  ".join(f"{c:<12}" for c in cells))
-            lines.append(f"    (with a face) " + "  ".join(f"{c:<12}" for c in with_face))
+            lines.append("    (with a face) " + "  ".join(f"{c:<12}" for c in with_face))
         return "\n".join(lines)
 
     def _with_face(self, rate: float) -> float:
@@ -239,11 +239,9 @@ def evaluate_identification(conn: psycopg.Connection, root: str | Path, pipeline
         true_m = np.array([n for f, n in mated if f is not None])
         corr = best_list[0] == true_m
         if rule.startswith("v2"):
-            agree = (d_list[0] <= cal.threshold) & (m_list[0] >= cal.min_margin) & corr
             sql_agrees = int(((d_list[0] <= cal.threshold) & (m_list[0] >= cal.min_margin) == sql_match_m[have_m]).sum())
             have_n = np.array([f is not None for f, _ in non_mated])
             sql_agrees += int(((d_list[1] <= cal.threshold) & (m_list[1] >= cal.min_margin) == sql_match_n[have_n]).sum())
-            del agree
         curves.append(_curve(rule, corr, d_list[0], m_list[0], d_list[1], m_list[1],
                              cal.min_margin if rule.startswith("v2") else 0.0, len(mated), len(non_mated)))
     return EvalResult(
