@@ -312,3 +312,31 @@ def test_identify_errors_are_one_line(database_url, tmp_path):
     assert result.exit_code == 1 and result.output.startswith("Error: unknown model 'dlib'")
     result = runner.invoke(main, ["faces", "load", str(ASTRONAUT), "--model", "facenet", "--database-url", database_url])
     assert result.exit_code == 1 and "model facenet needs its weights; pass --weights FILE" in result.output
+
+
+def test_migration_0002_switches_the_rule_and_back(empty_database_url):
+    from pgvision import migrate
+    from pgvision.database import connect
+
+    url = empty_database_url
+    migrate.upgrade(url)
+
+    def ann_distance():
+        with connect(url, autocommit=True) as conn:
+            return round(conn.execute("SELECT distance FROM pgvision.identify('[0.5,0.45]')").fetchone()[0], 4)
+
+    with connect(url, autocommit=True) as conn:
+        model_id = register_model(conn, ModelSpec("face2d", "face", 2, "l2", threshold=0.5))
+        ann = conn.execute("INSERT INTO pgvision.identities (name) VALUES ('ann') RETURNING identity_id").fetchone()[0]
+        for key, vec in (("a1", [1.0, 0.0]), ("a2", [0.0, 1.0])):
+            image_id = conn.execute("INSERT INTO pgvision.images (sha256, uri) VALUES (%s, %s) RETURNING image_id",
+                                    (hashlib.sha256(key.encode()).digest(), key)).fetchone()[0]
+            face_id = conn.execute(
+                "INSERT INTO pgvision.faces (image_id, detector, box_left, box_top, box_right, box_bottom, identity_id) "
+                "VALUES (%s, 'test', 0, 0, 10, 10, %s) RETURNING face_id", (image_id, ann)).fetchone()[0]
+            copy_vectors(conn, "face_embeddings", "face_id", model_id, np.array([face_id]), np.array([vec], np.float32))
+    assert ann_distance() == 0.05                                  # v2: the gallery mean [0.5, 0.5]
+    migrate.downgrade(url, "0001")
+    assert ann_distance() == round(math.hypot(0.5, 0.45), 4)       # v1: the nearest face
+    migrate.upgrade(url)
+    assert ann_distance() == 0.05
