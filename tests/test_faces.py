@@ -340,3 +340,18 @@ def test_migration_0002_switches_the_rule_and_back(empty_database_url):
     assert ann_distance() == round(math.hypot(0.5, 0.45), 4)       # v1: the nearest face
     migrate.upgrade(url)
     assert ann_distance() == 0.05
+
+
+def test_identity_from_parent_dir_enrolls_the_largest_face(database_url, tmp_path):
+    folder = tmp_path / "Eileen Collins"
+    folder.mkdir()
+    (folder / "two.jpg").write_bytes(two_astronauts(tmp_path).read_bytes())
+    (folder / "cat.jpg").write_bytes((PHOTOS / "chelsea_cat.jpg").read_bytes())
+    result = CliRunner().invoke(main, ["faces", "load", str(tmp_path / "Eileen Collins"), "--identity-from", "parent-dir",
+                                       "-q", "--database-url", database_url])
+    assert result.exit_code == 0, result.output
+    assert "loaded 2 photos, 2 faces (2 new embeddings), enrolled 1" in result.output
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute("SELECT i.name, f.box_right - f.box_left FROM pgvision.faces f "
+                            "LEFT JOIN pgvision.identities i USING (identity_id) ORDER BY f.face_id").fetchall()
+    assert sorted(rows, key=lambda r: r[0] is None) == [("Eileen Collins", 63), (None, 62)]
