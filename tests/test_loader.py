@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import psycopg
 import pytest
 import torch
 from PIL import Image
@@ -97,9 +96,10 @@ def test_main_job_imagenet_samples_load_then_sql_search(database_url, lite0):
         assert count(conn, "images") == 100 and count(conn, "image_embeddings") == 100
 
 
-#: Label precision@10 of efficientnet-lite0 on CIFAR-10 (see the test's docstring).
-CIFAR_PER_CLASS = 50
-CIFAR_P10_FLOOR = 0.39
+#: Images a class for the CIFAR-10 test; PGVISION_CIFAR_PER_CLASS=100 runs the 1,000-image
+#: measurement. Floors a few points under what was measured on the same subset.
+CIFAR_PER_CLASS = int(os.environ.get("PGVISION_CIFAR_PER_CLASS", "50"))
+CIFAR_P10_FLOOR = {50: 0.39, 100: 0.44}.get(CIFAR_PER_CLASS, 0.30)
 
 
 @pytest.mark.slow
@@ -110,7 +110,8 @@ def test_cifar10_label_precision_at_10_through_similar_images(database_url, lite
     ``similar_images``: 1,000 images (100 a class, the first by file name): 0.466, the same
     with an exact scan (the issue quotes 0.48); the 500-image subset this test loads (50 a
     class, to keep CI short; 1,000 took ~3 min on a busy 2-core machine): 0.419. The floor
-    is a few points under the latter; chance is 0.10.
+    is a few points under the latter; chance is 0.10. The 1,000-image figure comes from
+    ``PGVISION_CIFAR_PER_CLASS=100 python -m pytest tests/test_loader.py -k cifar -s``.
     """
     root = shared_path("data", "cifar10_test")
     classes = sorted(p.name for p in root.iterdir() if p.is_dir())
