@@ -71,6 +71,14 @@ def test_detects_one_face_with_landmarks_inside_its_box(detector):
     assert ((face.landmarks[:, 1] >= top) & (face.landmarks[:, 1] <= bottom + 10)).all()
 
 
+def test_cnn_detector_on_request():
+    from pgvision.faces.detect import FaceDetector
+
+    found = FaceDetector("cnn", upsample=1).detect(rgb(ASTRONAUT))
+    assert [f.detector for f in found.faces] == ["cnn"]
+    assert 40 <= found.faces[0].size <= 120 and found.faces[0].score > 0
+
+
 @pytest.mark.parametrize("name", NON_FACES)
 def test_photos_without_a_face(detector, name):
     found = detector.detect(rgb(PHOTOS / name))
