@@ -9,7 +9,6 @@ import psycopg
 import pytest
 
 from pgvision import migrate
-from pgvision.database import connect
 from sqlhelpers import add_images
 
 TABLES = {"calibrations", "face_embeddings", "face_scans", "faces", "identities", "image_embeddings", "images", "models"}

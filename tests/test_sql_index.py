@@ -144,3 +144,37 @@ def test_models_over_2000_dims_are_indexed_as_halfvec(conn):
         "SELECT i.uri FROM pgvision.image_embeddings e JOIN pgvision.images i USING (image_id) "
         "ORDER BY e.embedding <-> %s LIMIT 3", (x[7],))]
     assert [r[0] for r in rows] == truth
+
+
+def test_two_concurrent_index_builds_end_with_one_valid_index(database_url):
+    """Two loaders finishing together both call ensure_index: they take turns, neither
+    drops the other's CONCURRENTLY build (which is INVALID while it runs)."""
+    import threading
+
+    from pgvision.database import connect
+
+    with connect(database_url, autocommit=True) as conn:
+        model_id = register_model(conn, ModelSpec("race", "image", DIMS, "cosine"))
+        x = clustered(15_000, DIMS, clusters=20, seed=5)
+        records = [ImageRecord(hashlib.sha256(f"r{i}".encode()).digest(), f"mem://r{i}") for i in range(len(x))]
+        copy_image_embeddings(conn, model_id, records, x)
+    results, errors = [], []
+
+    def build():
+        try:
+            with connect(database_url, autocommit=True) as c:
+                results.append(ensure_index(c, model_id))
+        except Exception as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=build) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert results == ["image_embeddings_model_1_hnsw"] * 2
+    with connect(database_url) as conn:
+        valid = conn.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = "
+                             "'pgvision.image_embeddings_model_1_hnsw'::regclass").fetchone()
+    assert valid == (True,)

@@ -17,6 +17,7 @@ loading your initial data"), ``CONCURRENTLY`` when the connection is in autocomm
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import psycopg
@@ -152,13 +153,33 @@ def set_index(
     return ensure_index(conn, model["model_id"])
 
 
-def ensure_index(conn: psycopg.Connection, model_id: int) -> str | None:
+#: First key of the advisory lock that serialises index builds of one model ('pgvi').
+INDEX_LOCK_CLASS = 0x70677669
+
+
+def ensure_index(conn: psycopg.Connection, model_id: int, poll_seconds: float = 0.2) -> str | None:
     """Build the model's ANN index if it is missing; return its name (None for ``none``).
 
     IVFFlat waits for data (its lists are k-means centroids of stored rows): with no rows
     it is not built yet and None is returned. Uses ``CREATE INDEX CONCURRENTLY`` when
     ``conn`` is in autocommit mode, so loads of other models go on meanwhile.
+
+    Callers take turns per model (a session advisory lock): two loaders finishing together
+    would otherwise both see no valid index, and the second would take the first one's
+    build, INVALID while it runs, for a leftover and drop it (a deadlock, reproduced with
+    two threads on 30k x 256). The lock is polled with ``pg_try_advisory_lock`` rather
+    than waited for: a waiting statement holds a snapshot that the concurrent build itself
+    waits for (PostgreSQL docs, "Building Indexes Concurrently").
     """
+    while not conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (INDEX_LOCK_CLASS, model_id)).fetchone()[0]:
+        time.sleep(poll_seconds)
+    try:
+        return _ensure_index_locked(conn, model_id)
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s, %s)", (INDEX_LOCK_CLASS, model_id))
+
+
+def _ensure_index_locked(conn: psycopg.Connection, model_id: int) -> str | None:
     model = get_model_by_id(conn, model_id)
     if model["index_method"] == "none" or model["dims"] > MAX_INDEX_DIMS:
         return None

@@ -50,28 +50,6 @@ LABEL_FROM = ("parent-dir", "none")
 #: How many digests one ``loaded_sha256`` query checks.
 _LOOKUP_CHUNK = 5000
 
-#: First key of the advisory lock that lets one loader at a time build a model's index
-#: ('pgvi'; the second key is the model_id).
-INDEX_LOCK_CLASS = 0x70677669
-
-
-def ensure_index_once(conn: psycopg.Connection, model_id: int, poll_seconds: float = 0.2) -> str | None:
-    """``indexes.ensure_index`` with loaders taking turns (a session advisory lock per model).
-
-    Two loaders finishing together would otherwise both see no valid index; the second
-    would take the first one's ``CREATE INDEX CONCURRENTLY``, still INVALID while it runs,
-    for a leftover and drop it. The lock is polled with ``pg_try_advisory_lock`` rather than
-    waited for: a waiting statement holds a snapshot that the concurrent build itself waits
-    for (PostgreSQL docs, "Building Indexes Concurrently"), which would deadlock.
-    """
-    while not conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (INDEX_LOCK_CLASS, model_id)).fetchone()[0]:
-        time.sleep(poll_seconds)
-    try:
-        return indexes.ensure_index(conn, model_id)
-    finally:
-        conn.execute("SELECT pg_advisory_unlock(%s, %s)", (INDEX_LOCK_CLASS, model_id))
-
-
 @dataclass
 class LoadSummary:
     """What a load did.
@@ -359,7 +337,7 @@ def load_images(
     if build_index:
         t = time.perf_counter()
         try:
-            summary.index = ensure_index_once(conn, model_id)
+            summary.index = indexes.ensure_index(conn, model_id)
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             raise _lost(exc, summary.loaded, 0) from None
         seconds["index"] = time.perf_counter() - t
@@ -440,7 +418,7 @@ def load_vectors(
         bar.close()
     if build_index:
         t = time.perf_counter()
-        summary.index = ensure_index_once(conn, model_id)
+        summary.index = indexes.ensure_index(conn, model_id)
         seconds["index"] = time.perf_counter() - t
     seconds["total"] = time.perf_counter() - t_start
     summary.seconds = seconds

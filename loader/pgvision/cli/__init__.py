@@ -10,7 +10,6 @@ from __future__ import annotations
 import click
 
 from pgvision import __version__
-from pgvision.cli.common import run_guarded  # noqa: F401  (re-exported for command modules)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
