@@ -1,7 +1,8 @@
 """Every SQL example of the README runs on a real server, and where the README shows its
 output, the rows (ids, labels, distances to 3 decimals) are what the server returns.
 
-The database holds the four fixture photos, loaded as the README's main job does.
+The database holds the four fixture photos, loaded as the README's main job does, and
+the astronaut enrolled as the README's identity example does.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 PHOTOS = Path(__file__).resolve().parent / "fixtures" / "photos"
 
 pytest.importorskip("torch", reason="the README's main job embeds photos: pip install -e '.[images]'")
+pytest.importorskip("dlib", reason="the README's identity example enrolls a face: pip install -e '.[faces]'")
 
 
 def examples() -> list[tuple[str, str | None]]:
@@ -68,6 +70,9 @@ def loaded(server_conninfo, template_db):
     name = _fresh_database(server_conninfo, template_db)
     url = make_conninfo(server_conninfo, dbname=name)
     result = CliRunner().invoke(main, ["load", str(PHOTOS), "--quiet", "--database-url", url])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(main, ["enroll", "Eileen Collins", str(PHOTOS / "astronaut_eileen_collins.jpg"),
+                                       "--quiet", "--database-url", url])
     assert result.exit_code == 0, result.output
     yield url
     _drop(server_conninfo, name)
