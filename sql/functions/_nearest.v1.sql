@@ -58,14 +58,48 @@ DECLARE
     matching integer;
     ids bigint[];
     dists double precision[];
-    old_ef text := current_setting('hnsw.ef_search', true);
-    old_hnsw_iter text := current_setting('hnsw.iterative_scan', true);
-    old_ivf_iter text := current_setting('ivfflat.iterative_scan', true);
-    old_probes text := current_setting('ivfflat.probes', true);
+    old_ef text;
+    old_hnsw_iter text;
+    old_ivf_iter text;
+    old_probes text;
+    want text;
 BEGIN
     key := format('e.embedding::%s(%s)', typ, m.dims);
     q := format('$1::%s(%s)', typ, m.dims);
     conds := format('e.model_id = %s', m.model_id);
+
+    -- Fast path, the common case: no filter, index scan. The query's rows go straight out
+    -- (no arrays), and only the one setting the model's index reads is set (and restored).
+    -- bench/profile_search.py measures each layer of this function.
+    IF NOT filtered AND NOT exact AND m.index_method <> 'none' THEN
+        IF m.index_method = 'hnsw' THEN
+            old_ef := current_setting('hnsw.ef_search', true);
+            want := least(1000, greatest(coalesce(ef_search, m.ef_search), k))::text;
+            IF want IS DISTINCT FROM old_ef THEN
+                PERFORM set_config('hnsw.ef_search', want, true);
+            END IF;
+        ELSE
+            old_probes := current_setting('ivfflat.probes', true);
+            want := coalesce(m.probes, 1)::text;
+            IF want IS DISTINCT FROM old_probes THEN
+                PERFORM set_config('ivfflat.probes', want, true);
+            END IF;
+        END IF;
+        RETURN QUERY EXECUTE format(
+            'SELECT e.%1$I, (%2$s %3$s %4$s)::float8 FROM pgvision.%5$I e WHERE %6$s ORDER BY %2$s %3$s %4$s LIMIT $5',
+            item, key, op, q, tbl, conds)
+            USING query, label, filter, exclude_id, k;
+        IF m.index_method = 'hnsw' AND want IS DISTINCT FROM old_ef THEN
+            PERFORM set_config('hnsw.ef_search', coalesce(old_ef, '40'), true);
+        ELSIF m.index_method = 'ivfflat' AND want IS DISTINCT FROM old_probes THEN
+            PERFORM set_config('ivfflat.probes', coalesce(old_probes, '1'), true);
+        END IF;
+        RETURN;
+    END IF;
+    old_ef := current_setting('hnsw.ef_search', true);
+    old_hnsw_iter := current_setting('hnsw.iterative_scan', true);
+    old_ivf_iter := current_setting('ivfflat.iterative_scan', true);
+    old_probes := current_setting('ivfflat.probes', true);
     IF m.kind = 'face' AND (enrolled_only OR label IS NOT NULL OR filter IS NOT NULL) THEN
         joins := ' JOIN pgvision.faces f ON f.face_id = e.face_id';
         IF enrolled_only THEN
