@@ -10,7 +10,10 @@ median of ``--reps``:
 * ``_nearest query, dynamic``: ``_nearest``'s own query text (two ``array_agg``), via EXECUTE;
 * ``_nearest()``: the internal function (settings saved / set / restored, the query, unnest);
 * ``search_images()``: the public function (model lookup, argument checks, ``_nearest``,
-  join to ``images`` for uri and label, similarity).
+  join to ``images`` for uri and label, similarity);
+* ``per-model SQL function``: a candidate design (not the API): the literal index query in a
+  generated ``LANGUAGE sql`` function, whose plan PostgreSQL 18 caches, called statically or
+  through ``EXECUTE`` (as a dispatcher over models would have to).
 
 Example::
 
@@ -54,8 +57,18 @@ def main() -> None:
                   f" SELECT e.image_id AS item_id, (e.embedding::vector({d}) <=> $1::vector({d}))::float8 AS distance"
                   f" FROM pgvision.image_embeddings e WHERE e.model_id = {mid}"
                   f" ORDER BY e.embedding::vector({d}) <=> $1::vector({d}) LIMIT $2) s")
+        # A candidate design, not pgvision's API: a per-model SQL function holding the literal
+        # index query (its plan is cached, PostgreSQL 18), called statically or through EXECUTE.
+        conn.execute(
+            f"CREATE FUNCTION pgvision._knn_profile(q vector, k int) RETURNS TABLE (item_id bigint, distance float8) "
+            f"LANGUAGE sql STABLE AS $f$ SELECT e.image_id, (e.embedding::vector({d}) <=> q::vector({d}))::float8 "
+            f"FROM pgvision.image_embeddings e WHERE e.model_id = {mid} "
+            f"ORDER BY e.embedding::vector({d}) <=> q::vector({d}) LIMIT k $f$")
         variants = {
             "raw (static SQL, cached plan)": f"PERFORM ({q_static})",
+            "per-model SQL function, static call": "PERFORM (SELECT array_agg(item_id) FROM pgvision._knn_profile(v, 10))",
+            "per-model SQL function, via EXECUTE":
+                "EXECUTE 'SELECT array_agg(item_id) FROM pgvision._knn_profile($1, 10)' INTO ids USING v",
             "raw, dynamic (EXECUTE)": f"EXECUTE '{q_dyn}' INTO ids USING v",
             "_nearest query, dynamic": f"EXECUTE '{q_near}' INTO ids, dists USING v, 10",
             "_nearest()": "PERFORM (SELECT array_agg(item_id) FROM pgvision._nearest(mm, v, 10))",
