@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import re
 
-import numpy as np
 
 import common
 from bench_search import load

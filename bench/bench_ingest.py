@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import os
 import tempfile
 import time

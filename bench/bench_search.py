@@ -122,6 +122,16 @@ def run_dataset(url: str, label: str, x: np.ndarray, queries: np.ndarray, a) -> 
     t = time.perf_counter()
     indexes.set_index(conn, label, method="hnsw", m=16, ef_construction=64)
     res["hnsw_build_s"] = time.perf_counter() - t
+    def compare(api, raw) -> dict:
+        """QPS of search_images and raw SQL (interleaved medians) and the recall of each."""
+        times = common.interleaved({"search_images": api, "raw": raw}, a.reps)
+        row = {"api_qps": len(queries) / common.median(times["search_images"]),
+               "raw_qps": len(queries) / common.median(times["raw"]),
+               "api_recall": recall(x, queries, truth_d, api()),
+               "raw_recall": recall(x, queries, truth_d, raw())}
+        row["api_vs_raw"] = row["api_qps"] / row["raw_qps"]
+        return row
+
     res["hnsw"] = []
     for ef in a.ef:
         def raw(ef=ef):
@@ -131,13 +141,7 @@ def run_dataset(url: str, label: str, x: np.ndarray, queries: np.ndarray, a) -> 
         def api(ef=ef):
             return run_queries(api_sql, queries, lambda q: (q, ef))
 
-        times = common.interleaved({"search_images": api, "raw": raw}, a.reps)
-        row = {"ef_search": ef,
-               "api_qps": len(queries) / common.median(times["search_images"]),
-               "raw_qps": len(queries) / common.median(times["raw"]),
-               "api_recall": recall(x, queries, truth_d, api()),
-               "raw_recall": recall(x, queries, truth_d, raw())}
-        row["api_vs_raw"] = row["api_qps"] / row["raw_qps"]
+        row = {"ef_search": ef, **compare(api, raw)}
         res["hnsw"].append(row)
         print(f"  hnsw ef_search={ef}: search_images {row['api_qps']:.0f} QPS recall {row['api_recall']:.3f}, "
               f"raw {row['raw_qps']:.0f} QPS recall {row['raw_recall']:.3f}", flush=True)
@@ -160,13 +164,7 @@ def run_dataset(url: str, label: str, x: np.ndarray, queries: np.ndarray, a) -> 
         def api():
             return run_queries(api_sql, queries, lambda q: (q, None))
 
-        times = common.interleaved({"search_images": api, "raw": raw}, a.reps)
-        row = {"probes": p,
-               "api_qps": len(queries) / common.median(times["search_images"]),
-               "raw_qps": len(queries) / common.median(times["raw"]),
-               "api_recall": recall(x, queries, truth_d, api()),
-               "raw_recall": recall(x, queries, truth_d, raw())}
-        row["api_vs_raw"] = row["api_qps"] / row["raw_qps"]
+        row = {"probes": p, **compare(api, raw)}
         res["ivfflat"].append(row)
         print(f"  ivfflat probes={p}: search_images {row['api_qps']:.0f} QPS recall {row['api_recall']:.3f}, "
               f"raw {row['raw_qps']:.0f} QPS recall {row['raw_recall']:.3f}", flush=True)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
 
 import common
 from bench_search import load
@@ -101,7 +100,7 @@ def main() -> None:
         conn.close()
     med = {k: common.median(v) for k, v in per.items()}
     base = med["raw (static SQL, cached plan)"]
-    rows, prev = [], None
+    rows = []
     for k in variants:
         rows.append([k, med[k], min(per[k]), max(per[k]), med[k] - base, base / med[k]])
     common.print_table(["variant", "median ms/call", "min", "max", "over raw, ms", "raw / variant (QPS ratio)"], rows,
