@@ -363,3 +363,16 @@ def test_identity_from_parent_dir_enrolls_the_largest_face(database_url, tmp_pat
         rows = conn.execute("SELECT i.name, f.box_right - f.box_left FROM pgvision.faces f "
                             "LEFT JOIN pgvision.identities i USING (identity_id) ORDER BY f.face_id").fetchall()
     assert sorted(rows, key=lambda r: r[0] is None) == [("Eileen Collins", 63), (None, 62)]
+
+
+def test_first_face_command_on_an_empty_database_creates_the_schema(empty_database_url):
+    """As `pgvision load` does: reading commands say what to run, loading commands run it."""
+    runner = CliRunner()
+    out = runner.invoke(main, ["identify", str(ASTRONAUT), "--database-url", empty_database_url])
+    assert out.exit_code == 1
+    assert out.output == "Error: the database has no pgvision schema yet: run pgvision db upgrade\n"
+    out = runner.invoke(main, ["enroll", "Eileen Collins", str(ASTRONAUT), "-q", "--database-url", empty_database_url])
+    assert out.exit_code == 0, out.output
+    assert "creating it (pgvision db upgrade)" in out.output
+    with psycopg.connect(empty_database_url) as conn:
+        assert conn.execute("SELECT name, faces FROM pgvision.gallery").fetchall() == [("Eileen Collins", 1)]

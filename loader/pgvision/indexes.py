@@ -83,6 +83,16 @@ def index_ddl(model: dict[str, Any], *, concurrently: bool = True) -> sql.Compos
     )
 
 
+def stored_rows(conn: psycopg.Connection, model: dict[str, Any]) -> int:
+    """Number of embeddings stored for a model."""
+    return conn.execute(
+        sql.SQL("SELECT count(*) FROM pgvision.{} WHERE model_id = %s").format(
+            sql.Identifier(embeddings_table(model["kind"]))
+        ),
+        (model["model_id"],),
+    ).fetchone()[0]
+
+
 def index_exists(conn: psycopg.Connection, model: dict[str, Any]) -> bool:
     """True when the model's index exists and is valid.
 
@@ -132,12 +142,7 @@ def set_index(
     """
     model = get_model(conn, model_name)
     drop_index(conn, model)
-    rows = conn.execute(
-        sql.SQL("SELECT count(*) FROM pgvision.{} WHERE model_id = %s").format(
-            sql.Identifier(embeddings_table(model["kind"]))
-        ),
-        (model["model_id"],),
-    ).fetchone()[0]
+    rows = stored_rows(conn, model)
     if method == "ivfflat":
         lists = lists or ivfflat_lists_for(rows)
         probes = probes or max(1, round(math.sqrt(lists)))
@@ -186,12 +191,7 @@ def _ensure_index_locked(conn: psycopg.Connection, model_id: int) -> str | None:
     if index_exists(conn, model):
         return index_name(model)
     if model["index_method"] == "ivfflat":
-        rows = conn.execute(
-            sql.SQL("SELECT count(*) FROM pgvision.{} WHERE model_id = %s").format(
-                sql.Identifier(embeddings_table(model["kind"]))
-            ),
-            (model_id,),
-        ).fetchone()[0]
+        rows = stored_rows(conn, model)
         if rows == 0:
             return None
         if model["ivfflat_lists"] is None:

@@ -88,9 +88,9 @@ def start(path: Path | None = None) -> str:
 
     path = path or data_dir()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fresh = not (path / "PG_VERSION").exists()
     server = get_server(path, cleanup_mode=None)
-    if fresh or not (path / "pgvision.settings").exists():
+    marker = path / "pgvision.settings"  # written once the settings are in place
+    if not marker.exists():
         with psycopg.connect(server.get_uri(), autocommit=True) as conn:
             for name, value in SERVER_SETTINGS.items():
                 conn.execute(
@@ -99,10 +99,10 @@ def start(path: Path | None = None) -> str:
                     )
                 )
         _pg_ctl(path, ["-w", "restart"])
-        (path / "pgvision.settings").write_text("\n".join(f"{k} = {v}" for k, v in SERVER_SETTINGS.items()))
+        marker.write_text("\n".join(f"{k} = {v}" for k, v in SERVER_SETTINGS.items()))
     url = status(path).url
     assert url is not None, f"embedded server at {path} did not report a socket"
-    with psycopg.connect(_socket_url(Path(url.split("host=")[1]), "postgres"), autocommit=True) as conn:
+    with psycopg.connect(url, dbname="postgres", autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone()
         if not exists:
             conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(DATABASE)))

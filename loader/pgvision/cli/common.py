@@ -34,3 +34,28 @@ def run_guarded(func):
             raise click.ClickException(primary + (f" ({hint})" if hint else "")) from None
 
     return wrapper
+
+
+def open_database(database_url: str | None, *, create: bool = True, autocommit: bool = True):
+    """Connect for a command; the schema must be there, or is created when ``create``.
+
+    Commands that load (``load``, ``load-vectors``, ``faces load``, ``enroll``) run
+    ``db upgrade`` themselves on a database without the pgvision schema, so the first
+    command on a fresh machine works; commands that only read raise
+    :class:`pgvision.errors.SchemaMissing`, whose message names ``pgvision db upgrade``.
+    """
+    from pgvision import migrate
+    from pgvision.database import connect, require_schema
+    from pgvision.errors import SchemaMissing
+
+    conn = connect(database_url, autocommit=autocommit)
+    try:
+        require_schema(conn)
+    except SchemaMissing:
+        conn.close()
+        if not create:
+            raise
+        click.echo("the database has no pgvision schema yet: creating it (pgvision db upgrade)", err=True)
+        migrate.upgrade(database_url)
+        conn = connect(database_url, autocommit=autocommit)
+    return conn

@@ -10,7 +10,7 @@ import json
 
 import click
 
-from pgvision.cli.common import database_url_option, run_guarded
+from pgvision.cli.common import database_url_option, open_database, run_guarded
 
 
 def _guarded(func):
@@ -98,11 +98,10 @@ def faces_load(paths, model, weights, detector, upsample, min_face_px, device, i
       pgvision faces load ./people --identity-from parent-dir
       pgvision faces load ./photos --model facenet --weights facenet.pt --detector cnn
     """
-    from pgvision.database import connect
     from pgvision.faces.load import load_faces
 
     pipeline = build_pipeline(model, weights, detector, upsample, min_face_px, device)
-    with connect(database_url, autocommit=True) as conn:
+    with open_database(database_url) as conn:
         summary = load_faces(conn, paths, pipeline, identity_from=identity_from, batch_size=batch_size,
                              progress=not quiet)
     click.echo(summary.format())
@@ -125,11 +124,10 @@ def enroll(name, images, model, weights, detector, upsample, min_face_px, device
     Example:
       pgvision enroll "Ann Lee" ann1.jpg ann2.jpg ann3.jpg
     """
-    from pgvision.database import connect
     from pgvision.faces.load import load_faces
 
     pipeline = build_pipeline(model, weights, detector, upsample, min_face_px, device)
-    with connect(database_url, autocommit=True) as conn:
+    with open_database(database_url) as conn:
         summary = load_faces(conn, images, pipeline, identity=name, progress=not quiet)
         total = conn.execute(
             "SELECT count(*) FROM pgvision.faces f JOIN pgvision.identities i USING (identity_id) "
@@ -167,11 +165,10 @@ def identify(image, model, weights, detector, upsample, min_face_px, device, thr
       pgvision identify group.jpg
       pgvision identify probe.jpg --model facenet --weights facenet.pt --threshold 0.35
     """
-    from pgvision.database import connect
     from pgvision.faces.identify import identify_photo
 
     pipeline = build_pipeline(model, weights, detector, upsample, min_face_px, device)
-    with connect(database_url) as conn:
+    with open_database(database_url, create=False, autocommit=False) as conn:
         verdicts = identify_photo(conn, image, pipeline, threshold, min_margin, candidates)
     if not verdicts:
         click.echo(f"{image}: no face found")
@@ -221,12 +218,11 @@ def calibrate(model, target_far, margin_frr, method, plot, dry_run, quiet, datab
     Example:
       pgvision calibrate --model dlib --target-far 0.001 --plot roc.png
     """
-    from pgvision.database import connect
     from pgvision.faces.calibrate import calibrate as run, plot_roc, store_calibration
     from pgvision.faces.embed import DLIB_THRESHOLD, FACENET_THRESHOLD
 
     published = {"dlib": DLIB_THRESHOLD, "facenet": FACENET_THRESHOLD}.get(model)
-    with connect(database_url, autocommit=True) as conn:
+    with open_database(database_url, create=False) as conn:
         cal = run(conn, model, target_far=target_far, margin_frr=margin_frr, published_threshold=published,
                   method=method)
         if not dry_run:

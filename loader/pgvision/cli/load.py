@@ -9,7 +9,7 @@ import os
 
 import click
 
-from pgvision.cli.common import database_url_option, run_guarded
+from pgvision.cli.common import database_url_option, open_database, run_guarded
 
 _CPUS = os.cpu_count() or 1
 #: Default decode processes: half the cores (at most 8). Measured with bench/bench_loader.py
@@ -68,24 +68,6 @@ def build_embedder(model, weights, output, dims, metric, name, device, threads=N
     if threads:
         torch.set_num_threads(threads)
     return load_image_model(model, weights=weights, output=output, dims=dims, metric=metric, name=name, device=device)
-
-
-def open_database(database_url):
-    """Autocommit connection; creates the pgvision schema when it is missing (``db upgrade``)."""
-    from pgvision import migrate
-    from pgvision.database import connect
-    from pgvision.errors import SchemaMissing
-    from pgvision.database import require_schema
-
-    conn = connect(database_url, autocommit=True)
-    try:
-        require_schema(conn)
-    except SchemaMissing:
-        conn.close()
-        click.echo("the database has no pgvision schema yet: creating it (pgvision db upgrade)", err=True)
-        migrate.upgrade(database_url)
-        conn = connect(database_url, autocommit=True)
-    return conn
 
 
 @click.command()

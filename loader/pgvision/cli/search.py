@@ -12,7 +12,7 @@ import json
 
 import click
 
-from pgvision.cli.common import database_url_option, run_guarded
+from pgvision.cli.common import database_url_option, open_database, run_guarded
 from pgvision.cli.load import build_embedder, model_options
 
 COLUMNS = ("image_id", "distance", "similarity", "label", "uri")
@@ -82,7 +82,6 @@ def search(image, k, label, ef_search, as_json, model, weights, output, dims, me
       pgvision search ./query.jpg -k 5
       pgvision search ./query.jpg --label tench --json
     """
-    from pgvision.database import connect, require_schema
     from pgvision.errors import ModelMismatch
     from pgvision.images import ImageSkipped
     from pgvision.pipeline import embed_files
@@ -94,8 +93,7 @@ def search(image, k, label, ef_search, as_json, model, weights, output, dims, me
         probe = embed_files(embedder, [image])[0]
     except ImageSkipped as exc:
         raise click.ClickException(f"cannot use {image} as a probe: {exc}") from None
-    with connect(database_url, autocommit=True) as conn:
-        require_schema(conn)
+    with open_database(database_url, create=False) as conn:
         row = get_model(conn, spec.name)
         if row["dims"] != spec.dims or (
             row["weights_sha256"] and spec.weights_sha256 and row["weights_sha256"] != spec.weights_sha256
@@ -133,10 +131,8 @@ def similar(image_id, k, label, ef_search, as_json, model, database_url):
       pgvision similar 42 -k 5
       pgvision similar 42 --model resnet50 --json
     """
-    from pgvision.database import connect, require_schema
 
-    with connect(database_url, autocommit=True) as conn:
-        require_schema(conn)
+    with open_database(database_url, create=False) as conn:
         rows = _fetch(
             conn,
             "SELECT image_id, distance, similarity, label, uri FROM pgvision.similar_images("

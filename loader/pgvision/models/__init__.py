@@ -28,13 +28,6 @@ class ModelUnavailable(PgvisionError):
     """A model name, weights file or TorchScript file cannot be used (message says why)."""
 
 
-def list_image_models() -> list[str]:
-    """Every name ``--model`` accepts, besides ``torchscript:PATH``."""
-    from pgvision.models.torchvision_zoo import classification_models
-
-    return [DEFAULT_MODEL, *classification_models()]
-
-
 def load_image_model(
     model: str = DEFAULT_MODEL,
     weights: str | None = None,
