@@ -46,23 +46,60 @@ def sql_file(relative: str) -> str:
     return (sql_dir() / relative).read_text(encoding="utf-8")
 
 
+#: Token for pgvector's schema in SQL API files, as in PostgreSQL's own extension scripts
+#: (PostgreSQL docs, "Packaging Related Objects into an Extension": ``@extschema:name@``).
+#: :func:`apply_sql` replaces it with the quoted name of the schema that holds pgvector.
+VECTOR_SCHEMA_TOKEN = "@extschema:vector@"
+
+#: The fixed ``search_path`` of every function written with :data:`VECTOR_SCHEMA_TOKEN`:
+#: ``pg_catalog`` first, then pgvision's own schema (writable by its owner only), ``pg_temp``
+#: last; pgvector's schema (often ``public``, sometimes writable by others) is *not* on it.
+#: Its types, operators and functions are reached by qualified names
+#: (``@extschema:vector@.vector``, ``OPERATOR(@extschema:vector@.<=>)``), so an object that
+#: another role creates in that schema can never shadow a call (PostgreSQL docs, "Writing
+#: SECURITY DEFINER Functions Safely" and "Security Considerations for Extension Scripts";
+#: CVE-2018-1058).
+SECURE_SEARCH_PATH = "pg_catalog, pgvision, pg_temp"
+
+
+def vector_schema(cursor) -> str:
+    """Name of the schema holding pgvector (a DB-API cursor of the migration's connection)."""
+    cursor.execute(
+        "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
+        "WHERE e.extname = 'vector'"
+    )
+    return cursor.fetchone()[0]
+
+
 def apply_sql(op, relative: str) -> None:
     """Apply one SQL API file inside a migration (``op`` is ``alembic.op``).
 
-    The file runs with ``search_path`` set to ``pgvision``, the schema holding pgvector,
-    ``pg_catalog`` and ``pg_temp`` last, so that functions declared with
-    ``SET search_path FROM CURRENT`` keep that fixed path whatever the caller's path is
-    (PostgreSQL docs, "Writing SECURITY DEFINER Functions Safely").
+    A file that names pgvector's schema with :data:`VECTOR_SCHEMA_TOKEN` gets it replaced
+    by the quoted schema name and runs with ``search_path`` = :data:`SECURE_SEARCH_PATH`, so
+    that functions declared with ``SET search_path FROM CURRENT`` keep that fixed path
+    whatever the caller's path is. Files released before the token existed (v1 files of
+    0001/0002, never edited) run with the path they were released with
+    (``pgvision, <pgvector schema>, pg_catalog, pg_temp``); migration 0003 replaces every
+    one of them.
     """
     # The psycopg cursor under SQLAlchemy, called without parameters: the file reaches the
     # server as written (no ':name' bind parsing, no '%' placeholders), in the migration's
     # transaction.
+    from psycopg import sql
+
     cur = op.get_bind().connection.dbapi_connection.cursor()
-    cur.execute(
-        "SELECT set_config('search_path', format('pgvision, %I, pg_catalog, pg_temp', n.nspname), true) "
-        "FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'vector'"
-    )
-    cur.execute(sql_file(relative))
+    schema = vector_schema(cur)
+    text = sql_file(relative)
+    if VECTOR_SCHEMA_TOKEN in text:
+        quoted = sql.Identifier(schema).as_string(cur.connection)
+        text = text.replace(VECTOR_SCHEMA_TOKEN, quoted)
+        cur.execute("SELECT set_config('search_path', %s, true)", (SECURE_SEARCH_PATH,))
+    else:
+        cur.execute(
+            "SELECT set_config('search_path', format('pgvision, %%I, pg_catalog, pg_temp', %s::text), true)",
+            (schema,),
+        )
+    cur.execute(text)
     cur.execute("RESET search_path")
 
 
