@@ -32,3 +32,45 @@ def clustered(n: int, dims: int, clusters: int, seed: int = 0, spread: float = 0
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
     x = centres[rng.integers(0, clusters, n)] + rng.normal(scale=spread, size=(n, dims)) / np.sqrt(dims) * 4
     return x.astype(np.float32)
+
+
+def families(n_people: int, dims: int, *, family_size: int = 5, seed: int = 0, max_photos: int = 19,
+             family_spread: float = 0.6, person_spread: float = 0.25):
+    """A gallery with look-alikes: families of ``family_size`` similar people, 1..``max_photos`` photos each.
+
+    Returns (photos (n, dims) float32 unit vectors, person index of each photo, person centres).
+    Spreads are L2 norms of the offsets (family centre -> person, person -> photo).
+    """
+    rng = np.random.default_rng(seed)
+
+    def unit(x):
+        return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+    fam = unit(rng.standard_normal((max(1, n_people // family_size), dims)))
+    people = unit(fam[np.arange(n_people) // family_size % len(fam)]
+                  + family_spread * unit(rng.standard_normal((n_people, dims))))
+    counts = rng.integers(1, max_photos + 1, n_people)
+    who = np.repeat(np.arange(n_people), counts)
+    photos = unit(people[who] + person_spread * unit(rng.standard_normal((len(who), dims))))
+    return photos.astype(np.float32), who, people.astype(np.float32)
+
+
+def add_gallery(conn, model: str, photos: np.ndarray, who: np.ndarray, *, metric: str = "l2",
+                threshold: float = 0.6) -> tuple[int, np.ndarray]:
+    """Enrol ``photos`` of people ``who`` under face model ``model``; return (model_id, identity_id per person)."""
+    from pgvision.pg_copy import copy_vectors
+
+    model_id = register_model(conn, ModelSpec(model, "face", photos.shape[1], metric, threshold=threshold))
+    n_people = int(who.max()) + 1
+    ident = np.array([r[0] for r in conn.execute(
+        "INSERT INTO pgvision.identities (name) SELECT 'p' || g FROM generate_series(0, %s - 1) g "
+        "RETURNING identity_id", (n_people,))], dtype=np.int64)
+    face_id = np.array([r[0] for r in conn.execute(
+        "WITH i AS (INSERT INTO pgvision.images (sha256, uri) "
+        "           SELECT sha256(('photo' || g)::bytea), 'file:///photo' || g || '.jpg' "
+        "           FROM generate_series(0, %s - 1) g RETURNING image_id) "
+        "INSERT INTO pgvision.faces (image_id, detector, box_left, box_top, box_right, box_bottom, identity_id) "
+        "SELECT i.image_id, 'test', 0, 0, 10, 10, (%s::bigint[])[row_number() OVER (ORDER BY i.image_id)] "
+        "FROM i ORDER BY i.image_id RETURNING face_id", (len(who), ident[who].tolist()))], dtype=np.int64)
+    copy_vectors(conn, "face_embeddings", "face_id", model_id, face_id, photos)
+    return model_id, ident

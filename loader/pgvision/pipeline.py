@@ -39,7 +39,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from pgvision import indexes, pg_copy, registry
+from pgvision import indexes, pg_copy, recall_target, registry
 from pgvision.embed import ImageEmbedder
 from pgvision.errors import DatabaseUnreachable
 from pgvision.images import SKIP_REASONS, ImageSkipped, decode_image, find_images, sha256_bytes, sha256_file
@@ -66,6 +66,8 @@ class LoadSummary:
         skipped_files: ``[(path, reason, detail)]``, in the order met.
         seconds: stage timings in seconds (see the module docstring).
         index: name of the model's ANN index (None when not built).
+        recall: the search setting chosen for the model's target recall after this load
+            (:func:`pgvision.recall_target.recheck`), one line; None when not re-chosen.
     """
 
     model: str
@@ -78,6 +80,7 @@ class LoadSummary:
     skipped_files: list[tuple[str, str, str]] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     index: str | None = None
+    recall: str | None = None
 
     def format(self) -> str:
         """One-paragraph summary, e.g. ``loaded 98, already present 2, skipped 3: 2 truncated, ...``."""
@@ -97,7 +100,15 @@ class LoadSummary:
         )
         if self.loaded and s.get("total"):
             text += f"; {self.loaded / s['total']:.1f} img/s"
+        if self.recall:
+            text += "\n" + self.recall
         return text
+
+
+def _recheck_recall(conn: psycopg.Connection, model_id: int) -> str | None:
+    """Re-choose the model's ef_search / probes when it grew past the rule of recall_target."""
+    choice = recall_target.recheck(conn, model_id)
+    return recall_target.describe(choice) if choice else None
 
 
 @dataclass(frozen=True)
@@ -338,6 +349,7 @@ def load_images(
         t = time.perf_counter()
         try:
             summary.index = indexes.ensure_index(conn, model_id)
+            summary.recall = _recheck_recall(conn, model_id)
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             raise _lost(exc, summary.loaded, 0) from None
         seconds["index"] = time.perf_counter() - t
@@ -419,6 +431,7 @@ def load_vectors(
     if build_index:
         t = time.perf_counter()
         summary.index = indexes.ensure_index(conn, model_id)
+        summary.recall = _recheck_recall(conn, model_id)
         seconds["index"] = time.perf_counter() - t
     seconds["total"] = time.perf_counter() - t_start
     summary.seconds = seconds

@@ -21,7 +21,7 @@ import numpy as np
 import psycopg
 from tqdm import tqdm
 
-from pgvision import indexes
+from pgvision import indexes, recall_target
 from pgvision.faces.align import align_faces
 from pgvision.faces.detect import Face, FaceDetector
 from pgvision.faces.embed import FaceModel
@@ -73,6 +73,8 @@ class FaceLoadSummary:
         too_small: faces found but too small to align (not stored).
         skipped_files: ``[(path, reason)]``.
         seconds: per stage (hash, decode, detect, align, embed, copy, index, total).
+        recall: the search setting re-chosen for the model's target recall after this
+            load (:func:`pgvision.recall_target.recheck`), one line; None when not re-chosen.
     """
 
     model: str
@@ -89,6 +91,7 @@ class FaceLoadSummary:
     skipped_files: list[tuple[str, str]] = field(default_factory=list)
     seconds: Counter = field(default_factory=Counter)
     index: str | None = None
+    recall: str | None = None
 
     def format(self) -> str:
         """E.g. ``loaded 798 photos, 835 faces (835 new embeddings), already done 0, skipped 2: 2 no-face``."""
@@ -102,6 +105,8 @@ class FaceLoadSummary:
         s = self.seconds
         text += (f"\nmodel {self.model} (model_id {self.model_id}), detector {self.detector}; {self.found} files; seconds: "
                  + ", ".join(f"{k} {s[k]:.1f}" for k in ("hash", "decode", "detect", "align", "embed", "copy", "index", "total") if k in s))
+        if self.recall:
+            text += "\n" + self.recall
         return text
 
 
@@ -244,6 +249,8 @@ def load_faces(
     if build_index:
         t0 = time.perf_counter()
         summary.index = indexes.ensure_index(conn, model_id)
+        choice = recall_target.recheck(conn, model_id)
+        summary.recall = recall_target.describe(choice) if choice else None
         summary.seconds["index"] += time.perf_counter() - t0
     summary.seconds["total"] = time.perf_counter() - t_total
     return summary

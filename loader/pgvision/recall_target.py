@@ -1,0 +1,216 @@
+"""Recall by target: choose a model's ``ef_search`` (HNSW) or ``probes`` (IVFFlat) by measurement.
+
+Users ask for a recall; the knob is ours. :func:`choose_setting` measures recall@k on a
+fixed sample of the model's stored vectors for a ladder of settings, smallest first, and
+stores the smallest one that reaches the target, with the recall measured and the row
+count at the time (``models.ef_search`` / ``probes``, ``target_recall``,
+``measured_recall``, ``recall_rows``; ``pgvision.model_stats`` shows them).
+
+Measurement (the same as ``pgvision.recall_at_k``): the ``sample`` stored embeddings with
+the smallest md5 of their id are the queries; each one's exact top-k (itself left out) is
+the truth; an ANN row counts as found when its distance is at most the k-th exact distance
++ 1e-3, as ann-benchmarks counts recall (ann_benchmarks/plotting/metrics.py, epsilon
+1e-3), so ties are not misses. The ANN rows come from the same unfiltered path as
+``search_images`` (k + 1 rows, the query itself dropped). Unlike calling ``recall_at_k``
+once per rung, the exact scans run once, not once per setting tried: at 1M rows an exact
+scan is the expensive half.
+
+Re-check rule: a model whose setting was chosen for a target is measured again by
+:func:`recheck` (the loaders call it after every load) once it holds more than
+:data:`REMEASURE_GROWTH` (50 %) more rows than at the last measurement: HNSW recall at
+a fixed ``ef_search`` falls as the graph grows (issue 13: 0.743 at ef_search 40 on 1M x 512
+clustered vectors), IVFFlat recall as lists fill. Models with no target get
+:data:`DEFAULT_TARGET` after a load or build once they hold :data:`APPLY_FROM_ROWS` rows;
+below that, pgvector's defaults already give recall@10 near 1 and a measurement would cost
+more than it tells.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from pgvision.indexes import embeddings_table, index_exists, stored_rows
+from pgvision.registry import get_model, get_model_by_id
+
+#: Recall@10 applied to models that were given none (issue 13: "the default search reaches
+#: recall@10 >= 0.95 at 1M").
+DEFAULT_TARGET = 0.95
+#: Rows from which the default target is applied after a load or an index build.
+APPLY_FROM_ROWS = 10_000
+#: Measure again once the model has this much more rows than at the last measurement.
+REMEASURE_GROWTH = 0.5
+#: HNSW ef_search values tried, smallest first (pgvector default 40; its maximum 1,000).
+HNSW_LADDER = (40, 60, 80, 100, 150, 200, 300, 400, 600, 800, 1000)
+#: Neighbours per query and queries per measurement.
+K = 10
+SAMPLE = 100
+#: ann-benchmarks' epsilon: a neighbour within this distance of the k-th true one counts.
+EPSILON = 1e-3
+
+
+@dataclass
+class Choice:
+    """What :func:`choose_setting` found and stored.
+
+    Attributes:
+        model: model name.
+        setting: ``ef_search`` (HNSW) or ``probes`` (IVFFlat).
+        value: the value stored.
+        recall: recall@k measured at that value (0..1).
+        target: recall asked for.
+        reached: False when even the largest value tried stays below the target (the
+            largest one is stored then).
+        rows: embeddings stored at the measurement.
+        tried: (value, recall) for every rung measured, in order.
+    """
+
+    model: str
+    setting: str
+    value: int
+    recall: float
+    target: float
+    reached: bool
+    rows: int
+    tried: list[tuple[int, float]]
+
+
+def ivfflat_ladder(lists: int) -> list[int]:
+    """IVFFlat probes tried: sqrt(lists) (pgvector's advice), then doubling, up to ``lists``."""
+    first = max(1, round(math.sqrt(lists)))
+    out = [first]
+    while out[-1] < lists:
+        out.append(min(lists, out[-1] * 2))
+    return out
+
+
+def _sample(conn: psycopg.Connection, model: dict[str, Any], sample: int) -> list[tuple[int, Any]]:
+    item = "image_id" if model["kind"] == "image" else "face_id"
+    return conn.execute(
+        sql.SQL("SELECT e.{item}, e.embedding FROM pgvision.{tbl} e WHERE e.model_id = %s "
+                "ORDER BY md5(e.{item}::text) LIMIT %s").format(
+            item=sql.Identifier(item), tbl=sql.Identifier(embeddings_table(model["kind"]))),
+        (model["model_id"], sample),
+    ).fetchall()
+
+
+def _nearest(conn: psycopg.Connection, model_id: int, query, k: int, *, ef_search: int | None = None,
+             exact: bool = False) -> list[tuple[int, float]]:
+    return conn.execute(
+        "SELECT n.item_id, n.distance FROM pgvision.models m, "
+        "pgvision._nearest(m, %s, %s, ef_search => %s, exact => %s) n WHERE m.model_id = %s",
+        (query, k, ef_search, exact, model_id),
+    ).fetchall()
+
+
+def measure(conn: psycopg.Connection, model: dict[str, Any], probes: list[tuple[int, Any]],
+            truth: list[float], k: int, ef_search: int | None) -> float:
+    """Recall@k of the model's index at ``ef_search`` (or its stored probes) on ``probes``.
+
+    Args:
+        probes: (item id, embedding) of the sample.
+        truth: each probe's k-th exact distance (itself left out).
+    """
+    found = 0
+    for (pid, q), kth in zip(probes, truth):
+        rows = [d for i, d in _nearest(conn, model["model_id"], q, k + 1, ef_search=ef_search) if i != pid][:k]
+        found += sum(d <= kth + EPSILON for d in rows)
+    return found / (k * len(probes))
+
+
+def choose_setting(conn: psycopg.Connection, model_name: str, target: float = DEFAULT_TARGET, *,
+                   k: int = K, sample: int = SAMPLE) -> Choice | None:
+    """Store the smallest ``ef_search`` / ``probes`` whose recall@k reaches ``target``.
+
+    Args:
+        conn: connection of a role that may update ``pgvision.models``.
+        model_name: registered model with a built HNSW or IVFFlat index.
+        target: recall@k wanted, in (0, 1].
+        k: neighbours per query (default 10).
+        sample: stored vectors used as queries (default 100).
+
+    Returns:
+        The :class:`Choice` stored, or None when there is nothing to choose (method
+        ``none``, index not built yet, or fewer than k + 2 rows).
+
+    Raises:
+        ValueError: target outside (0, 1].
+        pgvision.registry.UnknownModel: unknown model.
+    """
+    if not 0 < target <= 1:
+        raise ValueError(f"target recall must be in (0, 1], got {target}: e.g. --target-recall 0.95")
+    model = get_model(conn, model_name)
+    if model["index_method"] == "none" or not index_exists(conn, model):
+        return None
+    rows = stored_rows(conn, model)
+    if rows < k + 2:
+        return None
+    probes = _sample(conn, model, sample)
+    truth = []
+    for pid, q in probes:
+        d = [d for i, d in _nearest(conn, model["model_id"], q, k + 1, exact=True) if i != pid][:k]
+        truth.append(d[-1])
+    tried: list[tuple[int, float]] = []
+    if model["index_method"] == "hnsw":
+        setting, ladder = "ef_search", [v for v in HNSW_LADDER if v >= k + 1] or [1000]
+    else:
+        setting, ladder = "probes", ivfflat_ladder(model["ivfflat_lists"] or 1)
+    chosen = None
+    for value in ladder:
+        if setting == "probes":
+            # _nearest reads probes from the model row.
+            conn.execute("UPDATE pgvision.models SET probes = %s WHERE model_id = %s", (value, model["model_id"]))
+            recall = measure(conn, model, probes, truth, k, None)
+        else:
+            recall = measure(conn, model, probes, truth, k, value)
+        tried.append((value, recall))
+        if recall >= target:
+            chosen = (value, recall)
+            break
+    reached = chosen is not None
+    value, recall = chosen or tried[-1]
+    conn.execute(
+        sql.SQL("UPDATE pgvision.models SET {} = %s, target_recall = %s, measured_recall = %s, recall_rows = %s "
+                "WHERE model_id = %s").format(sql.Identifier(setting)),
+        (value, target, recall, rows, model["model_id"]),
+    )
+    return Choice(model_name, setting, value, recall, target, reached, rows, tried)
+
+
+def recheck(conn: psycopg.Connection, model_id: int) -> Choice | None:
+    """After a load: choose again when the rule above says so; return the new choice or None.
+
+    Chooses when the model has a target and grew by more than :data:`REMEASURE_GROWTH`
+    since it was measured, or has no target yet and holds :data:`APPLY_FROM_ROWS` rows
+    (then with :data:`DEFAULT_TARGET`).
+    """
+    model = get_model_by_id(conn, model_id)
+    if model["index_method"] == "none":
+        return None
+    rows = stored_rows(conn, model)
+    if model["target_recall"] is None:
+        if rows < APPLY_FROM_ROWS:
+            return None
+        return choose_setting(conn, model["name"], DEFAULT_TARGET)
+    if rows <= (model["recall_rows"] or 0) * (1 + REMEASURE_GROWTH):
+        return None
+    return choose_setting(conn, model["name"], float(model["target_recall"]))
+
+
+def describe(choice: Choice) -> str:
+    """One line for the CLI, e.g. ``ef_search 80: recall@10 0.962 >= 0.95 (100k rows)``."""
+    steps = ", ".join(f"{v}: {r:.3f}" for v, r in choice.tried)
+    if choice.reached:
+        return (f"{choice.model}: {choice.setting} {choice.value} reaches recall@10 {choice.recall:.3f} "
+                f">= {choice.target} on {choice.rows:,} rows (tried {steps})")
+    return (f"{choice.model}: recall@10 {choice.recall:.3f} at {choice.setting} {choice.value}, below the target "
+            f"{choice.target} on {choice.rows:,} rows (tried {steps}); rebuild the index denser "
+            "(pgvision db index MODEL --m 32 --ef-construction 128, or IVFFlat with more --lists)")
+
+
+__all__ = ["Choice", "choose_setting", "recheck", "describe", "measure", "ivfflat_ladder", "DEFAULT_TARGET",
+           "APPLY_FROM_ROWS", "REMEASURE_GROWTH", "HNSW_LADDER"]
