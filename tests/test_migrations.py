@@ -46,7 +46,7 @@ def test_functions_fix_their_search_path(database_url):
             "WHERE n.nspname = 'pgvision' AND p.prokind = 'f' AND p.proname <> '_similarity'").fetchall()
     assert configs
     for name, config in configs:
-        assert config == ["search_path=pgvision, public, pg_catalog, pg_temp"], name
+        assert config == ["search_path=pg_catalog, pgvision, pg_temp"], name
 
 
 def test_search_works_with_a_hostile_search_path(conn):
