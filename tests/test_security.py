@@ -100,7 +100,7 @@ def test_an_overflowing_query_is_refused(conn):
 SHADOWS = """
 CREATE TABLE public.{log} (what text);
 GRANT INSERT ON public.{log} TO PUBLIC;
-CREATE FUNCTION public.{log}_hit(what text) RETURNS void LANGUAGE plpgsql AS $$
+CREATE FUNCTION public.{log}_hit(what text) RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog AS $$
 BEGIN
     INSERT INTO public.{log} VALUES (what);
     BEGIN
