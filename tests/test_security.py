@@ -6,6 +6,7 @@ Each test failed on the code before migration 0003 / the fixes it names.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 
 import numpy as np
@@ -180,3 +181,43 @@ def test_objects_another_role_creates_in_pgvectors_schema_never_run(conn, attack
         assert conn.execute(query, args).fetchall(), query
     assert conn.execute(f"SELECT what FROM public.{log}").fetchall() == []
     assert conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %s", (attacker,)).fetchone() == (False,)
+
+
+# -- SQL in messages, CLI -> SQL parameter types, JSON ---------------------------------------
+
+def test_model_mismatch_suggests_a_command_not_sql_built_from_the_name(conn):
+    from pgvision.errors import ModelMismatch
+
+    hostile = "x'; DROP TABLE pgvision.images; --"
+    register_model(conn, ModelSpec(hostile, "image", 2, "l2"))
+    with pytest.raises(ModelMismatch) as err:
+        register_model(conn, ModelSpec(hostile, "image", 3, "l2"))
+    assert str(err.value) == (
+        f"model {hostile!r} is registered with 2-d l2 image vectors (weights None) but this run gives 3-d l2 image "
+        "vectors (weights None): load under another model name (pgvision load --name NEW_NAME ...), or into "
+        "another database (--database-url)")
+
+
+def test_identify_cli_takes_threshold_and_min_margin(database_url):
+    from click.testing import CliRunner
+
+    from pgvision.cli import main
+
+    photo = os.path.join(os.path.dirname(__file__), "fixtures", "photos", "astronaut_eileen_collins.jpg")
+    runner = CliRunner()
+    db = ["--database-url", database_url]
+    assert runner.invoke(main, ["enroll", "Eileen Collins", photo, "--quiet", *db]).exit_code == 0
+    result = runner.invoke(main, ["identify", photo, "--threshold", "0.6", "--min-margin", "0.05", "--json", *db])
+    assert result.exit_code == 0, result.output
+    face = json.loads(result.output)
+    assert (face["name"], face["match"], face["distance"] < 1e-6) == ("Eileen Collins", True, True)
+    result = runner.invoke(main, ["identify", photo, "--threshold", "nan", *db])
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1].startswith("Error: threshold must be a finite distance >= 0, got NaN")
+
+
+def test_json_text_has_no_nan_tokens():
+    from pgvision.cli.common import json_text
+
+    assert json_text([{"distance": float("nan"), "margin": float("inf"), "similarity": 0.5}]) == \
+        '[{"distance": null, "margin": null, "similarity": 0.5}]'
