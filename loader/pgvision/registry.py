@@ -114,7 +114,7 @@ def register_model(conn: psycopg.Connection, spec: ModelSpec) -> int:
         raise ModelMismatch(
             f"model {spec.name!r} is registered with {row['dims']}-d {row['metric']} {row['kind']} vectors"
             f" (weights {str(row['weights_sha256'])[:12]}) but this run gives {spec.dims}-d {spec.metric}"
-            f" {spec.kind} vectors (weights {str(spec.weights_sha256)[:12]}): load under another model name,"
-            f" or remove the old one: DELETE FROM pgvision.models WHERE name = '{spec.name}'"
+            f" {spec.kind} vectors (weights {str(spec.weights_sha256)[:12]}): load under another model name"
+            f" (pgvision load --name NEW_NAME ...), or into another database (--database-url)"
         )
     return row["model_id"]

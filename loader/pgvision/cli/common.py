@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import functools
+import json
+import math
 
 import click
 import psycopg
+
+from alembic.util.exc import CommandError
 
 from pgvision.errors import PgvisionError
 
@@ -27,6 +31,8 @@ def run_guarded(func):
             return func(*args, **kwargs)
         except PgvisionError as exc:
             raise click.ClickException(str(exc)) from None
+        except CommandError as exc:  # Alembic: unknown revision, bad range, ...
+            raise click.ClickException(f"{exc}: see the revisions with pgvision db history") from None
         except psycopg.Error as exc:
             diag = getattr(exc, "diag", None)
             primary = (diag.message_primary if diag and diag.message_primary else str(exc)).strip()
@@ -34,6 +40,25 @@ def run_guarded(func):
             raise click.ClickException(primary + (f" ({hint})" if hint else "")) from None
 
     return wrapper
+
+
+def _finite(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def json_text(value, indent: int | None = None) -> str:
+    """``value`` as strict JSON (RFC 8259): NaN and infinities become ``null``.
+
+    Python's :func:`json.dumps` writes them as the bare tokens ``NaN`` / ``Infinity``, which
+    JSON has not and most parsers (``jq``, JavaScript's ``JSON.parse``) reject.
+    """
+    return json.dumps(_finite(value), indent=indent, allow_nan=False)
 
 
 def open_database(database_url: str | None, *, create: bool = True, autocommit: bool = True):

@@ -6,11 +6,10 @@ Parses options and reports; the work is in :mod:`pgvision.faces`.
 from __future__ import annotations
 
 import functools
-import json
 
 import click
 
-from pgvision.cli.common import database_url_option, open_database, run_guarded
+from pgvision.cli.common import database_url_option, json_text, open_database, run_guarded
 
 
 def _guarded(func):
@@ -142,10 +141,10 @@ def enroll(name, images, model, weights, detector, upsample, min_face_px, device
 @click.command("identify")
 @click.argument("image", type=click.Path(exists=True, dir_okay=False))
 @face_model_options
-@click.option("--threshold", type=float, metavar="DIST",
+@click.option("--threshold", type=click.FloatRange(min=0), metavar="DIST",
               help="Largest distance that matches, in the model's metric (dlib: L2; facenet: cosine distance) "
                    "[default: the model's calibrated threshold].")
-@click.option("--min-margin", type=float, metavar="DIST",
+@click.option("--min-margin", type=click.FloatRange(min=0), metavar="DIST",
               help="Smallest gap between the best and the second identity's distance [default: the model's].")
 @click.option("--candidates", type=click.IntRange(1, 1000), default=5, show_default=True,
               help="Candidate identities asked from SQL per face.")
@@ -176,7 +175,7 @@ def identify(image, model, weights, detector, upsample, min_face_px, device, thr
     for i, v in enumerate(verdicts):
         fmt = lambda x: "-" if x is None else f"{x:.4f}"  # noqa: E731
         if as_json:
-            click.echo(json.dumps({"face": i, "box": list(v.box), "name": v.name, "identity_id": v.identity_id,
+            click.echo(json_text({"face": i, "box": list(v.box), "name": v.name, "identity_id": v.identity_id,
                                    "distance": v.distance, "similarity": v.similarity, "margin": v.margin,
                                    "match": v.name is not None, "reassigned": v.reassigned}))
             continue

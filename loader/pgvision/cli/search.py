@@ -8,11 +8,10 @@ function's columns.
 
 from __future__ import annotations
 
-import json
 
 import click
 
-from pgvision.cli.common import database_url_option, open_database, run_guarded
+from pgvision.cli.common import database_url_option, json_text, open_database, run_guarded
 from pgvision.cli.load import build_embedder, model_options
 
 COLUMNS = ("image_id", "distance", "similarity", "label", "uri")
@@ -53,7 +52,7 @@ def _cell(value) -> str:
 
 
 def _report(rows: list[dict], as_json: bool) -> None:
-    click.echo(json.dumps(rows, indent=2) if as_json else format_table(rows))
+    click.echo(json_text(rows, indent=2) if as_json else format_table(rows))
 
 
 def _fetch(conn, query: str, params: dict) -> list[dict]:

@@ -59,7 +59,8 @@ def query_identify(conn: psycopg.Connection, embedding: np.ndarray, model: str, 
                    min_margin: float | None, candidates: int) -> list[Candidate]:
     """Call ``pgvision.identify`` for one embedding (D,) float32."""
     rows = conn.execute(
-        "SELECT * FROM pgvision.identify(%s::vector, model => %s, threshold => %s, candidates => %s, min_margin => %s)",
+        "SELECT * FROM pgvision.identify(%s::vector, model => %s, threshold => %s::real, candidates => %s,"
+        " min_margin => %s::real)",
         (np.asarray(embedding, dtype=np.float32), model, threshold, candidates, min_margin),
     ).fetchall()
     return [Candidate(*r) for r in rows]

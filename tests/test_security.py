@@ -1,0 +1,223 @@
+"""Issue 8, database side: hostile roles, hostile values, fail-closed identity.
+
+Each test failed on the code before migration 0003 / the fixes it names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import numpy as np
+import psycopg
+import pytest
+from psycopg import sql
+
+from pgvision.pg_copy import copy_vectors
+from pgvision.registry import ModelSpec, register_model
+from sqlhelpers import add_images
+
+
+def _face_gallery(conn, threshold=0.5):
+    """face2d (L2): ann at [1, 0], bob at [0, 1]; returns {name: identity_id}."""
+    model_id = register_model(conn, ModelSpec("face2d", "face", 2, "l2", threshold=threshold))
+    people = {}
+    for key, vec in [("ann", [1, 0]), ("bob", [0, 1])]:
+        people[key] = conn.execute("INSERT INTO pgvision.identities (name) VALUES (%s) RETURNING identity_id",
+                                   (key,)).fetchone()[0]
+        image_id = conn.execute(
+            "INSERT INTO pgvision.images (sha256, uri) VALUES (%s, %s) RETURNING image_id",
+            (hashlib.sha256(key.encode()).digest(), f"file:///{key}.jpg")).fetchone()[0]
+        face_id = conn.execute(
+            "INSERT INTO pgvision.faces (image_id, detector, box_left, box_top, box_right, box_bottom, identity_id) "
+            "VALUES (%s, 'test', 0, 0, 10, 10, %s) RETURNING face_id", (image_id, people[key])).fetchone()[0]
+        copy_vectors(conn, "face_embeddings", "face_id", model_id, np.array([face_id]), np.array([vec], np.float32))
+    return people
+
+
+def _sqlstate(conn, query, *args):
+    with pytest.raises(psycopg.Error) as err:
+        conn.execute(query, args)
+    return err.value.sqlstate, str(err.value).splitlines()[0]
+
+
+# -- 1. fail-open identity ------------------------------------------------------------------
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-0.5"])
+def test_identify_refuses_a_threshold_that_is_not_a_finite_distance(conn, value):
+    _face_gallery(conn)
+    state, line = _sqlstate(conn, "SELECT * FROM pgvision.identify('[0.5,0.5]', threshold => %s::real)", value)
+    shown = {"NaN": "NaN", "Infinity": "Infinity", "-0.5": "-0.5"}[value]
+    assert (state, line) == ("22023", f"threshold must be a finite distance >= 0, got {shown}: pass threshold "
+                                      "=> a distance such as 0.6, or run pgvision calibrate --model face2d")
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-1"])
+def test_identify_face_refuses_a_min_margin_that_is_not_a_finite_distance(conn, value):
+    _face_gallery(conn)
+    face_id = conn.execute("SELECT min(face_id) FROM pgvision.faces").fetchone()[0]
+    state, line = _sqlstate(conn, "SELECT * FROM pgvision.identify_face(%s, min_margin => %s::real)", face_id, value)
+    assert (state, line) == ("22023", f"min_margin must be a finite distance >= 0, got {value}: pass min_margin "
+                                      "=> 0 or a small gap such as 0.05")
+
+
+@pytest.mark.parametrize("column,value", [("threshold", "NaN"), ("threshold", "Infinity"), ("threshold", "-1"),
+                                          ("min_margin", "NaN"), ("min_margin", "Infinity")])
+def test_a_loader_cannot_store_a_threshold_that_matches_strangers(conn, column, value):
+    _face_gallery(conn)
+    conn.execute("SET ROLE pgvision_loader")
+    state, line = _sqlstate(conn, sql.SQL("UPDATE pgvision.models SET {} = %s::real").format(sql.Identifier(column)),
+                            value)
+    assert state == "23514"
+    assert line == f'new row for relation "models" violates check constraint "models_{column}_finite"'
+
+
+def test_calibrations_refuse_nan(conn):
+    model_id = register_model(conn, ModelSpec("face2d", "face", 2, "l2"))
+    state, _ = _sqlstate(conn, "INSERT INTO pgvision.calibrations (model_id, threshold, genuine_pairs, impostor_pairs) "
+                               "VALUES (%s, 'NaN', 1, 1)", model_id)
+    assert state == "23514"
+
+
+# -- zero and overflowing queries -----------------------------------------------------------
+
+def test_a_zero_query_has_no_cosine_distance(conn):
+    add_images(conn, "cos2d", [("a", None, [1.0, 0.0]), ("b", None, [0.0, 1.0])], metric="cosine")
+    state, line = _sqlstate(conn, "SELECT * FROM pgvision.search_images('[0,0]', 1)")
+    assert (state, line) == ("22023", "query is a zero vector, which has no cosine distance to anything: "
+                                      "pass a non-zero embedding")
+
+
+def test_an_overflowing_query_is_refused(conn):
+    add_images(conn, "l2d", [("a", None, [1.0, 0.0]), ("b", None, [0.0, 1.0])])
+    state, line = _sqlstate(conn, "SELECT * FROM pgvision.search_images('[3e38,3e38]', 1)")
+    assert (state, line) == ("22023", "query values are too large (its squared norm overflows float4): pass an "
+                                      "embedding with values well below 1e19, e.g. normalized")
+
+
+# -- 2. search_path escalation ----------------------------------------------------------------
+
+SHADOWS = """
+CREATE TABLE public.{log} (what text);
+GRANT INSERT ON public.{log} TO PUBLIC;
+CREATE FUNCTION public.{log}_hit(what text) RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+BEGIN
+    INSERT INTO public.{log} VALUES (what);
+    BEGIN
+        EXECUTE format('ALTER ROLE %I SUPERUSER', '{role}');
+    EXCEPTION WHEN insufficient_privilege THEN NULL;
+    END;
+END $$;
+CREATE FUNCTION public.current_setting(text, boolean) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN PERFORM public.{log}_hit('current_setting'); RETURN pg_catalog.current_setting($1, $2); END $$;
+CREATE FUNCTION public.current_setting(text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN PERFORM public.{log}_hit('current_setting1'); RETURN pg_catalog.current_setting($1); END $$;
+CREATE FUNCTION public.set_config(text, text, boolean) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN PERFORM public.{log}_hit('set_config'); RETURN pg_catalog.set_config($1, $2, $3); END $$;
+CREATE FUNCTION public.quote_literal(text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN PERFORM public.{log}_hit('quote_literal'); RETURN pg_catalog.quote_literal($1); END $$;
+CREATE FUNCTION public.md5(text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN PERFORM public.{log}_hit('md5'); RETURN pg_catalog.md5($1); END $$;
+CREATE FUNCTION public.format(text, text, text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN PERFORM public.{log}_hit('format3'); RETURN pg_catalog.format($1, $2, $3); END $$;
+CREATE FUNCTION public.format(text, text, integer) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN PERFORM public.{log}_hit('format3i'); RETURN pg_catalog.format($1, $2, $3); END $$;
+CREATE FUNCTION public.format(text, text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN PERFORM public.{log}_hit('format2'); RETURN pg_catalog.format($1, $2); END $$;
+CREATE FUNCTION public.clock_timestamp() RETURNS timestamptz LANGUAGE plpgsql AS $$
+BEGIN PERFORM public.{log}_hit('clock_timestamp'); RETURN pg_catalog.clock_timestamp(); END $$;
+CREATE FUNCTION public.{log}_texteq(text, text) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN PERFORM public.{log}_hit('text ='); RETURN pg_catalog.texteq($1, $2); END $$;
+CREATE OPERATOR public.= (LEFTARG = text, RIGHTARG = text, FUNCTION = public.{log}_texteq);
+CREATE FUNCTION public.{log}_textne(text, text) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN PERFORM public.{log}_hit('text <>'); RETURN pg_catalog.textne($1, $2); END $$;
+CREATE OPERATOR public.<> (LEFTARG = text, RIGHTARG = text, FUNCTION = public.{log}_textne);
+CREATE FUNCTION public.{log}_int4eq(integer, integer) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN PERFORM public.{log}_hit('int ='); RETURN pg_catalog.int4eq($1, $2); END $$;
+CREATE OPERATOR public.= (LEFTARG = integer, RIGHTARG = integer, FUNCTION = public.{log}_int4eq);
+CREATE FUNCTION public.{log}_int8eq(bigint, bigint) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN PERFORM public.{log}_hit('bigint ='); RETURN pg_catalog.int8eq($1, $2); END $$;
+CREATE OPERATOR public.= (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = public.{log}_int8eq);
+"""
+
+
+@pytest.fixture
+def attacker(conn):
+    """A non-superuser role with CREATE on schema public (pgvector's schema here); dropped after."""
+    role = f"pgvision_attacker_{os.getpid()}"
+    conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
+    try:
+        conn.execute(sql.SQL("GRANT CREATE, USAGE ON SCHEMA public TO {}").format(sql.Identifier(role)))
+        yield role
+    finally:
+        conn.execute("RESET ROLE")
+        conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_objects_another_role_creates_in_pgvectors_schema_never_run(conn, attacker):
+    assert conn.execute("SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
+                        "WHERE e.extname = 'vector'").fetchone() == ("public",)
+    ids = add_images(conn, "img2d", [("a", "x", [1.0, 0.0]), ("b", "x", [0.0, 1.0]), ("c", "y", [0.7, 0.7])])
+    _face_gallery(conn)
+    face_id = conn.execute("SELECT min(face_id) FROM pgvision.faces").fetchone()[0]
+    log = "pgvision_shadow_log"
+    conn.execute(f"SET ROLE {attacker}")
+    conn.execute(SHADOWS.format(log=log, role=attacker))
+    conn.execute("RESET ROLE")
+    # a superuser (the test connection) calls the whole SQL API, filtered and unfiltered
+    calls = [
+        ("SELECT uri FROM pgvision.search_images('[1,0]', 1, 'img2d')", ()),
+        ("SELECT uri FROM pgvision.search_images('[1,0]', 1, 'img2d', label => 'x')", ()),
+        ("SELECT uri FROM pgvision.search_images('[1,0]', 1, filter => '{}')", ()),
+        ("SELECT uri FROM pgvision.similar_images(%s, 1)", (ids["a"],)),
+        ("SELECT name FROM pgvision.identify('[1,0]')", ()),
+        ("SELECT name FROM pgvision.identify_face(%s)", (face_id,)),
+        ("SELECT recall FROM pgvision.recall_at_k('img2d', 1, 3)", ()),
+        ("SELECT recall FROM pgvision.recall_at_k('face2d', 1, 2)", ()),
+    ]
+    for query, args in calls:
+        assert conn.execute(query, args).fetchall(), query
+    assert conn.execute(f"SELECT what FROM public.{log}").fetchall() == []
+    assert conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %s", (attacker,)).fetchone() == (False,)
+
+
+# -- SQL in messages, CLI -> SQL parameter types, JSON ---------------------------------------
+
+def test_model_mismatch_suggests_a_command_not_sql_built_from_the_name(conn):
+    from pgvision.errors import ModelMismatch
+
+    hostile = "x'; DROP TABLE pgvision.images; --"
+    register_model(conn, ModelSpec(hostile, "image", 2, "l2"))
+    with pytest.raises(ModelMismatch) as err:
+        register_model(conn, ModelSpec(hostile, "image", 3, "l2"))
+    assert str(err.value) == (
+        f"model {hostile!r} is registered with 2-d l2 image vectors (weights None) but this run gives 3-d l2 image "
+        "vectors (weights None): load under another model name (pgvision load --name NEW_NAME ...), or into "
+        "another database (--database-url)")
+
+
+def test_identify_cli_takes_threshold_and_min_margin(database_url):
+    from click.testing import CliRunner
+
+    from pgvision.cli import main
+
+    photo = os.path.join(os.path.dirname(__file__), "fixtures", "photos", "astronaut_eileen_collins.jpg")
+    runner = CliRunner()
+    db = ["--database-url", database_url]
+    assert runner.invoke(main, ["enroll", "Eileen Collins", photo, "--quiet", *db]).exit_code == 0
+    result = runner.invoke(main, ["identify", photo, "--threshold", "0.6", "--min-margin", "0.05", "--json", *db])
+    assert result.exit_code == 0, result.output
+    face = json.loads(result.output)
+    assert (face["name"], face["match"], face["distance"] < 1e-6) == ("Eileen Collins", True, True)
+    result = runner.invoke(main, ["identify", photo, "--threshold", "nan", *db])
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1].startswith("Error: threshold must be a finite distance >= 0, got NaN")
+
+
+def test_json_text_has_no_nan_tokens():
+    from pgvision.cli.common import json_text
+
+    assert json_text([{"distance": float("nan"), "margin": float("inf"), "similarity": 0.5}]) == \
+        '[{"distance": null, "margin": null, "similarity": 0.5}]'
