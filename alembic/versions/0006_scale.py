@@ -1,7 +1,7 @@
 """Scale: identify's plan independent of statistics; search settings chosen by recall.
 
 Revision ID: 0006
-Revises: 0002
+Revises: 0003
 Create Date: 2026-11-22
 
 * ``_identify.v4``: the same decision rule as v2, evaluated over deeper candidates
@@ -16,9 +16,8 @@ Create Date: 2026-11-22
   (``pgvision db index --target-recall``, pgvision/recall_target.py).
 * ``model_stats.v3`` shows them (and ``index_valid``).
 
-Downgrade drops the columns and re-applies ``_identify.v2``, ``_nearest.v1`` and
-``model_stats.v1`` (when chained after the "sec" migration 0003, those become _identify.v3,
-_nearest.v2 and model_stats.v2).
+Downgrade drops the columns and re-applies 0003's ``_identify.v3``, ``_nearest.v2``
+and ``model_stats.v2``.
 """
 
 from alembic import op
@@ -26,7 +25,7 @@ from alembic import op
 from pgvision.migrate import apply_sql
 
 revision = "0006"
-down_revision = "0002"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
@@ -48,10 +47,10 @@ def upgrade() -> None:
 def downgrade() -> None:
     # The view reads the columns: it goes back first.
     op.execute("DROP VIEW pgvision.model_stats")
-    apply_sql(op, "views/model_stats.v1.sql")
+    apply_sql(op, "views/model_stats.v2.sql")
     op.execute("GRANT SELECT ON pgvision.model_stats TO pgvision_reader, pgvision_loader")
-    apply_sql(op, "functions/_identify.v2.sql")
-    apply_sql(op, "functions/_nearest.v1.sql")
+    apply_sql(op, "functions/_identify.v3.sql")
+    apply_sql(op, "functions/_nearest.v2.sql")
     op.execute(
         "ALTER TABLE pgvision.models DROP COLUMN target_recall, DROP COLUMN measured_recall, DROP COLUMN recall_rows"
     )

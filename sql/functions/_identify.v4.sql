@@ -3,7 +3,9 @@
 --             margin double precision, is_match boolean)
 --
 -- Purpose: the decision rule shared by identify and identify_face. The rule is v2's
--- (see _identify.v2.sql): an identity's distance = the smaller of its nearest gallery
+-- (see _identify.v2.sql), with v3's checks (issue 8: pgvector's objects schema-qualified;
+-- threshold / min_margin finite and >= 0, else 22023; a NaN distance or margin never
+-- matches): an identity's distance = the smaller of its nearest gallery
 -- face's distance and the distance to the mean of its gallery embeddings (its template);
 -- identities ranked by it; margin = next identity's distance minus this one's; only the
 -- best identity can match (distance <= threshold AND margin >= min_margin).
@@ -51,6 +53,18 @@ BEGIN
             quote_literal(m.name), m.name
             USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
+    -- Fail closed (v3, issue 8): PostgreSQL orders NaN above every number, so d <= 'NaN'
+    -- is TRUE and a NaN threshold would match anyone; Infinity would too.
+    IF thr IS NOT NULL AND NOT (thr >= 0 AND thr < 'Infinity'::real) THEN
+        RAISE EXCEPTION 'threshold must be a finite distance >= 0, got %: pass threshold => a distance such as 0.6, or run pgvision calibrate --model %',
+            thr, m.name
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF mm IS NULL OR NOT (mm >= 0 AND mm < 'Infinity'::real) THEN
+        RAISE EXCEPTION 'min_margin must be a finite distance >= 0, got %: pass min_margin => 0 or a small gap such as 0.05',
+            coalesce(mm::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     depth := least(1000, greatest(candidates * 20, c_min_depth));
     RETURN QUERY
         WITH hits AS MATERIALIZED (
@@ -85,7 +99,9 @@ BEGIN
             WINDOW w AS (ORDER BY s.d, s.identity_id)
         )
         SELECT r.identity_id, i.name, r.d, pgvision._similarity(r.d, m.metric), r.margin,
-               r.rank = 1 AND r.d <= thr AND coalesce(r.margin >= mm, true)
+               -- NaN (a NaN distance or margin) never matches: fail closed (v3).
+               r.rank = 1 AND r.d <= thr AND r.d <> 'NaN'::float8
+                 AND (r.margin IS NULL OR (r.margin >= mm AND r.margin <> 'NaN'::float8))
         FROM ranked r JOIN pgvision.identities i ON i.identity_id = r.identity_id
         WHERE r.rank <= candidates
         ORDER BY r.rank;

@@ -1,5 +1,15 @@
 -- pgvision._nearest(m, query, k, label, filter, exclude_id, enrolled_only, ef_search, exact)
 --   -> TABLE (item_id bigint, distance double precision)
+-- v2 (issue 8): pgvector's types, operators and functions schema-qualified
+--   (@extschema:vector@), search_path pg_catalog, pgvision, pg_temp: objects other roles
+--   create in pgvector's schema can no longer shadow a call.
+-- v3 (issue 13): the ANN statements run with enable_sort, enable_hashjoin and
+--   enable_mergejoin off, so that their plan does not depend on statistics. Before
+--   ANALYZE (right after a bulk load) the planner guesses 0.5 % of the table for
+--   `model_id = N`; when k was above that guess it sorted the whole model by an exact
+--   scan instead of walking the index (identify at 30k faces: 46 ms instead of 5 ms,
+--   docs/benchmarks.md "Millions"). With sorting off the index is the only ordered path,
+--   and joins to faces / images probe their primary keys. Restored before returning.
 --
 -- Purpose: the k stored embeddings of model m nearest to query, nearest first. The engine
 -- under search_images, similar_images, identify, identify_face and recall_at_k.
@@ -23,16 +33,8 @@
 --   2. otherwise the ANN scan runs with hnsw.iterative_scan / ivfflat.iterative_scan =
 --      relaxed_order (pgvector 0.8) and the rows are re-sorted by distance;
 --   3. if that still yields fewer than k rows, an exact scan answers instead.
--- The settings it changes (hnsw.ef_search, iterative_scan, ivfflat.probes, enable_sort,
--- enable_hashjoin, enable_mergejoin) are restored before it returns.
--- v3 (issue 13): the ANN statements run with enable_sort, enable_hashjoin and
--- enable_mergejoin off, so that their plan does not depend on statistics. Before ANALYZE
--- (right after a bulk load) the planner estimates 0.5 % of the table for
--- `model_id = N`; for k above that estimate it sorted the whole model by an exact scan
--- instead of walking the index: identify at 30k faces took 46 ms instead of 5 ms
--- (measured, docs/benchmarks.md "Millions"). With sorting off, the index is the only
--- ordered path; joins to faces / images probe their primary keys. pgvector's objects are
--- reached by qualified names (@extschema:vector@), also in the dynamic SQL.
+-- The settings it changes (hnsw.ef_search, iterative_scan, ivfflat.probes) are restored
+-- before it returns.
 CREATE OR REPLACE FUNCTION pgvision._nearest(
     m pgvision.models,
     query @extschema:vector@.vector,
@@ -54,11 +56,13 @@ SET search_path FROM CURRENT
 AS $fn$
 DECLARE
     c_exact_below constant integer := 2000;
-    vs constant text := '@extschema:vector@';  -- pgvector's schema, quoted, for the dynamic SQL
     tbl text := CASE m.kind WHEN 'image' THEN 'image_embeddings' ELSE 'face_embeddings' END;
     item text := CASE m.kind WHEN 'image' THEN 'image_id' ELSE 'face_id' END;
-    typ text := vs || CASE WHEN m.dims > 2000 THEN '.halfvec' ELSE '.vector' END;
-    op text := format('OPERATOR(%s.%s)', vs, CASE m.metric WHEN 'cosine' THEN '<=>' WHEN 'l2' THEN '<->' ELSE '<#>' END);
+    -- pgvector's types and operators, schema-qualified (the schema is not on search_path).
+    vec constant text := '@extschema:vector@.vector';
+    typ text := CASE WHEN m.dims > 2000 THEN '@extschema:vector@.halfvec' ELSE '@extschema:vector@.vector' END;
+    op text := CASE m.metric WHEN 'cosine' THEN 'OPERATOR(@extschema:vector@.<=>)' WHEN 'l2' THEN 'OPERATOR(@extschema:vector@.<->)'
+                          ELSE 'OPERATOR(@extschema:vector@.<#>)' END;
     key text;
     q text;
     joins text := '';
@@ -172,9 +176,9 @@ BEGIN
         -- The uncast column does not match the index expression: an exact scan.
         EXECUTE format(
             'SELECT array_agg(item_id ORDER BY distance), array_agg(distance ORDER BY distance) FROM ('
-            ' SELECT e.%1$I AS item_id, (e.embedding %2$s $1::%6$s.vector)::float8 AS distance'
+            ' SELECT e.%1$I AS item_id, (e.embedding %2$s $1::%6$s)::float8 AS distance'
             ' FROM pgvision.%3$I e%4$s WHERE %5$s ORDER BY 2 LIMIT $5) s',
-            item, op, tbl, joins, conds, vs)
+            item, op, tbl, joins, conds, vec)
             INTO ids, dists USING query, label, filter, exclude_id, k;
     END IF;
 

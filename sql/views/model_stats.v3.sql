@@ -1,13 +1,15 @@
--- pgvision.model_stats (v3): every model with its stored embeddings, dims, metric,
--- threshold and ANN index (name, definition, size in bytes, valid; NULL when not built
--- yet), and the recall its search setting was chosen for:
+-- pgvision.model_stats: every model with its stored embeddings, dims, metric, threshold and
+-- ANN index (name, definition, size in bytes; NULL when not built yet).
+-- v2 (issue 8): index_valid = pg_index.indisvalid of the model's index (false: a
+--   CREATE INDEX CONCURRENTLY that failed left it behind; searches cannot use it; rebuild
+--   it with pgvision db index). NULL when there is no index. A view is bound to the objects
+--   it names when created, so no caller's search_path reaches it.
+-- v3 (issue 13): the recall@10 the model's search setting was chosen for:
 --   target_recall    recall@10 asked for (pgvision db index --target-recall; NULL = none);
---   measured_recall  recall@10 measured (pgvision.recall_at_k) at the stored ef_search
---                    (HNSW) or probes (IVFFlat) when that setting was chosen;
---   recall_rows      embeddings stored at that measurement (the loader measures again
---                    once the model has grown by half since; see recall_target.py).
--- index_valid (pg_index.indisvalid) is false while CREATE INDEX CONCURRENTLY runs or
--- after it failed (v2 of the "sec" branch adds the same column).
+--   measured_recall  recall@10 measured at the stored ef_search (HNSW) / probes (IVFFlat)
+--                    when it was chosen (pgvision/recall_target.py);
+--   recall_rows      embeddings stored at that measurement (measured again after a load
+--                    once the model holds more than 1.5 times as many).
 CREATE OR REPLACE VIEW pgvision.model_stats AS
 SELECT m.name AS model, m.kind, m.dims, m.metric, m.is_default,
        CASE m.kind
@@ -17,14 +19,14 @@ SELECT m.name AS model, m.kind, m.dims, m.metric, m.is_default,
        m.threshold, m.min_margin, m.index_method, m.ef_search, m.probes,
        ix.indexname AS index_name, ix.indexdef AS index_definition,
        CASE WHEN ix.indexname IS NOT NULL
-            THEN pg_relation_size(to_regclass(format('pgvision.%I', ix.indexname))) END AS index_bytes,
-       (SELECT i.indisvalid FROM pg_index i
-        WHERE i.indexrelid = to_regclass(format('pgvision.%I', ix.indexname))) AS index_valid,
+            THEN pg_catalog.pg_relation_size(pg_catalog.to_regclass(pg_catalog.format('pgvision.%I', ix.indexname))) END AS index_bytes,
+       (SELECT i.indisvalid FROM pg_catalog.pg_index i
+        WHERE i.indexrelid = pg_catalog.to_regclass(pg_catalog.format('pgvision.%I', ix.indexname))) AS index_valid,
        m.target_recall, m.measured_recall, m.recall_rows
 FROM pgvision.models m
-LEFT JOIN pg_indexes ix
+LEFT JOIN pg_catalog.pg_indexes ix
        ON ix.schemaname = 'pgvision'
-      AND ix.indexname = format('%s_model_%s_%s',
+      AND ix.indexname = pg_catalog.format('%s_model_%s_%s',
                                 CASE m.kind WHEN 'image' THEN 'image_embeddings' ELSE 'face_embeddings' END,
                                 m.model_id, m.index_method);
 
