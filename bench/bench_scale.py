@@ -1,0 +1,256 @@
+"""Scale: images (512-d cosine) and faces (128-d L2, with look-alikes) at N rows, one command.
+
+Both sets go in through pgvision's own path: images through ``pipeline.load_vectors`` (what
+``pgvision load-vectors`` runs: COPY of images and embeddings), faces through
+``pg_copy.copy_vectors`` after the images / identities / faces rows (what ``faces load``
+writes). Then the model's HNSW index is built (m 16, ef_construction 64) and timed.
+
+Images (clustered synthetic vectors, ``common.clustered``, 1,000 clusters):
+
+* ef_search chosen by ``recall_target.choose_setting`` (target 0.95, what ``db index``
+  applies from 10k rows) and the recall@10 it measured on stored vectors;
+* for held-out queries: recall@10 against numpy's exact top-10, p50 / p99 ms (client
+  wall clock, one client, round trip included) and QPS of ``search_images`` and of raw
+  ``ORDER BY embedding::vector(512) <=> q LIMIT 10`` at the same ef_search, and numpy
+  brute force over the matrix in memory.
+
+Faces (families of 5 look-alike people, 1..19 photos each, ``families()`` below):
+
+* identify p50 / p99 *before ANALYZE* (right after the bulk load, as a user would run it)
+  and after;
+* agreement of identify's best identity with the exact answer of the same rule (numpy: an
+  identity's distance = min(nearest photo, mean of its photos)), for candidates 5, 25, 50
+  (identify v4 looks at the owners of max(200, 20 x candidates) nearest faces);
+* numpy brute force p50.
+
+Prints the server's memory settings with every run. Example::
+
+    .venv/bin/python bench/bench_scale.py --rows 100000 --faces 100000
+    .venv/bin/python bench/bench_scale.py --rows 0 --faces 1000000      # faces only, long
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+import common
+from bench_identify import BruteForce
+from pgvision import indexes, pg_copy, recall_target
+from pgvision.pipeline import load_vectors
+from pgvision.registry import ModelSpec, get_model, register_model
+from pgvision.vectors_io import VectorSet
+
+
+def families(n_photos: int, dims: int, seed: int, family_size: int = 5, max_photos: int = 19,
+             family_spread: float = 0.6, person_spread: float = 0.25):
+    """About ``n_photos`` unit vectors of people in families of look-alikes.
+
+    Returns (photos (n, d) float32, person of each photo, person centres (p, d) float32).
+    Family centre -> person offset has L2 norm ``family_spread``; person -> photo
+    ``person_spread`` (the same generator as tests/sqlhelpers.py ``families``).
+    """
+    rng = np.random.default_rng(seed)
+
+    def unit(x):
+        return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+    n_people = max(2, n_photos // ((1 + max_photos) // 2))
+    fam = unit(rng.standard_normal((max(1, n_people // family_size), dims)).astype(np.float32))
+    people = unit(fam[np.arange(n_people) // family_size % len(fam)]
+                  + family_spread * unit(rng.standard_normal((n_people, dims)).astype(np.float32)))
+    counts = rng.integers(1, max_photos + 1, n_people)
+    who = np.repeat(np.arange(n_people), counts)[:n_photos]
+    photos = np.empty((len(who), dims), dtype=np.float32)
+    for i in range(0, len(who), 100_000):
+        j = min(len(who), i + 100_000)
+        photos[i:j] = unit(people[who[i:j]] + person_spread * unit(rng.standard_normal((j - i, dims)).astype(np.float32)))
+    return photos, who, people.astype(np.float32)
+
+
+def timed(fn, probes):
+    lat, out = [], []
+    for q in probes:
+        t = time.perf_counter()
+        out.append(fn(q))
+        lat.append(time.perf_counter() - t)
+    return lat, out
+
+
+def stats(lat) -> dict:
+    return {"p50_ms": 1000 * common.percentile(lat, 50), "p99_ms": 1000 * common.percentile(lat, 99),
+            "qps": len(lat) / sum(lat)}
+
+
+def index_mb(conn, name: str) -> float:
+    return conn.execute("SELECT pg_relation_size(%s::regclass)", (f"pgvision.{name}",)).fetchone()[0] / 2**20
+
+
+def run_images(url: str, n: int, a) -> dict:
+    dims, name = 512, f"img-{n}"
+    x = common.normalize(common.clustered(n + a.probes, dims, 1000, seed=n))
+    x, queries = x[:n], x[n:]
+    vs = VectorSet(vectors=x, ids=[str(i) for i in range(n)], labels=[None] * n,
+                   uris=[f"bench:{name}#{i}" for i in range(n)], source=Path(f"/bench/{name}.npy"))
+    conn = common.connect(url)
+    conn.execute("SET max_parallel_workers_per_gather = 0")
+    t = time.perf_counter()
+    load_vectors(conn, vs, ModelSpec(name, "image", dims, "cosine", normalized=True), build_index=False,
+                 progress=False)
+    load_s = time.perf_counter() - t
+    model = get_model(conn, name)
+    t = time.perf_counter()
+    index = indexes.ensure_index(conn, model["model_id"])
+    build_s = time.perf_counter() - t
+    conn.execute("ANALYZE pgvision.image_embeddings")
+    t = time.perf_counter()
+    choice = recall_target.choose_setting(conn, name, 0.95)
+    choose_s = time.perf_counter() - t
+    ef = choice.value
+    row_of = {iid: int(uri.rsplit("#", 1)[1]) for iid, uri in conn.execute(
+        "SELECT image_id, uri FROM pgvision.images WHERE uri LIKE %s", (f"bench:{name}#%",))}
+    truth = [set(np.argsort(-(x @ q))[:10].tolist()) for q in queries]
+    api = "SELECT image_id FROM pgvision.search_images(%s, 10, %s)"
+    raw = (f"SELECT image_id FROM pgvision.image_embeddings WHERE model_id = {model['model_id']} "
+           f"ORDER BY embedding::vector({dims}) <=> %s::vector({dims}) LIMIT 10")
+    raw_conn = common.connect(url)
+    raw_conn.execute(f"SET hnsw.ef_search = {int(ef)}")
+    for q in queries[:20]:
+        conn.execute(api, (q, name)).fetchall()
+        raw_conn.execute(raw, (q,)).fetchall()
+    res: dict = {}
+
+    def m_api():
+        res["api"] = timed(lambda q: [r[0] for r in conn.execute(api, (q, name))], queries)
+
+    def m_raw():
+        res["raw"] = timed(lambda q: [r[0] for r in raw_conn.execute(raw, (q,))], queries)
+
+    def m_numpy():
+        res["numpy"] = timed(lambda q: np.argpartition(-(x @ q), 10)[:10], queries)
+
+    lat = {"api": [], "raw": [], "numpy": []}
+    for _ in range(a.reps):
+        for key, fn in (("api", m_api), ("raw", m_raw), ("numpy", m_numpy)):
+            fn()
+            lat[key] += res[key][0]
+
+    def recall(got):
+        return float(np.mean([len({row_of[i] for i in g} & t) / 10 for g, t in zip(got, truth)]))
+
+    out = {"rows": n, "dims": dims, "load_s": load_s, "build_s": build_s, "index_mb": index_mb(conn, index),
+           "ef_search": ef, "stored_recall": choice.recall, "choose_s": choose_s, "tried": choice.tried,
+           "api": stats(lat["api"]), "raw": stats(lat["raw"]), "numpy": stats(lat["numpy"]),
+           "api_recall": recall(res["api"][1]), "raw_recall": recall(res["raw"][1])}
+    out["api_vs_raw_qps"] = out["api"]["qps"] / out["raw"]["qps"]
+    print(f"  images {n:,} x {dims}: load {load_s:.1f} s, build {build_s:.1f} s, index {out['index_mb']:.0f} MB, "
+          f"ef_search {ef} (stored recall {choice.recall:.3f}, tried {choice.tried}, {choose_s:.1f} s); "
+          f"search_images recall@10 {out['api_recall']:.3f} p50 {out['api']['p50_ms']:.2f} p99 "
+          f"{out['api']['p99_ms']:.2f} ms {out['api']['qps']:.0f} QPS; raw {out['raw']['qps']:.0f} QPS "
+          f"(recall {out['raw_recall']:.3f}); numpy {out['numpy']['qps']:.0f} QPS; "
+          f"api/raw {out['api_vs_raw_qps']:.2f}x", flush=True)
+    conn.execute("DELETE FROM pgvision.models WHERE model_id = %s", (model["model_id"],))
+    raw_conn.close()
+    conn.close()
+    return out
+
+
+def store_faces(conn, name: str, x: np.ndarray, who: np.ndarray) -> tuple[int, np.ndarray]:
+    """images, identities, faces rows in SQL, then the embeddings by pgvision's binary COPY."""
+    n, dims = x.shape
+    model_id = register_model(conn, ModelSpec(name, "face", dims, "l2", normalized=True, threshold=0.6))
+    ids_n = int(who.max()) + 1
+    ident = np.array([r[0] for r in conn.execute(
+        "INSERT INTO pgvision.identities (name) SELECT %s || '-' || g FROM generate_series(0, %s - 1) g "
+        "RETURNING identity_id", (name, ids_n))], dtype=np.int64)
+    face_id = np.array([r[0] for r in conn.execute(
+        "WITH i AS (INSERT INTO pgvision.images (sha256, uri) SELECT sha256((%s || g)::bytea), 'bench:' || %s || '/' || g "
+        "           FROM generate_series(0, %s - 1) g RETURNING image_id) "
+        "INSERT INTO pgvision.faces (image_id, detector, box_left, box_top, box_right, box_bottom, identity_id) "
+        "SELECT i.image_id, 'bench', 0, 0, 10, 10, (%s::bigint[])[row_number() OVER (ORDER BY i.image_id)] "
+        "FROM i ORDER BY i.image_id RETURNING face_id", (name, name, n, ident[who].tolist()))], dtype=np.int64)
+    for i in range(0, n, 5000):
+        with conn.transaction():
+            pg_copy.copy_vectors(conn, "face_embeddings", "face_id", model_id, face_id[i:i + 5000], x[i:i + 5000])
+    return model_id, ident
+
+
+def run_faces(url: str, n: int, a) -> dict:
+    dims, name = 128, f"faces-{n}"
+    x, who, people = families(n, dims, seed=n)
+    rng = np.random.default_rng(n + 1)
+    pw = rng.integers(0, len(people), a.probes)
+    probes = people[pw] + 0.25 * rng.standard_normal((a.probes, dims)).astype(np.float32) / np.sqrt(dims)
+    probes = (probes / np.linalg.norm(probes, axis=1, keepdims=True)).astype(np.float32)
+    conn = common.connect(url)
+    conn.execute("SET max_parallel_workers_per_gather = 0")
+    t = time.perf_counter()
+    model_id, ident = store_faces(conn, name, x, who)
+    load_s = time.perf_counter() - t
+    t = time.perf_counter()
+    index = indexes.ensure_index(conn, model_id)
+    build_s = time.perf_counter() - t
+    sql = "SELECT identity_id FROM pgvision.identify(%s, model => %s, candidates => %s)"
+
+    def call(c):
+        return lambda q: (conn.execute(sql, (q, name, c)).fetchone() or [None])[0]
+
+    no_stats = conn.execute("SELECT count(*) = 0 FROM pg_stats WHERE schemaname = 'pgvision' "
+                            "AND tablename IN ('faces', 'face_embeddings')").fetchone()[0]
+    before, _ = timed(call(5), probes[:50])
+    conn.execute("ANALYZE pgvision.faces")
+    conn.execute("ANALYZE pgvision.face_embeddings")
+    brute = BruteForce(x, who, "l2")
+    b_lat, b_best = timed(lambda q: brute.identify(q)[0][0], probes)
+    exact = [int(ident[b]) for b in b_best]
+    out = {"faces": len(x), "people": len(people), "dims": dims, "load_s": load_s, "build_s": build_s,
+           "index_mb": index_mb(conn, index), "no_stats_at_first_call": bool(no_stats),
+           "before_analyze": stats(before), "brute": stats(b_lat), "by_candidates": {}}
+    for c in a.candidates:
+        timed(call(c), probes[:10])  # warm
+        lat: list = []
+        got = None
+        for _ in range(a.reps):
+            l, got = timed(call(c), probes)
+            lat += l
+        agree = float(np.mean([g == e for g, e in zip(got, exact)]))
+        out["by_candidates"][c] = {**stats(lat), "agreement": agree, "depth": min(1000, max(200, 20 * c))}
+        print(f"  faces {len(x):,} x {dims} ({len(people):,} people): candidates {c} (depth "
+              f"{out['by_candidates'][c]['depth']}): agreement {agree:.4f}, p50 {out['by_candidates'][c]['p50_ms']:.2f} "
+              f"p99 {out['by_candidates'][c]['p99_ms']:.2f} ms", flush=True)
+    print(f"  faces {len(x):,}: load {load_s:.1f} s, build {build_s:.1f} s, index {out['index_mb']:.0f} MB, "
+          f"before ANALYZE (no statistics: {bool(no_stats)}) p50 {out['before_analyze']['p50_ms']:.2f} "
+          f"p99 {out['before_analyze']['p99_ms']:.2f} ms; numpy brute force p50 {out['brute']['p50_ms']:.2f} ms",
+          flush=True)
+    conn.execute("DELETE FROM pgvision.models WHERE model_id = %s", (model_id,))
+    conn.close()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=100_000, help="image vectors, 512-d (0 = skip; default 100k)")
+    ap.add_argument("--faces", type=int, default=100_000, help="face photos, 128-d (0 = skip; default 100k)")
+    ap.add_argument("--probes", type=int, default=200, help="held-out queries / probe faces (default 200)")
+    ap.add_argument("--candidates", type=int, nargs="+", default=[5, 25, 50],
+                    help="identify candidates tried (depth max(200, 20 x candidates); default 5 25 50)")
+    ap.add_argument("--out", default="scale", help="name of the results file (default scale)")
+    common.add_server_args(ap)
+    a = ap.parse_args()
+    results = {"benchmark": "scale", "args": {k: str(v) for k, v in vars(a).items()}}
+    with common.bench_database("scale", a.data_dir) as url:
+        with common.connect(url) as conn:
+            results["machine"] = common.machine(conn)
+        common.print_machine(results["machine"])
+        if a.rows:
+            results["images"] = run_images(url, a.rows, a)
+        if a.faces:
+            results["faces"] = run_faces(url, a.faces, a)
+    common.write_results(a.out, results)
+
+
+if __name__ == "__main__":
+    main()
