@@ -115,3 +115,40 @@ def test_target_recall_out_of_range_says_what_to_pass(conn):
     add_images(conn, "tiny", [("a", None, [1.0, 0.0]), ("b", None, [0.0, 1.0])])
     with pytest.raises(ValueError, match=r"^target recall must be in \(0, 1\], got 1.5: e.g. --target-recall 0.95$"):
         recall_target.choose_setting(conn, "tiny", 1.5)
+
+
+@pytest.mark.parametrize("quantization, expression", [
+    ("halfvec", "((embedding)::halfvec(8)) halfvec_cosine_ops"),
+    ("binary", "((binary_quantize((embedding)::vector(8)))::bit(8)) bit_hamming_ops"),
+])
+def test_quantized_index_is_built_and_searched(conn, quantization, expression):
+    vecs = clustered(400, 8, 8, seed=7)
+    add_images(conn, "q8", [(f"v{i}", None, v) for i, v in enumerate(vecs)], metric="cosine")
+    name = indexes.set_index(conn, "q8", quantization=quantization)
+    definition, quant = conn.execute("SELECT index_definition, quantization FROM pgvision.model_stats "
+                                     "WHERE model = 'q8'").fetchone()
+    assert quant == quantization
+    assert definition.endswith(f"USING hnsw ({expression}) WITH (m='16', ef_construction='64') WHERE (model_id = 1)")
+    plans = nested_plans(conn, "SELECT * FROM pgvision.search_images(%s, 5, 'q8')", (vecs[3],))
+    assert f"Index Scan using {name}" in plans
+
+
+def test_binary_index_reranks_to_the_exact_order(conn):
+    # 8 dims quantize to at most 256 codes, so Hamming order alone is mostly ties; with
+    # ef_search 1000 >= 400 rows every row is a candidate and the full-precision re-ranking
+    # must give exactly numpy's order.
+    vecs = clustered(400, 8, 8, seed=8)
+    ids = add_images(conn, "b8", [(f"v{i}", None, v) for i, v in enumerate(vecs)], metric="cosine")
+    indexes.set_index(conn, "b8", quantization="binary")
+    q = vecs[11] + 0.05
+    unit = vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+    expected = [ids[f"v{i}"] for i in np.argsort(-(unit @ (q / np.linalg.norm(q))), kind="stable")[:5]]
+    rows = conn.execute("SELECT image_id FROM pgvision.search_images(%s, 5, 'b8', ef_search => 1000)",
+                        (q,)).fetchall()
+    assert [r[0] for r in rows] == expected
+
+
+def test_unknown_quantization_says_what_to_use(conn):
+    add_images(conn, "tiny", [("a", None, [1.0, 0.0]), ("b", None, [0.0, 1.0])])
+    with pytest.raises(ValueError, match=r"^unknown quantization 'pq': use one of none, halfvec, binary$"):
+        indexes.set_index(conn, "tiny", quantization="pq")

@@ -14,7 +14,11 @@ Create Date: 2026-11-22
 * ``models.target_recall``, ``measured_recall``, ``recall_rows``: the recall@10 a model's
   ``ef_search`` / ``probes`` was chosen for, what was measured, and at how many rows
   (``pgvision db index --target-recall``, pgvision/recall_target.py).
-* ``model_stats.v3`` shows them (and ``index_valid``).
+* ``models.quantization``: ``none`` (full-precision index), ``halfvec`` (index of
+  ``embedding::halfvec(D)``) or ``binary`` (``binary_quantize(...)::bit(D)`` with
+  ``bit_hamming_ops``, re-ranked by the full-precision distance); ``_nearest.v3`` orders
+  by the matching expression.
+* ``model_stats.v3`` shows them.
 
 Downgrade drops the columns and re-applies 0003's ``_identify.v3``, ``_nearest.v2``
 and ``model_stats.v2``.
@@ -36,7 +40,8 @@ def upgrade() -> None:
         ALTER TABLE pgvision.models
             ADD COLUMN target_recall real CHECK (target_recall > 0 AND target_recall <= 1),
             ADD COLUMN measured_recall real CHECK (measured_recall >= 0 AND measured_recall <= 1),
-            ADD COLUMN recall_rows bigint CHECK (recall_rows >= 0)
+            ADD COLUMN recall_rows bigint CHECK (recall_rows >= 0),
+            ADD COLUMN quantization text NOT NULL DEFAULT 'none' CHECK (quantization IN ('none', 'halfvec', 'binary'))
         """
     )
     apply_sql(op, "functions/_nearest.v3.sql")
@@ -52,5 +57,5 @@ def downgrade() -> None:
     apply_sql(op, "functions/_identify.v3.sql")
     apply_sql(op, "functions/_nearest.v2.sql")
     op.execute(
-        "ALTER TABLE pgvision.models DROP COLUMN target_recall, DROP COLUMN measured_recall, DROP COLUMN recall_rows"
+        "ALTER TABLE pgvision.models DROP COLUMN target_recall, DROP COLUMN measured_recall, DROP COLUMN recall_rows, DROP COLUMN quantization"
     )

@@ -10,6 +10,13 @@ The form follows pgvector's advice for several dimensions in one column (pgvecto
 Models over 2,000 dims are indexed as ``halfvec`` (HNSW/IVFFlat limit: 2,000 ``vector``
 dims, 4,000 ``halfvec`` dims). The SQL functions (``_nearest``) build the matching
 ``ORDER BY`` expression, so the index name and expression here and there must agree.
+
+Quantized indexes (``models.quantization``, pgvector README "Half-Precision Indexing" and
+"Binary Quantization"): ``halfvec`` indexes ``embedding::halfvec(D)`` (half the memory
+of a ``vector`` index); ``binary`` indexes ``binary_quantize(embedding::vector(D))::bit(D)``
+with ``bit_hamming_ops`` (1 bit per dimension) and ``_nearest`` re-ranks its ef_search
+candidates by the full-precision distance. bench/bench_scale.py --quantization measures
+them (index MB, build s, QPS, recall@10) against the full-precision index.
 Indexes are built after bulk loads (pgvector README: "faster to create an index after
 loading your initial data"), ``CONCURRENTLY`` when the connection is in autocommit mode.
 """
@@ -28,6 +35,8 @@ from pgvision.registry import get_model, get_model_by_id
 _OPS = {"cosine": "cosine_ops", "l2": "l2_ops", "inner_product": "ip_ops"}
 HALFVEC_ABOVE = 2000
 MAX_INDEX_DIMS = 4000
+#: Index quantizations: the index expression's type (see the module docstring).
+QUANTIZATIONS = ("none", "halfvec", "binary")
 
 
 def embeddings_table(kind: str) -> str:
@@ -60,7 +69,13 @@ def index_ddl(model: dict[str, Any], *, concurrently: bool = True) -> sql.Compos
             f"model {model['name']!r} has {dims} dims; pgvector indexes at most {MAX_INDEX_DIMS} (halfvec): "
             "searches stay exact; reduce the dimension to index it"
         )
-    typ = "halfvec" if dims > HALFVEC_ABOVE else "vector"
+    quantization = model.get("quantization") or "none"
+    typ = "halfvec" if dims > HALFVEC_ABOVE or quantization == "halfvec" else "vector"
+    expr = sql.SQL("(embedding::{typ}({dims})) {opclass}").format(
+        typ=sql.SQL(typ), dims=sql.Literal(dims), opclass=sql.SQL(f"{typ}_{_OPS[model['metric']]}"))
+    if quantization == "binary":
+        expr = sql.SQL("(binary_quantize(embedding::vector({dims}))::bit({dims})) bit_hamming_ops").format(
+            dims=sql.Literal(dims))
     if method == "hnsw":
         params = sql.SQL("m = {}, ef_construction = {}").format(
             sql.Literal(model["hnsw_m"]), sql.Literal(model["hnsw_ef_construction"])
@@ -69,15 +84,13 @@ def index_ddl(model: dict[str, Any], *, concurrently: bool = True) -> sql.Compos
         params = sql.SQL("lists = {}").format(sql.Literal(model["ivfflat_lists"] or 1))
     return sql.SQL(
         "CREATE INDEX {conc} IF NOT EXISTS {name} ON pgvision.{table} "
-        "USING {method} ((embedding::{typ}({dims})) {opclass}) WITH ({params}) WHERE model_id = {model_id}"
+        "USING {method} ({expr}) WITH ({params}) WHERE model_id = {model_id}"
     ).format(
         conc=sql.SQL("CONCURRENTLY" if concurrently else ""),
         name=sql.Identifier(index_name(model)),
         table=sql.Identifier(embeddings_table(model["kind"])),
         method=sql.SQL(method),
-        typ=sql.SQL(typ),
-        dims=sql.Literal(dims),
-        opclass=sql.SQL(f"{typ}_{_OPS[model['metric']]}"),
+        expr=expr,
         params=params,
         model_id=sql.Literal(model["model_id"]),
     )
@@ -127,6 +140,7 @@ def set_index(
     ef_construction: int | None = None,
     lists: int | None = None,
     probes: int | None = None,
+    quantization: str | None = None,
 ) -> str | None:
     """Choose a model's index method and parameters, then (re)build its index.
 
@@ -136,10 +150,17 @@ def set_index(
         m, ef_construction: HNSW graph degree and build candidate list (pgvector defaults 16, 64).
         lists: IVFFlat clusters; default :func:`ivfflat_lists_for` the stored rows.
         probes: IVFFlat clusters searched; default sqrt(lists) (pgvector README).
+        quantization: ``none`` (full precision), ``halfvec`` or ``binary`` (see the module
+            docstring); None keeps the model's.
 
     Returns:
         The index name, or None for method ``none``.
+
+    Raises:
+        ValueError: unknown quantization.
     """
+    if quantization is not None and quantization not in QUANTIZATIONS:
+        raise ValueError(f"unknown quantization {quantization!r}: use one of {', '.join(QUANTIZATIONS)}")
     model = get_model(conn, model_name)
     drop_index(conn, model)
     rows = stored_rows(conn, model)
@@ -150,10 +171,11 @@ def set_index(
         """
         UPDATE pgvision.models SET index_method = %s,
                hnsw_m = coalesce(%s, hnsw_m), hnsw_ef_construction = coalesce(%s, hnsw_ef_construction),
-               ivfflat_lists = coalesce(%s, ivfflat_lists), probes = coalesce(%s, probes)
+               ivfflat_lists = coalesce(%s, ivfflat_lists), probes = coalesce(%s, probes),
+               quantization = coalesce(%s, quantization)
         WHERE model_id = %s
         """,
-        (method, m, ef_construction, lists, probes, model["model_id"]),
+        (method, m, ef_construction, lists, probes, quantization, model["model_id"]),
     )
     return ensure_index(conn, model["model_id"])
 

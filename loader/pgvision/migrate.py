@@ -141,7 +141,7 @@ def history(database_url: str | None = None, extra_version_dirs=None) -> None:
 
 
 def add_model(op, spec, *, method: str = "hnsw", m: int = 16, ef_construction: int = 64,
-              lists: int | None = None, ef_search: int = 40) -> None:
+              lists: int | None = None, ef_search: int = 40, quantization: str = "none") -> None:
     """Register a model and build its ANN index, inside a deployment's own migration.
 
     Use it in an Alembic revision of your own (see README, "Adding a model in your own
@@ -156,6 +156,8 @@ def add_model(op, spec, *, method: str = "hnsw", m: int = 16, ef_construction: i
         m, ef_construction: HNSW parameters (pgvector defaults 16 and 64).
         lists: IVFFlat lists; default from the row count when it is built.
         ef_search: the model's default HNSW search list (``search_images`` uses it).
+        quantization: index expression: ``none`` (full precision, default), ``halfvec`` or
+            ``binary`` (re-ranked), see :mod:`pgvision.indexes`.
     """
     from pgvision.indexes import ensure_index
     from pgvision.registry import register_model
@@ -164,8 +166,8 @@ def add_model(op, spec, *, method: str = "hnsw", m: int = 16, ef_construction: i
     model_id = register_model(conn, spec)
     conn.execute(
         "UPDATE pgvision.models SET index_method = %s, hnsw_m = %s, hnsw_ef_construction = %s, "
-        "ivfflat_lists = %s, ef_search = %s WHERE model_id = %s",
-        (method, m, ef_construction, lists, ef_search, model_id),
+        "ivfflat_lists = %s, ef_search = %s, quantization = %s WHERE model_id = %s",
+        (method, m, ef_construction, lists, ef_search, quantization, model_id),
     )
     with op.get_context().autocommit_block():
         ensure_index(op.get_bind().connection.dbapi_connection, model_id)

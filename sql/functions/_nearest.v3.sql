@@ -10,6 +10,10 @@
 --   scan instead of walking the index (identify at 30k faces: 46 ms instead of 5 ms,
 --   docs/benchmarks.md "Millions"). With sorting off the index is the only ordered path,
 --   and joins to faces / images probe their primary keys. Restored before returning.
+--   Quantized indexes (models.quantization, indexes.index_ddl): 'halfvec' orders by
+--   embedding::halfvec(D); 'binary' walks a bit_hamming_ops index of
+--   binary_quantize(embedding::vector(D))::bit(D) for ef_search candidates and re-ranks
+--   them by the full-precision distance.
 --
 -- Purpose: the k stored embeddings of model m nearest to query, nearest first. The engine
 -- under search_images, similar_images, identify, identify_face and recall_at_k.
@@ -60,11 +64,15 @@ DECLARE
     item text := CASE m.kind WHEN 'image' THEN 'image_id' ELSE 'face_id' END;
     -- pgvector's types and operators, schema-qualified (the schema is not on search_path).
     vec constant text := '@extschema:vector@.vector';
-    typ text := CASE WHEN m.dims > 2000 THEN '@extschema:vector@.halfvec' ELSE '@extschema:vector@.vector' END;
+    typ text := CASE WHEN m.dims > 2000 OR m.quantization = 'halfvec' THEN '@extschema:vector@.halfvec'
+                     ELSE '@extschema:vector@.vector' END;
     op text := CASE m.metric WHEN 'cosine' THEN 'OPERATOR(@extschema:vector@.<=>)' WHEN 'l2' THEN 'OPERATOR(@extschema:vector@.<->)'
                           ELSE 'OPERATOR(@extschema:vector@.<#>)' END;
     key text;
     q text;
+    ord text;
+    lim text;
+    ann text;
     joins text := '';
     conds text;
     filtered boolean := label IS NOT NULL OR filter IS NOT NULL OR exclude_id IS NOT NULL OR enrolled_only;
@@ -83,6 +91,20 @@ BEGIN
     key := format('e.embedding::%s(%s)', typ, m.dims);
     q := format('$1::%s(%s)', typ, m.dims);
     conds := format('e.model_id = %s', m.model_id);
+    -- The ORDER BY expression must be the model's index expression (indexes.index_ddl):
+    --   none / halfvec: <key> <op> <query>, k rows;
+    --   binary: Hamming distance of binary_quantize(...)::bit(D) (bit_hamming_ops), over
+    --   max(ef_search, k) candidates, re-ranked by the full-precision distance (pgvector
+    --   README, "Binary Quantization"); the candidate count is ef_search, so the one knob
+    --   that recall_target tunes widens both the graph walk and the re-ranking.
+    IF m.quantization = 'binary' THEN
+        ord := format('@extschema:vector@.binary_quantize(%1$s)::bit(%2$s) OPERATOR(@extschema:vector@.<~>) '
+                      '@extschema:vector@.binary_quantize(%3$s)::bit(%2$s)', key, m.dims, q);
+        lim := least(1000, greatest(coalesce(ef_search, m.ef_search), k))::text;
+    ELSE
+        ord := format('%s %s %s', key, op, q);
+        lim := '$5';
+    END IF;
 
     -- Fast path, the common case: no filter, index scan. The query's rows go straight out
     -- (no arrays), and only the one setting the model's index reads is set (and restored).
@@ -103,10 +125,13 @@ BEGIN
         END IF;
         old_sort := current_setting('enable_sort');
         PERFORM set_config('enable_sort', 'off', true);
-        RETURN QUERY EXECUTE format(
-            'SELECT e.%1$I, (%2$s %3$s %4$s)::float8 FROM pgvision.%5$I e WHERE %6$s ORDER BY %2$s %3$s %4$s LIMIT $5',
-            item, key, op, q, tbl, conds)
-            USING query, label, filter, exclude_id, k;
+        ann := format(
+            'SELECT e.%1$I AS item_id, (%2$s %3$s %4$s)::float8 AS distance FROM pgvision.%5$I e WHERE %6$s ORDER BY %7$s LIMIT %8$s',
+            item, key, op, q, tbl, conds, ord, lim);
+        IF m.quantization = 'binary' THEN
+            ann := format('SELECT c.item_id, c.distance FROM (%s) c ORDER BY c.distance LIMIT $5', ann);
+        END IF;
+        RETURN QUERY EXECUTE ann USING query, label, filter, exclude_id, k;
         PERFORM set_config('enable_sort', old_sort, true);
         IF m.index_method = 'hnsw' AND want IS DISTINCT FROM old_ef THEN
             PERFORM set_config('hnsw.ef_search', coalesce(old_ef, '40'), true);
@@ -155,11 +180,14 @@ BEGIN
         PERFORM set_config('enable_mergejoin', 'off', true);
         -- 2. ANN scan; ORDER BY <key> <op> <query> LIMIT k is the form that uses the
         --    partial expression index of this model.
-        EXECUTE format(
-            'SELECT array_agg(item_id ORDER BY distance), array_agg(distance ORDER BY distance) FROM ('
-            ' SELECT e.%1$I AS item_id, (%2$s %3$s %4$s)::float8 AS distance'
-            ' FROM pgvision.%5$I e%6$s WHERE %7$s ORDER BY %2$s %3$s %4$s LIMIT $5) s',
-            item, key, op, q, tbl, joins, conds)
+        ann := format(
+            'SELECT e.%1$I AS item_id, (%2$s %3$s %4$s)::float8 AS distance'
+            ' FROM pgvision.%5$I e%6$s WHERE %7$s ORDER BY %8$s LIMIT %9$s',
+            item, key, op, q, tbl, joins, conds, ord, lim);
+        IF m.quantization = 'binary' THEN
+            ann := format('SELECT c.item_id, c.distance FROM (%s) c ORDER BY c.distance LIMIT $5', ann);
+        END IF;
+        EXECUTE format('SELECT array_agg(item_id ORDER BY distance), array_agg(distance ORDER BY distance) FROM (%s) s', ann)
             INTO ids, dists USING query, label, filter, exclude_id, k;
         PERFORM set_config('enable_sort', old_sort, true);
         PERFORM set_config('enable_hashjoin', old_hash, true);

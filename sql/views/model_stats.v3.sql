@@ -10,6 +10,7 @@
 --                    when it was chosen (pgvision/recall_target.py);
 --   recall_rows      embeddings stored at that measurement (measured again after a load
 --                    once the model holds more than 1.5 times as many).
+--   quantization     none, halfvec or binary (the index expression, see indexes.py).
 CREATE OR REPLACE VIEW pgvision.model_stats AS
 SELECT m.name AS model, m.kind, m.dims, m.metric, m.is_default,
        CASE m.kind
@@ -22,7 +23,7 @@ SELECT m.name AS model, m.kind, m.dims, m.metric, m.is_default,
             THEN pg_catalog.pg_relation_size(pg_catalog.to_regclass(pg_catalog.format('pgvision.%I', ix.indexname))) END AS index_bytes,
        (SELECT i.indisvalid FROM pg_catalog.pg_index i
         WHERE i.indexrelid = pg_catalog.to_regclass(pg_catalog.format('pgvision.%I', ix.indexname))) AS index_valid,
-       m.target_recall, m.measured_recall, m.recall_rows
+       m.target_recall, m.measured_recall, m.recall_rows, m.quantization
 FROM pgvision.models m
 LEFT JOIN pg_catalog.pg_indexes ix
        ON ix.schemaname = 'pgvision'
@@ -31,4 +32,4 @@ LEFT JOIN pg_catalog.pg_indexes ix
                                 m.model_id, m.index_method);
 
 COMMENT ON VIEW pgvision.model_stats IS
-'Models with embedding counts, dims, metric, identity threshold, ANN index (name, definition, bytes, valid) and the recall@10 its ef_search / probes was chosen for (target_recall, measured_recall, recall_rows).';
+'Models with embedding counts, dims, metric, identity threshold, ANN index (name, definition, bytes, valid) and the recall@10 its ef_search / probes was chosen for (target_recall, measured_recall, recall_rows), and its quantization.';

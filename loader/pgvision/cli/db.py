@@ -180,13 +180,17 @@ def psql(database_url: str | None, psql_args: tuple[str, ...]) -> None:
 @click.option("--ef-construction", type=click.IntRange(4, 1000), help="HNSW build candidate list [default: 64].")
 @click.option("--lists", type=click.IntRange(1, 32768), help="IVFFlat clusters [default: rows/1000].")
 @click.option("--probes", type=click.IntRange(1, 32768), help="IVFFlat clusters searched [default: sqrt(lists)].")
+@click.option("--quantization", type=click.Choice(["none", "halfvec", "binary"]),
+              help="Index expression: none = full precision, halfvec = half the memory, binary = 1 bit per "
+              "dimension re-ranked at full precision [default: the model's, none].")
 @click.option("--target-recall", type=click.FloatRange(0, 1, min_open=True),
               help="After the build, measure recall@10 on 100 stored vectors and store the smallest ef_search "
               "(HNSW) / probes (IVFFlat) that reaches it [default: 0.95 from 10,000 rows; overrides --probes].")
 @database_url_option
 @run_guarded
 def index(model: str, method: str, m: int | None, ef_construction: int | None, lists: int | None,
-          probes: int | None, target_recall: float | None, database_url: str | None) -> None:
+          probes: int | None, quantization: str | None, target_recall: float | None,
+          database_url: str | None) -> None:
     """(Re)build MODEL's ANN index with another method or parameters.
 
     The old index is dropped and the new one built CONCURRENTLY (loads go on). Needs the
@@ -197,6 +201,7 @@ def index(model: str, method: str, m: int | None, ef_construction: int | None, l
       pgvision db index efficientnet-lite0 --method ivfflat --lists 100 --probes 10
       pgvision db index efficientnet-lite0 --m 32 --ef-construction 128
       pgvision db index efficientnet-lite0 --target-recall 0.98
+      pgvision db index efficientnet-lite0 --quantization binary
     """
     from pgvision import recall_target
     from pgvision.database import connect, require_schema
@@ -205,7 +210,8 @@ def index(model: str, method: str, m: int | None, ef_construction: int | None, l
 
     with connect(database_url, autocommit=True) as conn:
         require_schema(conn)
-        name = set_index(conn, model, method=method, m=m, ef_construction=ef_construction, lists=lists, probes=probes)
+        name = set_index(conn, model, method=method, m=m, ef_construction=ef_construction, lists=lists, probes=probes,
+                         quantization=quantization)
         click.echo(f"{model}: {name or 'no index (exact scans)'}", err=True)
         if name and target_recall is None and stored_rows(conn, get_model(conn, model)) >= recall_target.APPLY_FROM_ROWS:
             target_recall = recall_target.DEFAULT_TARGET
