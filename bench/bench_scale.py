@@ -5,7 +5,8 @@ Both sets go in through pgvision's own path: images through ``pipeline.load_vect
 ``pg_copy.copy_vectors`` after the images / identities / faces rows (what ``faces load``
 writes). Then the model's HNSW index is built (m 16, ef_construction 64) and timed.
 
-Images (clustered synthetic vectors, ``common.clustered``, 1,000 clusters):
+Images (clustered synthetic vectors, ``common.clustered``, 1,000 clusters), for each
+``--quantization`` (none, halfvec, binary: the index rebuilt by ``indexes.set_index``):
 
 * ef_search chosen by ``recall_target.choose_setting`` (target 0.95, what ``db index``
   applies from 10k rows) and the recall@10 it measured on stored vectors;
@@ -26,6 +27,7 @@ Faces (families of 5 look-alike people, 1..19 photos each, ``families()`` below)
 Prints the server's memory settings with every run. Example::
 
     .venv/bin/python bench/bench_scale.py --rows 100000 --faces 100000
+    .venv/bin/python bench/bench_scale.py --rows 100000 --faces 0 --quantization none halfvec binary
     .venv/bin/python bench/bench_scale.py --rows 0 --faces 1000000      # faces only, long
 """
 
@@ -89,7 +91,19 @@ def index_mb(conn, name: str) -> float:
     return conn.execute("SELECT pg_relation_size(%s::regclass)", (f"pgvision.{name}",)).fetchone()[0] / 2**20
 
 
-def run_images(url: str, n: int, a) -> dict:
+def raw_sql(model_id: int, dims: int, quantization: str) -> str:
+    """pgvector's own query for the model's index expression (pgvector README forms)."""
+    where = f"FROM pgvision.image_embeddings WHERE model_id = {model_id}"
+    if quantization == "halfvec":
+        return f"SELECT image_id {where} ORDER BY embedding::halfvec({dims}) <=> %s::halfvec({dims}) LIMIT 10"
+    if quantization == "binary":
+        return (f"SELECT image_id FROM (SELECT image_id, embedding::vector({dims}) <=> %(q)s::vector({dims}) AS d {where} "
+                f"ORDER BY binary_quantize(embedding::vector({dims}))::bit({dims}) <~> "
+                f"binary_quantize(%(q)s::vector({dims}))::bit({dims}) LIMIT %(ef)s) c ORDER BY d LIMIT 10")
+    return f"SELECT image_id {where} ORDER BY embedding::vector({dims}) <=> %s::vector({dims}) LIMIT 10"
+
+
+def run_images(url: str, n: int, a) -> list[dict]:
     dims, name = 512, f"img-{n}"
     x = common.normalize(common.clustered(n + a.probes, dims, 1000, seed=n))
     x, queries = x[:n], x[n:]
@@ -102,32 +116,43 @@ def run_images(url: str, n: int, a) -> dict:
                  progress=False)
     load_s = time.perf_counter() - t
     model = get_model(conn, name)
-    t = time.perf_counter()
-    index = indexes.ensure_index(conn, model["model_id"])
-    build_s = time.perf_counter() - t
     conn.execute("ANALYZE pgvision.image_embeddings")
+    truth = [set(np.argsort(-(x @ q))[:10].tolist()) for q in queries]
+    row_of = {iid: int(uri.rsplit("#", 1)[1]) for iid, uri in conn.execute(
+        "SELECT image_id, uri FROM pgvision.images WHERE uri LIKE %s", (f"bench:{name}#%",))}
+    runs = [measure_images(url, conn, name, model, x, queries, truth, row_of, qz, a) for qz in a.quantization]
+    for r in runs:
+        r["load_s"] = load_s
+    conn.execute("DELETE FROM pgvision.models WHERE model_id = %s", (model["model_id"],))
+    conn.close()
+    return runs
+
+
+def measure_images(url, conn, name, model, x, queries, truth, row_of, quantization, a) -> dict:
+    n, dims = x.shape
+    conn.execute("CHECKPOINT")
+    t = time.perf_counter()
+    index = indexes.set_index(conn, name, quantization=quantization)
+    build_s = time.perf_counter() - t
     t = time.perf_counter()
     choice = recall_target.choose_setting(conn, name, 0.95)
     choose_s = time.perf_counter() - t
     ef = choice.value
-    row_of = {iid: int(uri.rsplit("#", 1)[1]) for iid, uri in conn.execute(
-        "SELECT image_id, uri FROM pgvision.images WHERE uri LIKE %s", (f"bench:{name}#%",))}
-    truth = [set(np.argsort(-(x @ q))[:10].tolist()) for q in queries]
     api = "SELECT image_id FROM pgvision.search_images(%s, 10, %s)"
-    raw = (f"SELECT image_id FROM pgvision.image_embeddings WHERE model_id = {model['model_id']} "
-           f"ORDER BY embedding::vector({dims}) <=> %s::vector({dims}) LIMIT 10")
+    raw = raw_sql(model["model_id"], dims, quantization)
+    raw_args = (lambda q: {"q": q, "ef": ef}) if quantization == "binary" else (lambda q: (q,))
     raw_conn = common.connect(url)
     raw_conn.execute(f"SET hnsw.ef_search = {int(ef)}")
     for q in queries[:20]:
         conn.execute(api, (q, name)).fetchall()
-        raw_conn.execute(raw, (q,)).fetchall()
+        raw_conn.execute(raw, raw_args(q)).fetchall()
     res: dict = {}
 
     def m_api():
         res["api"] = timed(lambda q: [r[0] for r in conn.execute(api, (q, name))], queries)
 
     def m_raw():
-        res["raw"] = timed(lambda q: [r[0] for r in raw_conn.execute(raw, (q,))], queries)
+        res["raw"] = timed(lambda q: [r[0] for r in raw_conn.execute(raw, raw_args(q))], queries)
 
     def m_numpy():
         res["numpy"] = timed(lambda q: np.argpartition(-(x @ q), 10)[:10], queries)
@@ -141,20 +166,18 @@ def run_images(url: str, n: int, a) -> dict:
     def recall(got):
         return float(np.mean([len({row_of[i] for i in g} & t) / 10 for g, t in zip(got, truth)]))
 
-    out = {"rows": n, "dims": dims, "load_s": load_s, "build_s": build_s, "index_mb": index_mb(conn, index),
+    out = {"rows": n, "dims": dims, "quantization": quantization, "build_s": build_s, "index_mb": index_mb(conn, index),
            "ef_search": ef, "stored_recall": choice.recall, "choose_s": choose_s, "tried": choice.tried,
            "api": stats(lat["api"]), "raw": stats(lat["raw"]), "numpy": stats(lat["numpy"]),
            "api_recall": recall(res["api"][1]), "raw_recall": recall(res["raw"][1])}
     out["api_vs_raw_qps"] = out["api"]["qps"] / out["raw"]["qps"]
-    print(f"  images {n:,} x {dims}: load {load_s:.1f} s, build {build_s:.1f} s, index {out['index_mb']:.0f} MB, "
+    print(f"  images {n:,} x {dims}, quantization {quantization}: build {build_s:.1f} s, index {out['index_mb']:.0f} MB, "
           f"ef_search {ef} (stored recall {choice.recall:.3f}, tried {choice.tried}, {choose_s:.1f} s); "
           f"search_images recall@10 {out['api_recall']:.3f} p50 {out['api']['p50_ms']:.2f} p99 "
           f"{out['api']['p99_ms']:.2f} ms {out['api']['qps']:.0f} QPS; raw {out['raw']['qps']:.0f} QPS "
           f"(recall {out['raw_recall']:.3f}); numpy {out['numpy']['qps']:.0f} QPS; "
           f"api/raw {out['api_vs_raw_qps']:.2f}x", flush=True)
-    conn.execute("DELETE FROM pgvision.models WHERE model_id = %s", (model["model_id"],))
     raw_conn.close()
-    conn.close()
     return out
 
 
@@ -237,6 +260,8 @@ def main() -> None:
     ap.add_argument("--probes", type=int, default=200, help="held-out queries / probe faces (default 200)")
     ap.add_argument("--candidates", type=int, nargs="+", default=[5, 25, 50],
                     help="identify candidates tried (depth max(200, 20 x candidates); default 5 25 50)")
+    ap.add_argument("--quantization", nargs="+", choices=["none", "halfvec", "binary"], default=["none"],
+                    help="image index quantizations measured, one build each (default none)")
     ap.add_argument("--out", default="scale", help="name of the results file (default scale)")
     common.add_server_args(ap)
     a = ap.parse_args()

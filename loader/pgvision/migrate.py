@@ -157,7 +157,8 @@ def add_model(op, spec, *, method: str = "hnsw", m: int = 16, ef_construction: i
         lists: IVFFlat lists; default from the row count when it is built.
         ef_search: the model's default HNSW search list (``search_images`` uses it).
         quantization: index expression: ``none`` (full precision, default), ``halfvec`` or
-            ``binary`` (re-ranked), see :mod:`pgvision.indexes`.
+            ``binary`` (re-ranked), see :mod:`pgvision.indexes`; other than ``none``, the
+            deployment migration must have ``depends_on = "0006"``.
     """
     from pgvision.indexes import ensure_index
     from pgvision.registry import register_model
@@ -166,9 +167,11 @@ def add_model(op, spec, *, method: str = "hnsw", m: int = 16, ef_construction: i
     model_id = register_model(conn, spec)
     conn.execute(
         "UPDATE pgvision.models SET index_method = %s, hnsw_m = %s, hnsw_ef_construction = %s, "
-        "ivfflat_lists = %s, ef_search = %s, quantization = %s WHERE model_id = %s",
-        (method, m, ef_construction, lists, ef_search, quantization, model_id),
+        "ivfflat_lists = %s, ef_search = %s WHERE model_id = %s",
+        (method, m, ef_construction, lists, ef_search, model_id),
     )
+    if quantization != "none":  # the column exists from migration 0006 on
+        conn.execute("UPDATE pgvision.models SET quantization = %s WHERE model_id = %s", (quantization, model_id))
     with op.get_context().autocommit_block():
         ensure_index(op.get_bind().connection.dbapi_connection, model_id)
 
