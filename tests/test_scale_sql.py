@@ -152,3 +152,20 @@ def test_unknown_quantization_says_what_to_use(conn):
     add_images(conn, "tiny", [("a", None, [1.0, 0.0]), ("b", None, [0.0, 1.0])])
     with pytest.raises(ValueError, match=r"^unknown quantization 'pq': use one of none, halfvec, binary$"):
         indexes.set_index(conn, "tiny", quantization="pq")
+
+
+def test_db_index_target_recall_reports_the_choice(database_url, conn):
+    from click.testing import CliRunner
+
+    from pgvision.cli import main
+
+    add_images(conn, "small", [(f"v{i}", None, v) for i, v in enumerate(clustered(500, 8, 10, seed=5))])
+    out = CliRunner().invoke(main, ["db", "index", "small", "--quantization", "halfvec", "--target-recall", "0.9",
+                                    "--database-url", database_url])
+    assert out.exit_code == 0, out.output
+    lines = out.output.splitlines()
+    assert lines[0] == "small: image_embeddings_model_1_hnsw"
+    assert re.fullmatch(r"small: ef_search 40 reaches recall@10 (0\.9\d\d|1\.000) >= 0\.9 on 500 rows "
+                        r"\(tried 40: (0\.9\d\d|1\.000)\)", lines[1])
+    assert conn.execute("SELECT quantization, ef_search, target_recall::text FROM pgvision.model_stats").fetchone() == (
+        "halfvec", 40, "0.9")
