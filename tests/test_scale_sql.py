@@ -44,11 +44,11 @@ def test_identify_walks_the_index_before_statistics_exist(conn):
     # the rows for model_id = 1, i.e. 15, fewer than the 200 nearest faces identify asks for.
     # v2 then sorted the whole model by an exact scan (a Sort on the distance, and a hash
     # join to average each candidate's photos); v4 walks the HNSW index and probes keys.
+    conn.execute("ALTER TABLE pgvision.face_embeddings SET (autovacuum_enabled = false)")
+    conn.execute("ALTER TABLE pgvision.faces SET (autovacuum_enabled = false)")
     photos, who, _ = families(300, 32, seed=1)
     photos, who = photos[:3000], who[:3000]
     model_id, _ = add_gallery(conn, "faces32", photos, who)
-    conn.execute("ALTER TABLE pgvision.face_embeddings SET (autovacuum_enabled = false)")
-    conn.execute("ALTER TABLE pgvision.faces SET (autovacuum_enabled = false)")
     assert indexes.ensure_index(conn, model_id) == f"face_embeddings_model_{model_id}_hnsw"
     assert conn.execute("SELECT reltuples FROM pg_class WHERE oid = 'pgvision.face_embeddings'::regclass"
                         ).fetchone()[0] == -1  # no statistics
