@@ -221,3 +221,74 @@ def test_json_text_has_no_nan_tokens():
 
     assert json_text([{"distance": float("nan"), "margin": float("inf"), "similarity": 0.5}]) == \
         '[{"distance": null, "margin": null, "similarity": 0.5}]'
+
+
+# -- oversized values, halfvec range, invalid indexes -----------------------------------------
+
+def _vector_set(tmp_path, vectors, labels):
+    from pgvision.vectors_io import VectorSet
+
+    n = len(vectors)
+    return VectorSet(np.asarray(vectors, np.float32), [str(i) for i in range(n)], labels,
+                     [f"file:///v/{i}" for i in range(n)], tmp_path / "v.npy")
+
+
+def test_a_1mb_label_is_skipped_with_a_reason_and_the_good_rows_load(conn, tmp_path):
+    from pgvision.pipeline import load_vectors
+
+    rng = np.random.default_rng(0)
+    huge = "".join(rng.choice(list("abcdefghijklmnopqrstuvwxyz"), 1_000_000))
+    vs = _vector_set(tmp_path, [[1, 0], [0, 1], [1, 1]], ["cat", huge, None])
+    summary = load_vectors(conn, vs, ModelSpec("ext", "image", 2, "l2"), progress=False)
+    assert (summary.loaded, dict(summary.skipped)) == (2, {"too-large": 1})
+    assert summary.skipped_files == [("file:///v/1", "too-large", "label of 1,000,000 bytes is longer than the "
+                                      "1,000-byte limit: shorten it (e.g. rename the folder)")]
+    assert conn.execute("SELECT uri, label FROM pgvision.images ORDER BY uri").fetchall() == [
+        ("file:///v/0", "cat"), ("file:///v/2", None)]
+
+
+def test_server_errors_are_not_lost_connections():
+    from pgvision.database import connection_lost
+
+    assert not connection_lost(psycopg.errors.ProgramLimitExceeded("index row size 1000016 exceeds maximum 2704"))
+    assert not connection_lost(psycopg.errors.DataError("value too long"))
+    assert connection_lost(psycopg.errors.AdminShutdown("terminating connection due to administrator command"))
+    assert connection_lost(psycopg.OperationalError("server closed the connection unexpectedly"))
+    assert connection_lost(psycopg.InterfaceError("the connection is closed"))
+
+
+def test_vectors_beyond_halfvec_range_are_refused_at_load(conn, tmp_path):
+    from pgvision.pipeline import load_vectors
+
+    vectors = np.zeros((2, 2001), np.float32)
+    vectors[:, 0] = 1
+    vectors[1, 5] = 70000
+    vs = _vector_set(tmp_path, vectors, [None, None])
+    with pytest.raises(ValueError) as err:
+        load_vectors(conn, vs, ModelSpec("wide", "image", 2001, "l2"), progress=False)
+    assert str(err.value) == (
+        "embedding of file:///v/1 has values beyond +-65,504, which the halfvec index of a 2001-d model cannot "
+        "hold (largest: 7e+04): L2-normalize the vectors or scale them down")
+    assert conn.execute("SELECT count(*) FROM pgvision.image_embeddings").fetchone() == (0,)
+
+
+def test_a_failed_index_build_leaves_no_invalid_index_and_model_stats_shows_validity(conn):
+    from pgvision.indexes import ensure_index
+
+    model_id = register_model(conn, ModelSpec("wide", "image", 2001, "l2"))
+    big = np.zeros((1, 2001), np.float32)
+    big[0, 0] = 70000  # stored around the loader's check, as a hostile loader could
+    image_id = conn.execute("INSERT INTO pgvision.images (sha256, uri) VALUES (%s, 'file:///w') RETURNING image_id",
+                            (hashlib.sha256(b"w").digest(),)).fetchone()[0]
+    copy_vectors(conn, "image_embeddings", "image_id", model_id, np.array([image_id]), big)
+    with pytest.raises(psycopg.errors.NumericValueOutOfRange):
+        ensure_index(conn, model_id)
+    assert conn.execute("SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                        "WHERE n.nspname = 'pgvision' AND NOT i.indisvalid").fetchone() == (0,)
+    assert conn.execute("SELECT model, index_name, index_valid FROM pgvision.model_stats").fetchall() == [
+        ("wide", None, None)]
+    add_images(conn, "ok2d", [("a", None, [1.0, 0.0]), ("b", None, [0.0, 1.0])])
+    ensure_index(conn, conn.execute("SELECT model_id FROM pgvision.models WHERE name = 'ok2d'").fetchone()[0])
+    assert conn.execute("SELECT index_name, index_valid FROM pgvision.model_stats WHERE model = 'ok2d'").fetchone() \
+        == ("image_embeddings_model_2_hnsw", True)

@@ -133,6 +133,25 @@ def check_pgvector(conn: psycopg.Connection, url: str) -> None:
         )
 
 
+#: Tables whose rows :func:`row_counts` reports (what a downgrade to base would delete).
+COUNTED_TABLES = ("images", "image_embeddings", "faces", "face_embeddings", "identities", "models")
+
+
+def row_counts(database_url: str | None) -> dict[str, int]:
+    """``{table: rows}`` of the pgvision tables; empty when the schema is absent."""
+    from psycopg import sql
+
+    with connect(database_url, autocommit=True) as conn:
+        if conn.execute("SELECT to_regclass('pgvision.models')").fetchone()[0] is None:
+            return {}
+        return {
+            table: conn.execute(
+                sql.SQL("SELECT count(*) FROM pgvision.{}").format(sql.Identifier(table))
+            ).fetchone()[0]
+            for table in COUNTED_TABLES
+        }
+
+
 def require_schema(conn: psycopg.Connection) -> None:
     """Raise :class:`SchemaMissing` when ``pgvision db upgrade`` has not been run."""
     if conn.execute("SELECT to_regclass('pgvision.models')").fetchone()[0] is None:

@@ -124,9 +124,9 @@ def check_embeddings(embeddings: np.ndarray, dims: int, names: Sequence[str]) ->
         if big.any():
             i = int(np.flatnonzero(big)[0])
             raise ValueError(
-                f"embedding of {names[i]} has values beyond +-{HALFVEC_MAX:,}, which the halfvec index of a "
+                f"embedding of {names[i]} has values beyond +-{HALFVEC_MAX:,.0f}, which the halfvec index of a "
                 f"{emb.shape[1]}-d model cannot hold (largest: {float(np.abs(emb[i]).max()):.4g}): "
-                "normalize the vectors (e.g. --metric cosine with normalized output) or scale them down"
+                "L2-normalize the vectors or scale them down"
             )
     return emb
 
