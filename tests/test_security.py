@@ -292,3 +292,135 @@ def test_a_failed_index_build_leaves_no_invalid_index_and_model_stats_shows_vali
     ensure_index(conn, conn.execute("SELECT model_id FROM pgvision.models WHERE name = 'ok2d'").fetchone()[0])
     assert conn.execute("SELECT index_name, index_valid FROM pgvision.model_stats WHERE model = 'ok2d'").fetchone() \
         == ("image_embeddings_model_2_hnsw", True)
+
+
+# -- weak points -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("url,shown", [
+    ("postgresql://app:s3cret@db/app", "postgresql://app:***@db/app"),
+    ("postgresql://app@db/app?password=s3cret&sslmode=require", "postgresql://app@db/app?password=***&sslmode=require"),
+    ("host=db user=app password=s3cret dbname=app", "host=db user=app password=*** dbname=app"),
+    ("host=db password = 's3 cret' dbname=app", "host=db password = *** dbname=app"),
+])
+def test_passwords_are_masked_in_every_conninfo_form(url, shown):
+    from pgvision.database import redact
+
+    assert redact(url) == shown
+
+
+def test_a_held_model_lock_times_out_naming_the_holder(conn, database_url):
+    from pgvision.errors import LockTimeout
+    from pgvision.pg_copy import LOCK_CLASS, lock_model
+
+    model_id = register_model(conn, ModelSpec("img2d", "image", 2, "l2"))
+    with psycopg.connect(database_url, application_name="squatter") as other:
+        other.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_CLASS, model_id))
+        pid = other.info.backend_pid
+        with pytest.raises(LockTimeout) as err, conn.transaction():
+            lock_model(conn, model_id, timeout_s=0.3)
+    assert str(err.value) == (
+        f"model {model_id} has been locked for 0.3 s by pid {pid} (user postgres, application squatter), another "
+        "loader or a stuck session: wait for it to finish, or ask whoever runs that pid (or a database admin) "
+        "to end it, then rerun")
+
+
+def test_a_held_index_lock_times_out_naming_the_holder(conn, database_url):
+    from pgvision.errors import LockTimeout
+    from pgvision.indexes import INDEX_LOCK_CLASS, ensure_index
+
+    model_id = register_model(conn, ModelSpec("img2d", "image", 2, "l2"))
+    with psycopg.connect(database_url, autocommit=True) as other:
+        other.execute("SELECT pg_advisory_lock(%s, %s)", (INDEX_LOCK_CLASS, model_id))
+        with pytest.raises(LockTimeout, match=f"locked for 0.2 s by pid {other.info.backend_pid} "):
+            ensure_index(conn, model_id, poll_seconds=0.1, timeout_s=0.2)
+
+
+def test_enrolling_a_face_of_another_gallery_needs_reassign(conn):
+    from pgvision.errors import AlreadyEnrolled
+    from pgvision.faces.store import assign_faces, ensure_identity
+
+    people = _face_gallery(conn)
+    ann_face = conn.execute("SELECT face_id FROM pgvision.faces WHERE identity_id = %s", (people["ann"],)).fetchone()[0]
+    with pytest.raises(AlreadyEnrolled) as err:
+        assign_faces(conn, [ann_face], people["bob"], "bob")
+    assert str(err.value) == ("the face in file:///ann.jpg is already enrolled as 'ann': pass --reassign to move it "
+                              "to 'bob', or leave that photo out")
+    assert assign_faces(conn, [ann_face], people["ann"], "ann") == 0       # same person: nothing to do
+    assert assign_faces(conn, [ann_face], ensure_identity(conn, "bob"), "bob", reassign=True) == 1
+    assert conn.execute("SELECT identity_id FROM pgvision.faces WHERE face_id = %s", (ann_face,)).fetchone() == \
+        (people["bob"],)
+
+
+def test_downgrade_base_asks_with_row_counts_and_unknown_revisions_are_one_line(database_url):
+    from click.testing import CliRunner
+
+    from pgvision.cli import main
+
+    with psycopg.connect(database_url, autocommit=True) as c:
+        add_images(c, "img2d", [("a", None, [1.0, 0.0]), ("b", None, [0.0, 1.0])])
+    runner = CliRunner()
+    result = runner.invoke(main, ["db", "downgrade", "base", "--database-url", database_url], input="n\n")
+    assert result.exit_code == 1
+    assert result.output.splitlines()[0] == (
+        "downgrade to base drops the pgvision schema with every row in it (2 images, 2 image_embeddings, 0 faces, "
+        "0 face_embeddings, 0 identities, 1 models); continue? [y/N]: n")
+    with psycopg.connect(database_url) as c:
+        assert c.execute("SELECT count(*) FROM pgvision.images").fetchone() == (2,)
+    result = runner.invoke(main, ["db", "downgrade", "nonsense", "--database-url", database_url])
+    assert (result.exit_code, result.output.splitlines()) == (
+        1, ["Error: Can't locate revision identified by 'nonsense': see the revisions with pgvision db history"])
+    result = runner.invoke(main, ["db", "downgrade", "base", "--yes", "--database-url", database_url])
+    assert result.exit_code == 0, result.output
+
+
+def test_login_roles_keep_their_membership_through_downgrade_base_and_upgrade(database_url):
+    from pgvision import migrate
+
+    role = f"pgvision_bi_{os.getpid()}"
+    with psycopg.connect(database_url, autocommit=True) as c:
+        c.execute(sql.SQL("CREATE ROLE {} LOGIN IN ROLE pgvision_reader").format(sql.Identifier(role)))
+    try:
+        migrate.downgrade(database_url, "base")
+        migrate.upgrade(database_url)
+        with psycopg.connect(database_url, autocommit=True) as c:
+            c.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
+            assert c.execute("SELECT count(*) FROM pgvision.model_stats").fetchone() == (0,)
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as c:
+            c.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_four_upgrades_at_once_take_turns(empty_database_url):
+    import subprocess
+    import sys
+
+    code = "import sys; from pgvision import migrate; migrate.upgrade(sys.argv[1])"
+    procs = [subprocess.Popen([sys.executable, "-c", code, empty_database_url], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for _ in range(4)]
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, outputs
+    with psycopg.connect(empty_database_url) as c:
+        assert c.execute("SELECT count(*) FROM pgvision_alembic_version").fetchone() == (1,)
+
+
+def test_an_owner_who_may_not_create_pgvector_gets_one_line(server_conninfo, empty_database_url):
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    from pgvision import migrate
+    from pgvision.errors import ExtensionMissing
+
+    role = f"pgvision_owner_{os.getpid()}"
+    dbname = conninfo_to_dict(empty_database_url)["dbname"]
+    with psycopg.connect(server_conninfo, autocommit=True) as c:
+        c.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+        c.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(dbname), sql.Identifier(role)))
+    try:
+        with pytest.raises(ExtensionMissing) as err:
+            migrate.upgrade(make_conninfo(empty_database_url, user=role))
+        assert str(err.value) == (
+            "pgvector is not installed in this database and this role may not install it (permission denied to "
+            "create extension \"vector\"): ask a superuser to run CREATE EXTENSION vector in it, then rerun")
+    finally:
+        with psycopg.connect(server_conninfo, autocommit=True) as c:
+            c.execute(sql.SQL("ALTER DATABASE {} OWNER TO CURRENT_USER").format(sql.Identifier(dbname)))
+            c.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))

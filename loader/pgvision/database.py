@@ -43,7 +43,8 @@ def redact(url: str) -> str:
 
     text = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
     text = re.sub(r"([?&]password=)[^&#]*", r"\1***", text, flags=re.IGNORECASE)
-    text = re.sub(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", text, flags=re.IGNORECASE)
+    if "://" not in url:  # key=value form
+        text = re.sub(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", text, flags=re.IGNORECASE)
     try:
         password = conninfo_to_dict(url).get("password")
     except psycopg.ProgrammingError:  # not a valid conninfo: the patterns above are all we have
