@@ -424,3 +424,19 @@ def test_an_owner_who_may_not_create_pgvector_gets_one_line(server_conninfo, emp
         with psycopg.connect(server_conninfo, autocommit=True) as c:
             c.execute(sql.SQL("ALTER DATABASE {} OWNER TO CURRENT_USER").format(sql.Identifier(dbname)))
             c.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_similar_cli_sends_k_as_integer_and_prints_strict_json(database_url):
+    from click.testing import CliRunner
+
+    from pgvision.cli import main
+
+    with psycopg.connect(database_url, autocommit=True) as c:
+        ids = add_images(c, "img2d", [("a", None, [1.0, 0.0]), ("b", None, [0.0, 1.0])])
+    runner = CliRunner()
+    db = ["--database-url", database_url]
+    result = runner.invoke(main, ["similar", str(ids["a"]), "-k", "3000000000", *db])
+    assert (result.exit_code, result.output.strip()) == (1, "Error: integer out of range")
+    result = runner.invoke(main, ["similar", str(ids["a"]), "-k", "1", "--json", *db])
+    assert result.exit_code == 0, result.output
+    assert [(r["uri"], r["distance"]) for r in json.loads(result.output)] == [("file:///b.jpg", pytest.approx(2 ** 0.5))]
