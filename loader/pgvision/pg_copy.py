@@ -175,7 +175,10 @@ def lock_model(conn: psycopg.Connection, model_id: int, timeout_s: float = MODEL
     """
     from pgvision.errors import LockTimeout
 
-    conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{int(timeout_s * 1000)}ms",))
+    old = conn.execute(
+        "SELECT current_setting('lock_timeout'), set_config('lock_timeout', %s, true)",
+        (f"{max(1, int(timeout_s * 1000))}ms",),
+    ).fetchone()[0]
     try:
         with conn.transaction():  # a savepoint: the timeout leaves the batch's transaction usable
             conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_CLASS, model_id))
@@ -187,7 +190,7 @@ def lock_model(conn: psycopg.Connection, model_id: int, timeout_s: float = MODEL
             "then rerun"
         ) from None
     finally:
-        conn.execute("SELECT set_config('lock_timeout', '0', true)")
+        conn.execute("SELECT set_config('lock_timeout', %s, true)", (old,))
 
 
 def upsert_images(conn: psycopg.Connection, records: Sequence[ImageRecord]) -> dict[bytes, int]:
