@@ -467,3 +467,27 @@ def test_the_embedded_data_directory_is_private_to_its_server():
     finally:
         server.stop(data)
         shutil.rmtree(top, ignore_errors=True)
+
+
+@pytest.mark.parametrize("statement", [
+    "UPDATE pgvision.images SET label = 'x'",
+    "UPDATE pgvision.image_embeddings SET model_id = model_id",
+    "UPDATE pgvision.identities SET name = 'x'",
+    "UPDATE pgvision.models SET metric = 'cosine'",
+    "UPDATE pgvision.calibrations SET threshold = 1",
+    "DELETE FROM pgvision.images",
+])
+def test_the_loader_role_updates_only_what_loads_update(conn, statement):
+    add_images(conn, "img2d", [("a", None, [1.0, 0.0])])
+    conn.execute("SET ROLE pgvision_loader")
+    assert _sqlstate(conn, statement)[0] == "42501"
+
+
+def test_the_loader_role_can_enroll_rescan_and_calibrate(conn):
+    _face_gallery(conn)
+    conn.execute("SET ROLE pgvision_loader")
+    conn.execute("UPDATE pgvision.faces SET identity_id = NULL")
+    conn.execute("INSERT INTO pgvision.face_scans (image_id, detector, faces) SELECT image_id, 'test', 1 "
+                 "FROM pgvision.images ON CONFLICT (image_id, detector) DO UPDATE SET faces = EXCLUDED.faces, "
+                 "scanned_at = now()")
+    conn.execute("UPDATE pgvision.models SET threshold = 0.4, min_margin = 0.01, probes = 2, ivfflat_lists = 10")
