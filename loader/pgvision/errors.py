@@ -26,3 +26,11 @@ class ModelMismatch(PgvisionError):
 
 class UnknownModel(PgvisionError):
     """No model of that name is registered in ``pgvision.models``."""
+
+
+class LockTimeout(PgvisionError):
+    """Another session held a pgvision advisory lock for longer than the wait allowed."""
+
+
+class AlreadyEnrolled(PgvisionError):
+    """A face to enroll is in another identity's gallery already (moving it needs --reassign)."""

@@ -184,7 +184,13 @@ def set_index(
 INDEX_LOCK_CLASS = 0x70677669
 
 
-def ensure_index(conn: psycopg.Connection, model_id: int, poll_seconds: float = 0.2) -> str | None:
+#: Longest wait, in seconds, for another session's build of the same index (a large HNSW
+#: build takes minutes; an hour means a stuck or hostile lock holder).
+INDEX_LOCK_TIMEOUT_S = 3600.0
+
+
+def ensure_index(conn: psycopg.Connection, model_id: int, poll_seconds: float = 0.2,
+                 timeout_s: float = INDEX_LOCK_TIMEOUT_S) -> str | None:
     """Build the model's ANN index if it is missing; return its name (None for ``none``).
 
     IVFFlat waits for data (its lists are k-means centroids of stored rows): with no rows
@@ -196,10 +202,24 @@ def ensure_index(conn: psycopg.Connection, model_id: int, poll_seconds: float = 
     build, INVALID while it runs, for a leftover and drop it (a deadlock, reproduced with
     two threads on 30k x 256). The lock is polled with ``pg_try_advisory_lock`` rather
     than waited for: a waiting statement holds a snapshot that the concurrent build itself
-    waits for (PostgreSQL docs, "Building Indexes Concurrently").
+    waits for (PostgreSQL docs, "Building Indexes Concurrently"). After ``timeout_s``
+    seconds of waiting it raises :class:`pgvision.errors.LockTimeout` naming the holder's pid.
+    A build that fails (e.g. a value out of halfvec's range) drops the INVALID index it
+    leaves behind before the error goes up.
     """
+    waited = 0.0
     while not conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (INDEX_LOCK_CLASS, model_id)).fetchone()[0]:
+        if waited >= timeout_s:
+            from pgvision.errors import LockTimeout
+            from pgvision.pg_copy import lock_holders
+
+            raise LockTimeout(
+                f"the index of model {model_id} has been locked for {timeout_s:g} s by "
+                f"{lock_holders(conn, INDEX_LOCK_CLASS, model_id)}: wait for that build to finish, or ask whoever "
+                "runs that pid (or a database admin) to end it, then run pgvision db index"
+            )
         time.sleep(poll_seconds)
+        waited += poll_seconds
     try:
         return _ensure_index_locked(conn, model_id)
     finally:
@@ -223,5 +243,10 @@ def _ensure_index_locked(conn: psycopg.Connection, model_id: int) -> str | None:
                 (lists, max(1, round(math.sqrt(lists))), model_id),
             )
             model = get_model_by_id(conn, model_id)
-    conn.execute(index_ddl(model, concurrently=conn.autocommit))
+    try:
+        conn.execute(index_ddl(model, concurrently=conn.autocommit))
+    except psycopg.Error:
+        if conn.autocommit and not conn.closed:  # a failed CONCURRENTLY build leaves an INVALID index
+            drop_index(conn, model)
+        raise
     return index_name(model)

@@ -122,14 +122,48 @@ def make_config(database_url: str | None, extra_version_dirs: list[Path] | None 
     return cfg
 
 
+def _unwrapped(run, *args) -> None:
+    """Run an Alembic command; a server error comes out as the driver's (psycopg) error.
+
+    SQLAlchemy wraps it in ``DBAPIError`` with the statement attached (a multi-line message);
+    callers and ``cli.common.run_guarded`` deal with psycopg errors, as everywhere else.
+    """
+    import psycopg
+    from sqlalchemy.exc import DBAPIError
+
+    from pgvision.errors import ExtensionMissing
+
+    try:
+        run(*args)
+    except DBAPIError as exc:
+        orig = exc.orig
+        if isinstance(orig, psycopg.errors.InsufficientPrivilege) and "extension" in str(orig):
+            raise ExtensionMissing(
+                "pgvector is not installed in this database and this role may not install it "
+                f"({str(orig).splitlines()[0]}): ask a superuser to run CREATE EXTENSION vector in it, "
+                "then rerun"
+            ) from None
+        if isinstance(orig, psycopg.Error):
+            raise orig from None
+        raise
+
+
 def upgrade(database_url: str | None = None, revision: str = "heads", extra_version_dirs=None) -> None:
-    """Upgrade the database to ``revision`` (default: every head)."""
-    command.upgrade(make_config(database_url, extra_version_dirs), revision)
+    """Upgrade the database to ``revision`` (default: every head).
+
+    Concurrent upgrades of one database take turns (an advisory lock in ``alembic/env.py``).
+
+    Raises:
+        psycopg.Error: a statement failed; nothing of this run stays (one transaction).
+        pgvision.errors.ExtensionMissing: pgvector is not installed and this role cannot install it.
+        alembic.util.exc.CommandError: unknown revision.
+    """
+    _unwrapped(command.upgrade, make_config(database_url, extra_version_dirs), revision)
 
 
 def downgrade(database_url: str | None, revision: str, extra_version_dirs=None) -> None:
     """Downgrade the database to ``revision`` (``base`` removes everything pgvision made)."""
-    command.downgrade(make_config(database_url, extra_version_dirs), revision)
+    _unwrapped(command.downgrade, make_config(database_url, extra_version_dirs), revision)
 
 
 def current(database_url: str | None = None, extra_version_dirs=None) -> None:

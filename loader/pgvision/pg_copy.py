@@ -29,6 +29,12 @@ from psycopg.types.json import Jsonb
 #: First key of pgvision's advisory locks ('pgvs'); the second is the model_id.
 LOCK_CLASS = 0x70677673
 
+#: Models over this many dims are indexed as ``halfvec`` (see :mod:`pgvision.indexes`).
+HALFVEC_ABOVE = 2000
+#: Largest finite float16 magnitude (IEEE 754 binary16): a larger value cannot be cast to
+#: ``halfvec`` and the index build fails (pgvector: "value out of range for type halfvec").
+HALFVEC_MAX = 65504.0
+
 _HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
 _TRAILER = b"\xff\xff"
 
@@ -113,6 +119,15 @@ def check_embeddings(embeddings: np.ndarray, dims: int, names: Sequence[str]) ->
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise ValueError(f"embedding of {names[i]} has NaN or infinite values; pgvector stores finite floats only")
+    if emb.shape[1] > HALFVEC_ABOVE:
+        big = (np.abs(emb) > HALFVEC_MAX).any(axis=1)
+        if big.any():
+            i = int(np.flatnonzero(big)[0])
+            raise ValueError(
+                f"embedding of {names[i]} has values beyond +-{HALFVEC_MAX:,.0f}, which the halfvec index of a "
+                f"{emb.shape[1]}-d model cannot hold (largest: {float(np.abs(emb[i]).max()):.4g}): "
+                "L2-normalize the vectors or scale them down"
+            )
     return emb
 
 
@@ -131,9 +146,51 @@ def copy_vectors(conn: psycopg.Connection, table: str, item_column: str, model_i
         copy.write(encode_copy_binary(model_id, ids, embeddings))
 
 
-def lock_model(conn: psycopg.Connection, model_id: int) -> None:
-    """Take the per-model advisory lock until the end of the current transaction."""
-    conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_CLASS, model_id))
+#: Longest wait, in seconds, for another session's per-model batch lock. A batch holds it
+#: for one COPY (well under a second for 32 images); a session holding it for a minute is
+#: stuck or hostile, and the load stops with its pid rather than waiting forever.
+MODEL_LOCK_TIMEOUT_S = 60
+
+
+def lock_holders(conn: psycopg.Connection, classid: int, objid: int) -> str:
+    """``pid 123 (user alice, application psql)`` for each session holding advisory lock (classid, objid)."""
+    rows = conn.execute(
+        "SELECT l.pid, a.usename, a.application_name FROM pg_locks l "
+        "LEFT JOIN pg_stat_activity a ON a.pid = l.pid "
+        "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = (%s::bigint & 4294967295)::oid "
+        "AND l.objid = (%s::bigint & 4294967295)::oid AND l.objsubid = 2",
+        (classid, objid),
+    ).fetchall()
+    if not rows:
+        return "a session that has since let go"
+    return ", ".join(f"pid {pid} (user {user or '?'}, application {app or '?'})" for pid, user, app in rows)
+
+
+def lock_model(conn: psycopg.Connection, model_id: int, timeout_s: float = MODEL_LOCK_TIMEOUT_S) -> None:
+    """Take the per-model advisory lock until the end of the current transaction.
+
+    Raises:
+        pgvision.errors.LockTimeout: another session held it for ``timeout_s`` seconds; the
+            message names that session's pid.
+    """
+    from pgvision.errors import LockTimeout
+
+    old = conn.execute(
+        "SELECT current_setting('lock_timeout'), set_config('lock_timeout', %s, true)",
+        (f"{max(1, int(timeout_s * 1000))}ms",),
+    ).fetchone()[0]
+    try:
+        with conn.transaction():  # a savepoint: the timeout leaves the batch's transaction usable
+            conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_CLASS, model_id))
+    except psycopg.errors.LockNotAvailable:
+        holders = lock_holders(conn, LOCK_CLASS, model_id)
+        raise LockTimeout(
+            f"model {model_id} has been locked for {timeout_s:g} s by {holders}, another loader or a stuck "
+            "session: wait for it to finish, or ask whoever runs that pid (or a database admin) to end it, "
+            "then rerun"
+        ) from None
+    finally:
+        conn.execute("SELECT set_config('lock_timeout', %s, true)", (old,))
 
 
 def upsert_images(conn: psycopg.Connection, records: Sequence[ImageRecord]) -> dict[bytes, int]:

@@ -39,8 +39,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from pgvision import indexes, pg_copy, recall_target, registry
+from pgvision import indexes, pg_copy, recall_target, registry, row_limits
 from pgvision.embed import ImageEmbedder
+from pgvision.database import connection_lost
 from pgvision.errors import DatabaseUnreachable
 from pgvision.images import SKIP_REASONS, ImageSkipped, decode_image, find_images, sha256_bytes, sha256_file
 from pgvision.pg_copy import ImageRecord
@@ -208,7 +209,9 @@ def hash_files(paths: Sequence[Path], threads: int = 4) -> list[tuple[Path, byte
         return list(pool.map(one, paths))
 
 
-def _lost(exc: Exception, loaded: int, remaining: int) -> DatabaseUnreachable:
+def _lost(exc: Exception, loaded: int, remaining: int) -> Exception:
+    if not connection_lost(exc):
+        return exc  # the server refused something (e.g. a value too long): not a lost connection
     reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return DatabaseUnreachable(
         f"lost the database connection during the load ({reason}); {loaded} images of this run are "
@@ -328,14 +331,18 @@ def load_images(
                 t = time.perf_counter()
                 vectors = embedder.embed_batch(batch.tensor)
                 seconds["embed"] += time.perf_counter() - t
+                keep, rejected = row_limits.split_oversized(batch.records)
+                for i, reason in rejected:
+                    skip(batch.records[i].uri, "too-large", reason)
+                records, vectors = [batch.records[i] for i in keep], vectors[keep]
                 t = time.perf_counter()
                 try:
-                    written = pg_copy.copy_image_embeddings(conn, model_id, batch.records, vectors, dims=spec.dims)
+                    written = pg_copy.copy_image_embeddings(conn, model_id, records, vectors, dims=spec.dims)
                 except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                     raise _lost(exc, summary.loaded, len(todo) - done) from None
                 seconds["copy"] += time.perf_counter() - t
                 summary.loaded += written
-                summary.already_present += len(batch.records) - written  # a concurrent loader won
+                summary.already_present += len(records) - written  # a concurrent loader won
                 if on_batch:
                     on_batch(summary.loaded)
             n = len(batch.records) + len(batch.skipped)
@@ -416,6 +423,11 @@ def load_vectors(
             try:
                 present = pg_copy.loaded_sha256(conn, model_id, [r.sha256 for r in chunk])
                 keep = [j for j, r in enumerate(chunk) if r.sha256 not in present]
+                fits, rejected = row_limits.split_oversized([chunk[j] for j in keep])
+                for j, reason in rejected:
+                    summary.skipped["too-large"] += 1
+                    summary.skipped_files.append((chunk[keep[j]].uri, "too-large", reason))
+                keep = [keep[j] for j in fits]
                 written = pg_copy.copy_image_embeddings(
                     conn, model_id, [chunk[j] for j in keep], emb[keep], dims=spec.dims
                 ) if keep else 0

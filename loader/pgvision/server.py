@@ -89,6 +89,8 @@ def start(path: Path | None = None) -> str:
     path = path or data_dir()
     path.parent.mkdir(parents=True, exist_ok=True)
     server = get_server(path, cleanup_mode=None)
+    if path.stat().st_mode & 0o077:  # PostgreSQL accepts 0750; the data (and socket) stay private
+        path.chmod(0o700)
     marker = path / "pgvision.settings"  # written once the settings are in place
     if not marker.exists():
         with psycopg.connect(server.get_uri(), autocommit=True) as conn:

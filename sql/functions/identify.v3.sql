@@ -3,7 +3,8 @@
 --             margin double precision, is_match boolean)
 -- v3 (issue 8): pgvector's types, operators and functions schema-qualified
 --   (@extschema:vector@), search_path pg_catalog, pgvision, pg_temp: objects other roles
---   create in pgvector's schema can no longer shadow a call.
+--   create in pgvector's schema can no longer shadow a call. Fails closed (_identify.v3):
+--   threshold / min_margin not finite and >= 0 raise 22023; a NaN distance never matches.
 --
 -- Purpose: "this face is person X with similarity s, or unknown": the enrolled identities
 -- nearest to a face embedding, best first, with the match decision on the best one.
@@ -21,7 +22,8 @@
 --   _identify.v2.sql); margin = gap to the next identity (NULL if none); is_match true on
 --   at most one row (the first).
 --   No row with is_match means unknown.
--- Fails: 22023 bad candidates / dimension; 22004 NULL query; 42704 unknown model;
+-- Fails: 22023 bad candidates / dimension, threshold or min_margin not a finite distance >= 0,
+--   zero (cosine) or overflowing query; 22004 NULL query; 42704 unknown model;
 --   55000 no face model, or the model has no threshold.
 CREATE OR REPLACE FUNCTION pgvision.identify(
     query @extschema:vector@.vector,

@@ -3,7 +3,8 @@
 --             margin double precision, is_match boolean)
 -- v3 (issue 8): pgvector's types, operators and functions schema-qualified
 --   (@extschema:vector@), search_path pg_catalog, pgvision, pg_temp: objects other roles
---   create in pgvector's schema can no longer shadow a call.
+--   create in pgvector's schema can no longer shadow a call. Fails closed (_identify.v3):
+--   threshold / min_margin not finite and >= 0 raise 22023; a NaN distance never matches.
 --
 -- Purpose: identify (see identify.v2.sql) for a face already stored, that face itself
 -- excluded from the gallery (from the nearest faces and from its identity's mean:

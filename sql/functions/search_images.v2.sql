@@ -15,7 +15,8 @@
 --   filter     only images whose metadata contains this jsonb, e.g. '{"camera": "x100"}'.
 -- Returns: distance in the model's metric (cosine: 0 = same direction .. 2 = opposite;
 --   L2: >= 0) and similarity (cosine: 1 - distance; L2: 1/(1+distance)).
--- Fails: 22023 k outside 1..1000 or wrong query dimension; 22004 NULL query;
+-- Fails: 22023 k outside 1..1000, wrong query dimension, zero (cosine) or overflowing
+--   query (v2); 22004 NULL query;
 --   42704 unknown model; 55000 no image model loaded yet.
 CREATE OR REPLACE FUNCTION pgvision.search_images(
     query @extschema:vector@.vector,

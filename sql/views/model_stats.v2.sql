@@ -14,8 +14,10 @@ SELECT m.name AS model, m.kind, m.dims, m.metric, m.is_default,
        ix.indexname AS index_name, ix.indexdef AS index_definition,
        CASE WHEN ix.indexname IS NOT NULL
             THEN pg_catalog.pg_relation_size(pg_catalog.to_regclass(pg_catalog.format('pgvision.%I', ix.indexname))) END AS index_bytes,
-       (SELECT i.indisvalid FROM pg_catalog.pg_index i
-        WHERE i.indexrelid = pg_catalog.to_regclass(pg_catalog.format('pgvision.%I', ix.indexname))) AS index_valid
+       CASE WHEN ix.indexname IS NOT NULL
+            THEN (SELECT i.indisvalid FROM pg_catalog.pg_index i
+                  WHERE i.indexrelid = pg_catalog.to_regclass(pg_catalog.format('pgvision.%I', ix.indexname))) END
+           AS index_valid
 FROM pgvision.models m
 LEFT JOIN pg_catalog.pg_indexes ix
        ON ix.schemaname = 'pgvision'

@@ -53,16 +53,29 @@ def upgrade(revision: str, database_url: str | None, versions_dirs: tuple[Path, 
 
 @db.command()
 @click.argument("revision")
+@click.option("--yes", is_flag=True, help="Downgrade to base without asking (it deletes every row).")
 @database_url_option
 @versions_option
 @run_guarded
-def downgrade(revision: str, database_url: str | None, versions_dirs: tuple[Path, ...]) -> None:
-    """Downgrade to REVISION; `base` removes the pgvision schema and its data.
+def downgrade(revision: str, yes: bool, database_url: str | None, versions_dirs: tuple[Path, ...]) -> None:
+    """Downgrade to REVISION; `base` removes the pgvision schema and its data (asks first).
+
+    The roles pgvision_reader / pgvision_loader are kept while login roles are members of
+    them, so those keep their access after a new `pgvision db upgrade`.
 
     \b
     Example:
-      pgvision db downgrade base
+      pgvision db downgrade 0002
+      pgvision db downgrade base --yes
     """
+    if revision == "base" and not yes:
+        from pgvision.database import row_counts
+
+        counts = row_counts(database_url)
+        if counts:
+            what = ", ".join(f"{n:,} {table}" for table, n in counts.items())
+            click.confirm(f"downgrade to base drops the pgvision schema with every row in it ({what}); continue?",
+                          abort=True, err=True)
     migrate.downgrade(database_url, revision, list(versions_dirs))
     click.echo(f"database downgraded to {revision}", err=True)
 

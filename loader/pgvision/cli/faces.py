@@ -81,11 +81,13 @@ def faces() -> None:
               help="parent-dir: enroll the largest face of each photo under its folder's name (people/Ann/1.jpg -> Ann).")
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=32, show_default=True,
               help="Photos per transaction (a batch lands whole or not at all).")
+@click.option("--reassign", is_flag=True,
+              help="With --identity-from: move a face already in another person's gallery (else: refused).")
 @quiet_option
 @database_url_option
 @_guarded
-def faces_load(paths, model, weights, detector, upsample, min_face_px, device, identity_from, batch_size, quiet,
-               database_url):
+def faces_load(paths, model, weights, detector, upsample, min_face_px, device, identity_from, batch_size, reassign,
+               quiet, database_url):
     """Detect every face of the photos under PATH..., align, embed and store it.
 
     Idempotent and resumable: photos already scanned with this detector and embedded with
@@ -102,7 +104,7 @@ def faces_load(paths, model, weights, detector, upsample, min_face_px, device, i
     pipeline = build_pipeline(model, weights, detector, upsample, min_face_px, device)
     with open_database(database_url) as conn:
         summary = load_faces(conn, paths, pipeline, identity_from=identity_from, batch_size=batch_size,
-                             progress=not quiet)
+                             progress=not quiet, reassign=reassign)
     click.echo(summary.format())
 
 
@@ -110,10 +112,12 @@ def faces_load(paths, model, weights, detector, upsample, min_face_px, device, i
 @click.argument("name")
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True))
 @face_model_options
+@click.option("--reassign", is_flag=True,
+              help="Move a face that is already in another person's gallery to NAME (else: refused).")
 @quiet_option
 @database_url_option
 @_guarded
-def enroll(name, images, model, weights, detector, upsample, min_face_px, device, quiet, database_url):
+def enroll(name, images, model, weights, detector, upsample, min_face_px, device, reassign, quiet, database_url):
     """Enroll NAME with the largest face of each of IMAGE... (its gallery).
 
     Several photos per person make a better gallery: the decision rule uses the mean of
@@ -127,7 +131,7 @@ def enroll(name, images, model, weights, detector, upsample, min_face_px, device
 
     pipeline = build_pipeline(model, weights, detector, upsample, min_face_px, device)
     with open_database(database_url) as conn:
-        summary = load_faces(conn, images, pipeline, identity=name, progress=not quiet)
+        summary = load_faces(conn, images, pipeline, identity=name, progress=not quiet, reassign=reassign)
         total = conn.execute(
             "SELECT count(*) FROM pgvision.faces f JOIN pgvision.identities i USING (identity_id) "
             "JOIN pgvision.face_embeddings e ON e.face_id = f.face_id "

@@ -107,7 +107,7 @@ def search(image, k, label, ef_search, as_json, model, weights, output, dims, me
         rows = _fetch(
             conn,
             "SELECT image_id, distance, similarity, label, uri FROM pgvision.search_images("
-            "%(q)s, k => %(k)s, model => %(model)s, label => %(label)s, ef_search => %(ef)s)",
+            "%(q)s, k => %(k)s::integer, model => %(model)s, label => %(label)s, ef_search => %(ef)s::integer)",
             {"q": Vector(probe), "k": k, "model": spec.name, "label": label, "ef": ef_search},
         )
     _report(rows, as_json)
@@ -135,7 +135,7 @@ def similar(image_id, k, label, ef_search, as_json, model, database_url):
         rows = _fetch(
             conn,
             "SELECT image_id, distance, similarity, label, uri FROM pgvision.similar_images("
-            "%(id)s, k => %(k)s, model => %(model)s, label => %(label)s, ef_search => %(ef)s)",
+            "%(id)s::bigint, k => %(k)s::integer, model => %(model)s, label => %(label)s, ef_search => %(ef)s::integer)",
             {"id": image_id, "k": k, "model": model, "label": label, "ef": ef_search},
         )
     _report(rows, as_json)

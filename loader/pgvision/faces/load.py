@@ -147,6 +147,7 @@ def load_faces(
     batch_size: int = 32,
     progress: bool = True,
     build_index: bool = True,
+    reassign: bool = False,
 ) -> FaceLoadSummary:
     """Detect, align, embed and store every face of the photos under ``paths``.
 
@@ -161,6 +162,9 @@ def load_faces(
         batch_size: photos per transaction.
         progress: show a tqdm bar.
         build_index: build the model's ANN index afterwards if absent.
+        reassign: enrolling may move a face out of another identity's gallery; without it
+            such a face stops the load with :class:`pgvision.errors.AlreadyEnrolled`
+            (batches committed before stay).
 
     Returns:
         :class:`FaceLoadSummary`.
@@ -196,7 +200,7 @@ def load_faces(
         if digest in done:
             summary.already_done += 1
             if name_of(path):
-                summary.enrolled += enroll_stored(conn, detector, [digest], name_of(path))
+                summary.enrolled += enroll_stored(conn, detector, [digest], name_of(path), reassign)
         elif digest not in seen:
             seen.add(digest)
             pending.append(path)
@@ -215,7 +219,7 @@ def load_faces(
             photos.append(ScannedPhoto(photo.record, faces, emb[start : start + len(faces)], name))
             start += len(faces)
         t0 = time.perf_counter()
-        counts = store_photos(conn, model_id, model.dims, detector, photos)
+        counts = store_photos(conn, model_id, model.dims, detector, photos, reassign)
         summary.seconds["copy"] += time.perf_counter() - t0
         summary.photos += len(batch)
         summary.faces += sum(len(f) for _, f, _, _ in batch)

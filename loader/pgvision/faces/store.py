@@ -18,6 +18,7 @@ import numpy as np
 import psycopg
 
 from pgvision import pg_copy
+from pgvision.errors import AlreadyEnrolled
 from pgvision.faces.detect import Face
 from pgvision.faces.embed import FaceModel
 from pgvision.pg_copy import ImageRecord
@@ -110,32 +111,62 @@ def done_sha256(conn: psycopg.Connection, model_id: int, detector: str, digests:
     return {bytes(r[0]) for r in rows}
 
 
-def enroll_stored(conn: psycopg.Connection, detector: str, digests: Sequence[bytes], identity: str) -> int:
+def assign_faces(conn: psycopg.Connection, face_ids: Sequence[int], identity_id: int, identity: str,
+                 reassign: bool = False) -> int:
+    """Put ``face_ids`` in the gallery of ``identity_id`` (named ``identity``); return how many changed.
+
+    Raises:
+        pgvision.errors.AlreadyEnrolled: one of the faces is in another identity's gallery
+            and ``reassign`` is false; nothing is changed.
+    """
+    if not reassign:
+        row = conn.execute(
+            "SELECT i.name, im.uri FROM pgvision.faces f "
+            "JOIN pgvision.identities i ON i.identity_id = f.identity_id "
+            "JOIN pgvision.images im ON im.image_id = f.image_id "
+            "WHERE f.face_id = ANY(%s) AND f.identity_id <> %s ORDER BY f.face_id LIMIT 1",
+            (list(face_ids), identity_id),
+        ).fetchone()
+        if row:
+            raise AlreadyEnrolled(
+                f"the face in {row[1]} is already enrolled as {row[0]!r}: pass --reassign to move it to "
+                f"{identity!r}, or leave that photo out"
+            )
+    cur = conn.execute(
+        "UPDATE pgvision.faces SET identity_id = %s WHERE face_id = ANY(%s) AND identity_id IS DISTINCT FROM %s",
+        (identity_id, list(face_ids), identity_id),
+    )
+    return cur.rowcount
+
+
+def enroll_stored(conn: psycopg.Connection, detector: str, digests: Sequence[bytes], identity: str,
+                  reassign: bool = False) -> int:
     """Enroll the largest already-stored face of each image under ``identity``.
 
     Returns:
         Number of faces whose identity was set (images without a face are left alone).
+
+    Raises:
+        pgvision.errors.AlreadyEnrolled: see :func:`assign_faces`.
     """
     if not digests:
         return 0
     with conn.transaction():
         identity_id = ensure_identity(conn, identity)
-        cur = conn.execute(
+        largest = [r[0] for r in conn.execute(
             """
-            UPDATE pgvision.faces f SET identity_id = %s
-            FROM (SELECT DISTINCT ON (f2.image_id) f2.face_id
-                  FROM pgvision.faces f2 JOIN pgvision.images i ON i.image_id = f2.image_id
-                  WHERE i.sha256 = ANY(%s) AND f2.detector = %s
-                  ORDER BY f2.image_id, (f2.box_right - f2.box_left) DESC, f2.face_id) largest
-            WHERE f.face_id = largest.face_id AND f.identity_id IS DISTINCT FROM %s
+            SELECT DISTINCT ON (f.image_id) f.face_id
+            FROM pgvision.faces f JOIN pgvision.images i ON i.image_id = f.image_id
+            WHERE i.sha256 = ANY(%s) AND f.detector = %s
+            ORDER BY f.image_id, (f.box_right - f.box_left) DESC, f.face_id
             """,
-            (identity_id, list(digests), detector, identity_id),
-        )
-        return cur.rowcount
+            (list(digests), detector),
+        )]
+        return assign_faces(conn, largest, identity_id, identity, reassign) if largest else 0
 
 
 def store_photos(conn: psycopg.Connection, model_id: int, dims: int, detector: str,
-                 photos: Sequence[ScannedPhoto]) -> StoreCounts:
+                 photos: Sequence[ScannedPhoto], reassign: bool = False) -> StoreCounts:
     """Store one batch of scanned photos; idempotent.
 
     Args:
@@ -143,6 +174,7 @@ def store_photos(conn: psycopg.Connection, model_id: int, dims: int, detector: s
         model_id: registered face model; dims: its dimension.
         detector: ``hog`` or ``cnn`` (part of a face's key and of its scan).
         photos: the batch.
+        reassign: move a face already in another identity's gallery (else refuse).
 
     Returns:
         :class:`StoreCounts`; ``face_ids[sha256]`` lists the stored face ids of each photo,
@@ -150,6 +182,7 @@ def store_photos(conn: psycopg.Connection, model_id: int, dims: int, detector: s
 
     Raises:
         ValueError: embeddings of the wrong shape or not finite; nothing is written.
+        pgvision.errors.AlreadyEnrolled: see :func:`assign_faces`; the batch is not written.
     """
     counts = StoreCounts()
     for p in photos:
@@ -201,12 +234,7 @@ def store_photos(conn: psycopg.Connection, model_id: int, dims: int, detector: s
                                  np.array(ids, dtype=np.int64), np.stack(vecs).astype(np.float32))
         counts.embeddings = len(ids)
         for name, face_ids in enroll.items():
-            identity_id = ensure_identity(conn, name)
-            cur = conn.execute(
-                "UPDATE pgvision.faces SET identity_id = %s WHERE face_id = ANY(%s) AND identity_id IS DISTINCT FROM %s",
-                (identity_id, face_ids, identity_id),
-            )
-            counts.enrolled += cur.rowcount
+            counts.enrolled += assign_faces(conn, face_ids, ensure_identity(conn, name), name, reassign)
         with conn.cursor() as cur:
             cur.executemany(
                 """
