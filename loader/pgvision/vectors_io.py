@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from pgvision.errors import PgvisionError
-from pgvision.images import sha256_file
+from pgvision.files import FileSkipped, display, sha256_file
 from pgvision.pg_copy import ImageRecord
 
 FORMATS = ("auto", "npy", "analyticdb")
@@ -71,12 +71,26 @@ class VectorSet:
         return out
 
 
+def l2_normalize(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm; all-zero rows stay zero.
+
+    Args:
+        vectors: ``(N, D)`` float array.
+
+    Returns:
+        ``(N, D)`` float32 array.
+    """
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, np.float32(1e-12))
+
+
 def _row_digest(source: Path, ext_id: str, uri: str) -> bytes:
     path = uri[len("file://") :] if uri.startswith("file://") else uri
     if "#" not in uri and os.path.isfile(path):
         try:
             return sha256_file(path)
-        except OSError:
+        except FileSkipped:
             pass
     return hashlib.sha256(f"pgvision-external-id:{source.name}:{ext_id}".encode()).digest()
 
