@@ -237,6 +237,12 @@ def test_faces_load_of_a_hostile_folder_stores_non_utf8_names(database_url, tmp_
                 env=dict(LIMIT_ENV, DATABASE_URL=database_url))
     assert rerun.returncode == 0, rerun.stderr
     assert rerun.stdout.startswith("loaded 0 photos, 0 faces (0 new embeddings), enrolled 0, already done 4,")
+    # identify's probe goes through the same checks: one line naming the file.
+    probe = top / "cats" / "wide.png"
+    run = cli(["identify", str(probe)], env={"DATABASE_URL": database_url}, timeout=120)
+    assert (run.returncode, run.stderr) == (
+        1, f"Error: cannot read the photo: {probe}: decompression-bomb: 16000x1 px is more elongated than the limit of 100:1\n"
+    )
 
 
 # --- the newcomer's edges (issue 9 item 4) ------------------------------------------------
