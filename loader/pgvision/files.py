@@ -273,7 +273,8 @@ def find_files(
         extensions: e.g. ``{".jpg", ".png"}``.
         limit: keep only the first ``limit`` files (``None``: all); skipped entries do not count.
         on_skip: called with ``(path, reason, detail)`` for each entry that is not taken
-            (reasons :data:`FILE_SKIP_REASONS`); never raised.
+            (reasons :data:`FILE_SKIP_REASONS`; a folder that cannot be listed is
+            ``unreadable``); never raised.
 
     Returns:
         Absolute paths (links resolved), sorted by their string form within each
@@ -292,7 +293,12 @@ def find_files(
             raise FileNotFoundError(f"no such file or folder: {display(raw)}")
         if root.is_dir():
             candidates = []
-            for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+
+            def unreadable_folder(exc: OSError) -> None:
+                if on_skip:
+                    on_skip(exc.filename or str(root), "unreadable", exc.strerror or str(exc))
+
+            for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable_folder, followlinks=False):
                 dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
                 for name in filenames:
                     if not name.startswith(".") and os.path.splitext(name)[1].lower() in exts:
