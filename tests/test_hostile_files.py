@@ -261,6 +261,19 @@ def test_load_of_an_empty_folder_fails_with_a_clear_line_and_registers_nothing(d
         assert conn.execute("SELECT count(*) FROM pgvision.models").fetchone()[0] == 0
 
 
+def test_faces_load_of_an_empty_folder_fails_the_same_way(database_url, tmp_path):
+    pytest.importorskip("dlib", reason="faces load needs the faces extra (dlib-bin)")
+    (tmp_path / "empty").mkdir()
+    os.mkfifo(tmp_path / "empty" / "fifo.jpg")
+    run = cli(["faces", "load", str(tmp_path / "empty")], env={"DATABASE_URL": database_url}, timeout=120)
+    assert (run.returncode, run.stderr) == (1, (
+        f"Error: no image files found under {tmp_path / 'empty'} (looked for .bmp, .jpeg, .jpg, .pgm, .png, "
+        ".tif, .tiff, .webp; skipped 1 not-a-regular-file): check the path, or name the files themselves\n"
+    ))
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM pgvision.models").fetchone()[0] == 0
+
+
 def test_search_on_an_empty_database_says_to_load_first(database_url, tmp_path):
     run = cli(["search", str(PHOTOS / "chelsea_cat.jpg")], env={"DATABASE_URL": database_url})
     assert (run.returncode, run.stdout) == (1, "")
