@@ -9,6 +9,7 @@ in a subprocess (with a timeout) wherever a hang or a missing module is what is 
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import subprocess
@@ -112,6 +113,16 @@ def test_not_an_image_names_no_buffer_object():
     with pytest.raises(ImageSkipped) as exc:
         decode_image(b"hello, world\n" * 20)
     assert str(exc.value) == "not-an-image: no image decoder recognises these bytes"
+
+
+@pytest.mark.parametrize("fmt", ["EPS", "ICO", "TGA", "PCX"])
+def test_formats_outside_the_list_are_not_decoded(fmt):
+    # EPS would start Ghostscript, a program outside Python, on a file named *.jpg.
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16)).save(buf, fmt)
+    with pytest.raises(ImageSkipped) as exc:
+        decode_image(buf.getvalue())
+    assert (exc.value.reason, exc.value.detail) == ("not-an-image", "no image decoder recognises these bytes")
 
 
 # --- links, non-regular files, size limit (items 4 and 6) ---------------------------------

@@ -31,7 +31,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from pgvision.files import SKIP_REASONS, FileSkipped, OnSkip, find_files, sha256_bytes, sha256_file
 
 __all__ = [
-    "IMAGE_EXTENSIONS", "MAX_PIXELS", "MAX_ASPECT_RATIO", "SKIP_REASONS", "ImageSkipped", "DecodedImage",
+    "IMAGE_EXTENSIONS", "DECODED_FORMATS", "MAX_PIXELS", "MAX_ASPECT_RATIO", "SKIP_REASONS", "ImageSkipped", "DecodedImage",
     "find_images", "sha256_bytes", "sha256_file", "decode_image",
 ]
 
@@ -44,6 +44,13 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
 #: ``decompression-bomb``. Pillow's own default (``Image.MAX_IMAGE_PIXELS``, 89,478,485 px:
 #: a 24-bit 256 MiB bitmap) only *warns* below twice that; we refuse at the limit itself.
 MAX_PIXELS: int = Image.MAX_IMAGE_PIXELS or 89_478_485
+
+#: Pillow decoders tried, whatever the file's name says: the formats of
+#: :data:`IMAGE_EXTENSIONS` (JPEG includes multi-picture MPO; DIB: headerless BMP; PPM: also PGM)
+#: and GIF. Never the others Pillow has: some run external programs (EPS and PDF-like files
+#: call Ghostscript) or parse rarely exercised containers; a file in such a format is
+#: ``not-an-image`` here.
+DECODED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP", "DIB", "PPM", "TIFF", "GIF")
 
 #: Largest ratio of the longer side to the shorter one decoded; more elongated images are
 #: skipped as ``decompression-bomb``. Few pixels can still cost gigabytes: the preprocessing
@@ -145,7 +152,8 @@ def decode_image(
         :class:`DecodedImage`.
 
     Raises:
-        ImageSkipped: ``empty`` (zero bytes), ``not-an-image`` (no decoder recognises it),
+        ImageSkipped: ``empty`` (zero bytes), ``not-an-image`` (none of
+            :data:`DECODED_FORMATS` recognises it),
             ``truncated`` (data ends early), ``decompression-bomb`` (over ``max_pixels`` or
             ``max_aspect_ratio``),
             ``unreadable`` (any other decoder error).
@@ -155,7 +163,7 @@ def decode_image(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data))
+            im = Image.open(io.BytesIO(data), formats=DECODED_FORMATS)
             width, height = im.size
             if width * height > max_pixels:
                 raise ImageSkipped(
