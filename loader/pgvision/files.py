@@ -202,8 +202,14 @@ def check_file(path: str | os.PathLike, max_bytes: int | None = None) -> os.stat
 
 
 def _open_regular(path: str | os.PathLike, max_bytes: int | None):
-    """A binary file object on ``path``, checked on the open descriptor (never blocks)."""
+    """A binary file object on ``path``, checked on the open descriptor (never blocks).
+
+    Checked twice: by ``stat`` before opening (opening some devices has effects of its
+    own, e.g. a watchdog), and by ``fstat`` on what was opened (the name may have been
+    swapped for a FIFO in between; ``O_NONBLOCK`` keeps that open from waiting).
+    """
     limit = max_file_bytes() if max_bytes is None else max_bytes
+    check_file(path, limit)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0))
     except OSError as exc:
