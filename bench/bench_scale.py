@@ -1,6 +1,6 @@
 """Scale: images (512-d cosine) and faces (128-d L2, with look-alikes) at N rows, one command.
 
-Both sets go in through pgvision's own path: images through ``pipeline.load_vectors`` (what
+Both sets go in through pgvision's own path: images through ``vector_load.load_vectors`` (what
 ``pgvision load-vectors`` runs: COPY of images and embeddings), faces through
 ``pg_copy.copy_vectors`` after the images / identities / faces rows (what ``faces load``
 writes). Then the model's HNSW index is built (m 16, ef_construction 64) and timed.
@@ -42,7 +42,7 @@ import numpy as np
 import common
 from bench_identify import BruteForce
 from pgvision import indexes, pg_copy, recall_target
-from pgvision.pipeline import load_vectors
+from pgvision.vector_load import load_vectors
 from pgvision.registry import ModelSpec, get_model, register_model
 from pgvision.vectors_io import VectorSet
 

@@ -10,6 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import psycopg
 import pytest
 from click.testing import CliRunner
@@ -116,7 +117,8 @@ def test_db_commands_on_an_embedded_server():
 
 @pytest.mark.slow
 def test_wheel_carries_migrations_and_sql(tmp_path):
-    """A non-editable wheel install runs `pgvision db upgrade` with no checkout around."""
+    """A core-only wheel install (no torch, Pillow, dlib) runs `pgvision db upgrade` and
+    `pgvision load-vectors` on a .npy file with no checkout around (issue 9)."""
     wheels = tmp_path / "wheels"
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(REPO)],
                            capture_output=True, text=True)
@@ -130,7 +132,14 @@ def test_wheel_carries_migrations_and_sql(tmp_path):
     assert not (site / "alembic").exists()  # `import alembic` stays the library
     work = tmp_path / "elsewhere"
     work.mkdir()
-    env = {**os.environ, "PYTHONPATH": str(site), "PGVISION_DATA_DIR": str(server_dir() / "pg")}
+    blocked = tmp_path / "no-extras"  # first on the path: the extras' modules fail to import
+    for name in ("torch", "torchvision", "PIL", "timm", "dlib", "scipy", "matplotlib"):
+        (blocked / name).mkdir(parents=True)
+        (blocked / name / "__init__.py").write_text(f"raise ModuleNotFoundError('No module named {name!r}', name={name!r})\n")
+    np.save(work / "v.npy", np.eye(3, 4, dtype=np.float32))
+    server_top = server_dir()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocked), str(site)]),
+           "PGVISION_DATA_DIR": str(server_top / "pg")}
     env.pop("DATABASE_URL", None)
     code = ("import sys, pgvision.migrate as m; assert str(m.alembic_dir()).startswith(sys.argv[1]), m.alembic_dir(); "
             "from pgvision.cli import main; main(['db', 'upgrade'])")
@@ -139,8 +148,14 @@ def test_wheel_carries_migrations_and_sql(tmp_path):
         assert run.returncode == 0, run.stderr
         url = subprocess.run([sys.executable, "-c", "from pgvision.cli import main; main(['db', 'url'])"],
                              cwd=work, env=env, capture_output=True, text=True).stdout.strip()
+        load = subprocess.run([sys.executable, "-c", "from pgvision.cli import main; main()", "load-vectors", "v.npy",
+                               "--model", "core", "-q"], cwd=work, env=env, capture_output=True, text=True)
+        assert load.returncode == 0, load.stderr
+        assert load.stdout.startswith("loaded 3, already present 0, skipped 0\n")
         with psycopg.connect(url) as c:
             assert c.execute("SELECT count(*) FROM pg_proc WHERE proname = 'search_images'").fetchone()[0] == 1
+            assert c.execute("SELECT count(*) FROM pgvision.image_embeddings").fetchone()[0] == 3
     finally:
         subprocess.run([sys.executable, "-c", "from pgvision.cli import main; main(['db', 'stop'])"],
                        cwd=work, env=env, capture_output=True)
+        shutil.rmtree(server_top, ignore_errors=True)

@@ -25,6 +25,7 @@ from PIL import Image
 from torchvision.transforms import v2 as T
 
 from pgvision.registry import METRICS, ModelSpec
+from pgvision.vectors_io import l2_normalize  # numpy only: the core install's load-vectors uses it
 
 __all__ = ["METRICS", "ModelSpec", "ImageEmbedder", "build_transform", "preprocessing_dict", "l2_normalize"]
 
@@ -90,20 +91,6 @@ def sha256_hex_file(path: str | os.PathLike) -> str:
     """Hex SHA-256 of a file (weights digests)."""
     with open(path, "rb") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
-def l2_normalize(vectors: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm; all-zero rows stay zero.
-
-    Args:
-        vectors: ``(N, D)`` float array.
-
-    Returns:
-        ``(N, D)`` float32 array.
-    """
-    vectors = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.maximum(norms, np.float32(1e-12))
 
 
 def resolve_device(device: str) -> torch.device:

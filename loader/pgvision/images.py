@@ -3,18 +3,21 @@
 The first stage of the loader's data flow (``image files -> decode -> tensors``). Nothing
 here knows about models or the database.
 
-* :func:`find_images` walks folders for the extensions in :data:`IMAGE_EXTENSIONS`.
-* :func:`sha256_file` / :func:`sha256_bytes` give the 32-byte content key of an image
-  (``pgvision.images.sha256``): the same bytes under two names are one image.
+* :func:`find_images` walks folders for the extensions in :data:`IMAGE_EXTENSIONS`
+  (:func:`pgvision.files.find_files`: regular files only; links that loop or lead nowhere,
+  FIFOs and devices are skipped with a reason).
+* :func:`sha256_file` / :func:`sha256_bytes` (from :mod:`pgvision.files`) give the 32-byte
+  content key of an image (``pgvision.images.sha256``): the same bytes under two names are
+  one image.
 * :func:`decode_image` turns the bytes into an upright 8-bit RGB ``PIL.Image`` or raises
   :class:`ImageSkipped` with a short reason (``empty``, ``not-an-image``, ``truncated``,
   ``decompression-bomb``, ``unreadable``) that the loader counts and reports: bad images
-  are data, not crashes.
+  are data, not crashes. Width x height and the aspect ratio are checked from the header
+  before decoding.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import warnings
@@ -24,6 +27,13 @@ from typing import Iterable
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from pgvision.files import SKIP_REASONS, FileSkipped, OnSkip, find_files, sha256_bytes, sha256_file
+
+__all__ = [
+    "IMAGE_EXTENSIONS", "DECODED_FORMATS", "MAX_PIXELS", "MAX_ASPECT_RATIO", "SKIP_REASONS", "ImageSkipped", "DecodedImage",
+    "find_images", "sha256_bytes", "sha256_file", "decode_image",
+]
 
 #: File name extensions the loader reads (lower case; matched case-insensitively).
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
@@ -35,35 +45,34 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
 #: a 24-bit 256 MiB bitmap) only *warns* below twice that; we refuse at the limit itself.
 MAX_PIXELS: int = Image.MAX_IMAGE_PIXELS or 89_478_485
 
+#: Pillow decoders tried, whatever the file's name says: the formats of
+#: :data:`IMAGE_EXTENSIONS` (JPEG includes multi-picture MPO; DIB: headerless BMP; PPM: also PGM)
+#: and GIF. Never the others Pillow has: some run external programs (EPS and PDF-like files
+#: call Ghostscript) or parse rarely exercised containers; a file in such a format is
+#: ``not-an-image`` here.
+DECODED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP", "DIB", "PPM", "TIFF", "GIF")
+
+#: Largest ratio of the longer side to the shorter one decoded; more elongated images are
+#: skipped as ``decompression-bomb``. Few pixels can still cost gigabytes: the preprocessing
+#: resizes the *shorter* side to the model's input (e.g. 256 px), so a 16000x1 PNG (129
+#: bytes) would become a 4,096,000x256 image. At 100:1 (a wide panorama is ~10:1) the
+#: resized image stays under 256 x 25,600 px.
+MAX_ASPECT_RATIO: int = 100
+
 #: Colour that transparent pixels are composited onto (alpha, LA, palette transparency).
 BACKGROUND_RGB: tuple[int, int, int] = (255, 255, 255)
 
-#: Skip reasons, in the order the summary prints them.
-SKIP_REASONS: tuple[str, ...] = (
-    "empty",
-    "not-an-image",
-    "truncated",
-    "decompression-bomb",
-    "unreadable",
-)
+
 
 # EXIF Orientation values that swap width and height (TIFF 6.0 / EXIF 2.3 tag 0x0112).
 _TRANSPOSING_ORIENTATIONS = frozenset({5, 6, 7, 8})
 _EXIF_ORIENTATION = 0x0112
 
 
-class ImageSkipped(Exception):
-    """An image file that cannot be used; ``reason`` is one of :data:`SKIP_REASONS`.
-
-    Attributes:
-        reason: short machine-readable reason (``truncated``, ...).
-        detail: the decoder's own message, for the per-file report.
-    """
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
+#: An image file that cannot be used; ``reason`` is one of :data:`SKIP_REASONS`
+#: (``reason``, ``detail``, ``path`` attributes). The same class as
+#: :class:`pgvision.files.FileSkipped`, so one ``except`` covers file and decoder reasons.
+ImageSkipped = FileSkipped
 
 
 @dataclass(frozen=True)
@@ -87,14 +96,21 @@ class DecodedImage:
     metadata: dict = field(default_factory=dict)
 
 
-def find_images(paths: Iterable[str | os.PathLike], limit: int | None = None) -> list[Path]:
-    """Image files under ``paths``, recursively, sorted, without duplicates.
+def find_images(
+    paths: Iterable[str | os.PathLike],
+    limit: int | None = None,
+    on_skip: OnSkip | None = None,
+) -> list[Path]:
+    """Regular image files under ``paths``: :func:`pgvision.files.find_files` for
+    :data:`IMAGE_EXTENSIONS`.
 
     Args:
         paths: files and folders. A file is taken whatever its extension (the user named
             it); folders are walked for :data:`IMAGE_EXTENSIONS`, hidden entries
             (names starting with ``.``) skipped, symbolic links to files followed.
         limit: keep only the first ``limit`` files of the sorted list (``None``: all).
+        on_skip: called with ``(path, reason, detail)`` for each symbolic link loop,
+            broken link, FIFO/device/socket, or file over the size limit met (never raised).
 
     Returns:
         Absolute paths, sorted by their string form within each argument, in argument order.
@@ -102,51 +118,15 @@ def find_images(paths: Iterable[str | os.PathLike], limit: int | None = None) ->
     Raises:
         FileNotFoundError: a path does not exist (message names it).
     """
-    found: list[Path] = []
-    seen: set[Path] = set()
-    for raw in paths:
-        root = Path(raw).expanduser()
-        if not root.exists():
-            raise FileNotFoundError(f"no such file or folder: {raw}")
-        if root.is_file():
-            candidates = [root]
-        else:
-            candidates = []
-            for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-                dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-                for name in filenames:
-                    if name.startswith("."):
-                        continue
-                    if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
-                        candidates.append(Path(dirpath, name))
-            candidates.sort(key=lambda p: str(p))
-        for path in candidates:
-            resolved = path.resolve()
-            if resolved in seen:
-                continue
-            seen.add(resolved)
-            found.append(resolved)
-            if limit is not None and len(found) >= limit:
-                return found
-    return found
+    return find_files(paths, IMAGE_EXTENSIONS, limit=limit, on_skip=on_skip)
 
 
-def sha256_bytes(data: bytes) -> bytes:
-    """SHA-256 digest (32 bytes) of ``data``."""
-    return hashlib.sha256(data).digest()
-
-
-def sha256_file(path: str | os.PathLike) -> bytes:
-    """SHA-256 digest (32 bytes) of a file's bytes, read in chunks (``hashlib.file_digest``).
-
-    Raises:
-        OSError: the file cannot be read.
-    """
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").digest()
-
-
-def decode_image(data: bytes, draft_size: int | None = None, max_pixels: int = MAX_PIXELS) -> DecodedImage:
+def decode_image(
+    data: bytes,
+    draft_size: int | None = None,
+    max_pixels: int = MAX_PIXELS,
+    max_aspect_ratio: float = MAX_ASPECT_RATIO,
+) -> DecodedImage:
     """Decode image bytes to an upright 8-bit RGB image.
 
     Conversions: EXIF orientation applied (``ImageOps.exif_transpose``); CMYK (incl.
@@ -164,13 +144,18 @@ def decode_image(data: bytes, draft_size: int | None = None, max_pixels: int = M
             for photos much larger than the model's input. Width/height are still reported
             at full resolution.
         max_pixels: refuse images with more pixels than this (decompression bombs).
+        max_aspect_ratio: refuse images whose longer side is more than this many times
+            the shorter one (a few pixels that resize to gigabytes). Both limits are checked
+            on the header's width and height, before any pixel is decoded.
 
     Returns:
         :class:`DecodedImage`.
 
     Raises:
-        ImageSkipped: ``empty`` (zero bytes), ``not-an-image`` (no decoder recognises it),
-            ``truncated`` (data ends early), ``decompression-bomb`` (over ``max_pixels``),
+        ImageSkipped: ``empty`` (zero bytes), ``not-an-image`` (none of
+            :data:`DECODED_FORMATS` recognises it),
+            ``truncated`` (data ends early), ``decompression-bomb`` (over ``max_pixels`` or
+            ``max_aspect_ratio``),
             ``unreadable`` (any other decoder error).
     """
     if not data:
@@ -178,11 +163,16 @@ def decode_image(data: bytes, draft_size: int | None = None, max_pixels: int = M
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data))
+            im = Image.open(io.BytesIO(data), formats=DECODED_FORMATS)
             width, height = im.size
             if width * height > max_pixels:
                 raise ImageSkipped(
                     "decompression-bomb", f"{width}x{height} px is over the limit of {max_pixels} px"
+                )
+            if min(width, height) < 1 or max(width, height) > max_aspect_ratio * min(width, height):
+                raise ImageSkipped(
+                    "decompression-bomb",
+                    f"{width}x{height} px is more elongated than the limit of {max_aspect_ratio:g}:1",
                 )
             file_mode, file_format = im.mode, im.format
             orientation = im.getexif().get(_EXIF_ORIENTATION)
@@ -193,8 +183,9 @@ def decode_image(data: bytes, draft_size: int | None = None, max_pixels: int = M
             rgb = _to_rgb(im)
     except ImageSkipped:
         raise
-    except UnidentifiedImageError as exc:
-        raise ImageSkipped("not-an-image", str(exc)) from None
+    except UnidentifiedImageError:
+        # Pillow's message names its buffer ("<_io.BytesIO object at 0x...>"); callers name the file.
+        raise ImageSkipped("not-an-image", "no image decoder recognises these bytes") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageSkipped("decompression-bomb", str(exc)) from None
     except OSError as exc:

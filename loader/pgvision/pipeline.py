@@ -27,9 +27,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -39,78 +38,19 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from pgvision import indexes, pg_copy, recall_target, registry, row_limits
+from pgvision import indexes, pg_copy, registry, row_limits
 from pgvision.embed import ImageEmbedder
-from pgvision.database import connection_lost
-from pgvision.errors import DatabaseUnreachable
-from pgvision.images import SKIP_REASONS, ImageSkipped, decode_image, find_images, sha256_bytes, sha256_file
+from pgvision.files import FileSkipped, NoFilesFound, file_uri, name_text, read_file
+from pgvision.images import IMAGE_EXTENSIONS, ImageSkipped, decode_image, find_images, sha256_bytes, sha256_file
+from pgvision.loading import LoadSummary, recheck_recall as _recheck_recall
+from pgvision.loading import lost_connection as _lost
 from pgvision.pg_copy import ImageRecord
+from pgvision.vector_load import load_vectors  # noqa: F401  (its home before; no torch needed there)
 
 LABEL_FROM = ("parent-dir", "none")
 
 #: How many digests one ``loaded_sha256`` query checks.
 _LOOKUP_CHUNK = 5000
-
-@dataclass
-class LoadSummary:
-    """What a load did.
-
-    Attributes:
-        model: registered model name; model_id: its ``pgvision.models.model_id``.
-        found: image files found (after ``limit``).
-        loaded: embeddings written by this run.
-        already_present: files whose image was already embedded with this model (before
-            this run, or by a concurrent loader meanwhile).
-        duplicates: files with the same bytes as another file of this run.
-        skipped: ``{reason: count}`` of files that could not be used (see
-            :data:`pgvision.images.SKIP_REASONS`).
-        skipped_files: ``[(path, reason, detail)]``, in the order met.
-        seconds: stage timings in seconds (see the module docstring).
-        index: name of the model's ANN index (None when not built).
-        recall: the search setting chosen for the model's target recall after this load
-            (:func:`pgvision.recall_target.recheck`), one line; None when not re-chosen.
-    """
-
-    model: str
-    model_id: int
-    found: int = 0
-    loaded: int = 0
-    already_present: int = 0
-    duplicates: int = 0
-    skipped: Counter = field(default_factory=Counter)
-    skipped_files: list[tuple[str, str, str]] = field(default_factory=list)
-    seconds: dict[str, float] = field(default_factory=dict)
-    index: str | None = None
-    recall: str | None = None
-
-    def format(self) -> str:
-        """One-paragraph summary, e.g. ``loaded 98, already present 2, skipped 3: 2 truncated, ...``."""
-        parts = [f"loaded {self.loaded}", f"already present {self.already_present}"]
-        if self.duplicates:
-            parts.append(f"duplicate files {self.duplicates}")
-        skipped = sum(self.skipped.values())
-        text = ", ".join(parts) + f", skipped {skipped}"
-        if skipped:
-            order = {r: i for i, r in enumerate(SKIP_REASONS)}
-            reasons = sorted(self.skipped.items(), key=lambda kv: order.get(kv[0], len(order)))
-            text += ": " + ", ".join(f"{n} {r}" for r, n in reasons)
-        s = self.seconds
-        text += (
-            f"\nmodel {self.model} (model_id {self.model_id}); {self.found} files; seconds: "
-            + ", ".join(f"{k} {s[k]:.1f}" for k in ("hash", "decode", "wait", "embed", "copy", "index", "total") if k in s)
-        )
-        if self.loaded and s.get("total"):
-            text += f"; {self.loaded / s['total']:.1f} img/s"
-        if self.recall:
-            text += "\n" + self.recall
-        return text
-
-
-def _recheck_recall(conn: psycopg.Connection, model_id: int) -> str | None:
-    """Re-choose the model's ef_search / probes when it grew past the rule of recall_target."""
-    choice = recall_target.recheck(conn, model_id)
-    return recall_target.describe(choice) if choice else None
-
 
 @dataclass(frozen=True)
 class _Item:
@@ -161,9 +101,9 @@ class ImageFileDataset(Dataset):
         start = time.perf_counter()
         path = Path(item.path)
         try:
-            data = path.read_bytes()
-        except OSError as exc:
-            return _Decoded(None, None, item.path, "unreadable", str(exc), time.perf_counter() - start)
+            data = read_file(path)  # regular files only, size-limited, never blocks
+        except FileSkipped as exc:
+            return _Decoded(None, None, item.path, exc.reason, exc.detail, time.perf_counter() - start)
         # The file may have changed since it was hashed: key it by the bytes decoded here.
         digest = item.sha256 if sha256_bytes(data) == item.sha256 else sha256_bytes(data)
         try:
@@ -174,8 +114,8 @@ class ImageFileDataset(Dataset):
         metadata = dict(decoded.metadata, bytes=len(data))
         record = ImageRecord(
             sha256=digest,
-            uri=path.as_uri(),
-            label=path.parent.name if self.label_from == "parent-dir" else None,
+            uri=file_uri(path),
+            label=name_text(path.parent.name) if self.label_from == "parent-dir" else None,
             width=decoded.width,
             height=decoded.height,
             metadata=metadata,
@@ -194,29 +134,19 @@ def collate_decoded(items: list[_Decoded]) -> _Batch:
     )
 
 
-def hash_files(paths: Sequence[Path], threads: int = 4) -> list[tuple[Path, bytes | None, str]]:
-    """SHA-256 of each file, in order: ``(path, digest, "")`` or ``(path, None, error)``."""
+def hash_files(paths: Sequence[Path], threads: int = 4) -> list[tuple[Path, bytes | None, FileSkipped | str]]:
+    """SHA-256 of each file, in order: ``(path, digest, "")`` or ``(path, None, FileSkipped)``."""
 
     def one(path: Path):
         try:
             return path, sha256_file(path), ""
-        except OSError as exc:
-            return path, None, str(exc)
+        except FileSkipped as exc:
+            return path, None, exc
 
     if not paths:
         return []
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         return list(pool.map(one, paths))
-
-
-def _lost(exc: Exception, loaded: int, remaining: int) -> Exception:
-    if not connection_lost(exc):
-        return exc  # the server refused something (e.g. a value too long): not a lost connection
-    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return DatabaseUnreachable(
-        f"lost the database connection during the load ({reason}); {loaded} images of this run are "
-        f"committed and safe, {remaining} are not loaded yet: rerun the same command to load the rest"
-    )
 
 
 def load_images(
@@ -258,6 +188,7 @@ def load_images(
         pgvision.errors.DatabaseUnreachable: the connection was lost mid-load; what was
             committed stays, a rerun loads the rest.
         FileNotFoundError: a path does not exist.
+        pgvision.files.NoFilesFound: no image file under ``paths``; nothing is written.
         ValueError: ``label_from``, ``batch_size`` or ``workers`` out of range.
     """
     if label_from not in LABEL_FROM:
@@ -268,8 +199,7 @@ def load_images(
         raise ValueError(f"--workers must be 0 or more, got {workers}")
     t_start = time.perf_counter()
     spec = embedder.spec
-    model_id = registry.register_model(conn, spec)
-    summary = LoadSummary(model=spec.name, model_id=model_id)
+    summary = LoadSummary(model=spec.name, model_id=0)
     seconds = {"hash": 0.0, "decode": 0.0, "wait": 0.0, "embed": 0.0, "copy": 0.0, "index": 0.0}
 
     def skip(path: str, reason: str, detail: str) -> None:
@@ -280,14 +210,17 @@ def load_images(
 
     # 1. hash, drop what is loaded already and in-run duplicates.
     t = time.perf_counter()
-    files = find_images(paths, limit=limit)
+    files = find_images(paths, limit=limit, on_skip=skip)
     summary.found = len(files)
+    if not files:  # before the model is registered: an empty folder leaves nothing behind
+        raise NoFilesFound.under(paths, IMAGE_EXTENSIONS, summary.skipped)
+    summary.model_id = model_id = registry.register_model(conn, spec)
     hashed = hash_files(files)
     todo: list[_Item] = []
     seen: set[bytes] = set()
     for path, digest, error in hashed:
         if digest is None:
-            skip(str(path), "unreadable", error)
+            skip(str(path), error.reason, error.detail)
         elif digest in seen:
             summary.duplicates += 1
         else:
@@ -372,79 +305,15 @@ def embed_files(embedder: ImageEmbedder, paths: Sequence[str | os.PathLike]) -> 
         ``(len(paths), D)`` float32 array, as stored (normalised for cosine models).
 
     Raises:
-        pgvision.images.ImageSkipped: a file cannot be used (its reason).
-        OSError: a file cannot be read.
+        pgvision.images.ImageSkipped: a file cannot be used (its reason; the message names
+            the file): not a regular file, over the size limit, not an image, over the pixel
+            or aspect-ratio limit, ...
     """
     images = []
     for p in paths:
-        decoded = decode_image(Path(p).read_bytes(), draft_size=embedder.spec.preprocessing.get("resize"))
+        try:
+            decoded = decode_image(read_file(p), draft_size=embedder.spec.preprocessing.get("resize"))
+        except ImageSkipped as exc:
+            raise exc.with_path(p) from None
         images.append(decoded.image)
     return embedder.embed_images(images)
-
-
-def load_vectors(
-    conn: psycopg.Connection,
-    vector_set,
-    spec,
-    *,
-    batch_size: int = 5000,
-    build_index: bool = True,
-    progress: bool = True,
-) -> LoadSummary:
-    """Store vectors computed elsewhere (:class:`pgvision.vectors_io.VectorSet`); idempotent.
-
-    Args:
-        conn: autocommit connection (each batch commits on its own).
-        vector_set: what :func:`pgvision.vectors_io.read_vectors` returned.
-        spec: the :class:`pgvision.registry.ModelSpec` to register them under; vectors are
-            L2-normalised first when ``spec.normalized``.
-        batch_size: rows per transaction (default 5,000).
-
-    Returns:
-        :class:`LoadSummary` (``decode`` is the file's parse time, not counted here).
-
-    Raises:
-        pgvision.errors.ModelMismatch: ``spec.name`` exists with other dims or metric.
-        pgvision.errors.DatabaseUnreachable: connection lost; a rerun loads the rest.
-    """
-    from pgvision.embed import l2_normalize
-
-    t_start = time.perf_counter()
-    model_id = registry.register_model(conn, spec)
-    summary = LoadSummary(model=spec.name, model_id=model_id, found=len(vector_set.ids))
-    seconds = {"embed": 0.0, "copy": 0.0, "index": 0.0}
-    records = vector_set.records()
-    vectors = l2_normalize(vector_set.vectors) if spec.normalized else vector_set.vectors
-    bar = tqdm(total=len(records), unit="vec", disable=not progress, desc=f"loading vectors ({spec.name})")
-    try:
-        for i in range(0, len(records), batch_size):
-            chunk, emb = records[i : i + batch_size], vectors[i : i + batch_size]
-            t = time.perf_counter()
-            try:
-                present = pg_copy.loaded_sha256(conn, model_id, [r.sha256 for r in chunk])
-                keep = [j for j, r in enumerate(chunk) if r.sha256 not in present]
-                fits, rejected = row_limits.split_oversized([chunk[j] for j in keep])
-                for j, reason in rejected:
-                    summary.skipped["too-large"] += 1
-                    summary.skipped_files.append((chunk[keep[j]].uri, "too-large", reason))
-                keep = [keep[j] for j in fits]
-                written = pg_copy.copy_image_embeddings(
-                    conn, model_id, [chunk[j] for j in keep], emb[keep], dims=spec.dims
-                ) if keep else 0
-            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-                raise _lost(exc, summary.loaded, len(records) - i) from None
-            seconds["copy"] += time.perf_counter() - t
-            summary.loaded += written
-            summary.already_present += len(present)
-            summary.duplicates += len(keep) - written
-            bar.update(len(chunk))
-    finally:
-        bar.close()
-    if build_index:
-        t = time.perf_counter()
-        summary.index = indexes.ensure_index(conn, model_id)
-        summary.recall = _recheck_recall(conn, model_id)
-        seconds["index"] = time.perf_counter() - t
-    seconds["total"] = time.perf_counter() - t_start
-    summary.seconds = seconds
-    return summary

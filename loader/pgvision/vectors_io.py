@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from pgvision.errors import PgvisionError
-from pgvision.images import sha256_file
+from pgvision.files import FileSkipped, check_file, display, file_uri, sha256_file
 from pgvision.pg_copy import ImageRecord
 
 FORMATS = ("auto", "npy", "analyticdb")
@@ -71,12 +72,26 @@ class VectorSet:
         return out
 
 
+def l2_normalize(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm; all-zero rows stay zero.
+
+    Args:
+        vectors: ``(N, D)`` float array.
+
+    Returns:
+        ``(N, D)`` float32 array.
+    """
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, np.float32(1e-12))
+
+
 def _row_digest(source: Path, ext_id: str, uri: str) -> bytes:
     path = uri[len("file://") :] if uri.startswith("file://") else uri
     if "#" not in uri and os.path.isfile(path):
         try:
             return sha256_file(path)
-        except OSError:
+        except FileSkipped:
             pass
     return hashlib.sha256(f"pgvision-external-id:{source.name}:{ext_id}".encode()).digest()
 
@@ -93,8 +108,10 @@ def read_vectors(path: str | os.PathLike, fmt: str = "auto") -> VectorSet:
             ragged rows, side files of another length; the message names file and line.
     """
     path = Path(path)
-    if not path.is_file():
-        raise VectorFileError(f"no such vectors file: {path}")
+    try:
+        check_file(path, max_bytes=sys.maxsize)  # a regular file (a FIFO would block np.load); any size
+    except FileSkipped as exc:
+        raise VectorFileError(f"cannot read the vectors file {display(path)}: {exc.reason}: {exc.detail}") from None
     if fmt not in FORMATS:
         raise VectorFileError(f"unknown --format {fmt!r}; use auto, npy or analyticdb")
     if fmt == "npy" or (fmt == "auto" and path.suffix.lower() == ".npy"):
@@ -104,7 +121,7 @@ def read_vectors(path: str | os.PathLike, fmt: str = "auto") -> VectorSet:
     bad = ~np.isfinite(vs.vectors).all(axis=1)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise VectorFileError(f"{path}: row {i} (id {vs.ids[i]}) has NaN or infinite values; pgvector stores finite floats only")
+        raise VectorFileError(f"{display(path)}: row {i} (id {display(vs.ids[i])}) has NaN or infinite values; pgvector stores finite floats only")
     return vs
 
 
@@ -112,7 +129,10 @@ def _side_file(path: Path, what: str, n: int) -> list[str] | None:
     stem = path.with_suffix("")
     txt, npy = Path(f"{stem}.{what}.txt"), Path(f"{stem}.{what}.npy")
     if txt.is_file():
-        values = txt.read_text(encoding="utf-8").splitlines()
+        try:
+            values = txt.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as exc:
+            raise VectorFileError(f"{display(txt)} is not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
         side = txt
     elif npy.is_file():
         values = [str(v) for v in np.load(npy, allow_pickle=False).tolist()]
@@ -120,7 +140,7 @@ def _side_file(path: Path, what: str, n: int) -> list[str] | None:
     else:
         return None
     if len(values) != n:
-        raise VectorFileError(f"{side} has {len(values)} entries but {path} has {n} vectors: one entry per row is needed")
+        raise VectorFileError(f"{display(side)} has {len(values)} entries but {display(path)} has {n} vectors: one entry per row is needed")
     return values
 
 
@@ -134,9 +154,9 @@ def read_npy(path: str | os.PathLike) -> VectorSet:
     try:
         arr = np.load(path, allow_pickle=False)
     except (ValueError, OSError) as exc:
-        raise VectorFileError(f"{path} is not a NumPy .npy array ({exc}); save it with numpy.save") from None
+        raise VectorFileError(f"{display(path)} is not a NumPy .npy array ({exc}); save it with numpy.save") from None
     if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.number):
-        raise VectorFileError(f"{path} holds a {arr.ndim}-d {arr.dtype} array; expected (N, D) floats")
+        raise VectorFileError(f"{display(path)} holds a {arr.ndim}-d {arr.dtype} array; expected (N, D) floats")
     n = arr.shape[0]
     ids = _side_file(path, "ids", n) or [str(i) for i in range(n)]
     labels = _side_file(path, "labels", n)
@@ -145,7 +165,7 @@ def read_npy(path: str | os.PathLike) -> VectorSet:
         vectors=np.ascontiguousarray(arr, dtype=np.float32),
         ids=ids,
         labels=[lab or None for lab in labels] if labels else [None] * n,
-        uris=uris or [f"{path.resolve().as_uri()}#{i}" for i in ids],
+        uris=uris or [f"{file_uri(path.resolve())}#{i}" for i in ids],
         source=path,
     )
 
@@ -161,34 +181,36 @@ def read_analyticdb_text(path: str | os.PathLike) -> VectorSet:
     ids: list[str] = []
     labels: list[str | None] = []
     rows: list[np.ndarray] = []
-    with open(path, encoding="utf-8") as fh:
+    with open(path, encoding="utf-8", errors="surrogateescape") as fh:
         for lineno, line in enumerate(fh, 1):
+            if any(0xDC80 <= ord(c) <= 0xDCFF for c in line):
+                raise VectorFileError(f"{display(path)}:{lineno}: not UTF-8 text: save the file as UTF-8")
             line = line.strip()
             if not line:
                 continue
             parts = line.split("|")
             if len(parts) != 3:
-                raise VectorFileError(f"{path}:{lineno}: expected 'id|class|{{v1,v2,...}}', got {line[:60]!r}")
+                raise VectorFileError(f"{display(path)}:{lineno}: expected 'id|class|{{v1,v2,...}}', got {line[:60]!r}")
             ext_id, label, vec = (p.strip() for p in parts)
             if not (vec.startswith("{") and vec.endswith("}")) and not (vec.startswith("[") and vec.endswith("]")):
-                raise VectorFileError(f"{path}:{lineno}: the vector must be written {{v1,v2,...}}, got {vec[:40]!r}")
+                raise VectorFileError(f"{display(path)}:{lineno}: the vector must be written {{v1,v2,...}}, got {vec[:40]!r}")
             try:
                 values = np.array([float(v) for v in vec[1:-1].split(",")], dtype=np.float32)
             except ValueError as exc:
-                raise VectorFileError(f"{path}:{lineno}: {exc}") from None
+                raise VectorFileError(f"{display(path)}:{lineno}: {exc}") from None
             if rows and values.shape[0] != rows[0].shape[0]:
                 raise VectorFileError(
-                    f"{path}:{lineno}: vector has {values.shape[0]} values but the first line has {rows[0].shape[0]}"
+                    f"{display(path)}:{lineno}: vector has {values.shape[0]} values but the first line has {rows[0].shape[0]}"
                 )
             ids.append(ext_id)
             labels.append(label or None)
             rows.append(values)
     if not rows:
-        raise VectorFileError(f"{path} holds no vectors")
+        raise VectorFileError(f"{display(path)} holds no vectors")
     return VectorSet(
         vectors=np.stack(rows),
         ids=ids,
         labels=labels,
-        uris=[f"{path.resolve().as_uri()}#{i}" for i in ids],
+        uris=[f"{file_uri(path.resolve())}#{i}" for i in ids],
         source=path,
     )

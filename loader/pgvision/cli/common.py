@@ -23,12 +23,23 @@ database_url_option = click.option(
 
 
 def run_guarded(func):
-    """Decorator: turn library and driver errors into ``click.ClickException`` (one line)."""
+    """Decorator: turn library and driver errors into ``click.ClickException`` (one line).
+
+    A module of an optional extra that is not installed (torch, Pillow, dlib, ...) gives
+    one line naming the extra (:func:`pgvision.extras.missing_extra_message`).
+    """
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
+        except ImportError as exc:
+            from pgvision.extras import missing_extra_message
+
+            message = missing_extra_message(exc)
+            if message is None:
+                raise
+            raise click.ClickException(message) from None
         except PgvisionError as exc:
             raise click.ClickException(str(exc)) from None
         except CommandError as exc:  # Alembic: unknown revision, bad range, ...

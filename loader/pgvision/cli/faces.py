@@ -19,11 +19,11 @@ def _guarded(func):
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         from pgvision.faces.detect import FaceModelFilesMissing
-        from pgvision.images import ImageSkipped
+        from pgvision.files import FileSkipped  # = pgvision.images.ImageSkipped, without Pillow
 
         try:
             return inner(*args, **kwargs)
-        except ImageSkipped as exc:
+        except FileSkipped as exc:
             raise click.ClickException(f"cannot read the photo: {exc}") from None
         except (ValueError, FileNotFoundError, FaceModelFilesMissing) as exc:
             raise click.ClickException(str(exc)) from None
@@ -140,6 +140,17 @@ def enroll(name, images, model, weights, detector, upsample, min_face_px, device
         ).fetchone()[0]
     click.echo(summary.format())
     click.echo(f"{name}: {total} gallery faces for model {model}")
+    from pgvision.files import display
+
+    unused = ", ".join(f"{display(path)} ({reason})" for path, reason in summary.skipped_files)
+    if not total:
+        raise click.ClickException(
+            f"{display(name)} is not enrolled: "
+            + (f"no usable face in {unused}" if unused else "no face found in the photos given")
+            + f": give photos with one clear face at least --min-face-px ({min_face_px}) pixels wide"
+        )
+    if unused:
+        raise click.ClickException(f"{display(name)} is enrolled, but these photos were not used: {unused}")
 
 
 @click.command("identify")
@@ -174,7 +185,9 @@ def identify(image, model, weights, detector, upsample, min_face_px, device, thr
     with open_database(database_url, create=False, autocommit=False) as conn:
         verdicts = identify_photo(conn, image, pipeline, threshold, min_margin, candidates)
     if not verdicts:
-        click.echo(f"{image}: no face found")
+        from pgvision.files import display
+
+        click.echo(f"{display(image)}: no face found")
         return
     for i, v in enumerate(verdicts):
         fmt = lambda x: "-" if x is None else f"{x:.4f}"  # noqa: E731

@@ -1,6 +1,7 @@
 """``pgvision load`` (image folders) and ``pgvision load-vectors`` (vectors computed elsewhere).
 
-Parses options and reports; the work is in :mod:`pgvision.pipeline`.
+Parses options and reports; the work is in :mod:`pgvision.pipeline` (images: needs the
+``images`` extra) and :mod:`pgvision.vector_load` (vectors: the core install is enough).
 """
 
 from __future__ import annotations
@@ -96,8 +97,11 @@ def load(paths, model, weights, output, dims, metric, name, device, batch_size, 
     Finds jpg/jpeg/png/webp/bmp/pgm/tiff files recursively; an image is keyed by the SHA-256
     of its bytes, so files already loaded with this model are skipped without decoding, and
     a rerun after an interruption loads only the rest. Unusable files (empty, truncated, not
-    an image, decompression bomb) are skipped and counted by reason. At the end: a summary
-    and the seconds spent hashing, decoding, embedding and copying.
+    an image, decompression bomb: over 89 megapixels or more elongated than 100:1) are
+    skipped and counted by reason; so are symbolic link loops, broken links, anything that
+    is not a regular file (FIFO, device) and files over 256 MiB (env PGVISION_MAX_FILE_BYTES
+    sets the limit in bytes). No image file at all is an error. At the end: a summary and
+    the seconds spent hashing, decoding, embedding and copying.
 
     \b
     Example:
@@ -105,6 +109,7 @@ def load(paths, model, weights, output, dims, metric, name, device, batch_size, 
       pgvision load ./photos --model resnet50 --weights resnet50.pth --batch-size 64
       pgvision load ./photos --model torchscript:my.pt --dims 512 --metric cosine
     """
+    from pgvision.files import display
     from pgvision.pipeline import load_images
 
     embedder = build_embedder(model, weights, output, dims, metric, name, device, threads)
@@ -114,7 +119,8 @@ def load(paths, model, weights, output, dims, metric, name, device, batch_size, 
             if not quiet:
                 from tqdm import tqdm
 
-                tqdm.write(f"skipped {path}: {reason}" + (f" ({detail})" if detail else ""), file=click.get_text_stream("stderr"))
+                tqdm.write(f"skipped {display(path)}: {reason}" + (f" ({display(detail)})" if detail else ""),
+                           file=click.get_text_stream("stderr"))
 
         summary = load_images(
             conn,
@@ -160,8 +166,8 @@ def load_vectors(file, model, metric, normalize, fmt, batch_size, index, quiet, 
       pgvision load-vectors features.npy --model my-features --metric cosine
       pgvision load-vectors cifar_squeezenet.txt --model squeezenet1_1-analyticdb --metric l2
     """
-    from pgvision.pipeline import load_vectors as run_load_vectors
     from pgvision.registry import ModelSpec
+    from pgvision.vector_load import load_vectors as run_load_vectors
     from pgvision.vectors_io import read_vectors
 
     vector_set = read_vectors(file, fmt)

@@ -82,16 +82,24 @@ def search(image, k, label, ef_search, as_json, model, weights, output, dims, me
       pgvision search ./query.jpg --label tench --json
     """
     from pgvision.errors import ModelMismatch
+    from pgvision.files import display
     from pgvision.images import ImageSkipped
     from pgvision.pipeline import embed_files
     from pgvision.registry import get_model
 
+    with open_database(database_url, create=False) as conn:  # before the model loads: fail fast
+        if not conn.execute("SELECT EXISTS (SELECT FROM pgvision.models WHERE kind = 'image')").fetchone()[0]:
+            raise click.ClickException(
+                "no image model is loaded yet, so there is nothing to search: "
+                "run pgvision load PATH (or pgvision load-vectors FILE) first"
+            )
     embedder = build_embedder(model, weights, output, dims, metric, name, device)
     spec = embedder.spec
     try:
         probe = embed_files(embedder, [image])[0]
     except ImageSkipped as exc:
-        raise click.ClickException(f"cannot use {image} as a probe: {exc}") from None
+        detail = f"{exc.reason}: {exc.detail}" if exc.detail else exc.reason
+        raise click.ClickException(f"cannot use {display(image)} as a probe: {detail}") from None
     with open_database(database_url, create=False) as conn:
         row = get_model(conn, spec.name)
         if row["dims"] != spec.dims or (

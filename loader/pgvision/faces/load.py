@@ -26,7 +26,8 @@ from pgvision.faces.align import align_faces
 from pgvision.faces.detect import Face, FaceDetector
 from pgvision.faces.embed import FaceModel
 from pgvision.faces.store import ScannedPhoto, done_sha256, enroll_stored, register_face_model, store_photos
-from pgvision.images import ImageSkipped, decode_image, find_images, sha256_bytes, sha256_file
+from pgvision.files import FileSkipped, NoFilesFound, file_uri, name_text, read_file
+from pgvision.images import IMAGE_EXTENSIONS, ImageSkipped, decode_image, find_images, sha256_bytes, sha256_file
 from pgvision.pg_copy import ImageRecord
 
 IDENTITY_FROM = ("parent-dir", "none")
@@ -50,14 +51,20 @@ class Photo:
 def read_photo(path: str | Path) -> Photo:
     """Read and decode one photo upright as RGB (grayscale, CMYK, palette: converted).
 
+    Only a regular file is read, up to the size limit (:func:`pgvision.files.read_file`);
+    its uri is the lossless :func:`pgvision.files.file_uri` (any bytes in the name).
+
     Raises:
-        OSError: the file cannot be read.
-        pgvision.images.ImageSkipped: not a usable image (``reason`` says why).
+        pgvision.images.ImageSkipped: not a usable file or image (``reason`` says why; the
+            message names the file).
     """
-    data = Path(path).read_bytes()
-    decoded = decode_image(data)
+    try:
+        data = read_file(path)
+        decoded = decode_image(data)
+    except ImageSkipped as exc:
+        raise exc.with_path(path) from None
     pixels = np.ascontiguousarray(np.asarray(decoded.image, dtype=np.uint8))
-    return Photo(pixels, sha256_bytes(data), str(Path(path).resolve()), decoded.metadata)
+    return Photo(pixels, sha256_bytes(data), file_uri(Path(path).resolve()), decoded.metadata)
 
 
 @dataclass
@@ -171,6 +178,7 @@ def load_faces(
 
     Raises:
         FileNotFoundError: a path does not exist.
+        pgvision.files.NoFilesFound: no image file under ``paths``; nothing is written.
         ValueError: unknown ``identity_from``.
         pgvision.errors.ModelMismatch: the model name is registered with other weights.
     """
@@ -178,21 +186,28 @@ def load_faces(
         raise ValueError(f"identity-from must be one of {', '.join(IDENTITY_FROM)}, got {identity_from!r}")
     model, detector = pipeline.model, pipeline.detector.detector
     t_total = time.perf_counter()
-    files = find_images(paths)
+    skipped_early: list[tuple[str, str, str]] = []
+    files = find_images(paths, on_skip=lambda *skip: skipped_early.append(skip))
+    if not files:  # before the model is registered: an empty folder leaves nothing behind
+        raise NoFilesFound.under(paths, IMAGE_EXTENSIONS, Counter(reason for _, reason, _ in skipped_early))
     model_id = register_face_model(conn, model)
     summary = FaceLoadSummary(model.name, model_id, detector, found=len(files))
+    for path, reason, _ in skipped_early:
+        summary.skipped[reason] += 1
+        summary.skipped_files.append((path, reason))
 
     def name_of(path: Path) -> str | None:
-        return identity or (path.parent.name if identity_from == "parent-dir" else None)
+        # A folder name that is not UTF-8 becomes text losslessly enough to be stable (files.name_text).
+        return identity or (name_text(path.parent.name) if identity_from == "parent-dir" else None)
 
     t = time.perf_counter()
     hashed: list[tuple[Path, bytes]] = []
     for path in files:
         try:
             hashed.append((path, sha256_file(path)))
-        except OSError as exc:
-            summary.skipped["unreadable"] += 1
-            summary.skipped_files.append((str(path), f"unreadable: {exc}"))
+        except FileSkipped as exc:
+            summary.skipped[exc.reason] += 1
+            summary.skipped_files.append((str(path), f"{exc.reason}: {exc.detail}"))
     summary.seconds["hash"] += time.perf_counter() - t
     done = done_sha256(conn, model_id, detector, [d for _, d in hashed])
     pending, seen = [], set()
@@ -234,10 +249,6 @@ def load_faces(
         except ImageSkipped as exc:
             summary.skipped[exc.reason] += 1
             summary.skipped_files.append((str(path), exc.reason))
-            continue
-        except OSError as exc:
-            summary.skipped["unreadable"] += 1
-            summary.skipped_files.append((str(path), f"unreadable: {exc}"))
             continue
         finally:
             summary.seconds["decode"] += time.perf_counter() - t0

@@ -1,0 +1,93 @@
+"""What a load did (:class:`LoadSummary`), shared by image loading and vector loading.
+
+Needs neither torch nor Pillow: :mod:`pgvision.vector_load` (the core install's
+``load-vectors``) and :mod:`pgvision.pipeline` (images) both report with it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import psycopg
+
+from pgvision import recall_target
+from pgvision.database import connection_lost
+from pgvision.errors import DatabaseUnreachable
+from pgvision.files import SKIP_REASONS
+
+
+@dataclass
+class LoadSummary:
+    """What a load did.
+
+    Attributes:
+        model: registered model name; model_id: its ``pgvision.models.model_id``.
+        found: image files found (after ``limit``).
+        loaded: embeddings written by this run.
+        already_present: files whose image was already embedded with this model (before
+            this run, or by a concurrent loader meanwhile).
+        duplicates: files with the same bytes as another file of this run.
+        skipped: ``{reason: count}`` of files that could not be used (see
+            :data:`pgvision.files.SKIP_REASONS`).
+        skipped_files: ``[(path, reason, detail)]``, in the order met.
+        seconds: stage timings in seconds (see the module docstring).
+        index: name of the model's ANN index (None when not built).
+        recall: the search setting chosen for the model's target recall after this load
+            (:func:`pgvision.recall_target.recheck`), one line; None when not re-chosen.
+    """
+
+    model: str
+    model_id: int
+    found: int = 0
+    loaded: int = 0
+    already_present: int = 0
+    duplicates: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    skipped_files: list[tuple[str, str, str]] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    index: str | None = None
+    recall: str | None = None
+
+    def format(self) -> str:
+        """One-paragraph summary, e.g. ``loaded 98, already present 2, skipped 3: 2 truncated, ...``."""
+        parts = [f"loaded {self.loaded}", f"already present {self.already_present}"]
+        if self.duplicates:
+            parts.append(f"duplicate files {self.duplicates}")
+        skipped = sum(self.skipped.values())
+        text = ", ".join(parts) + f", skipped {skipped}"
+        if skipped:
+            order = {r: i for i, r in enumerate(SKIP_REASONS)}
+            reasons = sorted(self.skipped.items(), key=lambda kv: order.get(kv[0], len(order)))
+            text += ": " + ", ".join(f"{n} {r}" for r, n in reasons)
+        s = self.seconds
+        text += (
+            f"\nmodel {self.model} (model_id {self.model_id}); {self.found} files; seconds: "
+            + ", ".join(f"{k} {s[k]:.1f}" for k in ("hash", "decode", "wait", "embed", "copy", "index", "total") if k in s)
+        )
+        if self.loaded and s.get("total"):
+            text += f"; {self.loaded / s['total']:.1f} img/s"
+        if self.recall:
+            text += "\n" + self.recall
+        return text
+
+
+def recheck_recall(conn: psycopg.Connection, model_id: int) -> str | None:
+    """Re-choose the model's ef_search / probes when it grew past the rule of recall_target."""
+    choice = recall_target.recheck(conn, model_id)
+    return recall_target.describe(choice) if choice else None
+
+
+def lost_connection(exc: Exception, loaded: int, remaining: int) -> Exception:
+    """The error for a connection lost mid-load: what is committed, what a rerun loads.
+
+    A server-side refusal that psycopg files under ``OperationalError`` (e.g. a value too
+    long for an index) is returned unchanged: a rerun would fail the same way.
+    """
+    if not connection_lost(exc):
+        return exc
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return DatabaseUnreachable(
+        f"lost the database connection during the load ({reason}); {loaded} images of this run are "
+        f"committed and safe, {remaining} are not loaded yet: rerun the same command to load the rest"
+    )
