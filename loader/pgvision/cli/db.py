@@ -8,6 +8,7 @@ import click
 
 from pgvision import migrate, server
 from pgvision.cli.common import database_url_option, run_guarded
+from pgvision.cli.tune import tune
 
 versions_option = click.option(
     "--versions-dir",
@@ -29,6 +30,9 @@ def db() -> None:
       pgvision db upgrade
       psql "$(pgvision db url)"
     """
+
+
+db.add_command(tune)
 
 
 @db.command()
