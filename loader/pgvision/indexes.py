@@ -23,6 +23,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from pgvision import index_progress
 from pgvision.registry import get_model, get_model_by_id
 
 _OPS = {"cosine": "cosine_ops", "l2": "l2_ops", "inner_product": "ip_ops"}
@@ -127,6 +128,7 @@ def set_index(
     ef_construction: int | None = None,
     lists: int | None = None,
     probes: int | None = None,
+    progress: bool = False,
 ) -> str | None:
     """Choose a model's index method and parameters, then (re)build its index.
 
@@ -136,6 +138,7 @@ def set_index(
         m, ef_construction: HNSW graph degree and build candidate list (pgvector defaults 16, 64).
         lists: IVFFlat clusters; default :func:`ivfflat_lists_for` the stored rows.
         probes: IVFFlat clusters searched; default sqrt(lists) (pgvector README).
+        progress: show the build's progress bar (:mod:`pgvision.index_progress`).
 
     Returns:
         The index name, or None for method ``none``.
@@ -155,14 +158,15 @@ def set_index(
         """,
         (method, m, ef_construction, lists, probes, model["model_id"]),
     )
-    return ensure_index(conn, model["model_id"])
+    return ensure_index(conn, model["model_id"], progress=progress)
 
 
 #: First key of the advisory lock that serialises index builds of one model ('pgvi').
 INDEX_LOCK_CLASS = 0x70677669
 
 
-def ensure_index(conn: psycopg.Connection, model_id: int, poll_seconds: float = 0.2) -> str | None:
+def ensure_index(conn: psycopg.Connection, model_id: int, poll_seconds: float = 0.2, *,
+                 progress: bool = False) -> str | None:
     """Build the model's ANN index if it is missing; return its name (None for ``none``).
 
     IVFFlat waits for data (its lists are k-means centroids of stored rows): with no rows
@@ -175,23 +179,26 @@ def ensure_index(conn: psycopg.Connection, model_id: int, poll_seconds: float = 
     two threads on 30k x 256). The lock is polled with ``pg_try_advisory_lock`` rather
     than waited for: a waiting statement holds a snapshot that the concurrent build itself
     waits for (PostgreSQL docs, "Building Indexes Concurrently").
+
+    A build warns first when the HNSW graph will not fit ``maintenance_work_mem``, shows a
+    progress bar when ``progress``, and runs ANALYZE after (:func:`pgvision.index_progress.build`).
     """
     while not conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (INDEX_LOCK_CLASS, model_id)).fetchone()[0]:
         time.sleep(poll_seconds)
     try:
-        return _ensure_index_locked(conn, model_id)
+        return _ensure_index_locked(conn, model_id, progress)
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s, %s)", (INDEX_LOCK_CLASS, model_id))
 
 
-def _ensure_index_locked(conn: psycopg.Connection, model_id: int) -> str | None:
+def _ensure_index_locked(conn: psycopg.Connection, model_id: int, progress: bool = False) -> str | None:
     model = get_model_by_id(conn, model_id)
     if model["index_method"] == "none" or model["dims"] > MAX_INDEX_DIMS:
         return None
     if index_exists(conn, model):
         return index_name(model)
+    rows = stored_rows(conn, model)
     if model["index_method"] == "ivfflat":
-        rows = stored_rows(conn, model)
         if rows == 0:
             return None
         if model["ivfflat_lists"] is None:
@@ -201,5 +208,5 @@ def _ensure_index_locked(conn: psycopg.Connection, model_id: int) -> str | None:
                 (lists, max(1, round(math.sqrt(lists))), model_id),
             )
             model = get_model_by_id(conn, model_id)
-    conn.execute(index_ddl(model, concurrently=conn.autocommit))
+    index_progress.build(conn, model, index_ddl(model, concurrently=conn.autocommit), rows=rows, progress=progress)
     return index_name(model)

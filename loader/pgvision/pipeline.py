@@ -39,7 +39,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from pgvision import indexes, pg_copy, registry
+from pgvision import index_progress, indexes, pg_copy, registry
 from pgvision.embed import ImageEmbedder
 from pgvision.errors import DatabaseUnreachable
 from pgvision.images import SKIP_REASONS, ImageSkipped, decode_image, find_images, sha256_bytes, sha256_file
@@ -66,6 +66,7 @@ class LoadSummary:
         skipped_files: ``[(path, reason, detail)]``, in the order met.
         seconds: stage timings in seconds (see the module docstring).
         index: name of the model's ANN index (None when not built).
+        index_mb: its size in MB (``pg_relation_size``), None without an index.
     """
 
     model: str
@@ -78,6 +79,7 @@ class LoadSummary:
     skipped_files: list[tuple[str, str, str]] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     index: str | None = None
+    index_mb: float | None = None
 
     def format(self) -> str:
         """One-paragraph summary, e.g. ``loaded 98, already present 2, skipped 3: 2 truncated, ...``."""
@@ -97,6 +99,8 @@ class LoadSummary:
         )
         if self.loaded and s.get("total"):
             text += f"; {self.loaded / s['total']:.1f} img/s"
+        if self.index_mb is not None:
+            text += f"; index {self.index_mb:.1f} MB"
         return text
 
 
@@ -333,14 +337,17 @@ def load_images(
     finally:
         bar.close()
 
-    # 5. index.
+    # 5. statistics and index.
+    if summary.loaded:
+        index_progress.analyze(conn, "images", "image_embeddings")
     if build_index:
         t = time.perf_counter()
         try:
-            summary.index = indexes.ensure_index(conn, model_id)
+            summary.index = indexes.ensure_index(conn, model_id, progress=progress)
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             raise _lost(exc, summary.loaded, 0) from None
         seconds["index"] = time.perf_counter() - t
+        summary.index_mb = index_progress.index_mb(conn, summary.index)
     seconds["total"] = time.perf_counter() - t_start
     summary.seconds = seconds
     return summary
@@ -416,10 +423,13 @@ def load_vectors(
             bar.update(len(chunk))
     finally:
         bar.close()
+    if summary.loaded:
+        index_progress.analyze(conn, "images", "image_embeddings")
     if build_index:
         t = time.perf_counter()
-        summary.index = indexes.ensure_index(conn, model_id)
+        summary.index = indexes.ensure_index(conn, model_id, progress=progress)
         seconds["index"] = time.perf_counter() - t
+        summary.index_mb = index_progress.index_mb(conn, summary.index)
     seconds["total"] = time.perf_counter() - t_start
     summary.seconds = seconds
     return summary

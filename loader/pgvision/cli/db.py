@@ -184,24 +184,34 @@ def psql(database_url: str | None, psql_args: tuple[str, ...]) -> None:
 @click.option("--ef-construction", type=click.IntRange(4, 1000), help="HNSW build candidate list [default: 64].")
 @click.option("--lists", type=click.IntRange(1, 32768), help="IVFFlat clusters [default: rows/1000].")
 @click.option("--probes", type=click.IntRange(1, 32768), help="IVFFlat clusters searched [default: sqrt(lists)].")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar; the summary only.")
 @database_url_option
 @run_guarded
 def index(model: str, method: str, m: int | None, ef_construction: int | None, lists: int | None,
-          probes: int | None, database_url: str | None) -> None:
+          probes: int | None, quiet: bool, database_url: str | None) -> None:
     """(Re)build MODEL's ANN index with another method or parameters.
 
-    The old index is dropped and the new one built CONCURRENTLY (loads go on). Needs the
-    table owner's rights.
+    The old index is dropped and the new one built CONCURRENTLY (loads go on), with a
+    progress bar from pg_stat_progress_create_index, a warning first when the HNSW graph
+    will not fit maintenance_work_mem, and ANALYZE after. Needs the table owner's rights.
 
     \b
     Example:
       pgvision db index efficientnet-lite0 --method ivfflat --lists 100 --probes 10
       pgvision db index efficientnet-lite0 --m 32 --ef-construction 128
     """
+    import time
+
     from pgvision.database import connect, require_schema
+    from pgvision.index_progress import index_mb
     from pgvision.indexes import set_index
 
     with connect(database_url, autocommit=True) as conn:
         require_schema(conn)
-        name = set_index(conn, model, method=method, m=m, ef_construction=ef_construction, lists=lists, probes=probes)
-    click.echo(f"{model}: {name or 'no index (exact scans)'}", err=True)
+        t = time.perf_counter()
+        name = set_index(conn, model, method=method, m=m, ef_construction=ef_construction, lists=lists,
+                         probes=probes, progress=not quiet)
+        seconds = time.perf_counter() - t
+        size = index_mb(conn, name)
+    built = f"{name}, {size:.1f} MB, built in {seconds:.1f} s" if size is not None else None
+    click.echo(f"{model}: {built or name or 'no index (exact scans)'}", err=True)

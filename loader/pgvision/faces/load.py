@@ -21,7 +21,7 @@ import numpy as np
 import psycopg
 from tqdm import tqdm
 
-from pgvision import indexes
+from pgvision import index_progress, indexes
 from pgvision.faces.align import align_faces
 from pgvision.faces.detect import Face, FaceDetector
 from pgvision.faces.embed import FaceModel
@@ -73,6 +73,7 @@ class FaceLoadSummary:
         too_small: faces found but too small to align (not stored).
         skipped_files: ``[(path, reason)]``.
         seconds: per stage (hash, decode, detect, align, embed, copy, index, total).
+        index: name of the model's ANN index; index_mb: its size in MB (None without).
     """
 
     model: str
@@ -89,6 +90,7 @@ class FaceLoadSummary:
     skipped_files: list[tuple[str, str]] = field(default_factory=list)
     seconds: Counter = field(default_factory=Counter)
     index: str | None = None
+    index_mb: float | None = None
 
     def format(self) -> str:
         """E.g. ``loaded 798 photos, 835 faces (835 new embeddings), already done 0, skipped 2: 2 no-face``."""
@@ -102,6 +104,8 @@ class FaceLoadSummary:
         s = self.seconds
         text += (f"\nmodel {self.model} (model_id {self.model_id}), detector {self.detector}; {self.found} files; seconds: "
                  + ", ".join(f"{k} {s[k]:.1f}" for k in ("hash", "decode", "detect", "align", "embed", "copy", "index", "total") if k in s))
+        if self.index_mb is not None:
+            text += f"; index {self.index_mb:.1f} MB"
         return text
 
 
@@ -241,9 +245,12 @@ def load_faces(
         if len(batch) >= batch_size:
             flush()
     flush()
+    if summary.photos or summary.enrolled:
+        index_progress.analyze(conn, "images", "faces", "face_scans", "identities", "face_embeddings")
     if build_index:
         t0 = time.perf_counter()
-        summary.index = indexes.ensure_index(conn, model_id)
+        summary.index = indexes.ensure_index(conn, model_id, progress=progress)
         summary.seconds["index"] += time.perf_counter() - t0
+        summary.index_mb = index_progress.index_mb(conn, summary.index)
     summary.seconds["total"] = time.perf_counter() - t_total
     return summary
