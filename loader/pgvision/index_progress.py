@@ -103,6 +103,8 @@ class ProgressWatcher:
         on_progress: called with each row seen, a dict with ``phase``, ``tuples_done``,
             ``tuples_total``, ``blocks_done``, ``blocks_total``.
         poll_seconds: time between polls.
+        rows: rows the build reads, the bar's total (pgvector reports ``tuples_done`` but
+            leaves ``tuples_total`` 0; without ``rows`` the bar counts heap blocks).
 
     A second connection that cannot be opened (a server at its connection limit) only
     costs the bar: the build goes on without it.
@@ -110,11 +112,12 @@ class ProgressWatcher:
 
     def __init__(self, conn: psycopg.Connection, *, show: bool = True,
                  on_progress: Callable[[dict[str, Any]], None] | None = None, poll_seconds: float = 0.5,
-                 desc: str = "building index"):
+                 desc: str = "building index", rows: int | None = None):
         self.pid = conn.info.backend_pid
         params = {"password": conn.info.password} if conn.info.password else {}
         self.conninfo = make_conninfo(conn.info.dsn, **params)
         self.show, self.on_progress, self.poll_seconds, self.desc = show, on_progress, poll_seconds, desc
+        self.rows = rows
         self.phases: list[str] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -154,8 +157,12 @@ class ProgressWatcher:
                         if self.on_progress:
                             self.on_progress(seen)
                         bar.set_description(f"{self.desc}: {seen['phase']}", refresh=False)
-                        total = seen["tuples_total"] or seen["blocks_total"] or 0
-                        done = seen["tuples_done"] if seen["tuples_total"] else seen["blocks_done"]
+                        if self.rows or seen["tuples_total"]:
+                            total, done = self.rows or seen["tuples_total"], seen["tuples_done"]
+                            bar.unit = "tuple"
+                        else:
+                            total, done = seen["blocks_total"] or 0, seen["blocks_done"]
+                            bar.unit = "block"
                         bar.total, bar.n = total, min(done or 0, total)
                         bar.refresh()
                     self._stop.wait(self.poll_seconds)
@@ -183,7 +190,7 @@ def build(conn: psycopg.Connection, model: dict[str, Any], ddl: sql.Composable, 
         log.warning(warning)
     t = time.perf_counter()
     with ProgressWatcher(conn, show=progress, on_progress=on_progress, poll_seconds=poll_seconds,
-                         desc=f"indexing {model['name']}"):
+                         desc=f"indexing {model['name']}", rows=rows):
         conn.execute(ddl)
     seconds = time.perf_counter() - t
     from pgvision.indexes import embeddings_table
