@@ -81,6 +81,8 @@ def start(path: Path | None = None) -> str:
     path = path or data_dir()
     path.parent.mkdir(parents=True, exist_ok=True)
     server = get_server(path, cleanup_mode=None)
+    if not status(path).running:  # stopped since this process first started it (get_server caches)
+        server.ensure_postgres_running()
     if not _marker_current(path):
         tune(path)
     url = status(path).url

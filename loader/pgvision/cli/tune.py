@@ -59,11 +59,10 @@ def tune(ram: int | None, cores: int | None, disk: str, dry_run: bool, database_
                        err=True)
         return
     changed, restarted = server.tune(machine=machine if given or disk != "ssd" else None)
-    values = {s.name: s.value for s in settings}
     if not changed:
         click.echo(f"embedded server already tuned for {machine.describe()}", err=True)
         return
     click.echo(f"tuned the embedded server for {machine.describe()}: "
-               + ", ".join(f"{n} = {values[n]}" for n in changed)
+               + ", ".join(f"{s.name} = {s.value}" for s in settings if s.name in changed)
                + (f"; restarted (needed by {', '.join(restarted)})" if restarted else "; reloaded"),
                err=True)
