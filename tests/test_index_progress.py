@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from pgvision import index_progress
 from pgvision.cli import main
 from pgvision.database import connect
+from pgvision.indexes import ensure_index
 from sqlhelpers import add_images
 
 
@@ -52,8 +53,8 @@ def test_memory_warning_names_the_need_and_the_fix(conn):
     conn.execute("SET maintenance_work_mem = '64MB'")
     # 1M x 1178.13 bytes = 1,178,133,333 bytes = 1123.6 MB
     assert index_progress.memory_warning(conn, model, 1_000_000) == (
-        "the HNSW graph of 'faces128' (1000000 x 128, m 16) needs about 1124 MB but maintenance_work_mem is "
-        "64 MB: the build will be much slower; fix: pgvision db tune (sizes the server to its machine), or "
+        "the HNSW graph of 'faces128' (1000000 x 128, m 16) needs about 1,123.6 MB but maintenance_work_mem is "
+        "64MB: the build will be much slower; fix: pgvision db tune (sizes the server to its machine), or "
         "SET maintenance_work_mem = '1124MB' before building"
     )
     conn.execute("SET maintenance_work_mem = '1124MB'")
@@ -61,22 +62,20 @@ def test_memory_warning_names_the_need_and_the_fix(conn):
     assert index_progress.memory_warning(conn, {**model, "index_method": "ivfflat"}, 1_000_000) is None
 
 
-def test_build_warns_before_a_graph_that_does_not_fit(conn, caplog):
-    add_images(conn, "tiny", [(f"i{i}", None, [float(i), 1.0]) for i in range(3)])
+def test_ensure_index_warns_before_a_graph_that_does_not_fit(conn, caplog):
+    add_images(conn, "tiny", [(f"t{i}", None, [float(i), 1.0]) for i in range(3)])
+    add_images(conn, "many", [(f"m{i}", None, [float(i), 1.0]) for i in range(2000)])
     conn.execute("SET maintenance_work_mem = '1MB'")
-    from pgvision.indexes import ensure_index
-
     with caplog.at_level("WARNING", logger="pgvision.index_progress"):
         assert ensure_index(conn, 1) == "image_embeddings_model_1_hnsw"
-    assert caplog.messages == []  # 3 x 2-d fits in 1MB
-    conn.execute("DROP INDEX pgvision.image_embeddings_model_1_hnsw")
-    from pgvision.indexes import index_ddl
-    from pgvision.registry import get_model_by_id
-
-    with caplog.at_level("WARNING", logger="pgvision.index_progress"):
-        index_progress.build(conn, get_model_by_id(conn, 1), index_ddl(get_model_by_id(conn, 1)), rows=10_000)
-    assert len(caplog.messages) == 1
-    assert caplog.messages[0].startswith("the HNSW graph of 'tiny' (10000 x 2, m 16) needs about 6 MB")
+        assert caplog.messages == []  # 3 x 674 bytes fit in 1MB
+        assert ensure_index(conn, 2) == "image_embeddings_model_2_hnsw"
+    # 2000 x (112 + 8 + 2 x 4 + 546.13) = 1,348,266 bytes = 1.29 MB
+    assert caplog.messages == [
+        "the HNSW graph of 'many' (2000 x 2, m 16) needs about 1.3 MB but maintenance_work_mem is 1MB: the build "
+        "will be much slower; fix: pgvision db tune (sizes the server to its machine), or SET maintenance_work_mem "
+        "= '2MB' before building"
+    ]
 
 
 def _analyzed(conn, table: str):

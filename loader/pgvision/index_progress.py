@@ -81,9 +81,10 @@ def memory_warning(conn: psycopg.Connection, model: dict[str, Any], rows: int) -
     if need <= have:
         return None
     mb = 1024 * 1024
+    shown = conn.execute("SHOW maintenance_work_mem").fetchone()[0]
     return (
         f"the HNSW graph of {model['name']!r} ({rows} x {model['dims']}, m {model['hnsw_m']}) needs about "
-        f"{need / mb:.0f} MB but maintenance_work_mem is {have / mb:.0f} MB: the build will be much slower; "
+        f"{need / mb:,.1f} MB but maintenance_work_mem is {shown}: the build will be much slower; "
         f"fix: pgvision db tune (sizes the server to its machine), or SET maintenance_work_mem = "
         f"'{-(-need // mb)}MB' before building"
     )

