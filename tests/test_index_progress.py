@@ -24,7 +24,7 @@ def _copy_vectors(conn, table: str, x: np.ndarray) -> None:
             cp.write_row([v])
 
 
-def test_graph_estimate_matches_pgvectors_notice_and_progress_is_seen(conn):
+def test_graph_estimate_matches_pgvectors_notice_and_progress_is_seen(conn, capsys):
     """A build slowed by a 1MB maintenance_work_mem: pgvector's NOTICE says after how many
     tuples the graph outgrew it, which gives its bytes per tuple; the watcher on a second
     connection records the build's phase from pg_stat_progress_create_index."""
@@ -34,7 +34,8 @@ def test_graph_estimate_matches_pgvectors_notice_and_progress_is_seen(conn):
     conn.execute("SET maintenance_work_mem = '1MB'")
     conn.execute("SET max_parallel_maintenance_workers = 0")
     seen: list[dict] = []
-    with index_progress.ProgressWatcher(conn, show=False, on_progress=seen.append, poll_seconds=0.02) as watcher:
+    with index_progress.ProgressWatcher(conn, show=True, on_progress=seen.append, poll_seconds=0.02,
+                                        desc="indexing t", rows=2000) as watcher:
         conn.execute("CREATE INDEX ON public.t USING hnsw (e vector_l2_ops)")
     fits = re.fullmatch(r"hnsw graph no longer fits into maintenance_work_mem after (\d+) tuples", notices[0])
     assert fits, notices
@@ -46,6 +47,8 @@ def test_graph_estimate_matches_pgvectors_notice_and_progress_is_seen(conn):
     loading = [r for r in seen if r["phase"] == "building index: loading tuples"]
     assert all(0 <= r["tuples_done"] <= 2000 and r["blocks_total"] > 0 for r in loading)
     assert loading[-1]["tuples_done"] > 0
+    # the bar on stderr: phase, then tuples done / the rows given
+    assert re.search(r"indexing t: building index: loading tuples: +\d+%\|.*\| \d+/2000 ", capsys.readouterr().err)
 
 
 def test_memory_warning_names_the_need_and_the_fix(conn):
