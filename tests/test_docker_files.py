@@ -35,13 +35,17 @@ def test_migrate_and_loader_read_database_url_and_wait(compose):
         assert url.startswith("postgresql://pgvision:") and url.endswith("@db:5432/pgvision")
 
 
-def test_compose_server_settings_match_the_embedded_servers(compose):
-    from pgvision.server import SERVER_SETTINGS
+def test_compose_server_settings_are_the_tuned_ones_for_its_stated_size(compose):
+    """compose.yaml states the container it is sized for (2 cores, 8 GB: `pgvision db tune
+    --database-url ... --ram 8GB --cores 2`); its -c values are that tuning's."""
+    from pgvision import tuning
 
+    tuned = {s.name: s.value for s in tuning.settings_for(tuning.Machine(8 * tuning.GB, 2))}
     args = compose["services"]["db"]["command"]
     settings = dict(a.split("=", 1) for a in args if "=" in a)
+    assert settings and set(settings) <= set(tuned)
     for name, value in settings.items():
-        assert SERVER_SETTINGS[name] == value
+        assert tuned[name] == value, name
 
 
 def test_dockerfile_targets_exist(compose):

@@ -30,6 +30,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from pgvision import index_progress
 from pgvision.registry import get_model, get_model_by_id
 
 _OPS = {"cosine": "cosine_ops", "l2": "l2_ops", "inner_product": "ip_ops"}
@@ -141,6 +142,7 @@ def set_index(
     lists: int | None = None,
     probes: int | None = None,
     quantization: str | None = None,
+    progress: bool = False,
 ) -> str | None:
     """Choose a model's index method and parameters, then (re)build its index.
 
@@ -152,6 +154,7 @@ def set_index(
         probes: IVFFlat clusters searched; default sqrt(lists) (pgvector README).
         quantization: ``none`` (full precision), ``halfvec`` or ``binary`` (see the module
             docstring); None keeps the model's.
+        progress: show the build's progress bar (:mod:`pgvision.index_progress`).
 
     Returns:
         The index name, or None for method ``none``.
@@ -177,7 +180,7 @@ def set_index(
         """,
         (method, m, ef_construction, lists, probes, quantization, model["model_id"]),
     )
-    return ensure_index(conn, model["model_id"])
+    return ensure_index(conn, model["model_id"], progress=progress)
 
 
 #: First key of the advisory lock that serialises index builds of one model ('pgvi').
@@ -190,7 +193,7 @@ INDEX_LOCK_TIMEOUT_S = 3600.0
 
 
 def ensure_index(conn: psycopg.Connection, model_id: int, poll_seconds: float = 0.2,
-                 timeout_s: float = INDEX_LOCK_TIMEOUT_S) -> str | None:
+                 timeout_s: float = INDEX_LOCK_TIMEOUT_S, progress: bool = False) -> str | None:
     """Build the model's ANN index if it is missing; return its name (None for ``none``).
 
     IVFFlat waits for data (its lists are k-means centroids of stored rows): with no rows
@@ -206,6 +209,9 @@ def ensure_index(conn: psycopg.Connection, model_id: int, poll_seconds: float = 
     seconds of waiting it raises :class:`pgvision.errors.LockTimeout` naming the holder's pid.
     A build that fails (e.g. a value out of halfvec's range) drops the INVALID index it
     leaves behind before the error goes up.
+
+    A build warns first when the HNSW graph will not fit ``maintenance_work_mem``, shows a
+    progress bar when ``progress``, and runs ANALYZE after (:func:`pgvision.index_progress.build`).
     """
     waited = 0.0
     while not conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (INDEX_LOCK_CLASS, model_id)).fetchone()[0]:
@@ -221,19 +227,19 @@ def ensure_index(conn: psycopg.Connection, model_id: int, poll_seconds: float = 
         time.sleep(poll_seconds)
         waited += poll_seconds
     try:
-        return _ensure_index_locked(conn, model_id)
+        return _ensure_index_locked(conn, model_id, progress)
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s, %s)", (INDEX_LOCK_CLASS, model_id))
 
 
-def _ensure_index_locked(conn: psycopg.Connection, model_id: int) -> str | None:
+def _ensure_index_locked(conn: psycopg.Connection, model_id: int, progress: bool = False) -> str | None:
     model = get_model_by_id(conn, model_id)
     if model["index_method"] == "none" or model["dims"] > MAX_INDEX_DIMS:
         return None
     if index_exists(conn, model):
         return index_name(model)
+    rows = stored_rows(conn, model)
     if model["index_method"] == "ivfflat":
-        rows = stored_rows(conn, model)
         if rows == 0:
             return None
         if model["ivfflat_lists"] is None:
@@ -244,7 +250,7 @@ def _ensure_index_locked(conn: psycopg.Connection, model_id: int) -> str | None:
             )
             model = get_model_by_id(conn, model_id)
     try:
-        conn.execute(index_ddl(model, concurrently=conn.autocommit))
+        index_progress.build(conn, model, index_ddl(model, concurrently=conn.autocommit), rows=rows, progress=progress)
     except psycopg.Error:
         if conn.autocommit and not conn.closed:  # a failed CONCURRENTLY build leaves an INVALID index
             drop_index(conn, model)

@@ -33,6 +33,7 @@ class LoadSummary:
         skipped_files: ``[(path, reason, detail)]``, in the order met.
         seconds: stage timings in seconds (see the module docstring).
         index: name of the model's ANN index (None when not built).
+        index_mb: its size in MB (``pg_relation_size``), None without an index.
         recall: the search setting chosen for the model's target recall after this load
             (:func:`pgvision.recall_target.recheck`), one line; None when not re-chosen.
     """
@@ -47,6 +48,7 @@ class LoadSummary:
     skipped_files: list[tuple[str, str, str]] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     index: str | None = None
+    index_mb: float | None = None
     recall: str | None = None
 
     def format(self) -> str:
@@ -67,6 +69,8 @@ class LoadSummary:
         )
         if self.loaded and s.get("total"):
             text += f"; {self.loaded / s['total']:.1f} img/s"
+        if self.index_mb is not None:
+            text += f"; index {self.index_mb:.1f} MB"
         if self.recall:
             text += "\n" + self.recall
         return text

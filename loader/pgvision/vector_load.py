@@ -12,7 +12,7 @@ import time
 import psycopg
 from tqdm import tqdm
 
-from pgvision import indexes, pg_copy, registry, row_limits
+from pgvision import index_progress, indexes, pg_copy, registry, row_limits
 from pgvision.loading import LoadSummary, lost_connection, recheck_recall
 from pgvision.vectors_io import l2_normalize
 
@@ -73,11 +73,14 @@ def load_vectors(
             bar.update(len(chunk))
     finally:
         bar.close()
+    if summary.loaded:
+        index_progress.analyze(conn, "images", "image_embeddings")
     if build_index:
         t = time.perf_counter()
-        summary.index = indexes.ensure_index(conn, model_id)
+        summary.index = indexes.ensure_index(conn, model_id, progress=progress)
         summary.recall = recheck_recall(conn, model_id)
         seconds["index"] = time.perf_counter() - t
+        summary.index_mb = index_progress.index_mb(conn, summary.index)
     seconds["total"] = time.perf_counter() - t_start
     summary.seconds = seconds
     return summary

@@ -8,6 +8,7 @@ import click
 
 from pgvision import migrate, server
 from pgvision.cli.common import database_url_option, run_guarded
+from pgvision.cli.tune import tune
 
 versions_option = click.option(
     "--versions-dir",
@@ -29,6 +30,9 @@ def db() -> None:
       pgvision db upgrade
       psql "$(pgvision db url)"
     """
+
+
+db.add_command(tune)
 
 
 @db.command()
@@ -199,15 +203,17 @@ def psql(database_url: str | None, psql_args: tuple[str, ...]) -> None:
 @click.option("--target-recall", type=click.FloatRange(0, 1, min_open=True),
               help="After the build, measure recall@10 on 100 stored vectors and store the smallest ef_search "
               "(HNSW) / probes (IVFFlat) that reaches it [default: 0.95 from 10,000 rows; overrides --probes].")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar; the summary only.")
 @database_url_option
 @run_guarded
 def index(model: str, method: str, m: int | None, ef_construction: int | None, lists: int | None,
-          probes: int | None, quantization: str | None, target_recall: float | None,
+          probes: int | None, quantization: str | None, target_recall: float | None, quiet: bool,
           database_url: str | None) -> None:
     """(Re)build MODEL's ANN index with another method or parameters.
 
-    The old index is dropped and the new one built CONCURRENTLY (loads go on). Needs the
-    table owner's rights.
+    The old index is dropped and the new one built CONCURRENTLY (loads go on), with a
+    progress bar from pg_stat_progress_create_index, a warning first when the HNSW graph
+    will not fit maintenance_work_mem, and ANALYZE after. Needs the table owner's rights.
 
     \b
     Example:
@@ -216,16 +222,23 @@ def index(model: str, method: str, m: int | None, ef_construction: int | None, l
       pgvision db index efficientnet-lite0 --target-recall 0.98
       pgvision db index efficientnet-lite0 --quantization binary
     """
+    import time
+
     from pgvision import recall_target
     from pgvision.database import connect, require_schema
+    from pgvision.index_progress import index_mb
     from pgvision.indexes import set_index, stored_rows
     from pgvision.registry import get_model
 
     with connect(database_url, autocommit=True) as conn:
         require_schema(conn)
-        name = set_index(conn, model, method=method, m=m, ef_construction=ef_construction, lists=lists, probes=probes,
-                         quantization=quantization)
-        click.echo(f"{model}: {name or 'no index (exact scans)'}", err=True)
+        t = time.perf_counter()
+        name = set_index(conn, model, method=method, m=m, ef_construction=ef_construction, lists=lists,
+                         probes=probes, quantization=quantization, progress=not quiet)
+        seconds = time.perf_counter() - t
+        size = index_mb(conn, name)
+        built = f"{name}, {size:.1f} MB, built in {seconds:.1f} s" if size is not None else None
+        click.echo(f"{model}: {built or name or 'no index (exact scans)'}", err=True)
         if name and target_recall is None and stored_rows(conn, get_model(conn, model)) >= recall_target.APPLY_FROM_ROWS:
             target_recall = recall_target.DEFAULT_TARGET
         choice = recall_target.choose_setting(conn, model, target_recall) if name and target_recall else None

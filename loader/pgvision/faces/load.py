@@ -21,7 +21,7 @@ import numpy as np
 import psycopg
 from tqdm import tqdm
 
-from pgvision import indexes, recall_target
+from pgvision import index_progress, indexes, recall_target
 from pgvision.faces.align import align_faces
 from pgvision.faces.detect import Face, FaceDetector
 from pgvision.faces.embed import FaceModel
@@ -82,6 +82,7 @@ class FaceLoadSummary:
         seconds: per stage (hash, decode, detect, align, embed, copy, index, total).
         recall: the search setting re-chosen for the model's target recall after this
             load (:func:`pgvision.recall_target.recheck`), one line; None when not re-chosen.
+        index: name of the model's ANN index; index_mb: its size in MB (None without).
     """
 
     model: str
@@ -99,6 +100,7 @@ class FaceLoadSummary:
     seconds: Counter = field(default_factory=Counter)
     index: str | None = None
     recall: str | None = None
+    index_mb: float | None = None
 
     def format(self) -> str:
         """E.g. ``loaded 798 photos, 835 faces (835 new embeddings), already done 0, skipped 2: 2 no-face``."""
@@ -114,6 +116,8 @@ class FaceLoadSummary:
                  + ", ".join(f"{k} {s[k]:.1f}" for k in ("hash", "decode", "detect", "align", "embed", "copy", "index", "total") if k in s))
         if self.recall:
             text += "\n" + self.recall
+        if self.index_mb is not None:
+            text += f"; index {self.index_mb:.1f} MB"
         return text
 
 
@@ -261,11 +265,14 @@ def load_faces(
         if len(batch) >= batch_size:
             flush()
     flush()
+    if summary.photos or summary.enrolled:
+        index_progress.analyze(conn, "images", "faces", "face_scans", "identities", "face_embeddings")
     if build_index:
         t0 = time.perf_counter()
-        summary.index = indexes.ensure_index(conn, model_id)
+        summary.index = indexes.ensure_index(conn, model_id, progress=progress)
         choice = recall_target.recheck(conn, model_id)
         summary.recall = recall_target.describe(choice) if choice else None
         summary.seconds["index"] += time.perf_counter() - t0
+        summary.index_mb = index_progress.index_mb(conn, summary.index)
     summary.seconds["total"] = time.perf_counter() - t_total
     return summary

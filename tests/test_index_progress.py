@@ -1,0 +1,117 @@
+"""Index builds at scale: graph memory estimate, progress from pg_stat_progress_create_index,
+ANALYZE after loads and builds, index size in the summaries (issue 13 item 2)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from pgvision import index_progress
+from pgvision.cli import main
+from pgvision.database import connect
+from pgvision.indexes import ensure_index
+from sqlhelpers import add_images
+
+
+def _copy_vectors(conn, table: str, x: np.ndarray) -> None:
+    conn.execute(f"CREATE TABLE {table} (e vector({x.shape[1]}))")
+    with conn.cursor().copy(f"COPY {table} (e) FROM STDIN WITH (FORMAT BINARY)") as cp:
+        cp.set_types(["vector"])
+        for v in x:
+            cp.write_row([v])
+
+
+def test_graph_estimate_matches_pgvectors_notice_and_progress_is_seen(conn, capsys):
+    """A build slowed by a 1MB maintenance_work_mem: pgvector's NOTICE says after how many
+    tuples the graph outgrew it, which gives its bytes per tuple; the watcher on a second
+    connection records the build's phase from pg_stat_progress_create_index."""
+    _copy_vectors(conn, "public.t", np.random.default_rng(0).normal(size=(2000, 128)).astype(np.float32))
+    notices: list[str] = []
+    conn.add_notice_handler(lambda d: notices.append(d.message_primary))
+    conn.execute("SET maintenance_work_mem = '1MB'")
+    conn.execute("SET max_parallel_maintenance_workers = 0")
+    seen: list[dict] = []
+    with index_progress.ProgressWatcher(conn, show=True, on_progress=seen.append, poll_seconds=0.02,
+                                        desc="indexing t", rows=2000) as watcher:
+        conn.execute("CREATE INDEX ON public.t USING hnsw (e vector_l2_ops)")
+    fits = re.fullmatch(r"hnsw graph no longer fits into maintenance_work_mem after (\d+) tuples", notices[0])
+    assert fits, notices
+    measured = 1024 * 1024 / int(fits.group(1))
+    estimate = index_progress.hnsw_graph_bytes(1, 128, 16)
+    assert estimate == 1178  # 112 + (8 + 128 x 4) + (32 + 16/15) x 16 + (1 + 1/15) x 16, by hand
+    assert abs(estimate - measured) / measured < 0.10, (estimate, measured)
+    assert "building index: loading tuples" in watcher.phases
+    loading = [r for r in seen if r["phase"] == "building index: loading tuples"]
+    assert all(0 <= r["tuples_done"] <= 2000 and r["blocks_total"] > 0 for r in loading)
+    assert loading[-1]["tuples_done"] > 0
+    # the bar on stderr: phase, then tuples done / the rows given
+    assert re.search(r"indexing t: building index: loading tuples: +\d+%\|.*\| \d+/2000 ", capsys.readouterr().err)
+
+
+def test_memory_warning_names_the_need_and_the_fix(conn):
+    model = {"name": "faces128", "index_method": "hnsw", "dims": 128, "hnsw_m": 16}
+    conn.execute("SET maintenance_work_mem = '64MB'")
+    # 1M x 1178.13 bytes = 1,178,133,333 bytes = 1123.6 MB
+    assert index_progress.memory_warning(conn, model, 1_000_000) == (
+        "the HNSW graph of 'faces128' (1000000 x 128, m 16) needs about 1,123.6 MB but maintenance_work_mem is "
+        "64MB: the build will be much slower; fix: pgvision db tune (sizes the server to its machine), or "
+        "SET maintenance_work_mem = '1124MB' before building"
+    )
+    conn.execute("SET maintenance_work_mem = '1124MB'")
+    assert index_progress.memory_warning(conn, model, 1_000_000) is None
+    assert index_progress.memory_warning(conn, {**model, "index_method": "ivfflat"}, 1_000_000) is None
+
+
+def test_ensure_index_warns_before_a_graph_that_does_not_fit(conn, caplog):
+    add_images(conn, "tiny", [(f"t{i}", None, [float(i), 1.0]) for i in range(3)])
+    add_images(conn, "many", [(f"m{i}", None, [float(i), 1.0]) for i in range(2000)])
+    conn.execute("SET maintenance_work_mem = '1MB'")
+    with caplog.at_level("WARNING", logger="pgvision.index_progress"):
+        assert ensure_index(conn, 1) == "image_embeddings_model_1_hnsw"
+        assert caplog.messages == []  # 3 x 674 bytes fit in 1MB
+        assert ensure_index(conn, 2) == "image_embeddings_model_2_hnsw"
+    # 2000 x (112 + 8 + 2 x 4 + 546.13) = 1,348,266 bytes = 1.29 MB
+    assert caplog.messages == [
+        "the HNSW graph of 'many' (2000 x 2, m 16) needs about 1.3 MB but maintenance_work_mem is 1MB: the build "
+        "will be much slower; fix: pgvision db tune (sizes the server to its machine), or SET maintenance_work_mem "
+        "= '2MB' before building"
+    ]
+
+
+def _analyzed(conn, table: str):
+    return conn.execute("SELECT last_analyze FROM pg_stat_user_tables WHERE schemaname = 'pgvision' AND relname = %s",
+                        (table,)).fetchone()[0]
+
+
+def test_load_vectors_analyzes_and_reports_the_index_size(database_url, tmp_path):
+    np.save(tmp_path / "feats.npy", np.random.default_rng(1).normal(size=(300, 8)).astype(np.float32))
+    with connect(database_url, autocommit=True) as conn:
+        assert _analyzed(conn, "image_embeddings") is None and _analyzed(conn, "images") is None
+        out = CliRunner().invoke(main, ["load-vectors", str(tmp_path / "feats.npy"), "--model", "f8", "--metric", "l2",
+                                        "--quiet"], env={"DATABASE_URL": database_url}, catch_exceptions=False)
+        assert out.exit_code == 0, out.output
+        assert out.stdout.startswith("loaded 300, already present 0")
+        size = index_progress.index_mb(conn, "image_embeddings_model_1_hnsw")
+        assert size > 0
+        assert out.stdout.rstrip().endswith(f"; index {size:.1f} MB")
+        assert _analyzed(conn, "image_embeddings") is not None and _analyzed(conn, "images") is not None
+
+
+def test_db_index_reports_size_and_seconds_and_analyzes(database_url, conn):
+    add_images(conn, "tiny", [("a", None, [1.0, 0.0]), ("b", None, [0.0, 1.0])])
+    assert _analyzed(conn, "image_embeddings") is None
+    out = CliRunner().invoke(main, ["db", "index", "tiny", "--m", "8", "--quiet", "--database-url", database_url])
+    assert out.exit_code == 0, out.output
+    size = index_progress.index_mb(conn, "image_embeddings_model_1_hnsw")
+    assert re.fullmatch(rf"tiny: image_embeddings_model_1_hnsw, {size:.1f} MB, built in \d+\.\d s\n", out.output)
+    assert _analyzed(conn, "image_embeddings") is not None
+
+
+@pytest.mark.parametrize("dims, halfvec, per_vector", [(512, False, 2714), (3000, True, 6666)])
+def test_graph_estimate_by_hand(dims, halfvec, per_vector):
+    # 112 + 8 + dims x (4 or 2) + 546.13 neighbour bytes (m 16), truncated once for all rows
+    assert index_progress.hnsw_graph_bytes(1, dims, 16, halfvec=halfvec) == per_vector
+    assert index_progress.hnsw_graph_bytes(1000, dims, 16, halfvec=halfvec) == int(1000 * (120 + dims * (2 if halfvec else 4) + 546.1333333))
