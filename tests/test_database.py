@@ -14,7 +14,6 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from conftest import server_dir
 from pgvision import migrate
 from pgvision.cli import main
 from pgvision.database import connect
@@ -89,8 +88,8 @@ def test_server_without_pgvector_is_refused_and_nothing_is_created(server_withou
         assert c.execute("SELECT to_regclass('public.pgvision_alembic_version')").fetchone()[0] is None
 
 
-def test_db_commands_on_an_embedded_server():
-    tmp_path = server_dir()
+def test_db_commands_on_an_embedded_server(server_home):
+    tmp_path = server_home
     env = {"PGVISION_DATA_DIR": str(tmp_path / "pg")}
     runner = CliRunner()
     try:
@@ -111,11 +110,10 @@ def test_db_commands_on_an_embedded_server():
         stop = runner.invoke(main, ["db", "stop"], env=env)
     assert stop.exit_code == 0
     assert "running:        no" in runner.invoke(main, ["db", "status"], env=env).output
-    shutil.rmtree(tmp_path, ignore_errors=True)
 
 
 @pytest.mark.slow
-def test_wheel_carries_migrations_and_sql(tmp_path):
+def test_wheel_carries_migrations_and_sql(tmp_path, server_home):
     """A non-editable wheel install runs `pgvision db upgrade` with no checkout around."""
     wheels = tmp_path / "wheels"
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(REPO)],
@@ -130,7 +128,7 @@ def test_wheel_carries_migrations_and_sql(tmp_path):
     assert not (site / "alembic").exists()  # `import alembic` stays the library
     work = tmp_path / "elsewhere"
     work.mkdir()
-    env = {**os.environ, "PYTHONPATH": str(site), "PGVISION_DATA_DIR": str(server_dir() / "pg")}
+    env = {**os.environ, "PYTHONPATH": str(site), "PGVISION_DATA_DIR": str(server_home / "pg")}
     env.pop("DATABASE_URL", None)
     code = ("import sys, pgvision.migrate as m; assert str(m.alembic_dir()).startswith(sys.argv[1]), m.alembic_dir(); "
             "from pgvision.cli import main; main(['db', 'upgrade'])")
