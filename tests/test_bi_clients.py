@@ -153,8 +153,11 @@ def test_readme_sql_example_with_sqlalchemy_and_pandas(tcp_server, index):
             rows = cur.fetchall()
             assert list(frame.columns) == [d.name for d in cur.description]
             assert len(frame) == len(rows) > 0
+            names = [d.name for d in cur.description]
             for got, want in zip(frame.itertuples(index=False), rows):
-                for g, w in zip(got, want):
+                for name, g, w in zip(names, got, want):
+                    if name in MACHINE_DEPENDENT:
+                        continue
                     assert g == w or (g is None and w is None) or (pd.isna(g) and w is None) or float(g) == float(w), (g, w)
 
 
