@@ -168,3 +168,41 @@ def test_tcp_setting_survives_a_restart(tcp_server):
     with psycopg.connect(tcp_server["url"]) as c:
         assert c.execute("SELECT current_setting('listen_addresses'), current_setting('port')").fetchone() == (
             "127.0.0.1", str(tcp_server["port"]))
+
+
+def test_user_create_with_password_stdin_then_drop(tcp_server):
+    env = tcp_server["env"]
+    made = cli(["db", "user", "create", "app", "--role", "loader", "--password-stdin"], env, input="s3cret pass\n")
+    url = made.stdout.splitlines()[0].removeprefix("url:  ")
+    assert url == f"postgresql://app:s3cret%20pass@127.0.0.1:{tcp_server['port']}/pgvision"
+    with psycopg.connect(url) as c:
+        assert c.execute("SELECT pg_has_role('app', 'pgvision_loader', 'MEMBER'), "
+                         "pg_has_role('app', 'pgvision_reader', 'MEMBER')").fetchone() == (True, False)
+    again = CliRunner().invoke(main, ["db", "user", "create", "app", "--role", "reader"], env=env)
+    assert again.exit_code == 1
+    assert again.output == "Error: role 'app' exists already: pick another name, or pgvision db user drop app\n"
+    assert cli(["db", "user", "drop", "app"], env).output == "user app dropped\n"
+    with pytest.raises(psycopg.OperationalError, match='password authentication failed for user "app"'):
+        psycopg.connect(url, connect_timeout=5)
+    gone = CliRunner().invoke(main, ["db", "user", "drop", "app"], env=env)
+    assert gone.output == "Error: no role 'app': the users are listed by \\du in pgvision db psql\n"
+    not_ours = CliRunner().invoke(main, ["db", "user", "drop", "postgres"], env=env)
+    assert not_ours.output.startswith("Error: role 'postgres' is not a pgvision user")
+
+
+def test_user_create_on_a_socket_only_server_says_how_to_open_tcp(database_url):
+    if "host=/" not in database_url:
+        pytest.skip("the test server is reached over TCP here (container or PGVISION_TEST_DATABASE_URL)")
+    result = CliRunner().invoke(main, ["db", "user", "create", "x", "--role", "reader", "--database-url", database_url])
+    assert result.exit_code == 1
+    assert result.output == ("Error: the server listens on a Unix socket only, so a BI tool cannot reach it: "
+                             "pgvision db start --port 5433 opens TCP (password required) on 127.0.0.1\n")
+
+
+def test_start_refuses_a_listen_address_that_is_not_one(server_home):
+    env = {"PGVISION_DATA_DIR": str(server_home / "pg"), "DATABASE_URL": None}
+    bad = CliRunner().invoke(main, ["db", "start", "--port", "5999", "--listen", "localhost"], env=env)
+    assert bad.exit_code == 1
+    assert bad.output == ("Error: --listen 'localhost' is not an IP address: give one (e.g. 127.0.0.1, the default) "
+                          "or '*' for every interface\n")
+    assert not (server_home / "pg").exists()
