@@ -43,10 +43,33 @@ def server_dir() -> Path:
 
     As root the server runs as its own system user, which must traverse the path; pytest
     keeps /tmp/pytest-of-<user> at mode 0700 (and resets it when another pytest starts).
+    Whoever calls this removes it: use the :func:`server_home` fixture, or
+    :func:`remove_server_dir` in a ``finally``.
     """
     top = Path(tempfile.mkdtemp(prefix="pgvision-test-"))
     os.chmod(top, 0o755)
     return top
+
+
+def remove_server_dir(top: Path) -> None:
+    """Stop every embedded server whose data directory is under ``top``, then delete ``top``."""
+    from pgvision import server
+
+    for version in top.rglob("PG_VERSION"):
+        if version.parent.name != "base" and server.status(version.parent).running:
+            server.stop(version.parent)
+    shutil.rmtree(top)
+
+
+@pytest.fixture
+def server_home():
+    """A directory for a test's own embedded server (see :func:`server_dir`); afterwards its
+    servers are stopped and the directory (about 47 MB per server) is removed."""
+    top = server_dir()
+    try:
+        yield top
+    finally:
+        remove_server_dir(top)
 
 
 def _docker_answers() -> bool:
@@ -80,8 +103,7 @@ def server_conninfo():
     try:
         yield make_conninfo(url, dbname="postgres")
     finally:
-        server.stop(data)
-        shutil.rmtree(top, ignore_errors=True)
+        remove_server_dir(top)
 
 
 @pytest.fixture(scope="session")

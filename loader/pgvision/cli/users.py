@@ -1,0 +1,70 @@
+"""``pgvision db user``: login roles for BI tools (parses and reports; see pgvision.users)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from pgvision.cli.common import database_url_option, run_guarded
+
+
+@click.group()
+def user() -> None:
+    """Create and drop login users for BI tools and applications (over TCP).
+
+    \b
+    Example:
+      pgvision db start --port 5433
+      pgvision db user create metabase --role reader
+    """
+
+
+@user.command()
+@click.argument("name")
+@click.option("--role", type=click.Choice(["reader", "loader"]), required=True,
+              help="reader: search and read; loader: also insert what `pgvision load` writes.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from stdin instead of generating one.")
+@database_url_option
+@run_guarded
+def create(name: str, role: str, password_stdin: bool, database_url: str | None) -> None:
+    """Create login user NAME in pgvision_<ROLE>; print its URLs (with the password) once.
+
+    The password (generated unless --password-stdin) is printed here and stored nowhere:
+    keep the URL.
+
+    \b
+    Example:
+      pgvision db user create metabase --role reader
+      printf %s "$PW" | pgvision db user create app --role loader --password-stdin
+    """
+    from pgvision.database import connect, require_schema, resolve_url
+    from pgvision.users import create_user
+
+    password = sys.stdin.read() if password_stdin else None
+    url = resolve_url(database_url)
+    with connect(url, autocommit=True) as conn:
+        require_schema(conn)
+        new = create_user(conn, url, name, role, password)
+    click.echo(f"user {new.name} created in pgvision_{role}; its password is shown once, below", err=True)
+    click.echo(f"url:  {new.url}")
+    click.echo(f"jdbc: {new.jdbc_url}")
+
+
+@user.command()
+@click.argument("name")
+@database_url_option
+@run_guarded
+def drop(name: str, database_url: str | None) -> None:
+    """Drop login user NAME.
+
+    \b
+    Example:
+      pgvision db user drop metabase
+    """
+    from pgvision.database import connect
+    from pgvision.users import drop_user
+
+    with connect(database_url, autocommit=True) as conn:
+        drop_user(conn, name)
+    click.echo(f"user {name} dropped", err=True)
