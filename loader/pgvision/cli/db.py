@@ -201,3 +201,7 @@ def index(model: str, method: str, m: int | None, ef_construction: int | None, l
         require_schema(conn)
         name = set_index(conn, model, method=method, m=m, ef_construction=ef_construction, lists=lists, probes=probes)
     click.echo(f"{model}: {name or 'no index (exact scans)'}", err=True)
+
+from pgvision.cli.replica import replica  # noqa: E402
+
+db.add_command(replica)
