@@ -200,3 +200,24 @@ def test_replica_remove_drops_its_slot_and_directory(cluster):
     assert not r3.data_dir.exists()
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT slot_name FROM pg_replication_slots ORDER BY 1").fetchall() == [("r1",), ("r2",)]
+
+
+def test_replica_cli_add_list_remove(cluster):
+    url, (r1, r2), _ = cluster
+    env = {"PGVISION_DATA_DIR": str(r1.data_dir.parent.parent / "data")}
+    added = cli(["db", "replica", "add", "--name", "r4"], env)
+    assert added.exit_code == 0, added.output
+    r4_url = added.stdout.strip()
+    with psycopg.connect(r4_url) as conn:
+        assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
+    listed = cli(["db", "replica", "list"], env)
+    assert [line.split("  ")[:3] for line in listed.stdout.splitlines()] == [
+        ["r1", "running", r1.url], ["r2", "running", r2.url], ["r4", "running", r4_url]]
+    read_url = cli(["db", "replica", "list", "--urls"], env).stdout.strip()
+    with psycopg.connect(read_url) as conn:
+        assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
+    assert cli(["db", "replica", "stop", "r4"], env).stderr == "stopped\n"
+    assert cli(["db", "replica", "remove", "r4"], env).stderr == "removed r4\n"
+    missing = cli(["db", "replica", "stop", "r4"], env)
+    assert missing.exit_code == 1
+    assert missing.stderr == "Error: no replica named 'r4': the replicas are r1, r2 (pgvision db replica list)\n"
