@@ -244,3 +244,23 @@ def test_replica_of_a_tcp_primary_listens_on_tcp():
             replicas.stop(rep.name, primary)
         server.stop(primary)
         shutil.rmtree(top, ignore_errors=True)
+
+
+def test_identify_cli_with_read_url_runs_on_the_replica(cluster):
+    pytest.importorskip("dlib", reason="identify detects faces with dlib: pip install -e '.[faces]'")
+    from pathlib import Path
+
+    url, (r1, _), _ = cluster
+    astronaut = Path(__file__).resolve().parent / "fixtures" / "photos" / "astronaut_eileen_collins.jpg"
+    refused = cli(["enroll", "Eileen Collins", str(astronaut), "--quiet"], {"DATABASE_URL": r1.url})
+    assert refused.exit_code == 1
+    assert refused.output.strip().splitlines()[-1] == (
+        f"Error: the server at {r1.url} is a read-only hot standby: point loads at the primary (DATABASE_URL)")
+    enrolled = cli(["enroll", "Eileen Collins", str(astronaut), "--quiet"], {"DATABASE_URL": url})
+    assert enrolled.exit_code == 0, enrolled.output
+    replicas.wait_for_replay(url, r1.url)
+    on_primary = cli(["identify", str(astronaut), "--json"], {"DATABASE_URL": url})
+    on_replica = cli(["identify", str(astronaut), "--json", "--read-url", r1.url], {"DATABASE_URL": url})
+    assert on_primary.exit_code == 0, on_primary.output
+    assert '"name": "Eileen Collins"' in on_primary.stdout
+    assert on_replica.stdout == on_primary.stdout
