@@ -31,6 +31,16 @@ def resolve_url(database_url: str | None = None) -> str:
     return server.start()
 
 
+def resolve_read_url(read_url: str | None = None, database_url: str | None = None) -> str:
+    """Return the URL for reads: ``read_url``, ``$PGVISION_READ_URL``, else :func:`resolve_url`.
+
+    A read URL may name a hot standby or several servers at once (libpq multi-host URL with
+    ``target_session_attrs=prefer-standby&load_balance_hosts=random``); see docs/scale-out.md.
+    Loads never use it: they go to ``database_url`` (the primary).
+    """
+    return read_url or os.environ.get("PGVISION_READ_URL") or resolve_url(database_url)
+
+
 def redact(url: str) -> str:
     """Hide the password of a connection string for messages, in every form libpq takes.
 

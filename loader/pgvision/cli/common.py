@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 
 import click
 import psycopg
@@ -19,6 +20,15 @@ database_url_option = click.option(
     metavar="URL",
     help="PostgreSQL (with pgvector >= 0.8) to use, e.g. postgresql://user:pw@host/db. "
     "[env: DATABASE_URL; default: the embedded server]",
+)
+
+read_url_option = click.option(
+    "--read-url",
+    envvar="PGVISION_READ_URL",
+    metavar="URL",
+    help="Server(s) for this read, e.g. a hot-standby replica or a multi-host URL "
+    "(host=a,b&target_session_attrs=prefer-standby&load_balance_hosts=random). "
+    "[env: PGVISION_READ_URL; default: --database-url]",
 )
 
 
@@ -42,6 +52,14 @@ def run_guarded(func):
             raise click.ClickException(message) from None
         except PgvisionError as exc:
             raise click.ClickException(str(exc)) from None
+        except psycopg.errors.ReadOnlySqlTransaction:
+            from pgvision.database import redact
+
+            url = kwargs.get("database_url") or os.environ.get("DATABASE_URL")
+            where = f"the server at {redact(url)}" if url else "the server"
+            raise click.ClickException(
+                f"{where} is a read-only hot standby: point loads at the primary (DATABASE_URL)"
+            ) from None
         except CommandError as exc:  # Alembic: unknown revision, bad range, ...
             raise click.ClickException(f"{exc}: see the revisions with pgvision db history") from None
         except psycopg.Error as exc:

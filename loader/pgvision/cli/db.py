@@ -8,6 +8,7 @@ import click
 
 from pgvision import migrate, server
 from pgvision.cli.common import database_url_option, run_guarded
+from pgvision.cli.replica import replica
 from pgvision.cli.tune import tune
 from pgvision.cli.users import user
 
@@ -276,3 +277,4 @@ def index(model: str, method: str, m: int | None, ef_construction: int | None, l
 
 
 db.add_command(user)
+db.add_command(replica)

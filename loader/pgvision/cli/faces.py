@@ -9,7 +9,7 @@ import functools
 
 import click
 
-from pgvision.cli.common import database_url_option, json_text, open_database, run_guarded
+from pgvision.cli.common import database_url_option, json_text, open_database, read_url_option, run_guarded
 
 
 def _guarded(func):
@@ -166,9 +166,10 @@ def enroll(name, images, model, weights, detector, upsample, min_face_px, device
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per face instead of a table.")
 @quiet_option
 @database_url_option
+@read_url_option
 @_guarded
 def identify(image, model, weights, detector, upsample, min_face_px, device, threshold, min_margin, candidates,
-             as_json, quiet, database_url):
+             as_json, quiet, database_url, read_url):
     """Identify every face of IMAGE against the enrolled gallery, through SQL pgvision.identify.
 
     For each face: the identity given (or unknown), its distance and similarity, and the
@@ -179,10 +180,11 @@ def identify(image, model, weights, detector, upsample, min_face_px, device, thr
       pgvision identify group.jpg
       pgvision identify probe.jpg --model facenet --weights facenet.pt --threshold 0.35
     """
+    from pgvision.database import resolve_read_url
     from pgvision.faces.identify import identify_photo
 
     pipeline = build_pipeline(model, weights, detector, upsample, min_face_px, device)
-    with open_database(database_url, create=False, autocommit=False) as conn:
+    with open_database(resolve_read_url(read_url, database_url), create=False, autocommit=False) as conn:
         verdicts = identify_photo(conn, image, pipeline, threshold, min_margin, candidates)
     if not verdicts:
         from pgvision.files import display

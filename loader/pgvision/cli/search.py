@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import click
 
-from pgvision.cli.common import database_url_option, json_text, open_database, run_guarded
+from pgvision.cli.common import database_url_option, json_text, open_database, read_url_option, run_guarded
 from pgvision.cli.load import build_embedder, model_options
+from pgvision.database import resolve_read_url
 
 COLUMNS = ("image_id", "distance", "similarity", "label", "uri")
 
@@ -67,10 +68,11 @@ def _fetch(conn, query: str, params: dict) -> list[dict]:
 @search_options
 @model_options
 @database_url_option
+@read_url_option
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but the results.")
 @run_guarded
 def search(image, k, label, ef_search, as_json, model, weights, output, dims, metric, name, device,
-           database_url, quiet):
+           database_url, read_url, quiet):
     """Find the stored images nearest to IMAGE (a file), nearest first.
 
     The probe is embedded here with the same model options as `pgvision load` (the model's
@@ -100,7 +102,7 @@ def search(image, k, label, ef_search, as_json, model, weights, output, dims, me
     except ImageSkipped as exc:
         detail = f"{exc.reason}: {exc.detail}" if exc.detail else exc.reason
         raise click.ClickException(f"cannot use {display(image)} as a probe: {detail}") from None
-    with open_database(database_url, create=False) as conn:
+    with open_database(resolve_read_url(read_url, database_url), create=False) as conn:
         row = get_model(conn, spec.name)
         if row["dims"] != spec.dims or (
             row["weights_sha256"] and spec.weights_sha256 and row["weights_sha256"] != spec.weights_sha256
@@ -127,8 +129,9 @@ def search(image, k, label, ef_search, as_json, model, weights, output, dims, me
 @click.option("--model", metavar="NAME", default=None,
               help="Registered model name [default: the default image model].")
 @database_url_option
+@read_url_option
 @run_guarded
-def similar(image_id, k, label, ef_search, as_json, model, database_url):
+def similar(image_id, k, label, ef_search, as_json, model, database_url, read_url):
     """Find the stored images nearest to stored image IMAGE_ID (itself excluded).
 
     Runs pgvision.similar_images, the function a BI tool calls with no vector in hand.
@@ -139,7 +142,7 @@ def similar(image_id, k, label, ef_search, as_json, model, database_url):
       pgvision similar 42 --model resnet50 --json
     """
 
-    with open_database(database_url, create=False) as conn:
+    with open_database(resolve_read_url(read_url, database_url), create=False) as conn:
         rows = _fetch(
             conn,
             "SELECT image_id, distance, similarity, label, uri FROM pgvision.similar_images("

