@@ -33,7 +33,7 @@ def _guarded(func):
 
 
 def face_model_options(func):
-    """``--model``, ``--weights``, ``--detector``, ``--upsample``, ``--min-face-px``, ``--device``."""
+    """``--model``, ``--weights``, ``--detector``, ``--upsample``, ``--min-face-px``, ``--device``, ``--crop``."""
     options = [
         click.option("--model", type=click.Choice(["dlib", "facenet"]), default="dlib", show_default=True,
                      help="Face model: dlib (ResNet, 128-d, L2) or facenet (InceptionResnetV1, 512-d, cosine; needs --weights)."),
@@ -48,18 +48,21 @@ def face_model_options(func):
                      help="Faces narrower than this many pixels are counted as too small and not stored."),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
                      help="Where facenet runs; auto = cuda when available (dlib runs on the CPU)."),
+        click.option("--crop", type=click.Choice(["detect", "whole"]), default="detect", show_default=True,
+                     help="detect: find faces with --detector (a small face-sized photo where none is found is taken "
+                          "whole); whole: every photo is one pre-cropped face (ID photos, exported crops), no detector."),
     ]
     for option in reversed(options):
         func = option(func)
     return func
 
 
-def build_pipeline(model, weights, detector, upsample, min_face_px, device):
+def build_pipeline(model, weights, detector, upsample, min_face_px, device, crop="detect"):
     from pgvision.faces.detect import FaceDetector
     from pgvision.faces.embed import load_face_model
     from pgvision.faces.load import FacePipeline
 
-    return FacePipeline(load_face_model(model, weights, device), FaceDetector(detector, upsample, min_face_px))
+    return FacePipeline(load_face_model(model, weights, device), FaceDetector(detector, upsample, min_face_px, crop))
 
 
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bar; print only the summary.")
@@ -85,7 +88,7 @@ def faces() -> None:
 @quiet_option
 @database_url_option
 @_guarded
-def faces_load(paths, model, weights, detector, upsample, min_face_px, device, identity_from, batch_size, quiet,
+def faces_load(paths, model, weights, detector, upsample, min_face_px, device, crop, identity_from, batch_size, quiet,
                database_url):
     """Detect every face of the photos under PATH..., align, embed and store it.
 
@@ -100,7 +103,7 @@ def faces_load(paths, model, weights, detector, upsample, min_face_px, device, i
     """
     from pgvision.faces.load import load_faces
 
-    pipeline = build_pipeline(model, weights, detector, upsample, min_face_px, device)
+    pipeline = build_pipeline(model, weights, detector, upsample, min_face_px, device, crop)
     with open_database(database_url) as conn:
         summary = load_faces(conn, paths, pipeline, identity_from=identity_from, batch_size=batch_size,
                              progress=not quiet)
@@ -114,7 +117,7 @@ def faces_load(paths, model, weights, detector, upsample, min_face_px, device, i
 @quiet_option
 @database_url_option
 @_guarded
-def enroll(name, images, model, weights, detector, upsample, min_face_px, device, quiet, database_url):
+def enroll(name, images, model, weights, detector, upsample, min_face_px, device, crop, quiet, database_url):
     """Enroll NAME with the largest face of each of IMAGE... (its gallery).
 
     Several photos per person make a better gallery: the decision rule uses the mean of
@@ -126,7 +129,7 @@ def enroll(name, images, model, weights, detector, upsample, min_face_px, device
     """
     from pgvision.faces.load import load_faces
 
-    pipeline = build_pipeline(model, weights, detector, upsample, min_face_px, device)
+    pipeline = build_pipeline(model, weights, detector, upsample, min_face_px, device, crop)
     with open_database(database_url) as conn:
         summary = load_faces(conn, images, pipeline, identity=name, progress=not quiet)
         total = conn.execute(
@@ -153,7 +156,7 @@ def enroll(name, images, model, weights, detector, upsample, min_face_px, device
 @quiet_option
 @database_url_option
 @_guarded
-def identify(image, model, weights, detector, upsample, min_face_px, device, threshold, min_margin, candidates,
+def identify(image, model, weights, detector, upsample, min_face_px, device, crop, threshold, min_margin, candidates,
              as_json, quiet, database_url):
     """Identify every face of IMAGE against the enrolled gallery, through SQL pgvision.identify.
 
@@ -167,7 +170,7 @@ def identify(image, model, weights, detector, upsample, min_face_px, device, thr
     """
     from pgvision.faces.identify import identify_photo
 
-    pipeline = build_pipeline(model, weights, detector, upsample, min_face_px, device)
+    pipeline = build_pipeline(model, weights, detector, upsample, min_face_px, device, crop)
     with open_database(database_url, create=False, autocommit=False) as conn:
         verdicts = identify_photo(conn, image, pipeline, threshold, min_margin, candidates)
     if not verdicts:
@@ -290,8 +293,13 @@ def eval_group() -> None:
               help="Photos enrolled per enrolled identity (its first N with a face, by file name).")
 @click.option("--unknown-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.5, show_default=True,
               help="Share of identities never enrolled (their photos are the non-mated probes).")
-@click.option("--target-far", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.001,
-              show_default=True, help="Target FAR of the calibration run on the gallery.")
+@click.option("--split", type=click.Choice(["first", "second"]), default="first", show_default=True,
+              help="Which identities are enrolled: first (with --unknown-fraction 0.5, the 1st, 3rd, ... by name) "
+                   "or second (the same rule over the names in reverse order: the other half).")
+@click.option("--target-fpir", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.01,
+              show_default=True, help="Target FPIR of the calibration run on the gallery (as calibrate).")
+@click.option("--target-far", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="Calibrate per comparison instead (as calibrate --target-far).")
 @click.option("--margin-frr", type=click.FloatRange(0, 0.5), default=0.0, show_default=True,
               help="As calibrate --margin-frr.")
 @click.option("--method", type=click.Choice(["auto", "empirical", "normal"]), default="auto", show_default=True,
@@ -305,16 +313,18 @@ def eval_group() -> None:
 @quiet_option
 @database_url_option
 @_guarded
-def eval_identify(directory, model, weights, detector, upsample, min_face_px, device, enroll_per_identity,
-                  unknown_fraction, target_far, margin_frr, method, plot, roc_plot, keep_database, quiet, database_url):
+def eval_identify(directory, model, weights, detector, upsample, min_face_px, device, crop, enroll_per_identity,
+                  unknown_fraction, split, target_fpir, target_far, margin_frr, method, plot, roc_plot, keep_database,
+                  quiet, database_url):
     """Open-set identification on DIRECTORY/<identity>/*: rank-1, TPIR and FPIR.
 
     Runs in a scratch database created on the server (and dropped afterwards): enrolls
-    --enroll-per-identity photos of part of the identities, calibrates on that gallery,
-    probes with the other photos of enrolled people (mated) and with every photo of the
-    others (non-mated) through SQL identify_face, and reports closed-set rank-1, TPIR and
-    FPIR at the calibrated threshold, and TPIR at fixed FPIRs for rule v2 and the
-    nearest-face rule.
+    --enroll-per-identity photos of part of the identities, calibrates on that gallery
+    alone (as pgvision calibrate, default --target-fpir 0.01), probes with the other photos
+    of enrolled people (mated) and with every photo of the others (non-mated) through SQL
+    identify_face, and reports TPIR and FPIR at the calibrated threshold first (what a
+    deployment gets), then the oracle curve: TPIR at fixed FPIRs for rule v2 and the
+    nearest-face rule, thresholds chosen on the probes themselves.
 
     \b
     Example:
@@ -325,11 +335,14 @@ def eval_identify(directory, model, weights, detector, upsample, min_face_px, de
     from pgvision.faces.calibrate import plot_roc
     from pgvision.faces.evaluate import evaluate_identification, plot_tpir_fpir, scratch_database
 
-    pipeline = build_pipeline(model, weights, detector, upsample, min_face_px, device)
+    if plot or roc_plot:
+        require_matplotlib()
+    pipeline = build_pipeline(model, weights, detector, upsample, min_face_px, device, crop)
     with scratch_database(resolve_url(database_url), keep=keep_database) as url:
         with connect(url, autocommit=True) as conn:
             result = evaluate_identification(conn, directory, pipeline, enroll_per_identity, unknown_fraction,
-                                             target_far, margin_frr, method=method, progress=not quiet)
+                                             target_far, margin_frr, method=method, progress=not quiet,
+                                             target_fpir=target_fpir, split=split)
         if keep_database:
             click.echo(f"scratch database kept: {url}")
     click.echo(result.load.format())
