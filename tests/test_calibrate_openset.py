@@ -129,8 +129,9 @@ def test_store_records_the_open_set_figures(conn, line_gallery):
 def test_calibrate_cli_defaults_to_open_set(database_url, conn, line_gallery):
     result = CliRunner().invoke(main, ["calibrate", "--model", "line2d", "--database-url", database_url])
     assert result.exit_code == 0, result.output
-    assert ("model line2d (l2): 3 identities, 6 gallery faces; 6 stranger searches (each person left out in turn), "
-            "6 genuine searches; 6 genuine, 12 impostor comparisons") in result.output
+    assert "model line2d (l2): 3 identities, 6 gallery faces; 6 genuine, 12 impostor comparisons\n" in result.output
+    assert ("open-set: 6 stranger searches (each person left out in turn), 6 genuine searches, "
+            "through SQL identify_face\n") in result.output
     assert "note: a target FPIR of 0.01 needs >= 300 stranger probes" in result.output
     # Gaussian 0.01 quantile of the strangers (mean 1.2, sd 0.4195): 1.2 - 2.3263 sd = 0.2240; genuine 0.2 pass, 0.4 do not
     assert "stored: threshold 0.2240 (FPIR 0.01, normal)" in result.output

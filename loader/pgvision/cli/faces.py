@@ -197,9 +197,9 @@ def identify(image, model, weights, detector, upsample, min_face_px, device, cro
 def print_calibration(cal) -> None:
     """The calibration's open-set and per-comparison figures, and the support note."""
     click.echo(f"model {cal.model} ({cal.metric}): {cal.identities} identities, {cal.faces} gallery faces; "
-               f"{cal.strangers} stranger searches (each person left out in turn), "
-               f"{len(cal.open_set.genuine_distance)} genuine searches; "
                f"{cal.genuine_pairs} genuine, {cal.impostor_pairs} impostor comparisons")
+    click.echo(f"open-set: {cal.strangers} stranger searches (each person left out in turn), "
+               f"{len(cal.open_set.genuine_distance)} genuine searches, through SQL identify_face")
     click.echo(f"{'per comparison':<20}{'threshold':>10}{'FAR':>10}{'FRR':>10}{'TAR':>10}{'FPIR':>10}{'TPIR':>10}")
     for label, t, far, frr, tar in cal.table:
         fpir, tpir = cal.open_set.rates(t, cal.min_margin)
