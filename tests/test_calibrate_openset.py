@@ -138,3 +138,15 @@ def test_calibrate_cli_defaults_to_open_set(database_url, conn, line_gallery):
     assert "expected FPIR 0.0000 (over 6 stranger searches), expected TPIR 0.6667 (FNIR 0.3333)" in result.output
     stored = conn.execute("SELECT target_fpir, strangers, method FROM pgvision.calibrations").fetchone()
     assert stored == (0.01, 6, "fpir normal")
+
+
+def test_plot_without_matplotlib_names_the_extra(database_url, conn, line_gallery, monkeypatch, tmp_path):
+    monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)    # as if it were not installed
+    runner = CliRunner()
+    result = runner.invoke(main, ["calibrate", "--model", "line2d", "--plot", str(tmp_path / "roc.png"),
+                                  "--database-url", database_url])
+    assert (result.exit_code, result.output) == (1, "Error: --plot needs matplotlib: pip install 'pgvision[plot]'\n")
+    assert conn.execute("SELECT count(*) FROM pgvision.calibrations").fetchone()[0] == 0     # stopped before any work
+    result = runner.invoke(main, ["eval", "identify", str(tmp_path), "--plot", str(tmp_path / "t.png"),
+                                  "--database-url", database_url])
+    assert (result.exit_code, result.output) == (1, "Error: --plot needs matplotlib: pip install 'pgvision[plot]'\n")
