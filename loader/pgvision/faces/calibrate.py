@@ -55,8 +55,8 @@ Whatever the method, the FAR, FRR and TAR reported are counted on the comparison
 A stranger probed against N identities is falsely accepted with probability about
 ``1 - (1 - FAR)^N`` (the FPIR), so the target FAR should shrink as the gallery grows.
 
-``min_margin`` (the second condition of the rule) is set from the genuine leave-one-out
-margins: the ``margin_frr`` quantile of them (default 0: no margin condition; see
+``min_margin`` (the second condition of the rule) is set from the SQL genuine searches'
+margins (those with the right identity first): the ``margin_frr`` quantile of them (default 0: no margin condition; see
 docs/faces.md for why the default is off on LFW).
 """
 
@@ -68,7 +68,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import psycopg
 
-from pgvision.faces.decide import identity_distances, rank_identities
+from pgvision.faces.decide import identity_distances
 from pgvision.registry import get_model
 
 
