@@ -1,7 +1,7 @@
 """Per-model views for hand-written SQL and BI tools: pgvision.vectors_<model>.
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2026-11-22
 
 Each model gets a view with its rows and ``embedding`` typed as the model's ``vector(D)``

@@ -1,7 +1,7 @@
 """Scale: identify's plan independent of statistics; search settings chosen by recall.
 
 Revision ID: 0006
-Revises: 0003
+Revises: 0005
 Create Date: 2026-11-22
 
 * ``_identify.v4``: the same decision rule as v2, evaluated over deeper candidates
@@ -29,7 +29,7 @@ from alembic import op
 from pgvision.migrate import apply_sql
 
 revision = "0006"
-down_revision = "0003"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

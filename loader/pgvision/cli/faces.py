@@ -32,7 +32,7 @@ def _guarded(func):
 
 
 def face_model_options(func):
-    """``--model``, ``--weights``, ``--detector``, ``--upsample``, ``--min-face-px``, ``--device``."""
+    """``--model``, ``--weights``, ``--detector``, ``--upsample``, ``--min-face-px``, ``--device``, ``--crop``."""
     options = [
         click.option("--model", type=click.Choice(["dlib", "facenet"]), default="dlib", show_default=True,
                      help="Face model: dlib (ResNet, 128-d, L2) or facenet (InceptionResnetV1, 512-d, cosine; needs --weights)."),
@@ -47,18 +47,21 @@ def face_model_options(func):
                      help="Faces narrower than this many pixels are counted as too small and not stored."),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
                      help="Where facenet runs; auto = cuda when available (dlib runs on the CPU)."),
+        click.option("--crop", type=click.Choice(["detect", "whole"]), default="detect", show_default=True,
+                     help="detect: find faces with --detector (a small face-sized photo where none is found is taken "
+                          "whole); whole: every photo is one pre-cropped face (ID photos, exported crops), no detector."),
     ]
     for option in reversed(options):
         func = option(func)
     return func
 
 
-def build_pipeline(model, weights, detector, upsample, min_face_px, device):
+def build_pipeline(model, weights, detector, upsample, min_face_px, device, crop="detect"):
     from pgvision.faces.detect import FaceDetector
     from pgvision.faces.embed import load_face_model
     from pgvision.faces.load import FacePipeline
 
-    return FacePipeline(load_face_model(model, weights, device), FaceDetector(detector, upsample, min_face_px))
+    return FacePipeline(load_face_model(model, weights, device), FaceDetector(detector, upsample, min_face_px, crop))
 
 
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bar; print only the summary.")
@@ -86,8 +89,8 @@ def faces() -> None:
 @quiet_option
 @database_url_option
 @_guarded
-def faces_load(paths, model, weights, detector, upsample, min_face_px, device, identity_from, batch_size, reassign,
-               quiet, database_url):
+def faces_load(paths, model, weights, detector, upsample, min_face_px, device, crop, identity_from, batch_size,
+               reassign, quiet, database_url):
     """Detect every face of the photos under PATH..., align, embed and store it.
 
     Idempotent and resumable: photos already scanned with this detector and embedded with
@@ -101,7 +104,7 @@ def faces_load(paths, model, weights, detector, upsample, min_face_px, device, i
     """
     from pgvision.faces.load import load_faces
 
-    pipeline = build_pipeline(model, weights, detector, upsample, min_face_px, device)
+    pipeline = build_pipeline(model, weights, detector, upsample, min_face_px, device, crop)
     with open_database(database_url) as conn:
         summary = load_faces(conn, paths, pipeline, identity_from=identity_from, batch_size=batch_size,
                              progress=not quiet, reassign=reassign)
@@ -117,7 +120,7 @@ def faces_load(paths, model, weights, detector, upsample, min_face_px, device, i
 @quiet_option
 @database_url_option
 @_guarded
-def enroll(name, images, model, weights, detector, upsample, min_face_px, device, reassign, quiet, database_url):
+def enroll(name, images, model, weights, detector, upsample, min_face_px, device, crop, reassign, quiet, database_url):
     """Enroll NAME with the largest face of each of IMAGE... (its gallery).
 
     Several photos per person make a better gallery: the decision rule uses the mean of
@@ -129,7 +132,7 @@ def enroll(name, images, model, weights, detector, upsample, min_face_px, device
     """
     from pgvision.faces.load import load_faces
 
-    pipeline = build_pipeline(model, weights, detector, upsample, min_face_px, device)
+    pipeline = build_pipeline(model, weights, detector, upsample, min_face_px, device, crop)
     with open_database(database_url) as conn:
         summary = load_faces(conn, images, pipeline, identity=name, progress=not quiet, reassign=reassign)
         total = conn.execute(
@@ -168,7 +171,7 @@ def enroll(name, images, model, weights, detector, upsample, min_face_px, device
 @database_url_option
 @read_url_option
 @_guarded
-def identify(image, model, weights, detector, upsample, min_face_px, device, threshold, min_margin, candidates,
+def identify(image, model, weights, detector, upsample, min_face_px, device, crop, threshold, min_margin, candidates,
              as_json, quiet, database_url, read_url):
     """Identify every face of IMAGE against the enrolled gallery, through SQL pgvision.identify.
 
@@ -183,7 +186,7 @@ def identify(image, model, weights, detector, upsample, min_face_px, device, thr
     from pgvision.database import resolve_read_url
     from pgvision.faces.identify import identify_photo
 
-    pipeline = build_pipeline(model, weights, detector, upsample, min_face_px, device)
+    pipeline = build_pipeline(model, weights, detector, upsample, min_face_px, device, crop)
     with open_database(resolve_read_url(read_url, database_url), create=False, autocommit=False) as conn:
         verdicts = identify_photo(conn, image, pipeline, threshold, min_margin, candidates)
     if not verdicts:
@@ -209,57 +212,86 @@ def identify(image, model, weights, detector, upsample, min_face_px, device, thr
                    f"similarity {fmt(v.similarity)}, margin {fmt(v.margin)}")
 
 
+def print_calibration(cal) -> None:
+    """The calibration's open-set and per-comparison figures, and the support note."""
+    click.echo(f"model {cal.model} ({cal.metric}): {cal.identities} identities, {cal.faces} gallery faces; "
+               f"{cal.genuine_pairs} genuine, {cal.impostor_pairs} impostor comparisons")
+    click.echo(f"open-set: {cal.strangers} stranger searches (each person left out in turn), "
+               f"{len(cal.open_set.genuine_distance)} genuine searches, through SQL identify_face")
+    click.echo(f"{'per comparison':<20}{'threshold':>10}{'FAR':>10}{'FRR':>10}{'TAR':>10}{'FPIR':>10}{'TPIR':>10}")
+    for label, t, far, frr, tar in cal.table:
+        fpir, tpir = cal.open_set.rates(t, cal.min_margin)
+        click.echo(f"{label:<20}{t:>10.4f}{far:>10.4f}{frr:>10.4f}{tar:>10.4f}{fpir:>10.4f}{tpir:>10.4f}")
+    if cal.target_far is not None and cal.impostor_pairs * cal.target_far < 10:
+        click.echo(f"note: {cal.impostor_pairs} impostor comparisons put fewer than 10 under a FAR of {cal.target_far:g}: "
+                   "the empirical quantile is unreliable there; enroll more people for a measured FAR.")
+    note = cal.support_note()
+    if note:
+        click.echo(f"note: {note}")
+
+
 @click.command("calibrate")
 @click.option("--model", default="dlib", show_default=True, metavar="NAME", help="Face model to calibrate.")
-@click.option("--target-far", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.001,
-              show_default=True, help="Highest false accept rate per impostor comparison (identity vs face).")
+@click.option("--target-fpir", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.01,
+              show_default=True, help="Open-set target: highest share of strangers (people never enrolled) accepted "
+                                      "as anyone, estimated by leaving each enrolled person out in turn.")
+@click.option("--target-far", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="Per-comparison target instead: highest false accept rate of one identity-vs-face comparison "
+                   "(overrides --target-fpir).")
 @click.option("--margin-frr", type=click.FloatRange(0, 0.5), default=0.0, show_default=True,
-              help="Share of genuine comparisons the margin condition may reject (0 = no margin condition).")
+              help="Share of correct genuine searches the margin condition may reject (0 = no margin condition).")
 @click.option("--method", type=click.Choice(["auto", "empirical", "normal"]), default="auto", show_default=True,
-              help="How the threshold is found: empirical impostor quantile, Gaussian fit to the impostor distances, "
-                   "or auto (Gaussian when fewer than 10 impostor comparisons fall under the target FAR).")
+              help="How the threshold is found: empirical quantile of the stranger distances (or impostor distances "
+                   "with --target-far), Gaussian fit to them, or auto (Gaussian when fewer than 10 fall under the target).")
 @click.option("--plot", type=click.Path(dir_okay=False, writable=True), metavar="FILE.png",
-              help="Draw the ROC curve (TAR against FAR) to this PNG file.")
+              help="Draw the ROC curve (TAR against FAR) to this PNG file (needs pgvision[plot]).")
 @click.option("--dry-run", is_flag=True, help="Print the table; store nothing.")
 @quiet_option
 @database_url_option
 @_guarded
-def calibrate(model, target_far, margin_frr, method, plot, dry_run, quiet, database_url):
-    """Measure FAR/FRR/TAR on the enrolled gallery and set the model's threshold.
+def calibrate(model, target_fpir, target_far, margin_frr, method, plot, dry_run, quiet, database_url):
+    """Choose the model's threshold on the enrolled gallery: open-set (FPIR) by default.
 
-    Genuine comparisons: each enrolled face against the rest of its own identity
-    (leave-one-out); impostor comparisons: each enrolled face against every other identity,
-    scored by the same rule as SQL identify. The threshold is the largest distance with
-    FAR <= --target-far; it is stored on the model with its history (pgvision.calibrations).
+    Each enrolled person in turn is left out of the gallery (in a transaction rolled back,
+    nothing stored) and their faces are searched with SQL identify_face against everyone
+    else: the stranger scores. The threshold is the largest distance that accepts at most
+    --target-fpir of them; the expected FPIR and TPIR (each gallery face searched against
+    the rest of the gallery: right identity first and accepted) are printed and stored with
+    the threshold (pgvision.calibrations). Terms: NIST FRVT 1:N (NISTIR 8271), ISO/IEC 19795-1.
 
     \b
     Example:
+      pgvision calibrate --model dlib --target-fpir 0.01
       pgvision calibrate --model dlib --target-far 0.001 --plot roc.png
     """
     from pgvision.faces.calibrate import calibrate as run, plot_roc, store_calibration
     from pgvision.faces.embed import DLIB_THRESHOLD, FACENET_THRESHOLD
 
+    if plot:
+        require_matplotlib()
     published = {"dlib": DLIB_THRESHOLD, "facenet": FACENET_THRESHOLD}.get(model)
     with open_database(database_url, create=False) as conn:
-        cal = run(conn, model, target_far=target_far, margin_frr=margin_frr, published_threshold=published,
-                  method=method)
+        cal = run(conn, model, target_fpir=target_fpir, target_far=target_far, margin_frr=margin_frr,
+                  published_threshold=published, method=method)
         if not dry_run:
             store_calibration(conn, cal)
-    click.echo(f"model {model} ({cal.metric}): {cal.identities} identities, {cal.faces} gallery faces; "
-               f"{cal.genuine_pairs} genuine, {cal.impostor_pairs} impostor comparisons")
-    click.echo(f"{'operating point':<20}{'threshold':>10}{'FAR':>10}{'FRR':>10}{'TAR':>10}")
-    for label, t, far, frr, tar in cal.table:
-        click.echo(f"{label:<20}{t:>10.4f}{far:>10.4f}{frr:>10.4f}{tar:>10.4f}")
-    if cal.impostor_pairs * target_far < 10:
-        click.echo(f"note: {cal.impostor_pairs} impostor comparisons put fewer than 10 under a FAR of {target_far:g}: "
-                   "the empirical quantile is unreliable there; enroll more people for a measured FAR.")
-    click.echo(f"{'stored' if not dry_run else 'would store'}: threshold {cal.threshold:.4f} ({cal.method}), "
-               f"min_margin {cal.min_margin:.4f} "
-               f"(FAR {cal.far:.4f}, FRR {cal.frr:.4f}, TAR {cal.tar:.4f}); a stranger against {cal.identities} "
-               f"identities is accepted with probability about {cal.expected_fpir():.3f}")
+    print_calibration(cal)
+    target = f"FAR {target_far:g}" if target_far is not None else f"FPIR {target_fpir:g}"
+    click.echo(f"{'stored' if not dry_run else 'would store'}: threshold {cal.threshold:.4f} ({target}, {cal.method}), "
+               f"min_margin {cal.min_margin:.4f}; expected FPIR {cal.expected_fpir:.4f} "
+               f"(over {cal.strangers} stranger searches), expected TPIR {cal.expected_tpir:.4f} "
+               f"(FNIR {1 - cal.expected_tpir:.4f}); per comparison FAR {cal.far:.4f}, TAR {cal.tar:.4f}")
     if plot:
         plot_roc(cal, plot)
         click.echo(f"ROC curve: {plot}")
+
+
+def require_matplotlib() -> None:
+    """Fail with one line naming the extra when matplotlib is absent (before any work is done)."""
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise click.ClickException("--plot needs matplotlib: pip install 'pgvision[plot]'")
 
 
 @click.group("eval")
@@ -279,8 +311,13 @@ def eval_group() -> None:
               help="Photos enrolled per enrolled identity (its first N with a face, by file name).")
 @click.option("--unknown-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.5, show_default=True,
               help="Share of identities never enrolled (their photos are the non-mated probes).")
-@click.option("--target-far", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.001,
-              show_default=True, help="Target FAR of the calibration run on the gallery.")
+@click.option("--split", type=click.Choice(["first", "second"]), default="first", show_default=True,
+              help="Which identities are enrolled: first (with --unknown-fraction 0.5, the 1st, 3rd, ... by name) "
+                   "or second (the same rule over the names in reverse order: the other half).")
+@click.option("--target-fpir", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.01,
+              show_default=True, help="Target FPIR of the calibration run on the gallery (as calibrate).")
+@click.option("--target-far", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="Calibrate per comparison instead (as calibrate --target-far).")
 @click.option("--margin-frr", type=click.FloatRange(0, 0.5), default=0.0, show_default=True,
               help="As calibrate --margin-frr.")
 @click.option("--method", type=click.Choice(["auto", "empirical", "normal"]), default="auto", show_default=True,
@@ -294,16 +331,18 @@ def eval_group() -> None:
 @quiet_option
 @database_url_option
 @_guarded
-def eval_identify(directory, model, weights, detector, upsample, min_face_px, device, enroll_per_identity,
-                  unknown_fraction, target_far, margin_frr, method, plot, roc_plot, keep_database, quiet, database_url):
+def eval_identify(directory, model, weights, detector, upsample, min_face_px, device, crop, enroll_per_identity,
+                  unknown_fraction, split, target_fpir, target_far, margin_frr, method, plot, roc_plot, keep_database,
+                  quiet, database_url):
     """Open-set identification on DIRECTORY/<identity>/*: rank-1, TPIR and FPIR.
 
     Runs in a scratch database created on the server (and dropped afterwards): enrolls
-    --enroll-per-identity photos of part of the identities, calibrates on that gallery,
-    probes with the other photos of enrolled people (mated) and with every photo of the
-    others (non-mated) through SQL identify_face, and reports closed-set rank-1, TPIR and
-    FPIR at the calibrated threshold, and TPIR at fixed FPIRs for rule v2 and the
-    nearest-face rule.
+    --enroll-per-identity photos of part of the identities, calibrates on that gallery
+    alone (as pgvision calibrate, default --target-fpir 0.01), probes with the other photos
+    of enrolled people (mated) and with every photo of the others (non-mated) through SQL
+    identify_face, and reports TPIR and FPIR at the calibrated threshold first (what a
+    deployment gets), then the oracle curve: TPIR at fixed FPIRs for rule v2 and the
+    nearest-face rule, thresholds chosen on the probes themselves.
 
     \b
     Example:
@@ -314,11 +353,14 @@ def eval_identify(directory, model, weights, detector, upsample, min_face_px, de
     from pgvision.faces.calibrate import plot_roc
     from pgvision.faces.evaluate import evaluate_identification, plot_tpir_fpir, scratch_database
 
-    pipeline = build_pipeline(model, weights, detector, upsample, min_face_px, device)
+    if plot or roc_plot:
+        require_matplotlib()
+    pipeline = build_pipeline(model, weights, detector, upsample, min_face_px, device, crop)
     with scratch_database(resolve_url(database_url), keep=keep_database) as url:
         with connect(url, autocommit=True) as conn:
             result = evaluate_identification(conn, directory, pipeline, enroll_per_identity, unknown_fraction,
-                                             target_far, margin_frr, method=method, progress=not quiet)
+                                             target_far, margin_frr, method=method, progress=not quiet,
+                                             target_fpir=target_fpir, split=split)
         if keep_database:
             click.echo(f"scratch database kept: {url}")
     click.echo(result.load.format())

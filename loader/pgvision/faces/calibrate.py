@@ -1,5 +1,31 @@
 """Threshold calibration on the enrolled gallery (``pgvision calibrate``).
 
+Two targets:
+
+- **open-set, per search** (``target_fpir``, the default, 0.01): the chance that a stranger
+  (someone never enrolled) is accepted as anyone, the FPIR of NIST FRVT/FRTE 1:N
+  (NISTIR 8271) and ISO/IEC 19795-1's open-set terms (FPIR; FNIR = 1 - TPIR). See
+  :func:`score_open_set` and :func:`threshold_at_fpir`.
+- **per comparison** (``target_far``): the false accept rate of one identity-vs-face
+  comparison, described below (kept for users who think in verification terms).
+
+Open-set calibration, leave one person out, through SQL itself: each enrolled person in
+turn is made a stranger (inside a transaction that is rolled back: their faces' identity
+is set to NULL) and each of their gallery faces is searched with ``pgvision.identify_face``
+against everyone else, so the stranger scores (best identity's distance and margin) come
+from exactly the rule, index and parameters a deployment runs. Genuine scores are
+``identify_face`` of each gallery face with the full gallery (leave-one-face-out, which the
+function already does). The threshold is the largest distance at which at most
+``target_fpir`` of the stranger scores would be accepted (empirical order statistic), or
+the ``target_fpir`` quantile of a Gaussian fitted to the stranger distances when fewer than
+:data:`MIN_TAIL` strangers fall under the target (``auto``, as for FAR). Expected FPIR
+(strangers accepted) and TPIR (genuine: right identity ranked first AND accepted) are
+counted at that threshold. With S stranger scores the smallest FPIR that can be measured is
+about 1/S, and zero false accepts among S only bound the FPIR by 3/S at 95 % confidence
+(the "rule of three", Hanley & Lippman-Hand, JAMA 249(13):1743, 1983): a target FPIR is
+called *supported* when S >= 3 / target_fpir, and the calibration says how many more
+people to enroll otherwise.
+
 Published thresholds (dlib L2 0.6, DeepFace's FaceNet cosine 0.30/0.40) are set for
 one-to-one verification on LFW pairs. Open-set search compares a stranger with every
 enrolled identity, so the false matches add up: on LFW with 20 enrolled people, dlib's 0.6
@@ -29,25 +55,28 @@ Whatever the method, the FAR, FRR and TAR reported are counted on the comparison
 A stranger probed against N identities is falsely accepted with probability about
 ``1 - (1 - FAR)^N`` (the FPIR), so the target FAR should shrink as the gallery grows.
 
-``min_margin`` (the second condition of the rule) is set from the genuine leave-one-out
-margins: the ``margin_frr`` quantile of them (default 0: no margin condition; see
+``min_margin`` (the second condition of the rule) is set from the SQL genuine searches'
+margins (those with the right identity first): the ``margin_frr`` quantile of them (default 0: no margin condition; see
 docs/faces.md for why the default is off on LFW).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import psycopg
 
-from pgvision.faces.decide import identity_distances, rank_identities
+from pgvision.faces.decide import identity_distances
 from pgvision.registry import get_model
 
 
-#: Impostor comparisons that must fall under an empirical threshold for it to be trusted.
+#: Impostor comparisons (or strangers) that must fall under an empirical threshold for it to be trusted.
 MIN_TAIL = 10
 METHODS = ("auto", "empirical", "normal")
+#: Candidate identities asked from ``identify_face`` while scoring (its default, as ``pgvision identify``).
+CANDIDATES = 5
 
 
 class CalibrationError(ValueError):
@@ -63,7 +92,11 @@ class Calibration:
         threshold: chosen maximum distance (float32-representable, as stored).
         method: ``empirical`` or ``normal`` (what ``auto`` chose).
         min_margin: chosen minimum margin.
-        target_far, far, frr, tar: the target and the measured rates at ``threshold``.
+        target_far, far, frr, tar: the per-comparison target (None when the FPIR target chose
+            the threshold) and the rates measured on the comparisons at ``threshold``.
+        target_fpir, expected_fpir, expected_tpir: the open-set target (None when ``target_far``
+            chose the threshold) and the rates counted on the SQL stranger / genuine searches
+            at ``threshold`` (``open_set``); strangers = how many stranger searches.
         genuine_pairs, impostor_pairs: how many comparisons of each kind were counted.
         identities, faces: gallery size.
         genuine, impostor: the distances (for the ROC curve).
@@ -75,7 +108,7 @@ class Calibration:
     threshold: float
     method: str
     min_margin: float
-    target_far: float
+    target_far: float | None
     far: float
     frr: float
     tar: float
@@ -86,10 +119,66 @@ class Calibration:
     genuine: np.ndarray = field(repr=False)
     impostor: np.ndarray = field(repr=False)
     table: list[tuple[str, float, float, float, float]] = field(default_factory=list)
+    target_fpir: float | None = None
+    open_set: "OpenSetScores | None" = field(default=None, repr=False)
+    expected_fpir: float | None = None
+    expected_tpir: float | None = None
 
-    def expected_fpir(self, identities: int | None = None) -> float:
-        """``1 - (1 - FAR)^N``: the chance a stranger matches one of N identities."""
+    @property
+    def strangers(self) -> int:
+        """Stranger scores the open-set rates rest on (0 without open-set scores)."""
+        return 0 if self.open_set is None else len(self.open_set.stranger_distance)
+
+    def far_fpir(self, identities: int | None = None) -> float:
+        """``1 - (1 - FAR)^N``: the chance a stranger matches one of N identities, from the per-comparison FAR."""
         return 1.0 - (1.0 - self.far) ** (identities or self.identities)
+
+    def support_note(self) -> str | None:
+        """None when the gallery supports ``target_fpir`` (S >= 3 / target), else the sentence saying what is missing.
+
+        Rule of three: with no stranger accepted among S, the 95 % upper bound of the FPIR is
+        about 3/S, so a target FPIR needs ``ceil(3 / target)`` stranger scores.
+        """
+        if self.target_fpir is None or self.open_set is None:
+            return None
+        need = math.ceil(round(3.0 / self.target_fpir, 9))
+        have = self.strangers
+        if have >= need:
+            return None
+        per_person = have / max(self.identities, 1)
+        more = math.ceil((need - have) / max(per_person, 1.0))
+        return (f"a target FPIR of {self.target_fpir:g} needs >= {need} stranger probes (rule of three: 3 / FPIR), "
+                f"this gallery gives {have} from {self.identities} people: enroll about {more} more people "
+                f"(at {per_person:.0f} photos each) to measure it; until then the threshold rests on "
+                f"{'a Gaussian fit' if self.method == 'normal' else 'few strangers'}")
+
+
+@dataclass
+class OpenSetScores:
+    """SQL ``identify_face`` outcomes for the gallery, leave-one-person-out and leave-one-face-out.
+
+    Attributes:
+        stranger_distance, stranger_margin: (S,) float64: the best identity's distance and
+            margin (inf when no second identity) for each gallery face of each person, that
+            person left out of the gallery (S = faces of all identities).
+        genuine_distance, genuine_margin: (G,) float64: the same for each gallery face of an
+            identity with >= 2 faces, with the full gallery (the face itself left out).
+        genuine_correct: (G,) bool: the best identity is the face's own.
+    """
+
+    stranger_distance: np.ndarray
+    stranger_margin: np.ndarray
+    genuine_distance: np.ndarray
+    genuine_margin: np.ndarray
+    genuine_correct: np.ndarray
+
+    def rates(self, threshold: float, min_margin: float) -> tuple[float, float]:
+        """(expected FPIR, expected TPIR) at ``threshold`` / ``min_margin``, as SQL decides (<= and >=)."""
+        acc_s = (self.stranger_distance <= threshold) & (self.stranger_margin >= min_margin)
+        acc_g = self.genuine_correct & (self.genuine_distance <= threshold) & (self.genuine_margin >= min_margin)
+        fpir = float(acc_s.mean()) if len(acc_s) else 0.0
+        tpir = float(acc_g.mean()) if len(acc_g) else 0.0
+        return fpir, tpir
 
 
 def fetch_gallery(conn: psycopg.Connection, model_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -137,6 +226,94 @@ def threshold_at_far(impostor: np.ndarray, target_far: float, method: str = "emp
     return float(t)
 
 
+_IDENTIFY_BEST = """
+    SELECT f.face_id, f.identity_id, r.identity_id, r.distance, r.margin
+    FROM unnest(%s::bigint[]) AS p(face_id)
+    JOIN pgvision.faces f ON f.face_id = p.face_id
+    LEFT JOIN LATERAL (SELECT * FROM pgvision.identify_face(f.face_id, model => %s, threshold => 0,
+                                                            candidates => %s) LIMIT 1) r ON true
+    ORDER BY f.face_id
+"""
+
+
+def _best(conn: psycopg.Connection, model: str, face_ids: list[int]) -> list[tuple]:
+    return conn.execute(_IDENTIFY_BEST, (face_ids, model, CANDIDATES)).fetchall()
+
+
+def score_open_set(conn: psycopg.Connection, model: str, face_ids: np.ndarray, labels: np.ndarray) -> OpenSetScores:
+    """Stranger and genuine scores of the gallery through SQL ``identify_face`` (nothing stored).
+
+    Strangers: for each enrolled person, in a transaction that is always rolled back
+    (``force_rollback``, a savepoint when one is open), that person's faces get
+    ``identity_id = NULL`` (out of the gallery: ``_nearest``'s enrolled faces and the
+    templates both follow ``identity_id``) and each of those faces is identified against the
+    others. This uses exactly the SQL rule (rule, ANN index, ef_search, candidates) without a
+    numpy twin that could drift from it, and other sessions never see the change (MVCC). The
+    cost: the person's face rows are locked for the few milliseconds of their searches (a
+    concurrent enroll or re-assignment of those faces waits). The alternative, calling
+    ``pgvision.identify(embedding)`` with the person detached, needs the same update.
+
+    Args:
+        conn: psycopg connection (autocommit or not).
+        model: face model name.
+        face_ids, labels: (F,) int: the gallery faces and their identity ids (:func:`fetch_gallery`).
+
+    Returns:
+        :class:`OpenSetScores`; a probe for which SQL found no identity scores distance inf.
+    """
+    face_ids = np.asarray(face_ids, dtype=np.int64)
+    labels = np.asarray(labels, dtype=np.int64)
+
+    def unpack(rows):
+        d = np.array([np.inf if r[3] is None else r[3] for r in rows], dtype=np.float64)
+        m = np.array([np.inf if r[4] is None else r[4] for r in rows], dtype=np.float64)
+        return d, m, np.array([r[1] == r[2] for r in rows], dtype=bool)
+
+    s_rows = []
+    for person in np.unique(labels):
+        mine = [int(f) for f in face_ids[labels == person]]
+        with conn.transaction(force_rollback=True):
+            conn.execute("UPDATE pgvision.faces SET identity_id = NULL WHERE face_id = ANY(%s)", (mine,))
+            s_rows += _best(conn, model, mine)
+    s_d, s_m, _ = unpack(s_rows)
+    ids, counts = np.unique(labels, return_counts=True)
+    multi = np.isin(labels, ids[counts >= 2])
+    g_d, g_m, g_ok = unpack(_best(conn, model, [int(f) for f in face_ids[multi]]))
+    return OpenSetScores(s_d, s_m, g_d, g_m, g_ok)
+
+
+def threshold_at_fpir(scores: OpenSetScores, target_fpir: float, min_margin: float = 0.0,
+                      method: str = "empirical") -> float:
+    """Distance threshold at which about ``target_fpir`` of the strangers are accepted, as float32.
+
+    ``empirical``: the largest t with ``mean(stranger accepted at t) <= target_fpir``, where a
+    stranger is accepted when its distance <= t and its margin >= min_margin (strangers failing
+    the margin are never accepted). ``normal``: the ``target_fpir`` quantile of a Gaussian fitted
+    to all stranger distances (ignores the margin condition, so it is on the strict side).
+
+    Raises:
+        ValueError: target_fpir outside (0, 1), unknown method, or no stranger scores.
+    """
+    if not 0 < target_fpir < 1:
+        raise ValueError(f"target FPIR must be between 0 and 1 (exclusive), got {target_fpir}")
+    d = np.asarray(scores.stranger_distance, dtype=np.float64)
+    if not len(d):
+        raise ValueError("no stranger scores: calibration needs at least 2 enrolled identities")
+    if method == "normal":
+        finite = d[np.isfinite(d)]
+        return threshold_at_far(finite, target_fpir, "normal")
+    if method != "empirical":
+        raise ValueError(f"method must be empirical or normal, got {method!r}")
+    # Strangers that the margin rejects can never be accepted: they sit at +inf for the threshold.
+    eligible = np.where(np.asarray(scores.stranger_margin) >= min_margin, d, np.inf)
+    k = int(np.floor(target_fpir * len(eligible)))
+    if not np.isfinite(np.sort(eligible)[k]):
+        # at most k strangers pass the margin: any threshold meets the target; take the largest stranger distance
+        finite = d[np.isfinite(d)]
+        return float(np.float32(finite.max())) if len(finite) else 0.0
+    return threshold_at_far(eligible, target_fpir, "empirical")
+
+
 def rates(genuine: np.ndarray, impostor: np.ndarray, threshold: float) -> tuple[float, float, float]:
     """(FAR, FRR, TAR) at ``threshold`` (accept when distance <= threshold)."""
     far = float(np.mean(impostor <= threshold)) if len(impostor) else 0.0
@@ -144,51 +321,71 @@ def rates(genuine: np.ndarray, impostor: np.ndarray, threshold: float) -> tuple[
     return far, 1.0 - tar, tar
 
 
-def calibrate(conn: psycopg.Connection, model: str, target_far: float = 0.001, margin_frr: float = 0.0,
-              published_threshold: float | None = None, method: str = "auto") -> Calibration:
-    """Measure FAR/FRR/TAR on the gallery and choose the threshold (nothing stored).
+def calibrate(conn: psycopg.Connection, model: str, target_fpir: float | None = 0.01, target_far: float | None = None,
+              margin_frr: float = 0.0, published_threshold: float | None = None, method: str = "auto") -> Calibration:
+    """Measure the gallery and choose the threshold (nothing stored).
 
     Args:
         conn: psycopg connection.
         model: face model name.
-        target_far: highest acceptable false accept rate per comparison (default 0.001).
-        margin_frr: share of genuine comparisons the margin condition may reject
+        target_fpir: open-set target: highest share of strangers accepted as anyone (default
+            0.01); used unless ``target_far`` is given.
+        target_far: per-comparison target: highest false accept rate of one identity-vs-face
+            comparison (the pre-0005 calibration); when given, it chooses the threshold.
+        margin_frr: share of correct genuine searches the margin condition may reject
             (0 = no margin condition).
         published_threshold: added to the table as the "published" row when given.
         method: ``auto`` | ``empirical`` | ``normal`` (module docstring).
 
+    Returns:
+        A :class:`Calibration` whose ``expected_fpir`` / ``expected_tpir`` are counted on the
+        SQL stranger / genuine scores at the chosen threshold, whichever target chose it.
+
     Raises:
         pgvision.errors.UnknownModel: no such model.
         CalibrationError: fewer than 2 identities, or no identity with 2 faces.
+        ValueError: neither target given, a target outside (0, 1), or an unknown method.
     """
     row = get_model(conn, model)
     if row["kind"] != "face":
         raise CalibrationError(f"model {model!r} is an image model; calibrate a face model (dlib, facenet)")
-    emb, labels, _ = fetch_gallery(conn, row["model_id"])
+    emb, labels, face_ids = fetch_gallery(conn, row["model_id"])
     ids, counts = np.unique(labels, return_counts=True)
     if len(ids) < 2 or counts.max(initial=0) < 2:
         raise CalibrationError(
             f"model {model!r} has {len(labels)} enrolled faces of {len(ids)} identities; calibration needs at least "
             "2 identities and one with 2 or more faces: pgvision enroll NAME IMAGE... (or faces load --identity-from parent-dir)"
         )
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if target_far is None and target_fpir is None:
+        raise ValueError("give a target: --target-fpir (open-set, per search) or --target-far (per comparison)")
+    for name, value in (("FPIR", target_fpir), ("FAR", target_far)):
+        if value is not None and not 0 < value < 1:
+            raise ValueError(f"target {name} must be between 0 and 1 (exclusive), got {value}")
     metric = row["metric"]
     ident, dist = identity_distances(emb, emb, labels, metric, probe_index=np.arange(len(emb)))
     own = labels[:, None] == ident[None, :]
     multi = np.isin(labels, ids[counts >= 2])
     genuine = dist[own & multi[:, None]]
     impostor = dist[~own]
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    if method == "auto":
-        method = "normal" if target_far * len(impostor) < MIN_TAIL else "empirical"
-    threshold = threshold_at_far(impostor, target_far, method)
-    far, frr, tar = rates(genuine, impostor, threshold)
+    scores = score_open_set(conn, model, face_ids, labels)
     min_margin = 0.0
     if margin_frr > 0:
-        ranked = rank_identities(ident, dist)
-        ok = multi & (ranked.best == labels) & np.isfinite(ranked.margin)
+        ok = scores.genuine_correct & np.isfinite(scores.genuine_margin)
         if ok.any():
-            min_margin = float(np.float32(np.quantile(ranked.margin[ok], margin_frr)))
+            min_margin = float(np.float32(np.quantile(scores.genuine_margin[ok], margin_frr)))
+    if target_far is not None:
+        if method == "auto":
+            method = "normal" if target_far * len(impostor) < MIN_TAIL else "empirical"
+        threshold = threshold_at_far(impostor, target_far, method)
+        target_fpir = None
+    else:
+        if method == "auto":
+            method = "normal" if target_fpir * len(scores.stranger_distance) < MIN_TAIL else "empirical"
+        threshold = threshold_at_fpir(scores, target_fpir, min_margin, method)
+    far, frr, tar = rates(genuine, impostor, threshold)
+    expected_fpir, expected_tpir = scores.rates(threshold, min_margin)
     table = []
     for f in (0.0001, 0.001, 0.01, 0.05):
         for m in ("empirical", "normal"):
@@ -197,7 +394,8 @@ def calibrate(conn: psycopg.Connection, model: str, target_far: float = 0.001, m
     if published_threshold is not None:
         table.append(("published", published_threshold, *rates(genuine, impostor, published_threshold)))
     return Calibration(model, metric, threshold, method, min_margin, target_far, far, frr, tar, len(genuine), len(impostor),
-                       len(ids), len(labels), genuine, impostor, table)
+                       len(ids), len(labels), genuine, impostor, table, target_fpir=target_fpir, open_set=scores,
+                       expected_fpir=expected_fpir, expected_tpir=expected_tpir)
 
 
 def store_calibration(conn: psycopg.Connection, cal: Calibration) -> int:
@@ -213,11 +411,13 @@ def store_calibration(conn: psycopg.Connection, cal: Calibration) -> int:
         return conn.execute(
             """
             INSERT INTO pgvision.calibrations (model_id, threshold, min_margin, target_far, far, frr, tar,
-                                               genuine_pairs, impostor_pairs)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING calibration_id
+                                               genuine_pairs, impostor_pairs, target_fpir, expected_fpir,
+                                               expected_tpir, strangers, method)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING calibration_id
             """,
             (model_id, cal.threshold, cal.min_margin, cal.target_far, cal.far, cal.frr, cal.tar,
-             cal.genuine_pairs, cal.impostor_pairs),
+             cal.genuine_pairs, cal.impostor_pairs, cal.target_fpir, cal.expected_fpir, cal.expected_tpir,
+             cal.strangers, f"{'fpir' if cal.target_fpir is not None else 'far'} {cal.method}"),
         ).fetchone()[0]
 
 
@@ -236,7 +436,8 @@ def plot_roc(cal: Calibration, path: str) -> None:
     ax.plot(np.maximum(far, floor / 2), tar, lw=1.6, label=f"{cal.model} (gallery leave-one-out, rule v2)")
     ax.scatter([max(cal.far, floor / 2)], [cal.tar], color="C3", zorder=3,
                label=f"threshold {cal.threshold:.4f} ({cal.method}): FAR {cal.far:.4f}, TAR {cal.tar:.3f}")
-    ax.axvline(cal.target_far, color="0.6", ls="--", lw=1, label=f"target FAR {cal.target_far:g}")
+    if cal.target_far is not None:
+        ax.axvline(cal.target_far, color="0.6", ls="--", lw=1, label=f"target FAR {cal.target_far:g}")
     ax.set_xscale("log")
     ax.set_xlabel("FAR (impostor comparisons accepted)")
     ax.set_ylabel("TAR (genuine comparisons accepted)")

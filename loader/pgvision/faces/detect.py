@@ -14,6 +14,15 @@ Landmarks come from dlib's 5-point shape predictor (``shape_predictor_5_face_lan
 two corners of each eye and the bottom of the nose, the points dlib's ``get_face_chip``
 aligns on.
 
+Pre-cropped faces (``crop``): photos that are already one face (ID and badge photos, crops
+exported by other tools, AT&T-style 92x112 crops) often defeat the detectors, whose windows
+need some background around the face. With ``crop="whole"`` the face box is the whole image
+(a dlib rectangle of the image), the 5 landmarks are found inside it and the face is aligned
+as usual; such faces are stored under the detector name ``whole`` (so ``faces load`` stays
+idempotent per mode). In the default ``crop="detect"``, a photo in which the detector finds
+nothing but that looks like a crop (:func:`looks_like_crop`) gets the whole-image face too,
+stored under the detector's own name with ``detector_score`` NULL (no detector vouched for it).
+
 The model files ship in PyPI ``face-recognition-models`` (CC0). Its ``__init__`` imports
 ``pkg_resources`` (gone from new setuptools), so they are located without importing it.
 """
@@ -32,6 +41,23 @@ if TYPE_CHECKING:  # pragma: no cover
 
 Detector = Literal["hog", "cnn"]
 DETECTORS: tuple[str, ...] = ("hog", "cnn")
+CROPS: tuple[str, ...] = ("detect", "whole")
+#: Detector name of faces whose box is the whole image (``crop="whole"``).
+WHOLE = "whole"
+
+#: An image is "crop-like" when both sides are at most this many pixels and its aspect
+#: (height / width) is within :data:`CROP_ASPECT`. Exported face crops are small and about
+#: face-shaped: AT&T 92x112, ArcFace 112x112, FaceNet 160x160, VGGFace2 224x224; a photo
+#: with a scene around the face is larger or wider. Chosen from those formats, not tuned on
+#: any test set. (LFW's 250x250 photos are crop-sized too although their face is the middle
+#: ~100 px: a LFW photo in which HOG finds nothing gets a whole-image face; see docs/faces.md.)
+CROP_MAX_PX = 300
+CROP_ASPECT = (0.6, 1.6)
+
+
+def looks_like_crop(height: int, width: int) -> bool:
+    """True when an image of this size (pixels) is probably one pre-cropped face (see :data:`CROP_MAX_PX`)."""
+    return max(height, width) <= CROP_MAX_PX and CROP_ASPECT[0] <= height / max(width, 1) <= CROP_ASPECT[1]
 
 #: Faces whose box is narrower than this (pixels, in the original image) are not aligned:
 #: a 150 px chip made from fewer than 40 px is mostly interpolation. 40 px is also the
@@ -78,14 +104,15 @@ class Face:
         landmarks: (5, 2) float32, (x, y) pixels: dlib's 5-point order (right eye outer,
             right eye inner, left eye outer, left eye inner, nose bottom; "right" = the
             subject's right, the image's left).
-        score: detector confidence (HOG SVM margin, or MMOD CNN confidence).
-        detector: ``"hog"`` or ``"cnn"``.
+        score: detector confidence (HOG SVM margin, or MMOD CNN confidence); None for a
+            whole-image face.
+        detector: ``"hog"``, ``"cnn"`` or ``"whole"`` (the box is the whole image).
         shape: the dlib landmark object, which :mod:`pgvision.faces.align` needs.
     """
 
     box: tuple[int, int, int, int]
     landmarks: np.ndarray
-    score: float
+    score: float | None
     detector: str
     shape: "dlib.full_object_detection" = field(repr=False, compare=False)
 
@@ -113,23 +140,36 @@ class FaceDetector:
             time and halves the smallest face found.
         min_face_px: faces with a box narrower than this are returned in ``too_small``,
             not aligned (default :data:`MIN_FACE_PX`).
+        crop: ``"detect"`` (default: run the detector; a crop-like image where it finds
+            nothing gets a whole-image face) or ``"whole"`` (every image is one face, the
+            detector is not run; ``self.detector`` is then ``"whole"``).
+
+    Attributes:
+        detector: the name faces and scans are stored under: ``hog``, ``cnn`` or ``whole``.
 
     Raises:
-        ValueError: unknown detector, or upsample outside 0..3.
+        ValueError: unknown detector or crop mode, or upsample outside 0..3.
         FaceModelFilesMissing: the model files are not installed.
     """
 
-    def __init__(self, detector: str = "hog", upsample: int = 1, min_face_px: int = MIN_FACE_PX):
+    def __init__(self, detector: str = "hog", upsample: int = 1, min_face_px: int = MIN_FACE_PX,
+                 crop: str = "detect"):
         import dlib
 
         if detector not in DETECTORS:
             raise ValueError(f"detector must be one of {', '.join(DETECTORS)}, got {detector!r}")
+        if crop not in CROPS:
+            raise ValueError(f"crop must be one of {', '.join(CROPS)}, got {crop!r}")
         if not 0 <= upsample <= 3:
             raise ValueError(f"upsample must be between 0 and 3, got {upsample}")
-        self.detector = detector
+        self.crop = crop
+        self.detector = WHOLE if crop == "whole" else detector
         self.upsample = upsample
         self.min_face_px = min_face_px
-        if detector == "hog":
+        self._rectangle = dlib.rectangle
+        if crop == "whole":
+            self._detect = None
+        elif detector == "hog":
             self._detect = dlib.get_frontal_face_detector()
         else:
             self._detect = dlib.cnn_face_detection_model_v1(str(model_file("mmod_human_face_detector.dat")))
@@ -156,14 +196,18 @@ class FaceDetector:
         if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype != np.uint8:
             raise ValueError(f"pixels must be (H, W, 3) uint8 RGB, got {pixels.shape} {pixels.dtype}")
         faces, too_small = [], []
-        for rect, score in self._boxes(pixels):
+        boxes = [] if self.crop == "whole" else self._boxes(pixels)
+        whole = self.crop == "whole" or (not boxes and looks_like_crop(*pixels.shape[:2]))
+        if whole:
+            boxes = [(self._rectangle(0, 0, pixels.shape[1] - 1, pixels.shape[0] - 1), None)]
+        for rect, score in boxes:
             shape = self._predict(pixels, rect)
             points = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
             face = Face(
                 box=(rect.left(), rect.top(), rect.right(), rect.bottom()),
                 landmarks=points,
-                score=float(score),
-                detector=self.detector,
+                score=None if score is None else float(score),
+                detector=WHOLE if whole else self.detector,
                 shape=shape,
             )
             (faces if face.size >= self.min_face_px else too_small).append(face)

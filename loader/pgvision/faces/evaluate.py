@@ -41,16 +41,27 @@ from pgvision.images import find_images, sha256_file
 from pgvision.registry import get_model
 
 
-def enrolled_identities(names: list[str], unknown_fraction: float) -> set[str]:
+SPLITS = ("first", "second")
+
+
+def enrolled_identities(names: list[str], unknown_fraction: float, split: str = "first") -> set[str]:
     """The identities to enroll: ``ceil((i+1)(1-F)) > ceil(i(1-F))`` over the sorted names.
 
+    ``split="second"`` shifts the rule by one name (``ceil((i+2)(1-F)) > ceil((i+1)(1-F))``):
+    with F = 0.5 the first person is a stranger and the second enrolled, the other half of
+    the "first" split.
+
     Raises:
-        ValueError: unknown_fraction outside [0, 1).
+        ValueError: unknown_fraction outside [0, 1), or split not first/second.
     """
     if not 0 <= unknown_fraction < 1:
         raise ValueError(f"unknown fraction must be in [0, 1), got {unknown_fraction}")
+    if split not in SPLITS:
+        raise ValueError(f"split must be first or second, got {split!r}")
     keep = 1.0 - unknown_fraction
-    return {n for i, n in enumerate(sorted(names)) if math.ceil(round((i + 1) * keep, 9)) > math.ceil(round(i * keep, 9))}
+    shift = SPLITS.index(split)
+    return {n for i, n in enumerate(sorted(names), start=shift)
+            if math.ceil(round((i + 1) * keep, 9)) > math.ceil(round(i * keep, 9))}
 
 
 @dataclass
@@ -103,16 +114,23 @@ class EvalResult:
 
     def format(self) -> str:
         c = self.calibration
+        target = f"FAR {c.target_far:g}" if c.target_far is not None else f"FPIR {c.target_fpir:g}"
         lines = [
             f"model {self.model}: {self.identities} identities, {self.enrolled} enrolled with {self.gallery_faces} faces; "
             f"probes: {self.mated} mated, {self.non_mated} non-mated ({self.no_face} without a face)",
-            f"calibrated on the gallery: threshold {c.threshold:.4f} ({c.metric}, {c.method}), min_margin {c.min_margin:.4f}, "
-            f"FAR {c.far:.4f} (target {c.target_far:g}), TAR {c.tar:.4f}, "
-            f"{c.genuine_pairs} genuine / {c.impostor_pairs} impostor comparisons",
-            f"closed-set rank-1 {self.rank1:.3f}; at the calibrated threshold: TPIR {self.tpir:.3f}, FPIR {self.fpir:.3f}",
+            f"AT THE CALIBRATED THRESHOLD (what a deployment gets): TPIR {self.tpir:.3f}, FPIR {self.fpir:.3f} "
+            f"(FNIR {1 - self.tpir:.3f}); closed-set rank-1 {self.rank1:.3f}",
+            f"  calibrated on the gallery alone (pgvision calibrate, target {target}): threshold {c.threshold:.4f} "
+            f"({c.metric}, {c.method}), min_margin {c.min_margin:.4f}; expected FPIR {c.expected_fpir:.4f} over "
+            f"{c.strangers} stranger searches, expected TPIR {c.expected_tpir:.4f}",
+        ]
+        if c.support_note():
+            lines.append(f"  note: {c.support_note()}")
+        lines += [
             f"  over the {self.mated - self.mated_no_face} mated probes with a detected face: "
             f"rank-1 {self._with_face(self.rank1):.3f}, TPIR {self._with_face(self.tpir):.3f}",
             f"SQL is_match agrees with the numpy rule on {self.sql_agrees} of {self.mated + self.non_mated - self.no_face} probes",
+            "oracle curve (threshold chosen on the probes themselves, for comparison):",
             "TPIR at FPIR <=    " + "  ".join(f"{f:<12g}" for f in (0.005, 0.01, 0.02, 0.05, 0.1)),
         ]
         for curve in self.curves:
@@ -146,12 +164,14 @@ def _curve(rule: str, correct: np.ndarray, d_mated: np.ndarray, m_mated: np.ndar
 
 def evaluate_identification(conn: psycopg.Connection, root: str | Path, pipeline: FacePipeline,
                             enroll_per_identity: int = 5, unknown_fraction: float = 0.5,
-                            target_far: float = 0.001, margin_frr: float = 0.0, method: str = "auto",
-                            progress: bool = True) -> EvalResult:
+                            target_far: float | None = None, margin_frr: float = 0.0, method: str = "auto",
+                            progress: bool = True, target_fpir: float = 0.01, split: str = "first") -> EvalResult:
     """Run the protocol of the module docstring in the database behind ``conn``.
 
     The database should be a scratch one (:func:`scratch_database`): identities are enrolled
-    and the model's threshold is calibrated there.
+    and the model's threshold is calibrated there, from the gallery alone, as ``pgvision
+    calibrate`` would (``target_fpir`` by default; ``target_far`` instead when given); the
+    probes are then measured at that threshold.
 
     Raises:
         ValueError: fewer than 2 identity folders, or enroll_per_identity < 1.
@@ -180,7 +200,7 @@ def evaluate_identification(conn: psycopg.Connection, root: str | Path, pipeline
             (detector,),
         )
     }
-    enrolled = enrolled_identities(list(photos), unknown_fraction)
+    enrolled = enrolled_identities(list(photos), unknown_fraction, split)
     mated, non_mated, no_face = [], [], 0  # (face_id or None, true name)
     gallery_faces = 0
     for name, paths in photos.items():
@@ -195,7 +215,7 @@ def evaluate_identification(conn: psycopg.Connection, root: str | Path, pipeline
         else:
             non_mated += [(largest.get(d), name) for d in digests]
         no_face += no_face_here
-    cal = calibrate(conn, model, target_far=target_far, margin_frr=margin_frr,
+    cal = calibrate(conn, model, target_fpir=target_fpir, target_far=target_far, margin_frr=margin_frr,
                     published_threshold=pipeline.model.threshold, method=method)
     store_calibration(conn, cal)
 
@@ -267,7 +287,7 @@ def plot_tpir_fpir(result: EvalResult, path: str) -> None:
     for curve, style in zip(result.curves, ("-", "--")):
         ax.step(np.maximum(curve.fpir, floor), curve.tpir, where="post", ls=style, lw=1.6, label=curve.rule)
     ax.scatter([max(result.fpir, floor)], [result.tpir], color="C3", zorder=3,
-               label=f"calibrated (FAR {result.calibration.target_far:g}): TPIR {result.tpir:.3f}, FPIR {result.fpir:.3f}")
+               label=f"calibrated ({'FAR ' + format(result.calibration.target_far, 'g') if result.calibration.target_far is not None else 'FPIR ' + format(result.calibration.target_fpir, 'g')}): TPIR {result.tpir:.3f}, FPIR {result.fpir:.3f}")
     ax.axvline(0.02, color="0.6", ls=":", lw=1)
     ax.set_xscale("log")
     ax.set_xlim(floor * 0.8, 1.0)
