@@ -223,3 +223,43 @@ def test_load_through_the_tensor_path_matches_the_cpu_path(database_url, lite0, 
             "SELECT width, height, metadata->>'exif_orientation' FROM pgvision.images WHERE uri LIKE '%%/rotated.jpg'"
         ).fetchone()
         assert rotated == (320, 213, "6")
+
+
+class Failing:
+    """A batch whose embeddings fail to arrive (as a model of the wrong width would)."""
+
+    seconds = 0.0
+
+    def result(self):
+        raise ValueError("model m gave 4-d vectors but 3 were declared; pass --dims 4")
+
+
+def test_writer_commits_in_order_and_raises_its_error_in_the_caller(database_url):
+    import hashlib
+
+    from pgvision import registry
+    from pgvision.pg_copy import ImageRecord
+    from pgvision.registry import ModelSpec
+    from pgvision.writer import BatchWriter
+
+    def records(*names):
+        return [ImageRecord(sha256=hashlib.sha256(n.encode()).digest(), uri=f"file:///{n}") for n in names]
+
+    vectors = np.array([[1, 0, 0], [0, 1, 0]], dtype=np.float32)
+    seen = []
+    with connect(database_url, autocommit=True) as conn, connect(database_url, autocommit=True) as check:
+        model_id = registry.register_model(conn, ModelSpec(name="m", kind="image", dims=3, metric="l2"))
+        writer = BatchWriter(conn, model_id, 3, total_files=7, depth=1, on_batch=seen.append)
+        writer.submit(records("a", "b"), vectors, files=2)
+        writer.submit(records("c"), vectors, files=2, rows=[1])  # one file of the batch was skipped
+        writer.submit(records("d", "e"), Failing(), files=2)
+        with pytest.raises(ValueError, match="^model m gave 4-d vectors but 3 were declared; pass --dims 4$"):
+            writer.submit(records("f"), vectors[:1], files=1)  # raises here, or is dropped after the failure
+            writer.close()
+        writer.abandon()
+        assert seen == [2, 3] and (writer.loaded, writer.files_done) == (3, 4)
+        stored = check.execute(
+            "SELECT i.uri, e.embedding::text FROM pgvision.image_embeddings e JOIN pgvision.images i USING (image_id) "
+            "ORDER BY 1"
+        ).fetchall()
+        assert stored == [("file:///a", "[1,0,0]"), ("file:///b", "[0,1,0]"), ("file:///c", "[0,1,0]")]

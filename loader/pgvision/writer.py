@@ -98,11 +98,19 @@ class BatchWriter:
             self._thread.join()
         self.raise_error()
 
-    def abandon(self) -> None:
-        """Stop after the batches already queued; never raises (the caller is failing already)."""
+    def abandon(self, timeout: float = 60.0) -> None:
+        """Stop after the batches already queued; never raises (the caller is failing already).
+
+        Waits at most ``timeout`` seconds for the thread (a server that stopped answering
+        must not hang an interrupted load); a batch still being written then either commits
+        or not, as the transaction decides.
+        """
         if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join()
+            try:
+                self._queue.put(None, timeout=timeout)
+            except queue.Full:
+                return
+            self._thread.join(timeout)
 
     def raise_error(self) -> None:
         """Raise the thread's error, if any, as the main process reports it."""
