@@ -221,7 +221,7 @@ class TensorDecoder:
         """One batch's model input: the CPU-decoded rows and the deferred JPEGs decoded here.
 
         Args:
-            batch: the pipeline's batch: ``tensor`` (CPU rows or None), ``records`` (theirs),
+            batch: a :class:`pgvision.decoding.DecodedBatch`: ``tensor`` (CPU rows or None), ``records`` (theirs),
                 ``deferred`` (items with ``raw`` bytes, ``record`` and ``path``).
             transform: the Pillow path's transform, for JPEGs the device decoder refuses.
             draft_size: as for :func:`pgvision.images.decode_image`.

@@ -6,7 +6,7 @@ Stages (DESIGN.md, "The data flow"):
    pool; hashing runs at disk speed). Digests already embedded for this model
    (``pg_copy.loaded_sha256``) are dropped here, so a rerun never decodes or embeds them
    again; a second file with the same bytes is counted as a duplicate.
-2. **decode/preprocess**: ``torch.utils.data.DataLoader`` workers read, decode
+2. **decode/preprocess**: ``torch.utils.data.DataLoader`` workers (:mod:`pgvision.decoding`) read, decode
    (:func:`pgvision.images.decode_image`: upright RGB, bad files become skip reasons) and
    transform (:func:`pgvision.embed.build_transform`) the rest, ``batch_size`` at a time.
    With ``decode="gpu"`` (:mod:`pgvision.decode_gpu`) the workers only read and check the
@@ -35,24 +35,22 @@ from __future__ import annotations
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import psycopg
-import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from pgvision import index_progress, indexes, pg_copy, registry, row_limits
 from pgvision.decode_gpu import TensorDecoder, choose_decoder, deferrable
+from pgvision.decoding import FileItem, ImageFileDataset, collate_decoded, cpu_finish
 from pgvision.embed import ImageEmbedder
-from pgvision.files import FileSkipped, NoFilesFound, file_uri, name_text, read_file
-from pgvision.images import IMAGE_EXTENSIONS, ImageSkipped, decode_image, find_images, sha256_bytes, sha256_file
+from pgvision.files import FileSkipped, NoFilesFound, read_file
+from pgvision.images import IMAGE_EXTENSIONS, ImageSkipped, decode_image, find_images, sha256_file
 from pgvision.loading import LoadSummary, recheck_recall as _recheck_recall
 from pgvision.loading import lost_connection as _lost
-from pgvision.pg_copy import ImageRecord
 from pgvision.writer import BatchWriter
 from pgvision.vector_load import load_vectors  # noqa: F401  (its home before; no torch needed there)
 
@@ -60,110 +58,6 @@ LABEL_FROM = ("parent-dir", "none")
 
 #: How many digests one ``loaded_sha256`` query checks.
 _LOOKUP_CHUNK = 5000
-
-@dataclass(frozen=True)
-class _Item:
-    path: str
-    sha256: bytes
-
-
-@dataclass
-class _Decoded:
-    tensor: torch.Tensor | None
-    record: ImageRecord | None
-    path: str
-    skip_reason: str | None = None
-    skip_detail: str = ""
-    seconds: float = 0.0
-    raw: bytes | None = None  # a JPEG left for the device decoder (record from its header)
-
-
-@dataclass
-class _Batch:
-    tensor: torch.Tensor | None
-    records: list[ImageRecord]
-    skipped: list[tuple[str, str, str]]
-    decode_seconds: float
-    deferred: list[_Decoded]
-
-    def pin_memory(self) -> "_Batch":  # DataLoader(pin_memory=True) calls it: page-locked for non_blocking copies
-        if self.tensor is not None:
-            self.tensor = self.tensor.pin_memory()
-        return self
-
-
-class ImageFileDataset(Dataset):
-    """Decoded, preprocessed images for a DataLoader (one item = one file).
-
-    Args:
-        items: ``(path, sha256)`` pairs to read.
-        transform: ``PIL.Image -> (3, H, W) float32 tensor`` (``ImageEmbedder.transform``).
-        draft_size: JPEG DCT-scaling target (the preprocessing's resize), see
-            :func:`pgvision.images.decode_image`.
-        label_from: ``parent-dir`` (the folder name is the label) or ``none``.
-        defer: ``bytes -> ImageHeader | None`` (:func:`pgvision.decode_gpu.deferrable`): files
-            it accepts are returned undecoded (``raw``) for the device decoder.
-    """
-
-    def __init__(self, items: Sequence[_Item], transform, draft_size: int | None, label_from: str,
-                 defer: Callable | None = None) -> None:
-        self.items = list(items)
-        self.transform = transform
-        self.draft_size = draft_size
-        self.label_from = label_from
-        self.defer = defer
-
-    def _record(self, path: Path, digest: bytes, width: int, height: int, metadata: dict, size: int) -> ImageRecord:
-        return ImageRecord(
-            sha256=digest,
-            uri=file_uri(path),
-            label=name_text(path.parent.name) if self.label_from == "parent-dir" else None,
-            width=width,
-            height=height,
-            metadata=dict(metadata, bytes=size),
-        )
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, index: int) -> _Decoded:
-        item = self.items[index]
-        start = time.perf_counter()
-        path = Path(item.path)
-        try:
-            data = read_file(path)  # regular files only, size-limited, never blocks
-        except FileSkipped as exc:
-            return _Decoded(None, None, item.path, exc.reason, exc.detail, time.perf_counter() - start)
-        # The file may have changed since it was hashed: key it by the bytes decoded here.
-        digest = item.sha256 if sha256_bytes(data) == item.sha256 else sha256_bytes(data)
-        header = self.defer(data) if self.defer else None
-        if header is not None:
-            record = self._record(path, digest, header.width, header.height, header.metadata, len(data))
-            return _Decoded(None, record, item.path, seconds=time.perf_counter() - start, raw=data)
-        try:
-            decoded = decode_image(data, draft_size=self.draft_size)
-            tensor = self.transform(decoded.image)
-        except ImageSkipped as exc:
-            return _Decoded(None, None, item.path, exc.reason, exc.detail, time.perf_counter() - start)
-        record = self._record(path, digest, decoded.width, decoded.height, decoded.metadata, len(data))
-        return _Decoded(tensor, record, item.path, seconds=time.perf_counter() - start)
-
-
-def collate_decoded(items: list[_Decoded]) -> _Batch:
-    """DataLoader ``collate_fn``: stack the good tensors, keep deferred files and skips aside."""
-    good = [it for it in items if it.tensor is not None]
-    return _Batch(
-        tensor=torch.stack([it.tensor for it in good]) if good else None,
-        records=[it.record for it in good],
-        skipped=[(it.path, it.skip_reason, it.skip_detail) for it in items if it.tensor is None and it.raw is None],
-        decode_seconds=sum(it.seconds for it in items),
-        deferred=[it for it in items if it.raw is not None],
-    )
-
-
-def _cpu_finish(batch: _Batch, transform, draft_size):
-    """The Pillow path's batch needs nothing more: ``(tensor, records, skipped)``."""
-    return batch.tensor, batch.records, []
 
 
 def hash_files(paths: Sequence[Path], threads: int = 4) -> list[tuple[Path, bytes | None, FileSkipped | str]]:
@@ -261,7 +155,7 @@ def load_images(
         raise NoFilesFound.under(paths, IMAGE_EXTENSIONS, summary.skipped)
     summary.model_id = model_id = registry.register_model(conn, spec)
     hashed = hash_files(files)
-    todo: list[_Item] = []
+    todo: list[FileItem] = []
     seen: set[bytes] = set()
     for path, digest, error in hashed:
         if digest is None:
@@ -270,7 +164,7 @@ def load_images(
             summary.duplicates += 1
         else:
             seen.add(digest)
-            todo.append(_Item(str(path), digest))
+            todo.append(FileItem(str(path), digest))
     present: set[bytes] = set()
     digests = [it.sha256 for it in todo]
     for i in range(0, len(digests), _LOOKUP_CHUNK):
@@ -282,7 +176,7 @@ def load_images(
     # 2-4. decode in workers (or on the device), embed here, copy in the writer thread.
     draft = spec.preprocessing.get("resize")
     dataset = ImageFileDataset(todo, embedder.transform, draft, label_from, defer=deferrable if decoder else None)
-    finish = decoder.finish if decoder else _cpu_finish
+    finish = decoder.finish if decoder else cpu_finish
     loader = DataLoader(
         dataset,
         batch_size=batch_size,
