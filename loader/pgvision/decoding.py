@@ -34,12 +34,18 @@ __all__ = ["FileItem", "DecodedItem", "DecodedBatch", "ImageFileDataset", "colla
 
 @dataclass(frozen=True)
 class FileItem:
+    """A file to load: its path and the SHA-256 (32 bytes) found when hashing it."""
+
     path: str
     sha256: bytes
 
 
 @dataclass
 class DecodedItem:
+    """One file after the worker: ``tensor`` ((3, crop, crop) float32, CPU path), or ``raw``
+    bytes for the device decoder, or a skip (``skip_reason``, ``skip_detail``); ``record``
+    is the image row (None when skipped); ``seconds`` the worker's wall time on it."""
+
     tensor: torch.Tensor | None
     record: ImageRecord | None
     path: str
@@ -51,6 +57,10 @@ class DecodedItem:
 
 @dataclass
 class DecodedBatch:
+    """A batch of :class:`DecodedItem`: ``tensor`` ((N, 3, crop, crop) float32 of the CPU-decoded
+    files, None if none) with their N ``records``, ``deferred`` items (raw JPEG bytes),
+    ``skipped`` ``(path, reason, detail)``, and ``decode_seconds`` summed over the items."""
+
     tensor: torch.Tensor | None
     records: list[ImageRecord]
     skipped: list[tuple[str, str, str]]
