@@ -263,3 +263,19 @@ def test_writer_commits_in_order_and_raises_its_error_in_the_caller(database_url
             "ORDER BY 1"
         ).fetchall()
         assert stored == [("file:///a", "[1,0,0]"), ("file:///b", "[0,1,0]"), ("file:///c", "[0,1,0]")]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (nvJPEG); the CPU tests above cover the code")
+def test_cuda_decode_and_resize_agree_with_the_cpu_run_of_the_same_functions(lite0):
+    cuda = torch.device("cuda")
+    datas = [p.read_bytes() for p in sorted(PHOTOS.glob("*.jpg"))] + [jpeg(cat().convert("L"))]
+    on_gpu = decode_batch(datas, cuda)
+    on_cpu = decode_batch(datas, CPU)
+    assert all(g is not None and g.device.type == "cuda" for g in on_gpu)
+    for g, c in zip(on_gpu, on_cpu):  # nvJPEG vs libjpeg-turbo: same sizes, IDCTs a few levels apart
+        assert g.shape == c.shape and (g.cpu().float() - c.float()).abs().mean() < 3
+    x = resize_normalize(on_gpu, lite0.spec.preprocessing, cuda)
+    assert x.device.type == "cuda" and x.shape == (len(datas), 3, 224, 224)
+    y = torch.stack([lite0.transform(decode_image(d, draft_size=256).image) for d in datas])
+    a, b = lite0.embed_batch(x.cpu()), lite0.embed_batch(y)
+    assert (a * b).sum(axis=1).min() > COSINE_FLOOR
