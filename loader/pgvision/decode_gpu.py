@@ -56,6 +56,12 @@ _DEVICE_MODES = frozenset({"RGB", "L"})
 
 _EOI = b"\xff\xd9"
 
+#: Pixels (width x height, summed) decoded on the device in one call. A batch of large
+#: photos is decoded in several calls so that device memory stays bounded: 256 Mpx is
+#: 768 MB of decoded RGB and ~3 GB as float32 while resizing (256 CIFAR images: 0.26 Mpx;
+#: 256 12-Mpx photos: 12 calls).
+MAX_DEVICE_PIXELS: int = 256_000_000
+
 
 class DecodeUnavailable(PgvisionError):
     """``--decode gpu`` asked for where no CUDA device runs the model."""
@@ -202,10 +208,13 @@ class TensorDecoder:
         device: where JPEGs are decoded and resized: the model's device (``cuda``), or
             ``cpu`` in tests.
         preprocessing: the model's dict (``ImageEmbedder.spec.preprocessing``).
+        max_pixels: pixels (from the headers, summed) decoded in one ``decode_jpeg`` call;
+            a batch over it is decoded in several (:data:`MAX_DEVICE_PIXELS`).
     """
 
     device: torch.device
     preprocessing: dict
+    max_pixels: int = MAX_DEVICE_PIXELS
 
     def warm_up(self) -> None:
         """Decode and resize one small JPEG on the device (nvJPEG handles, CUDA kernels)."""
@@ -217,12 +226,16 @@ class TensorDecoder:
         if images:
             resize_normalize(images, self.preprocessing, self.device)
 
+    def decode(self, datas: Sequence[bytes]) -> list[torch.Tensor | None]:
+        """:func:`decode_batch` on :attr:`device` (one place for tests to stand in a refusal)."""
+        return decode_batch(datas, self.device)
+
     def finish(self, batch, transform, draft_size: int | None):
         """One batch's model input: the CPU-decoded rows and the deferred JPEGs decoded here.
 
         Args:
-            batch: a :class:`pgvision.decoding.DecodedBatch`: ``tensor`` (CPU rows or None), ``records`` (theirs),
-                ``deferred`` (items with ``raw`` bytes, ``record`` and ``path``).
+            batch: a :class:`pgvision.decoding.DecodedBatch`: ``tensor`` (CPU rows or None),
+                ``records`` (theirs), ``deferred`` (items with ``raw`` bytes, ``record``, ``path``).
             transform: the Pillow path's transform, for JPEGs the device decoder refuses.
             draft_size: as for :func:`pgvision.images.decode_image`.
 
@@ -234,25 +247,39 @@ class TensorDecoder:
         parts, records, skipped = [], list(batch.records), []
         if batch.tensor is not None:
             parts.append(batch.tensor.to(self.device, non_blocking=True))
-        decoded = decode_batch([d.raw for d in batch.deferred], self.device)
-        fallback, good, good_records = [], [], []
-        for item, image in zip(batch.deferred, decoded):
-            if image is not None:
-                good.append(orient(image, item.record.metadata.get("exif_orientation")))
-                good_records.append(item.record)
-                continue
-            try:  # the device decoder refused it: Pillow decides, with today's skip reasons
-                fallback.append(transform(decode_image(item.raw, draft_size=draft_size).image))
-                records.append(item.record)
-            except ImageSkipped as exc:
-                skipped.append((item.path, exc.reason, exc.detail))
+        fallback, fallback_records, device_parts, device_records = [], [], [], []
+        for chunk in self._chunks(batch.deferred):
+            good = []
+            for item, image in zip(chunk, self.decode([d.raw for d in chunk])):
+                if image is not None:
+                    good.append(orient(image, item.record.metadata.get("exif_orientation")))
+                    device_records.append(item.record)
+                    continue
+                try:  # the device decoder refused it: Pillow decides, with today's skip reasons
+                    fallback.append(transform(decode_image(item.raw, draft_size=draft_size).image))
+                    fallback_records.append(item.record)
+                except ImageSkipped as exc:
+                    skipped.append((item.path, exc.reason, exc.detail))
+            if good:
+                device_parts.append(resize_normalize(good, self.preprocessing, self.device))
+        parts += device_parts  # rows in the order of ``records``: CPU, device, Pillow fallback
         if fallback:
             parts.append(torch.stack(fallback).to(self.device))
-        if good:
-            parts.append(resize_normalize(good, self.preprocessing, self.device))
-            records += good_records
+        records += device_records + fallback_records
         tensor = torch.cat(parts) if len(parts) > 1 else parts[0] if parts else None
         return tensor, records, skipped
+
+    def _chunks(self, items: list) -> list[list]:
+        """``items`` cut into runs of at most :attr:`max_pixels` pixels (each run >= 1 item)."""
+        chunks, current, pixels = [], [], 0
+        for item in items:
+            n = (item.record.width or 1) * (item.record.height or 1)
+            if current and pixels + n > self.max_pixels:
+                chunks.append(current)
+                current, pixels = [], 0
+            current.append(item)
+            pixels += n
+        return chunks + [current] if current else chunks
 
 
 def choose_decoder(decode: "str | TensorDecoder", device: torch.device, preprocessing: dict) -> TensorDecoder | None:
