@@ -66,7 +66,7 @@ def test_main_job_imagenet_samples_load_then_sql_search(database_url, lite0):
         summary = load_images(conn, [folder], lite0, batch_size=32, workers=1, label_from="none", progress=False)
         assert (summary.found, summary.loaded, summary.already_present, sum(summary.skipped.values())) == (100, 100, 0, 0)
         assert summary.index == f"image_embeddings_model_{summary.model_id}_hnsw"
-        assert set(summary.seconds) == {"hash", "decode", "wait", "embed", "copy", "index", "total"}
+        assert set(summary.seconds) == {"startup", "hash", "decode", "wait", "embed", "copy", "index", "total"}
         model = conn.execute(
             "SELECT name, kind, dims, metric, normalized, weights_sha256, preprocessing->>'interpolation' "
             "FROM pgvision.models"

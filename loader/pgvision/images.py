@@ -32,7 +32,7 @@ from pgvision.files import SKIP_REASONS, FileSkipped, OnSkip, find_files, sha256
 
 __all__ = [
     "IMAGE_EXTENSIONS", "DECODED_FORMATS", "MAX_PIXELS", "MAX_ASPECT_RATIO", "SKIP_REASONS", "ImageSkipped", "DecodedImage",
-    "find_images", "sha256_bytes", "sha256_file", "decode_image",
+    "find_images", "sha256_bytes", "sha256_file", "decode_image", "ImageHeader", "read_header",
 ]
 
 #: File name extensions the loader reads (lower case; matched case-insensitively).
@@ -165,15 +165,7 @@ def decode_image(
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             im = Image.open(io.BytesIO(data), formats=DECODED_FORMATS)
             width, height = im.size
-            if width * height > max_pixels:
-                raise ImageSkipped(
-                    "decompression-bomb", f"{width}x{height} px is over the limit of {max_pixels} px"
-                )
-            if min(width, height) < 1 or max(width, height) > max_aspect_ratio * min(width, height):
-                raise ImageSkipped(
-                    "decompression-bomb",
-                    f"{width}x{height} px is more elongated than the limit of {max_aspect_ratio:g}:1",
-                )
+            _check_limits(width, height, max_pixels, max_aspect_ratio)
             file_mode, file_format = im.mode, im.format
             orientation = im.getexif().get(_EXIF_ORIENTATION)
             if draft_size and file_format == "JPEG":
@@ -201,6 +193,80 @@ def decode_image(
     if orientation:
         metadata["exif_orientation"] = int(orientation)
     return DecodedImage(image=rgb, width=width, height=height, metadata=metadata)
+
+
+def _check_limits(width: int, height: int, max_pixels: int, max_aspect_ratio: float) -> None:
+    """Raise ``decompression-bomb`` for a header over the pixel or aspect-ratio limit."""
+    if width * height > max_pixels:
+        raise ImageSkipped("decompression-bomb", f"{width}x{height} px is over the limit of {max_pixels} px")
+    if min(width, height) < 1 or max(width, height) > max_aspect_ratio * min(width, height):
+        raise ImageSkipped(
+            "decompression-bomb",
+            f"{width}x{height} px is more elongated than the limit of {max_aspect_ratio:g}:1",
+        )
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """What an image file's header says, read without decoding any pixel (:func:`read_header`).
+
+    Attributes:
+        width, height: the upright size in pixels (EXIF orientations 5-8 swap them), as
+            :class:`DecodedImage` reports it.
+        orientation: EXIF Orientation (1-8), or None when the file has none.
+        progressive: a progressive (or multi-scan) JPEG.
+        metadata: the same dict :func:`decode_image` would give (``format``, ``mode``,
+            ``exif_orientation``).
+    """
+
+    width: int
+    height: int
+    orientation: int | None
+    progressive: bool
+    metadata: dict = field(default_factory=dict)
+
+
+def read_header(
+    data: bytes,
+    max_pixels: int = MAX_PIXELS,
+    max_aspect_ratio: float = MAX_ASPECT_RATIO,
+) -> ImageHeader:
+    """Parse an image's header (Pillow's lazy ``Image.open``; no pixel is decoded) and check
+    the same pixel-count and aspect-ratio limits as :func:`decode_image`.
+
+    Used by decoders other than Pillow (:mod:`pgvision.decode_gpu`) so that a file reaches
+    them only after the checks every file gets.
+
+    Raises:
+        ImageSkipped: the same reasons as :func:`decode_image` for what the header shows
+            (``empty``, ``not-an-image``, ``decompression-bomb``, ``unreadable``,
+            ``truncated``). Callers that need :func:`decode_image`'s exact reason for a
+            bad file decode it with :func:`decode_image`.
+    """
+    if not data:
+        raise ImageSkipped("empty", "zero-byte file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=DECODED_FORMATS) as im:
+                width, height = im.size
+                _check_limits(width, height, max_pixels, max_aspect_ratio)
+                orientation = im.getexif().get(_EXIF_ORIENTATION)
+                progressive = bool(im.info.get("progressive") or im.info.get("progression"))
+                metadata: dict = {"format": im.format, "mode": im.mode}
+    except ImageSkipped:
+        raise
+    except UnidentifiedImageError:
+        raise ImageSkipped("not-an-image", "no image decoder recognises these bytes") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageSkipped("decompression-bomb", str(exc)) from None
+    except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError, KeyError) as exc:
+        raise ImageSkipped("unreadable", f"{type(exc).__name__}: {exc}") from None
+    if orientation in _TRANSPOSING_ORIENTATIONS:
+        width, height = height, width
+    if orientation:
+        metadata["exif_orientation"] = int(orientation)
+    return ImageHeader(width, height, int(orientation) if orientation else None, progressive, metadata)
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:

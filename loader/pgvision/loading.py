@@ -65,7 +65,8 @@ class LoadSummary:
         s = self.seconds
         text += (
             f"\nmodel {self.model} (model_id {self.model_id}); {self.found} files; seconds: "
-            + ", ".join(f"{k} {s[k]:.1f}" for k in ("hash", "decode", "wait", "embed", "copy", "index", "total") if k in s)
+            + ", ".join(f"{k} {s[k]:.1f}" for k in ("startup", "hash", "decode", "device_decode", "wait", "embed", "copy", "index", "total")
+                       if k in s)
         )
         if self.loaded and s.get("total"):
             text += f"; {self.loaded / s['total']:.1f} img/s"

@@ -6,21 +6,28 @@ Stages (DESIGN.md, "The data flow"):
    pool; hashing runs at disk speed). Digests already embedded for this model
    (``pg_copy.loaded_sha256``) are dropped here, so a rerun never decodes or embeds them
    again; a second file with the same bytes is counted as a duplicate.
-2. **decode/preprocess**: ``torch.utils.data.DataLoader`` workers read, decode
+2. **decode/preprocess**: ``torch.utils.data.DataLoader`` workers (:mod:`pgvision.decoding`) read, decode
    (:func:`pgvision.images.decode_image`: upright RGB, bad files become skip reasons) and
    transform (:func:`pgvision.embed.build_transform`) the rest, ``batch_size`` at a time.
-3. **embed**: the main process runs the model on each batch under ``torch.inference_mode``
-   (``channels_last``), L2-normalising for cosine models.
-4. **copy**: ``pg_copy.copy_image_embeddings`` stores the batch in one transaction
-   (advisory lock per model, upsert of images, binary COPY of embeddings). A batch lands
-   whole or not at all: a killed loader loses nothing it committed, and two loaders on
-   the same folder never store a row twice.
+   With ``decode="gpu"`` (:mod:`pgvision.decode_gpu`) the workers only read and check the
+   JPEGs' headers, and the main process decodes and resizes them on the model's device.
+3. **embed**: the main process starts the model on each batch under ``torch.inference_mode``
+   (``channels_last``; :meth:`pgvision.embed.ImageEmbedder.embed_async`: on a GPU it does
+   not wait for the result), L2-normalising for cosine models.
+4. **copy**: a writer thread (:class:`pgvision.writer.BatchWriter`, bounded queue) stores
+   each batch with ``pg_copy.copy_image_embeddings`` in one transaction (advisory lock per
+   model, upsert of images, binary COPY of embeddings) while the next batch is decoded and
+   embedded. A batch lands whole or not at all: a killed loader loses nothing it
+   committed, and two loaders on the same folder never store a row twice.
 5. **index**: ``indexes.ensure_index`` builds the model's ANN index once data is there
    (pgvector: build after the bulk load).
 
-Timings: ``hash``, ``decode`` (seconds summed over workers: CPU time, which overlaps the
-main process when ``workers > 0``), ``wait`` (main process waiting for decoded batches),
-``embed``, ``copy``, ``index`` and ``total`` (wall clock), all in seconds.
+Timings: ``startup`` (the caller's model loading, passed in, plus worker start and warm-up),
+``hash``, ``decode`` (seconds summed over workers: CPU time, which overlaps the main process
+when ``workers > 0``), ``device_decode`` (only with the device decoder: the main process
+decoding and resizing JPEGs), ``wait`` (main process waiting for decoded batches), ``embed``
+(model time; on CUDA measured with CUDA events), ``copy`` (in the writer thread: overlaps
+the rest), ``index`` and ``total`` (wall clock, ``startup`` included), all in seconds.
 """
 
 from __future__ import annotations
@@ -28,110 +35,29 @@ from __future__ import annotations
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import psycopg
-import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from pgvision import index_progress, indexes, pg_copy, registry, row_limits
+from pgvision.decode_gpu import TensorDecoder, choose_decoder, deferrable
+from pgvision.decoding import FileItem, ImageFileDataset, collate_decoded, cpu_finish
 from pgvision.embed import ImageEmbedder
-from pgvision.files import FileSkipped, NoFilesFound, file_uri, name_text, read_file
-from pgvision.images import IMAGE_EXTENSIONS, ImageSkipped, decode_image, find_images, sha256_bytes, sha256_file
+from pgvision.files import FileSkipped, NoFilesFound, read_file
+from pgvision.images import IMAGE_EXTENSIONS, ImageSkipped, decode_image, find_images, sha256_file
 from pgvision.loading import LoadSummary, recheck_recall as _recheck_recall
 from pgvision.loading import lost_connection as _lost
-from pgvision.pg_copy import ImageRecord
+from pgvision.writer import BatchWriter
 from pgvision.vector_load import load_vectors  # noqa: F401  (its home before; no torch needed there)
 
 LABEL_FROM = ("parent-dir", "none")
 
 #: How many digests one ``loaded_sha256`` query checks.
 _LOOKUP_CHUNK = 5000
-
-@dataclass(frozen=True)
-class _Item:
-    path: str
-    sha256: bytes
-
-
-@dataclass
-class _Decoded:
-    tensor: torch.Tensor | None
-    record: ImageRecord | None
-    path: str
-    skip_reason: str | None = None
-    skip_detail: str = ""
-    seconds: float = 0.0
-
-
-@dataclass
-class _Batch:
-    tensor: torch.Tensor | None
-    records: list[ImageRecord]
-    skipped: list[tuple[str, str, str]]
-    decode_seconds: float
-
-
-class ImageFileDataset(Dataset):
-    """Decoded, preprocessed images for a DataLoader (one item = one file).
-
-    Args:
-        items: ``(path, sha256)`` pairs to read.
-        transform: ``PIL.Image -> (3, H, W) float32 tensor`` (``ImageEmbedder.transform``).
-        draft_size: JPEG DCT-scaling target (the preprocessing's resize), see
-            :func:`pgvision.images.decode_image`.
-        label_from: ``parent-dir`` (the folder name is the label) or ``none``.
-    """
-
-    def __init__(self, items: Sequence[_Item], transform, draft_size: int | None, label_from: str) -> None:
-        self.items = list(items)
-        self.transform = transform
-        self.draft_size = draft_size
-        self.label_from = label_from
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, index: int) -> _Decoded:
-        item = self.items[index]
-        start = time.perf_counter()
-        path = Path(item.path)
-        try:
-            data = read_file(path)  # regular files only, size-limited, never blocks
-        except FileSkipped as exc:
-            return _Decoded(None, None, item.path, exc.reason, exc.detail, time.perf_counter() - start)
-        # The file may have changed since it was hashed: key it by the bytes decoded here.
-        digest = item.sha256 if sha256_bytes(data) == item.sha256 else sha256_bytes(data)
-        try:
-            decoded = decode_image(data, draft_size=self.draft_size)
-            tensor = self.transform(decoded.image)
-        except ImageSkipped as exc:
-            return _Decoded(None, None, item.path, exc.reason, exc.detail, time.perf_counter() - start)
-        metadata = dict(decoded.metadata, bytes=len(data))
-        record = ImageRecord(
-            sha256=digest,
-            uri=file_uri(path),
-            label=name_text(path.parent.name) if self.label_from == "parent-dir" else None,
-            width=decoded.width,
-            height=decoded.height,
-            metadata=metadata,
-        )
-        return _Decoded(tensor, record, item.path, seconds=time.perf_counter() - start)
-
-
-def collate_decoded(items: list[_Decoded]) -> _Batch:
-    """DataLoader ``collate_fn``: stack the good tensors, keep the skips aside."""
-    good = [it for it in items if it.tensor is not None]
-    return _Batch(
-        tensor=torch.stack([it.tensor for it in good]) if good else None,
-        records=[it.record for it in good],
-        skipped=[(it.path, it.skip_reason, it.skip_detail) for it in items if it.tensor is None],
-        decode_seconds=sum(it.seconds for it in items),
-    )
 
 
 def hash_files(paths: Sequence[Path], threads: int = 4) -> list[tuple[Path, bytes | None, FileSkipped | str]]:
@@ -162,6 +88,8 @@ def load_images(
     progress: bool = True,
     on_skip: Callable[[str, str, str], None] | None = None,
     on_batch: Callable[[int], None] | None = None,
+    decode: str | TensorDecoder = "auto",
+    startup_seconds: float = 0.0,
 ) -> LoadSummary:
     """Load image files into ``pgvision.images`` / ``image_embeddings``; idempotent.
 
@@ -177,7 +105,13 @@ def load_images(
         build_index: build the model's ANN index at the end if it is missing.
         progress: show a tqdm progress bar (images/s, ETA) on stderr.
         on_skip: called with ``(path, reason, detail)`` for each skipped file.
-        on_batch: called with the number of embeddings this run has committed, after each batch.
+        on_batch: called with the number of embeddings this run has committed, after each
+            batch, from the writer thread (:class:`pgvision.writer.BatchWriter`).
+        decode: ``auto`` (JPEGs decoded on the GPU when the model runs on CUDA), ``cpu``
+            (Pillow in the workers), ``gpu`` (:mod:`pgvision.decode_gpu`), or a
+            :class:`pgvision.decode_gpu.TensorDecoder` (tests: the device path on the CPU).
+        startup_seconds: seconds the caller spent before this call (imports, model
+            loading), added to ``seconds["startup"]`` and ``seconds["total"]``.
 
     Returns:
         :class:`LoadSummary`.
@@ -189,7 +123,8 @@ def load_images(
             committed stays, a rerun loads the rest.
         FileNotFoundError: a path does not exist.
         pgvision.files.NoFilesFound: no image file under ``paths``; nothing is written.
-        ValueError: ``label_from``, ``batch_size`` or ``workers`` out of range.
+        pgvision.decode_gpu.DecodeUnavailable: ``decode="gpu"`` without a CUDA model device.
+        ValueError: ``label_from``, ``batch_size``, ``workers`` or ``decode`` out of range.
     """
     if label_from not in LABEL_FROM:
         raise ValueError(f"--label-from must be parent-dir or none, got {label_from!r}")
@@ -199,8 +134,12 @@ def load_images(
         raise ValueError(f"--workers must be 0 or more, got {workers}")
     t_start = time.perf_counter()
     spec = embedder.spec
+    decoder = choose_decoder(decode, embedder.device, spec.preprocessing)
     summary = LoadSummary(model=spec.name, model_id=0)
-    seconds = {"hash": 0.0, "decode": 0.0, "wait": 0.0, "embed": 0.0, "copy": 0.0, "index": 0.0}
+    seconds = {"startup": startup_seconds, "hash": 0.0, "decode": 0.0, "wait": 0.0, "embed": 0.0, "copy": 0.0,
+               "index": 0.0}
+    if decoder is not None:
+        seconds["device_decode"] = 0.0
 
     def skip(path: str, reason: str, detail: str) -> None:
         summary.skipped[reason] += 1
@@ -216,7 +155,7 @@ def load_images(
         raise NoFilesFound.under(paths, IMAGE_EXTENSIONS, summary.skipped)
     summary.model_id = model_id = registry.register_model(conn, spec)
     hashed = hash_files(files)
-    todo: list[_Item] = []
+    todo: list[FileItem] = []
     seen: set[bytes] = set()
     for path, digest, error in hashed:
         if digest is None:
@@ -225,7 +164,7 @@ def load_images(
             summary.duplicates += 1
         else:
             seen.add(digest)
-            todo.append(_Item(str(path), digest))
+            todo.append(FileItem(str(path), digest))
     present: set[bytes] = set()
     digests = [it.sha256 for it in todo]
     for i in range(0, len(digests), _LOOKUP_CHUNK):
@@ -234,8 +173,10 @@ def load_images(
     todo = [it for it in todo if it.sha256 not in present]
     seconds["hash"] = time.perf_counter() - t
 
-    # 2-4. decode in workers, embed here, copy per batch.
-    dataset = ImageFileDataset(todo, embedder.transform, spec.preprocessing.get("resize"), label_from)
+    # 2-4. decode in workers (or on the device), embed here, copy in the writer thread.
+    draft = spec.preprocessing.get("resize")
+    dataset = ImageFileDataset(todo, embedder.transform, draft, label_from, defer=deferrable if decoder else None)
+    finish = decoder.finish if decoder else cpu_finish
     loader = DataLoader(
         dataset,
         batch_size=batch_size,
@@ -247,9 +188,15 @@ def load_images(
         prefetch_factor=4 if workers > 0 else None,
     )
     bar = tqdm(total=len(todo), unit="img", disable=not progress, desc=f"loading ({spec.name})", smoothing=0.1)
-    done = 0
+    writer = BatchWriter(conn, model_id, spec.dims, total_files=len(todo), on_batch=on_batch)
     try:
-        batches = iter(loader)
+        t = time.perf_counter()
+        batches = iter(loader)  # workers start decoding while the model and decoder warm up
+        if todo:
+            embedder.warm_up(batch_size)
+            if decoder:
+                decoder.warm_up()
+        seconds["startup"] += time.perf_counter() - t
         while True:
             t = time.perf_counter()
             try:
@@ -258,31 +205,28 @@ def load_images(
                 break
             seconds["wait"] += time.perf_counter() - t
             seconds["decode"] += batch.decode_seconds
-            for path, reason, detail in batch.skipped:
+            t = time.perf_counter()
+            tensor, records, refused = finish(batch, embedder.transform, draft)
+            if decoder:
+                seconds["device_decode"] += time.perf_counter() - t
+            for path, reason, detail in batch.skipped + refused:
                 skip(path, reason, detail)
-            if batch.tensor is not None:
-                t = time.perf_counter()
-                vectors = embedder.embed_batch(batch.tensor)
-                seconds["embed"] += time.perf_counter() - t
-                keep, rejected = row_limits.split_oversized(batch.records)
-                for i, reason in rejected:
-                    skip(batch.records[i].uri, "too-large", reason)
-                records, vectors = [batch.records[i] for i in keep], vectors[keep]
-                t = time.perf_counter()
-                try:
-                    written = pg_copy.copy_image_embeddings(conn, model_id, records, vectors, dims=spec.dims)
-                except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-                    raise _lost(exc, summary.loaded, len(todo) - done) from None
-                seconds["copy"] += time.perf_counter() - t
-                summary.loaded += written
-                summary.already_present += len(records) - written  # a concurrent loader won
-                if on_batch:
-                    on_batch(summary.loaded)
-            n = len(batch.records) + len(batch.skipped)
-            done += n
-            bar.update(n)
+            pending = embedder.embed_async(tensor) if tensor is not None else None
+            keep, rejected = row_limits.split_oversized(records)
+            for i, reason in rejected:
+                skip(records[i].uri, "too-large", reason)
+            writer.submit([records[i] for i in keep], pending, files=len(batch.records) + len(batch.deferred)
+                          + len(batch.skipped), rows=keep if rejected else None)
+            bar.update(len(batch.records) + len(batch.deferred) + len(batch.skipped))
+        writer.close()
+    except BaseException:
+        writer.abandon()
+        raise
     finally:
         bar.close()
+    summary.loaded = writer.loaded
+    summary.already_present += writer.already_present
+    seconds["embed"], seconds["copy"] = writer.seconds["embed"], writer.seconds["copy"]
 
     # 5. statistics and index.
     if summary.loaded:
@@ -296,7 +240,7 @@ def load_images(
             raise _lost(exc, summary.loaded, 0) from None
         seconds["index"] = time.perf_counter() - t
         summary.index_mb = index_progress.index_mb(conn, summary.index)
-    seconds["total"] = time.perf_counter() - t_start
+    seconds["total"] = time.perf_counter() - t_start + startup_seconds
     summary.seconds = seconds
     return summary
 

@@ -7,6 +7,7 @@ Parses options and reports; the work is in :mod:`pgvision.pipeline` (images: nee
 from __future__ import annotations
 
 import os
+import time
 
 import click
 
@@ -81,6 +82,10 @@ def build_embedder(model, weights, output, dims, metric, name, device, threads=N
               "[default: half the cores, at most 8].")
 @click.option("--threads", type=click.IntRange(1, 256), default=None,
               help=f"Threads the model uses (torch.set_num_threads) [default: torch's, here {_CPUS}].")
+@click.option("--decode", type=click.Choice(["auto", "cpu", "gpu"]), default="auto", show_default=True,
+              help="Where JPEGs are decoded and resized: gpu = on the model's CUDA device (nvJPEG; "
+              "other formats and JPEGs it refuses still on the CPU), cpu = Pillow in the workers; "
+              "auto = gpu when the model runs on cuda.")
 @click.option("--label-from", type=click.Choice(["parent-dir", "none"]), default="parent-dir", show_default=True,
               help="parent-dir: an image's label is its folder's name; none: no label.")
 @click.option("--limit", type=click.IntRange(1), default=None, metavar="N",
@@ -90,7 +95,7 @@ def build_embedder(model, weights, output, dims, metric, name, device, threads=N
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar, no per-file skip lines; the summary only.")
 @database_url_option
 @run_guarded
-def load(paths, model, weights, output, dims, metric, name, device, batch_size, workers, threads,
+def load(paths, model, weights, output, dims, metric, name, device, batch_size, workers, threads, decode,
          label_from, limit, index, quiet, database_url):
     """Embed the images under PATHS and store them for search; rerun to resume.
 
@@ -101,14 +106,22 @@ def load(paths, model, weights, output, dims, metric, name, device, batch_size, 
     skipped and counted by reason; so are symbolic link loops, broken links, anything that
     is not a regular file (FIFO, device) and files over 256 MiB (env PGVISION_MAX_FILE_BYTES
     sets the limit in bytes). No image file at all is an error. At the end: a summary and
-    the seconds spent hashing, decoding, embedding and copying.
+    the seconds spent starting up, hashing, decoding, embedding and copying.
 
     \b
     Example:
       pgvision load ../shared/data/imagenet_samples
       pgvision load ./photos --model resnet50 --weights resnet50.pth --batch-size 64
       pgvision load ./photos --model torchscript:my.pt --dims 512 --metric cosine
+      pgvision load ./photos --device cuda --decode gpu --batch-size 256 --workers 4
     """
+    started = time.perf_counter()
+    if decode == "gpu" and device in ("auto", "cpu"):  # before loading torch models: fail in a second
+        from pgvision.decode_gpu import choose_decoder
+
+        import torch
+
+        choose_decoder(decode, torch.device("cuda" if device == "auto" and torch.cuda.is_available() else "cpu"), {})
     from pgvision.files import display
     from pgvision.pipeline import load_images
 
@@ -133,6 +146,8 @@ def load(paths, model, weights, output, dims, metric, name, device, batch_size, 
             build_index=index,
             progress=not quiet,
             on_skip=on_skip,
+            decode=decode,
+            startup_seconds=time.perf_counter() - started,
         )
     click.echo(summary.format())
 
