@@ -76,6 +76,8 @@ def main() -> None:
             "_ann() (generated per model, 0007)": "PERFORM (SELECT array_agg(item_id) FROM pgvision._ann(mm, v, 10))",
             "search_images() v2 (0006)":
                 f"PERFORM (SELECT array_agg(image_id) FROM bench_prev.search_images_v2(v, 10, model => '{name}'))",
+            "_resolve_model() alone": f"PERFORM pgvision._resolve_model('{name}', 'image')",
+            "_check_query() alone": "PERFORM pgvision._check_query(v, mm, 10, NULL)",
             "search_images()": f"PERFORM (SELECT array_agg(image_id) FROM pgvision.search_images(v, 10, model => '{name}'))",
         }
         install_variant(conn, "bench_prev", "search_images", "functions/search_images.v2.sql",

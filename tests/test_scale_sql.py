@@ -279,9 +279,9 @@ def test_each_model_gets_a_static_ann_statement_and_template_index(conn):
     conn.execute("RESET ROLE")
     source = conn.execute("SELECT prosrc FROM pg_proc WHERE proname = '_ann'").fetchone()[0]
     assert ("WHERE e.model_id = 1 ORDER BY e.embedding::\"public\".vector(4) OPERATOR(\"public\".<=>) query::\"public\".vector(4) "
-            "LIMIT k;") in source
+            "LIMIT 1000 LOOP") in source
     assert (f"WHERE e.model_id = {face_model} ORDER BY e.embedding::\"public\".vector(8) OPERATOR(\"public\".<->) "
-            "query::\"public\".vector(8) LIMIT k;") in source
+            "query::\"public\".vector(8) LIMIT 1000 LOOP") in source
     index = f"identity_templates_model_{face_model}_hnsw"
     assert conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"pgvision.{index}",)).fetchone()[0]
     indexes.ensure_index(conn, 1)

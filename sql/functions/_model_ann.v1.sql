@@ -12,7 +12,12 @@
 --      full-precision distance, as _nearest.v3). Static SQL in plpgsql is planned once per
 --      session and then reused (plan cache), where _nearest must build and plan its query
 --      text on every call (EXECUTE): that planning was most of search_images' gap to raw
---      pgvector SQL (docs/benchmarks.md, section 3 and "Millions"). Settings as _nearest.v3's
+--      pgvector SQL (docs/benchmarks.md, section 3 and "Millions"). The statement's LIMIT is
+--      the constant 1000 (k's largest value) and the loop stops after k rows (the HNSW scan
+--      yields rows lazily): with `LIMIT k` the planner costs the generic plan for an unknown
+--      k (10 % of the rows) above the custom plan for k = 10, so the plan cache kept making a
+--      custom plan, i.e. planned on every call (+0.06 ms per call, bench/profile_search.py).
+--      Settings as _nearest.v3's
 --      fast path: hnsw.ef_search = max(ef_search or the model's, k) or ivfflat.probes = the
 --      model's, enable_sort off (the index walk is the only ordered plan, with or without
 --      statistics), each restored before it returns. A model_id it does not know (none) is
@@ -67,8 +72,7 @@ BEGIN
                 r.model_id::integer, item, key, op, q, tbl, vs, r.dims::integer);
         ELSE
             branches := branches || format(
-                E'\n        WHEN %1$s THEN\n            RETURN QUERY SELECT e.%2$s, (%3$s %4$s %5$s)::float8 FROM pgvision.%6$s e '
-                'WHERE e.model_id = %1$s ORDER BY %3$s %4$s %5$s LIMIT k;',
+                E'\n        WHEN %1$s THEN\n            FOR item_id, distance IN SELECT e.%2$s, (%3$s %4$s %5$s)::float8 FROM pgvision.%6$s e WHERE e.model_id = %1$s ORDER BY %3$s %4$s %5$s LIMIT 1000 LOOP\n                RETURN NEXT;\n                n := n + 1;\n                EXIT WHEN n >= k;\n            END LOOP;',
                 r.model_id::integer, item, key, op, q, tbl);
         END IF;
     END LOOP;
@@ -94,6 +98,7 @@ DECLARE
     old_probes text;
     old_sort text;
     want text;
+    n integer := 0;
 BEGIN
     IF m.model_id <> ALL (%2$L::integer[]) OR m.index_method = 'none' THEN
         RETURN QUERY SELECT n.item_id, n.distance FROM pgvision._nearest(m, query, k, ef_search => ef_search) n;
