@@ -66,6 +66,9 @@ def upgrade() -> None:
         if event != "INSERT":  # a new face has no embedding yet
             op.execute(f"CREATE TRIGGER templates_{event.lower()} AFTER {event} ON pgvision.faces "
                        f"REFERENCING {tables} FOR EACH STATEMENT EXECUTE FUNCTION pgvision._sync_templates()")
+    for table in ("face_embeddings", "faces"):
+        op.execute(f"CREATE TRIGGER templates_truncate AFTER TRUNCATE ON pgvision.{table} "
+                   "FOR EACH STATEMENT EXECUTE FUNCTION pgvision._sync_templates()")
     apply_sql(op, "functions/_model_ann.v1.sql")
     op.execute("REVOKE ALL ON FUNCTION pgvision._model_ann() FROM PUBLIC")
     op.execute(
@@ -85,7 +88,7 @@ def downgrade() -> None:
     op.execute("DROP TRIGGER models_ann ON pgvision.models")
     op.execute("DROP FUNCTION pgvision._ann")
     op.execute("DROP FUNCTION pgvision._model_ann()")
-    for event in ("insert", "update", "delete"):
+    for event in ("insert", "update", "delete", "truncate"):
         op.execute(f"DROP TRIGGER templates_{event} ON pgvision.face_embeddings")
         if event != "insert":
             op.execute(f"DROP TRIGGER templates_{event} ON pgvision.faces")

@@ -1,6 +1,6 @@
 -- pgvision._sync_templates() -> trigger (AFTER INSERT / UPDATE / DELETE ... FOR EACH STATEMENT
 --   on pgvision.face_embeddings, AFTER UPDATE / DELETE on pgvision.faces; transition tables
---   new_rows / old_rows)
+--   new_rows / old_rows; AFTER TRUNCATE on both)
 --
 -- Purpose (issue 13, item 3): keeps pgvision.identity_templates equal to the mean of each
 --   enrolled identity's gallery embeddings, per face model, in the same transaction as the
@@ -37,6 +37,10 @@ DECLARE
     i bigint;
     key integer;
 BEGIN
+    IF TG_OP = 'TRUNCATE' THEN  -- face_embeddings or faces emptied: no gallery is left
+        DELETE FROM pgvision.identity_templates;
+        RETURN NULL;
+    END IF;
     IF TG_TABLE_NAME = 'face_embeddings' THEN
         IF TG_OP = 'INSERT' THEN
             ids := ARRAY(SELECT DISTINCT s.identity_id FROM (
