@@ -63,7 +63,7 @@ def tcp_server():
 
 def test_user_create_prints_libpq_and_jdbc_urls_for_the_tcp_port(tcp_server):
     port = tcp_server["port"]
-    assert tcp_server["url"].startswith(f"postgresql://bi:")
+    assert tcp_server["url"].startswith("postgresql://bi:")
     assert tcp_server["url"].endswith(f"@127.0.0.1:{port}/pgvision")
     password = tcp_server["url"].split(":")[2].split("@")[0]
     assert len(password) == 43  # secrets.token_urlsafe(32)

@@ -14,19 +14,22 @@ Strangers (the person left out, each of their faces searched against the other t
              cat2 (3.2) -> bob 1.8,             ann 3.0: best 1.8, margin 1.2
 Genuine (leave one face out, full gallery): ann1 0.2, ann2 0.2, bob1 0.4, bob2 0.4, cat1 0.2,
 cat2 0.2, all with the right identity first.
+Impostor comparisons (each face against each other identity, the rule's distance):
+    ann1 bob 1.0 cat 3.0 | ann2 bob 0.8 cat 2.8 | bob1 ann 0.8 cat 2.0 | bob2 ann 1.2 cat 1.6
+    cat1 bob 1.6 ann 2.8 | cat2 bob 1.8 ann 3.0:  mean 22.4 / 12 = 1.8667, sample sd 0.8500
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from pgvision.cli import main
-from pgvision.faces.calibrate import OpenSetScores, calibrate, store_calibration, threshold_at_fpir
+from pgvision.faces.calibrate import (OpenSetScores, calibrate, per_comparison_target, store_calibration,
+                                      threshold_at_fpir, threshold_at_fpir_pooled)
 from pgvision.pg_copy import copy_vectors
 from pgvision.registry import ModelSpec, register_model
 
@@ -97,10 +100,33 @@ def test_margin_condition_keeps_close_strangers_out_of_the_quantile():
     assert scores.rates(t, 0.6) == (0.5, 1.0)
     # every stranger fails the margin: accepting them all still accepts none; the largest finite one
     assert threshold_at_fpir(scores, 0.5, min_margin=5) == pytest.approx(1.8)
-    # Gaussian: mean 1.2, sample sd sqrt(0.88 / 5) = 0.4195; its 0.05 quantile
-    assert threshold_at_fpir(scores, 0.05, method="normal") == pytest.approx(1.2 - 1.6449 * math.sqrt(0.88 / 5), abs=1e-4)
+    with pytest.raises(ValueError, match=r"^method must be empirical"):
+        threshold_at_fpir(scores, 0.05, method="normal")
     with pytest.raises(ValueError, match=r"target FPIR must be between 0 and 1 \(exclusive\), got 1"):
         threshold_at_fpir(scores, 1)
+
+
+IMPOSTOR = [1.0, 3.0, 0.8, 2.8, 0.8, 2.0, 1.2, 1.6, 1.6, 2.8, 1.8, 3.0]
+
+
+def test_open_set_target_becomes_a_per_comparison_one_over_n_identities():
+    # a stranger meets N identities: FPIR = 1 - (1 - FMR)^N  ->  FMR = 1 - (1 - FPIR)^(1/N)
+    assert per_comparison_target(0.01, 1) == pytest.approx(0.01)
+    assert per_comparison_target(0.01, 20) == pytest.approx(0.000502, abs=1e-6)
+    assert 1 - (1 - per_comparison_target(0.3, 3)) ** 3 == pytest.approx(0.3)
+    # FPIR 0.3 over 3 identities: FMR 0.1121, z = -1.2155; 1.8667 - 1.2155 x 0.8500 = 0.8336
+    assert threshold_at_fpir_pooled(np.array(IMPOSTOR), 0.3, 3) == pytest.approx(0.8336, abs=1e-3)
+    # a quantile below 0 (FPIR 0.01: z = -2.712, 1.8667 - 2.3052 < 0) fails closed at 0
+    assert threshold_at_fpir_pooled(np.array(IMPOSTOR), 0.01, 3) == 0.0
+    with pytest.raises(ValueError, match=r"identities must be at least 1, got 0"):
+        per_comparison_target(0.01, 0)
+
+
+def test_gaussian_open_set_calibration_pools_every_impostor_comparison(conn, line_gallery):
+    cal = calibrate(conn, "line2d", target_fpir=0.3, method="normal")
+    assert cal.impostor_pairs == 12 and cal.threshold == pytest.approx(0.8336, abs=1e-3)
+    # counted on the SQL searches: the strangers at 0.8 and 0.8 pass (2 of 6), every genuine 0.2 / 0.4 does
+    assert (cal.expected_fpir, cal.expected_tpir, cal.method) == (pytest.approx(2 / 6), 1.0, "normal")
 
 
 def test_support_note_follows_the_rule_of_three(conn, line_gallery):
@@ -133,9 +159,9 @@ def test_calibrate_cli_defaults_to_open_set(database_url, conn, line_gallery):
     assert ("open-set: 6 stranger searches (each person left out in turn), 6 genuine searches, "
             "through SQL identify_face\n") in result.output
     assert "note: a target FPIR of 0.01 needs >= 300 stranger probes" in result.output
-    # Gaussian 0.01 quantile of the strangers (mean 1.2, sd 0.4195): 1.2 - 2.3263 sd = 0.2240; genuine 0.2 pass, 0.4 do not
-    assert "stored: threshold 0.2240 (FPIR 0.01, normal)" in result.output
-    assert "expected FPIR 0.0000 (over 6 stranger searches), expected TPIR 0.6667 (FNIR 0.3333)" in result.output
+    # 6 strangers cannot measure 0.01: auto takes the pooled Gaussian, whose quantile is below 0 here: 0, fail closed
+    assert "stored: threshold 0.0000 (FPIR 0.01, normal)" in result.output
+    assert "expected FPIR 0.0000 (over 6 stranger searches), expected TPIR 0.0000 (FNIR 1.0000)" in result.output
     stored = conn.execute("SELECT target_fpir, strangers, method FROM pgvision.calibrations").fetchone()
     assert stored == (0.01, 6, "fpir normal")
 

@@ -156,4 +156,3 @@ def test_wheel_carries_migrations_and_sql(tmp_path, server_home):
     finally:
         subprocess.run([sys.executable, "-c", "from pgvision.cli import main; main(['db', 'stop'])"],
                        cwd=work, env=env, capture_output=True)
-        shutil.rmtree(server_top, ignore_errors=True)

@@ -169,7 +169,7 @@ def test_db_index_target_recall_reports_the_choice(database_url, conn):
                                     "--quiet", "--database-url", database_url])
     assert out.exit_code == 0, out.output
     lines = out.output.splitlines()
-    assert re.fullmatch(r"small: image_embeddings_model_1_hnsw, [0-9.]+ MB, built in [0-9.]+ s", lines[0])
+    assert re.fullmatch(r"small: image_embeddings_model_1_hnsw, \d+\.\d MB, built in \d+\.\d s", lines[0]), lines
     assert re.fullmatch(r"small: ef_search 40 reaches recall@10 (0\.9\d\d|1\.000) >= 0\.9 on 500 rows "
                         r"\(tried 40: (0\.9\d\d|1\.000)\)", lines[1])
     assert conn.execute("SELECT quantization, ef_search, target_recall::text FROM pgvision.model_stats").fetchone() == (

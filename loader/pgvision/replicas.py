@@ -204,8 +204,8 @@ def add(name: str = "replica1", data_dir: Path | None = None, primary: Path | No
             raise ReplicaError("the primary runs with wal_level = minimal: ALTER SYSTEM SET wal_level = replica "
                                "and restart it (pgvision db stop; pgvision db start)")
         if conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (name,)).fetchone():
-            raise ReplicaError(f"the primary has a replication slot {name!r} already: pick another --name, or "
-                               f"drop it: SELECT pg_drop_replication_slot('{name}')")
+            raise ReplicaError(f"the primary has a replication slot {name!r} already: pick another --name, or, "
+                               "if no standby uses that slot, drop it with pg_drop_replication_slot on the primary")
     socket_dir = conninfo_to_dict(conninfo)["host"]
     listen = settings["listen_addresses"].strip()
     tcp_host = "127.0.0.1" if listen in ("", "*", "0.0.0.0") else listen.split(",")[0].strip()

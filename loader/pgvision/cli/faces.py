@@ -241,8 +241,10 @@ def print_calibration(cal) -> None:
 @click.option("--margin-frr", type=click.FloatRange(0, 0.5), default=0.0, show_default=True,
               help="Share of correct genuine searches the margin condition may reject (0 = no margin condition).")
 @click.option("--method", type=click.Choice(["auto", "empirical", "normal"]), default="auto", show_default=True,
-              help="How the threshold is found: empirical quantile of the stranger distances (or impostor distances "
-                   "with --target-far), Gaussian fit to them, or auto (Gaussian when fewer than 10 fall under the target).")
+              help="How the threshold is found: empirical quantile of the stranger searches (impostor comparisons "
+                   "with --target-far); normal = Gaussian fit to every impostor comparison, the FPIR target turned "
+                   "into a per-comparison one over the N enrolled identities, 1-(1-FPIR)^(1/N); auto = normal when "
+                   "fewer than 10 would fall under the target.")
 @click.option("--plot", type=click.Path(dir_okay=False, writable=True), metavar="FILE.png",
               help="Draw the ROC curve (TAR against FAR) to this PNG file (needs pgvision[plot]).")
 @click.option("--dry-run", is_flag=True, help="Print the table; store nothing.")
