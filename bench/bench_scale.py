@@ -73,6 +73,24 @@ def families(n_photos: int, dims: int, seed: int, family_size: int = 5, max_phot
     return photos, who, people.astype(np.float32)
 
 
+def install_variant(conn, schema: str, name: str, sql_path: str, rename: dict[str, str]) -> None:
+    """A released SQL API file installed under another name, for side-by-side timing in one run.
+
+    ``rename`` maps text of the file to its replacement (the function's qualified name, a
+    constant); pgvector's schema token is replaced as ``migrate.apply_sql`` does.
+    """
+    from pgvision.migrate import SECURE_SEARCH_PATH, sql_file, vector_schema
+
+    text = sql_file(sql_path).replace("@extschema:vector@", vector_schema(conn.cursor()))
+    for old, new in rename.items():
+        assert old in text, (sql_path, old)
+        text = text.replace(old, new)
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    conn.execute("SELECT set_config('search_path', %s, false)", (SECURE_SEARCH_PATH,))
+    conn.execute(text)
+    conn.execute("RESET search_path")
+
+
 def timed(fn, probes):
     lat, out = [], []
     for q in probes:
@@ -139,17 +157,26 @@ def measure_images(url, conn, name, model, x, queries, truth, row_of, quantizati
     choose_s = time.perf_counter() - t
     ef = choice.value
     api = "SELECT image_id FROM pgvision.search_images(%s, 10, %s)"
+    # search_images v2 (0006: every call plans _nearest's query text), same run, same index
+    install_variant(conn, "bench_prev", "search_images", "functions/search_images.v2.sql",
+                    {"pgvision.search_images(": "bench_prev.search_images_v2(",
+                     "search_images.label": "search_images_v2.label"})
+    api_v2 = "SELECT image_id FROM bench_prev.search_images_v2(%s, 10, %s)"
     raw = raw_sql(model["model_id"], dims, quantization)
     raw_args = (lambda q: {"q": q, "ef": ef}) if quantization == "binary" else (lambda q: (q,))
     raw_conn = common.connect(url)
     raw_conn.execute(f"SET hnsw.ef_search = {int(ef)}")
     for q in queries[:20]:
         conn.execute(api, (q, name)).fetchall()
+        conn.execute(api_v2, (q, name)).fetchall()
         raw_conn.execute(raw, raw_args(q)).fetchall()
     res: dict = {}
 
     def m_api():
         res["api"] = timed(lambda q: [r[0] for r in conn.execute(api, (q, name))], queries)
+
+    def m_api_v2():
+        res["api_v2"] = timed(lambda q: [r[0] for r in conn.execute(api_v2, (q, name))], queries)
 
     def m_raw():
         res["raw"] = timed(lambda q: [r[0] for r in raw_conn.execute(raw, raw_args(q))], queries)
@@ -157,26 +184,37 @@ def measure_images(url, conn, name, model, x, queries, truth, row_of, quantizati
     def m_numpy():
         res["numpy"] = timed(lambda q: np.argpartition(-(x @ q), 10)[:10], queries)
 
-    lat = {"api": [], "raw": [], "numpy": []}
-    for _ in range(a.reps):
-        for key, fn in (("api", m_api), ("raw", m_raw), ("numpy", m_numpy)):
+    lat = {"api": [], "api_v2": [], "raw": [], "numpy": []}
+    order = [("api", m_api), ("raw", m_raw), ("api_v2", m_api_v2), ("numpy", m_numpy)]
+    per_rep = []
+    for rep in range(a.reps):
+        qps = {}
+        for key, fn in order[rep % 4:] + order[:rep % 4]:  # interleaved rounds
             fn()
             lat[key] += res[key][0]
+            qps[key] = len(res[key][0]) / sum(res[key][0])
+        per_rep.append(qps)
 
     def recall(got):
         return float(np.mean([len({row_of[i] for i in g} & t) / 10 for g, t in zip(got, truth)]))
 
     out = {"rows": n, "dims": dims, "quantization": quantization, "build_s": build_s, "index_mb": index_mb(conn, index),
            "ef_search": ef, "stored_recall": choice.recall, "choose_s": choose_s, "tried": choice.tried,
-           "api": stats(lat["api"]), "raw": stats(lat["raw"]), "numpy": stats(lat["numpy"]),
-           "api_recall": recall(res["api"][1]), "raw_recall": recall(res["raw"][1])}
+           "api": stats(lat["api"]), "api_v2": stats(lat["api_v2"]), "raw": stats(lat["raw"]),
+           "numpy": stats(lat["numpy"]), "per_rep_qps": per_rep,
+           "api_recall": recall(res["api"][1]), "api_v2_recall": recall(res["api_v2"][1]),
+           "raw_recall": recall(res["raw"][1])}
     out["api_vs_raw_qps"] = out["api"]["qps"] / out["raw"]["qps"]
+    out["api_v2_vs_raw_qps"] = out["api_v2"]["qps"] / out["raw"]["qps"]
+    out["api_vs_raw_by_rep"] = [r["api"] / r["raw"] for r in per_rep]
     print(f"  images {n:,} x {dims}, quantization {quantization}: build {build_s:.1f} s, index {out['index_mb']:.0f} MB, "
           f"ef_search {ef} (stored recall {choice.recall:.3f}, tried {choice.tried}, {choose_s:.1f} s); "
           f"search_images recall@10 {out['api_recall']:.3f} p50 {out['api']['p50_ms']:.2f} p99 "
           f"{out['api']['p99_ms']:.2f} ms {out['api']['qps']:.0f} QPS; raw {out['raw']['qps']:.0f} QPS "
           f"(recall {out['raw_recall']:.3f}); numpy {out['numpy']['qps']:.0f} QPS; "
-          f"api/raw {out['api_vs_raw_qps']:.2f}x", flush=True)
+          f"api/raw {out['api_vs_raw_qps']:.2f}x (by round {', '.join(f'{v:.2f}' for v in out['api_vs_raw_by_rep'])}); "
+          f"search_images v2 {out['api_v2']['qps']:.0f} QPS (recall {out['api_v2_recall']:.3f}), "
+          f"v2/raw {out['api_v2_vs_raw_qps']:.2f}x", flush=True)
     raw_conn.close()
     return out
 
@@ -198,7 +236,7 @@ def store_faces(conn, name: str, x: np.ndarray, who: np.ndarray) -> tuple[int, n
     for i in range(0, n, 5000):
         with conn.transaction():
             pg_copy.copy_vectors(conn, "face_embeddings", "face_id", model_id, face_id[i:i + 5000], x[i:i + 5000])
-    return model_id, ident
+    return model_id, ident, face_id
 
 
 def run_faces(url: str, n: int, a) -> dict:
@@ -211,40 +249,88 @@ def run_faces(url: str, n: int, a) -> dict:
     conn = common.connect(url)
     conn.execute("SET max_parallel_workers_per_gather = 0")
     t = time.perf_counter()
-    model_id, ident = store_faces(conn, name, x, who)
+    model_id, ident, face_ids = store_faces(conn, name, x, who)
     load_s = time.perf_counter() - t
     t = time.perf_counter()
     index = indexes.ensure_index(conn, model_id)
     build_s = time.perf_counter() - t
     sql = "SELECT identity_id FROM pgvision.identify(%s, model => %s, candidates => %s)"
 
-    def call(c):
-        return lambda q: (conn.execute(sql, (q, name, c)).fetchone() or [None])[0]
+    def call(c, statement=sql):
+        return lambda q: (conn.execute(statement, (q, name, c)).fetchone() or [None])[0]
 
     no_stats = conn.execute("SELECT count(*) = 0 FROM pg_stats WHERE schemaname = 'pgvision' "
                             "AND tablename IN ('faces', 'face_embeddings')").fetchone()[0]
     before, _ = timed(call(5), probes[:50])
     conn.execute("ANALYZE pgvision.faces")
     conn.execute("ANALYZE pgvision.face_embeddings")
+    conn.execute("ANALYZE pgvision.identity_templates")
     brute = BruteForce(x, who, "l2")
     b_lat, b_best = timed(lambda q: brute.identify(q)[0][0], probes)
     exact = [int(ident[b]) for b in b_best]
     out = {"faces": len(x), "people": len(people), "dims": dims, "load_s": load_s, "build_s": build_s,
-           "index_mb": index_mb(conn, index), "no_stats_at_first_call": bool(no_stats),
+           "index_mb": index_mb(conn, index), "template_index_mb": index_mb(conn, f"identity_templates_model_{model_id}_hnsw"),
+           "no_stats_at_first_call": bool(no_stats),
            "before_analyze": stats(before), "brute": stats(b_lat), "by_candidates": {}}
+    # Why v4 missed: does the photo index's walk (depth 200, ef_search 200, as v4 for
+    # candidates 5) return the gallery's exact nearest photo, and does the template index
+    # (21 templates at ef_search 105, as v5) return the exact nearest template?
+    nearest_face = [int(face_ids[int(np.argmin(np.linalg.norm(x - q, axis=1)))]) for q in probes]
+    nearest_template = [int(ident[int(np.argmin(np.linalg.norm(brute.templates - q, axis=1)))]) for q in probes]
+    photo_hit, template_hit = [], []
+    for q, f, t in zip(probes, nearest_face, nearest_template):
+        got = {r[0] for r in conn.execute(
+            "SELECT item_id FROM pgvision._nearest(pgvision._resolve_model(%s, 'face'), %s, 200, enrolled_only => true, "
+            "ef_search => 200)", (name, q))}
+        photo_hit.append(f in got)
+        with conn.transaction():
+            conn.execute("SET LOCAL hnsw.ef_search = 105")
+            conn.execute("SET LOCAL enable_sort = off")
+            got = {r[0] for r in conn.execute(
+                f"SELECT identity_id FROM pgvision.identity_templates WHERE model_id = {model_id} "
+                f"ORDER BY template::vector({dims}) <-> %s::vector({dims}) LIMIT 21", (q,))}
+        template_hit.append(t in got)
+    out["photo_ann_has_nearest_photo"] = float(np.mean(photo_hit))
+    out["template_ann_has_nearest_template"] = float(np.mean(template_hit))
+    print(f"  faces {len(x):,}: exact nearest photo among the photo index's 200 (ef_search 200): "
+          f"{out['photo_ann_has_nearest_photo']:.3f}; exact nearest template among the template index's 21 "
+          f"(ef_search 105): {out['template_ann_has_nearest_template']:.3f}", flush=True)
+    # identify v4 (0006) and v5 with a smaller photo depth, side by side with v5 in one run
+    install_variant(conn, "bench_prev", "_identify_v4", "functions/_identify.v4.sql",
+                    {"pgvision._identify(": "bench_prev._identify_v4("})
+    install_variant(conn, "bench_prev", "_identify_v5_d100", "functions/_identify.v5.sql",
+                    {"pgvision._identify(": "bench_prev._identify_v5_d100(",
+                     "c_min_depth constant integer := 200;": "c_min_depth constant integer := 100;"})
+    variants = {"v5": sql}
+    for v in a.identify_variants:
+        variants[v] = (f"SELECT identity_id FROM bench_prev._identify_{v}(pgvision._resolve_model(%(m)s, 'face'), "
+                       "%(q)s, NULL, %(c)s, NULL, NULL)")
+
+    def call_variant(v, c):
+        if v == "v5":
+            return call(c)
+        return lambda q: (conn.execute(variants[v], {"q": q, "m": name, "c": c}).fetchone() or [None])[0]
+
     for c in a.candidates:
-        timed(call(c), probes[:10])  # warm
-        lat: list = []
-        got = None
-        for _ in range(a.reps):
-            l, got = timed(call(c), probes)
-            lat += l
-        agree = float(np.mean([g == e for g, e in zip(got, exact)]))
-        out["by_candidates"][c] = {**stats(lat), "agreement": agree, "depth": min(1000, max(200, 20 * c))}
-        print(f"  faces {len(x):,} x {dims} ({len(people):,} people): candidates {c} (depth "
-              f"{out['by_candidates'][c]['depth']}): agreement {agree:.4f}, p50 {out['by_candidates'][c]['p50_ms']:.2f} "
-              f"p99 {out['by_candidates'][c]['p99_ms']:.2f} ms", flush=True)
-    print(f"  faces {len(x):,}: load {load_s:.1f} s, build {build_s:.1f} s, index {out['index_mb']:.0f} MB, "
+        keys = list(variants)
+        for v in keys:
+            timed(call_variant(v, c), probes[:10])  # warm
+        lat: dict = {v: [] for v in keys}
+        got: dict = {}
+        for rep in range(a.reps):
+            for v in keys[rep % len(keys):] + keys[:rep % len(keys)]:  # interleaved rounds
+                l, got[v] = timed(call_variant(v, c), probes)
+                lat[v] += l
+        for v in keys:
+            agree = float(np.mean([g == e for g, e in zip(got[v], exact)]))
+            depth = min(1000, max(100 if v == "v5_d100" else 200, 20 * c))
+            out["by_candidates"][f"{c}" if v == "v5" else f"{c}/{v}"] = {**stats(lat[v]), "agreement": agree,
+                                                                       "depth": depth, "variant": v}
+            r = out["by_candidates"][f"{c}" if v == "v5" else f"{c}/{v}"]
+            print(f"  faces {len(x):,} x {dims} ({len(people):,} people): identify {v}, candidates {c} (depth "
+                  f"{depth}): agreement {agree:.4f}, p50 {r['p50_ms']:.2f} p99 {r['p99_ms']:.2f} ms", flush=True)
+    print(f"  faces {len(x):,}: load {load_s:.1f} s (with templates), build {build_s:.1f} s, index {out['index_mb']:.0f} MB "
+          f"(templates {out['template_index_mb']:.0f} MB), "
           f"before ANALYZE (no statistics: {bool(no_stats)}) p50 {out['before_analyze']['p50_ms']:.2f} "
           f"p99 {out['before_analyze']['p99_ms']:.2f} ms; numpy brute force p50 {out['brute']['p50_ms']:.2f} ms",
           flush=True)
@@ -260,6 +346,9 @@ def main() -> None:
     ap.add_argument("--probes", type=int, default=200, help="held-out queries / probe faces (default 200)")
     ap.add_argument("--candidates", type=int, nargs="+", default=[5, 25, 50],
                     help="identify candidates tried (depth max(200, 20 x candidates); default 5 25 50)")
+    ap.add_argument("--identify-variants", nargs="*", choices=["v4", "v5_d100"], default=["v4", "v5_d100"],
+                    help="identify versions timed beside v5 in the same run: v4 (0006), v5 with photo depth "
+                         "100 (default both)")
     ap.add_argument("--quantization", nargs="+", choices=["none", "halfvec", "binary"], default=["none"],
                     help="image index quantizations measured, one build each (default none)")
     ap.add_argument("--out", default="scale", help="name of the results file (default scale)")

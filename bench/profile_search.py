@@ -9,8 +9,9 @@ median of ``--reps``:
   ``_nearest`` must: the table, the ``vector(D)`` cast and the operator depend on the model);
 * ``_nearest query, dynamic``: ``_nearest``'s own query text (two ``array_agg``), via EXECUTE;
 * ``_nearest()``: the internal function (settings saved / set / restored, the query, unnest);
-* ``search_images()``: the public function (model lookup, argument checks, ``_nearest``,
-  join to ``images`` for uri and label, similarity);
+* ``search_images()``: the public function (model lookup, argument checks, ``_ann`` since
+  0007, join to ``images`` for uri and label, similarity), and its v2 (0006, ``_nearest``);
+* ``_ann()``: the generated per-model function (0007) with the static, plan-cached query;
 * ``per-model SQL function``: a candidate design (not the API): the literal index query in a
   generated ``LANGUAGE sql`` function, whose plan PostgreSQL 18 caches, called statically or
   through ``EXECUTE`` (as a dispatcher over models would have to).
@@ -26,6 +27,7 @@ import argparse
 
 
 import common
+from bench_scale import install_variant
 from bench_search import load
 from pgvision import indexes
 
@@ -71,8 +73,16 @@ def main() -> None:
             "raw, dynamic (EXECUTE)": f"EXECUTE '{q_dyn}' INTO ids USING v",
             "_nearest query, dynamic": f"EXECUTE '{q_near}' INTO ids, dists USING v, 10",
             "_nearest()": "PERFORM (SELECT array_agg(item_id) FROM pgvision._nearest(mm, v, 10))",
+            "_ann() (generated per model, 0007)": "PERFORM (SELECT array_agg(item_id) FROM pgvision._ann(mm, v, 10))",
+            "search_images() v2 (0006)":
+                f"PERFORM (SELECT array_agg(image_id) FROM bench_prev.search_images_v2(v, 10, model => '{name}'))",
+            "_resolve_model() alone": f"PERFORM pgvision._resolve_model('{name}', 'image')",
+            "_check_query() alone": "PERFORM pgvision._check_query(v, mm, 10, NULL)",
             "search_images()": f"PERFORM (SELECT array_agg(image_id) FROM pgvision.search_images(v, 10, model => '{name}'))",
         }
+        install_variant(conn, "bench_prev", "search_images", "functions/search_images.v2.sql",
+                        {"pgvision.search_images(": "bench_prev.search_images_v2(",
+                         "search_images.label": "search_images_v2.label"})
         got: list[float] = []
         conn.add_notice_handler(lambda diag: got.append(float(diag.message_primary)))
         conn.execute(f"SET hnsw.ef_search = {ef}")

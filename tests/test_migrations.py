@@ -11,7 +11,8 @@ import pytest
 from pgvision import migrate
 from sqlhelpers import add_images
 
-TABLES = {"calibrations", "face_embeddings", "face_scans", "faces", "identities", "image_embeddings", "images", "models"}
+TABLES = {"calibrations", "face_embeddings", "face_scans", "faces", "identities", "identity_templates", "image_embeddings",
+          "images", "models"}
 FUNCTIONS = {"search_images", "similar_images", "identify", "identify_face", "recall_at_k"}
 
 

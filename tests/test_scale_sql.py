@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import psycopg
 import pytest
 
 from pgvision import indexes, recall_target
@@ -56,8 +57,10 @@ def test_identify_walks_the_index_before_statistics_exist(conn):
                         ).fetchone()[0] == -1  # no statistics
     plans = nested_plans(conn, "SELECT * FROM pgvision.identify(%s, 'faces32')", (photos[7],))
     assert f"Index Scan using face_embeddings_model_{model_id}_hnsw" in plans
-    assert not re.search(r"Sort Key: \(+\(?e\.embedding\)?::", plans)
+    assert f"Index Scan using identity_templates_model_{model_id}_hnsw" in plans  # v5's templates
+    assert not re.search(r"Sort Key: \(+\(?[et]\.(embedding|template)\)?::", plans)
     assert "Seq Scan on face_embeddings" not in plans
+    assert "Seq Scan on identity_templates" not in plans
 
 
 def test_identify_agrees_with_the_exact_rule_among_look_alikes(conn):
@@ -171,3 +174,123 @@ def test_db_index_target_recall_reports_the_choice(database_url, conn):
                         r"\(tried 40: (0\.9\d\d|1\.000)\)", lines[1])
     assert conn.execute("SELECT quantization, ef_search, target_recall::text FROM pgvision.model_stats").fetchone() == (
         "halfvec", 40, "0.9")
+
+
+def stored_templates(conn, model_id):
+    return {i: (np.array(t.to_list() if hasattr(t, "to_list") else t), n) for i, t, n in conn.execute(
+        "SELECT identity_id, template, photos FROM pgvision.identity_templates WHERE model_id = %s", (model_id,))}
+
+
+def test_templates_follow_the_gallery_in_the_same_transaction(conn):
+    # 4 people, 1..19 photos: each identity's template is the mean of its gallery photos, and
+    # it follows every change of the gallery: embeddings loaded, a face moved to another
+    # person or un-enrolled, a face deleted, a person deleted.
+    photos, who, _ = families(4, 8, seed=9)
+    model_id, ident = add_gallery(conn, "faces8", photos, who)
+
+    def expect(members):
+        got = stored_templates(conn, model_id)
+        assert set(got) == {ident[p] for p, rows in members.items() if rows}
+        for p, rows in members.items():
+            if rows:
+                t, n = got[ident[p]]
+                assert n == len(rows)
+                np.testing.assert_allclose(t, photos[rows].mean(axis=0), atol=1e-6)
+
+    members = {p: list(np.nonzero(who == p)[0]) for p in range(4)}
+    expect(members)
+    face = dict(enumerate(r[0] for r in conn.execute("SELECT face_id FROM pgvision.faces ORDER BY face_id")))
+    moved = members[0][0]
+    conn.execute("UPDATE pgvision.faces SET identity_id = %s WHERE face_id = %s", (int(ident[1]), face[moved]))
+    members[0].remove(moved)
+    members[1].append(moved)
+    expect(members)
+    gone = members[2][0]
+    conn.execute("UPDATE pgvision.faces SET identity_id = NULL WHERE face_id = %s", (face[gone],))
+    members[2].remove(gone)
+    expect(members)
+    deleted = members[3][-1]
+    conn.execute("DELETE FROM pgvision.images WHERE image_id = (SELECT image_id FROM pgvision.faces WHERE face_id = %s)",
+                 (face[deleted],))
+    members[3].remove(deleted)
+    expect(members)
+    conn.execute("DELETE FROM pgvision.face_embeddings WHERE face_id = ANY(%s)", ([face[r] for r in members[1]],))
+    members[1] = []
+    expect(members)
+    conn.execute("DELETE FROM pgvision.identities WHERE identity_id = %s", (int(ident[0]),))
+    members[0] = []
+    expect(members)
+    with conn.transaction():  # rolled back with the change that caused it
+        conn.execute("UPDATE pgvision.faces SET identity_id = NULL")
+        assert stored_templates(conn, model_id) == {}
+        raise psycopg.Rollback()
+    expect(members)
+    conn.execute("TRUNCATE pgvision.face_embeddings")
+    assert stored_templates(conn, model_id) == {}
+
+
+def test_identify_finds_an_identity_through_its_template_alone(conn):
+    # The probe lies between the two photos of person A (their mean is the probe itself, at
+    # distance 0.01) while 250 people with one photo each stand at distance 0.5: A's photos,
+    # at distance 1, are beyond the 200 nearest faces that v4 took its candidates from.
+    # The exact rule's best identity is A; v5 finds it through the template index.
+    rng = np.random.default_rng(10)
+    centre = np.zeros(8, dtype=np.float32)
+    centre[7] = 3.0
+    others = rng.standard_normal((250, 8))
+    others = centre + 0.5 * others / np.linalg.norm(others, axis=1, keepdims=True)
+    a = np.zeros((2, 8))
+    a[0, 0], a[1, 0] = 1.0, -1.0
+    photos = np.vstack([centre + a, others]).astype(np.float32)
+    who = np.array([0, 0] + list(range(1, 251)))
+    model_id, ident = add_gallery(conn, "faces8", photos, who)
+    conn.execute("ANALYZE pgvision.face_embeddings")
+    q = (centre + np.array([0, 0.01, 0, 0, 0, 0, 0, 0])).astype(np.float32)
+    assert exact_rule(photos, who, q)[0] == 0
+    rows = conn.execute("SELECT identity_id, distance, is_match FROM pgvision.identify(%s, 'faces8', candidates => 3)",
+                        (q,)).fetchall()
+    assert rows[0][0] == ident[0] and rows[0][1] == pytest.approx(0.01, abs=1e-6) and rows[0][2] is True
+    assert [r[0] for r in rows] == ident[exact_rule(photos, who, q)[:3]].tolist()
+
+
+def test_identify_face_leaves_the_probe_out_of_its_own_template(conn):
+    # Person 0 has 3 photos; probing with one of them, its template must be the mean of the
+    # other two (the stored template, which holds the probe, would be nearer).
+    photos = np.array([[1, 0, 0, 0], [1.2, 0.2, 0, 0], [1.2, -0.2, 0, 0], [0, 1, 0, 0], [0, 1.1, 0, 0]],
+                      dtype=np.float32)
+    who = np.array([0, 0, 0, 1, 1])
+    model_id, ident = add_gallery(conn, "faces4", photos, who, threshold=2.0)
+    probe = conn.execute("SELECT min(face_id) FROM pgvision.faces").fetchone()[0]
+    rows = conn.execute("SELECT identity_id, distance FROM pgvision.identify_face(%s, 'faces4')", (probe,)).fetchall()
+    leave_one_out = min(np.linalg.norm(photos[1:3] - photos[0], axis=1).min(),
+                        np.linalg.norm(photos[1:3].mean(axis=0) - photos[0]))
+    assert rows[0] == (ident[0], pytest.approx(leave_one_out, abs=1e-6))
+    assert rows[1] == (ident[1], pytest.approx(min(np.linalg.norm(photos[3:] - photos[0], axis=1).min(),
+                                                   np.linalg.norm(photos[3:].mean(axis=0) - photos[0])), abs=1e-6))
+
+
+def test_each_model_gets_a_static_ann_statement_and_template_index(conn):
+    # Registering a model (as the loader role, which may not create functions) writes its
+    # literal index query into pgvision._ann; removing the model removes it, and the face
+    # model's template index with it.
+    conn.execute("SET ROLE pgvision_loader")
+    add_images(conn, "img4", [("a", None, [1.0, 0, 0, 0]), ("b", None, [0, 1.0, 0, 0])], metric="cosine")
+    photos, who, _ = families(3, 8, seed=11)
+    face_model, _ = add_gallery(conn, "faces8", photos, who)
+    conn.execute("RESET ROLE")
+    source = conn.execute("SELECT prosrc FROM pg_proc WHERE proname = '_ann'").fetchone()[0]
+    assert ("WHERE e.model_id = 1 ORDER BY e.embedding::\"public\".vector(4) OPERATOR(\"public\".<=>) query::\"public\".vector(4) "
+            "LIMIT 1000 LOOP") in source
+    assert (f"WHERE e.model_id = {face_model} ORDER BY e.embedding::\"public\".vector(8) OPERATOR(\"public\".<->) "
+            "query::\"public\".vector(8) LIMIT 1000 LOOP") in source
+    index = f"identity_templates_model_{face_model}_hnsw"
+    assert conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"pgvision.{index}",)).fetchone()[0]
+    indexes.ensure_index(conn, 1)
+    plans = nested_plans(conn, "SELECT * FROM pgvision.search_images(%s, 1, 'img4')", (np.array([1.0, 0.1, 0, 0], dtype=np.float32),))
+    assert "Index Scan using image_embeddings_model_1_hnsw" in plans
+    assert conn.execute("SELECT uri FROM pgvision.search_images('[1,0.1,0,0]', 1, 'img4')").fetchall() == [
+        ("file:///a.jpg",)]
+    conn.execute("DELETE FROM pgvision.models WHERE name = 'faces8'")
+    source = conn.execute("SELECT prosrc FROM pg_proc WHERE proname = '_ann'").fetchone()[0]
+    assert f"WHEN {face_model} THEN" not in source and "WHEN 1 THEN" in source
+    assert conn.execute("SELECT to_regclass(%s)", (f"pgvision.{index}",)).fetchone()[0] is None
