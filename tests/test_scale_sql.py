@@ -294,3 +294,32 @@ def test_each_model_gets_a_static_ann_statement_and_template_index(conn):
     source = conn.execute("SELECT prosrc FROM pg_proc WHERE proname = '_ann'").fetchone()[0]
     assert f"WHEN {face_model} THEN" not in source and "WHEN 1 THEN" in source
     assert conn.execute("SELECT to_regclass(%s)", (f"pgvision.{index}",)).fetchone()[0] is None
+
+
+def test_templates_of_many_identities_at_once_hold_few_locks(conn):
+    # 20,000 people enrolled by one COPY, then their model deleted (a cascade through 40,000
+    # embeddings): v1 took one advisory lock per identity and ran the server's shared lock
+    # table out ("out of shared memory"). The templates stay exact; a transaction holds a
+    # bounded number of advisory locks (1 for a bulk statement, 1 + buckets otherwise).
+    people = 20_000
+    rng = np.random.default_rng(5)
+    photos = rng.standard_normal((2 * people, 4)).astype(np.float32)
+    who = np.repeat(np.arange(people), 2)
+    advisory = ("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() "
+                "AND granted AND objsubid = 2 AND classid IN (1885828724, 1885828692)")  # 'pgvt', 'pgvT'
+    with conn.transaction():
+        model_id, ident = add_gallery(conn, "faces4", photos, who)
+        assert conn.execute(advisory).fetchone()[0] == 1
+    got = stored_templates(conn, model_id)
+    assert len(got) == people
+    for p in (0, 7, people - 1):
+        t, n = got[ident[p]]
+        assert n == 2
+        np.testing.assert_allclose(t, photos[2 * p:2 * p + 2].mean(axis=0), atol=1e-6)
+    with conn.transaction():  # a small change: the intention lock shared and one bucket
+        conn.execute("UPDATE pgvision.faces SET identity_id = NULL WHERE identity_id = %s", (int(ident[3]),))
+        assert conn.execute(advisory).fetchone()[0] == 2
+    assert ident[3] not in stored_templates(conn, model_id)
+    conn.execute("DELETE FROM pgvision.models WHERE model_id = %s", (model_id,))
+    assert conn.execute("SELECT count(*) FROM pgvision.identity_templates").fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM pgvision.face_embeddings").fetchone()[0] == 0
