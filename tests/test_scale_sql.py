@@ -323,3 +323,13 @@ def test_templates_of_many_identities_at_once_hold_few_locks(conn):
     conn.execute("DELETE FROM pgvision.models WHERE model_id = %s", (model_id,))
     assert conn.execute("SELECT count(*) FROM pgvision.identity_templates").fetchone()[0] == 0
     assert conn.execute("SELECT count(*) FROM pgvision.face_embeddings").fetchone()[0] == 0
+
+
+def test_recall_counts_true_neighbours_and_ties_not_near_misses():
+    # Exact top-3 ids {1, 2, 3}, 3rd distance 0.5. Found: 1 (true), 7 at 0.5 (a tie: another
+    # vector at exactly the 3rd distance) and 9 at 0.5005 (a near miss: 5e-4 farther, which
+    # ann-benchmarks' epsilon of 1e-3 counted as found; on 1M x 512 clustered vectors that
+    # made the ladder report 0.955 where the share of true ids was 0.90).
+    assert recall_target.hits([(1, 0.1), (7, 0.5), (9, 0.5005)], {1, 2, 3}, 0.5) == 2
+    assert recall_target.hits([(2, 0.2), (3, 0.5), (1, 0.1)], {1, 2, 3}, 0.5) == 3
+    assert recall_target.hits([(8, 0.5 + 1e-12)], {1, 2, 3}, 0.5) == 1  # float rounding of a tie
