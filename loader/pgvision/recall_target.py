@@ -231,5 +231,5 @@ def describe(choice: Choice) -> str:
             "(pgvision db index MODEL --m 32 --ef-construction 128, or IVFFlat with more --lists)")
 
 
-__all__ = ["Choice", "choose_setting", "recheck", "describe", "measure", "ivfflat_ladder", "DEFAULT_TARGET",
+__all__ = ["Choice", "choose_setting", "recheck", "describe", "measure", "hits", "ivfflat_ladder", "DEFAULT_TARGET",
            "APPLY_FROM_ROWS", "REMEASURE_GROWTH", "HNSW_LADDER"]
