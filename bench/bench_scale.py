@@ -152,8 +152,9 @@ def measure_images(url, conn, name, model, x, queries, truth, row_of, quantizati
     n, dims = x.shape
     conn.execute("CHECKPOINT")
     t = time.perf_counter()
-    index = indexes.set_index(conn, name, quantization=quantization)
+    index = indexes.set_index(conn, name, quantization=quantization, m=a.m, ef_construction=a.ef_construction)
     build_s = time.perf_counter() - t
+    built = get_model(conn, name)
     t = time.perf_counter()
     choice = recall_target.choose_setting(conn, name, 0.95)
     choose_s = time.perf_counter() - t
@@ -217,7 +218,8 @@ def measure_images(url, conn, name, model, x, queries, truth, row_of, quantizati
     out["api_v2_vs_raw_qps"] = out["api_v2"]["qps"] / out["raw"]["qps"]
     out["api_vs_raw_images_qps"] = out["api"]["qps"] / out["raw_images"]["qps"]
     out["api_vs_raw_by_rep"] = [r["api"] / r["raw"] for r in per_rep]
-    print(f"  images {n:,} x {dims}, quantization {quantization}: build {build_s:.1f} s, index {out['index_mb']:.0f} MB, "
+    print(f"  images {n:,} x {dims}, quantization {quantization}, "
+          f"m {built['hnsw_m']} / ef_construction {built['hnsw_ef_construction']}: build {build_s:.1f} s, index {out['index_mb']:.0f} MB, "
           f"ef_search {ef} (stored recall {choice.recall:.3f}, tried {choice.tried}, {choose_s:.1f} s); "
           f"search_images recall@10 {out['api_recall']:.3f} p50 {out['api']['p50_ms']:.2f} p99 "
           f"{out['api']['p99_ms']:.2f} ms {out['api']['qps']:.0f} QPS; raw {out['raw']['qps']:.0f} QPS "
@@ -362,6 +364,9 @@ def main() -> None:
                          "100 (default both)")
     ap.add_argument("--quantization", nargs="+", choices=["none", "halfvec", "binary"], default=["none"],
                     help="image index quantizations measured, one build each (default none)")
+    ap.add_argument("--m", type=int, default=None, help="images' HNSW m (default: the model's, 16)")
+    ap.add_argument("--ef-construction", type=int, default=None,
+                    help="images' HNSW ef_construction (default: the model's, 64)")
     ap.add_argument("--out", default="scale", help="name of the results file (default scale)")
     common.add_server_args(ap)
     a = ap.parse_args()
