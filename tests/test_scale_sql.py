@@ -333,3 +333,48 @@ def test_recall_counts_true_neighbours_and_ties_not_near_misses():
     assert recall_target.hits([(1, 0.1), (7, 0.5), (9, 0.5005)], {1, 2, 3}, 0.5) == 2
     assert recall_target.hits([(2, 0.2), (3, 0.5), (1, 0.1)], {1, 2, 3}, 0.5) == 3
     assert recall_target.hits([(8, 0.5 + 1e-12)], {1, 2, 3}, 0.5) == 1  # float rounding of a tie
+
+
+def _search_images_source(conn) -> str:
+    return conn.execute("SELECT prosrc FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+                        "WHERE n.nspname = 'pgvision' AND p.proname = 'search_images'").fetchone()[0]
+
+
+def test_search_images_holds_each_indexed_image_models_statement(conn):
+    # v4 (0009): the models trigger writes one branch per full-precision / halfvec image model
+    # into search_images itself (one plpgsql layer), none for face or binary models; the branch
+    # orders ties by image_id, leaves the session's settings as they were, and goes with its model.
+    conn.execute("SET ROLE pgvision_loader")
+    dup = [0.6, 0.8, 0.0, 0.0]
+    ids = add_images(conn, "img4", [("a", None, [1.0, 0, 0, 0]), ("d1", None, dup), ("b", None, [0, 0, 1.0, 0]),
+                                    ("d2", None, dup), ("c", None, [0, 1.0, 0, 0]), ("d3", None, dup)], metric="cosine")
+    photos, who, _ = families(3, 8, seed=12)
+    face_model, _ = add_gallery(conn, "faces8", photos, who)
+    conn.execute("RESET ROLE")
+    source = _search_images_source(conn)
+    assert ("WHEN 1 THEN\n                RETURN QUERY SELECT s.image_id, s.uri, s.label, s.distance, "
+            "pgvision._similarity(s.distance, m.metric) FROM (SELECT e.image_id, i.uri, i.label, "
+            "(e.embedding::\"public\".vector(4) OPERATOR(\"public\".<=>) query::\"public\".vector(4))::float8 AS distance "
+            "FROM pgvision.image_embeddings e JOIN pgvision.images i ON i.image_id = e.image_id WHERE e.model_id = 1 "
+            "ORDER BY e.embedding::\"public\".vector(4) OPERATOR(\"public\".<=>) query::\"public\".vector(4) LIMIT k) s "
+            "ORDER BY s.distance, s.image_id;") in source
+    assert f"WHEN {face_model} THEN" not in source
+    indexes.ensure_index(conn, 1)
+    conn.execute("SET hnsw.ef_search = 7")
+    conn.execute("SET enable_sort = on")
+    got = conn.execute("SELECT image_id, distance FROM pgvision.search_images(%s, 4, 'img4')",
+                       (np.array(dup, dtype=np.float32),)).fetchall()
+    assert [g[0] for g in got[:3]] == sorted([ids["d1"], ids["d2"], ids["d3"]])  # ties by image_id
+    assert got[3][0] == ids["c"] and all(abs(g[1]) < 1e-6 for g in got[:3])
+    assert conn.execute("SELECT current_setting('hnsw.ef_search'), current_setting('enable_sort')").fetchone() == ("7", "on")
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="k must be between 1 and 1000, got 0"):
+        conn.execute("SELECT * FROM pgvision.search_images('[1,0,0,0]', 0, 'img4')")
+    indexes.set_index(conn, "img4", quantization="binary")
+    assert "WHEN 1 THEN" not in _search_images_source(conn)  # binary keeps _ann's re-ranking path
+    got = conn.execute("SELECT image_id FROM pgvision.search_images(%s, 4, 'img4')",
+                       (np.array(dup, dtype=np.float32),)).fetchall()
+    assert [g[0] for g in got[:3]] == sorted([ids["d1"], ids["d2"], ids["d3"]])
+    indexes.set_index(conn, "img4", quantization="halfvec")
+    assert "halfvec(4) OPERATOR(\"public\".<=>) query::\"public\".halfvec(4) LIMIT k) s" in _search_images_source(conn)
+    conn.execute("DELETE FROM pgvision.models WHERE name = 'img4'")
+    assert "WHEN 1 THEN" not in _search_images_source(conn)
