@@ -7,8 +7,11 @@ round trip included, in interleaved rounds (median QPS over ``--reps``):
 
 * ``raw``: the query itself (prepared by psycopg after 5 runs), ids only;
 * ``raw + images``: the same joined to ``images`` for the uri and label search_images returns;
-* ``search_images v3``: the API (0007): model lookup, checks, ``_ann``'s plan-cached
-  statement under the model's ef_search, join, order by (distance, id);
+* ``search_images v4``: the API (0009): design C below, generated into search_images by
+  the models trigger, plus the order of ties by image_id;
+* ``search_images v3``: the previous API (0007, installed beside it as
+  ``designs.search_images_v3``): ``_resolve_model``, ``_check_query``, then ``_ann``'s
+  plan-cached statement under the model's ef_search, join, order by (distance, id);
 * ``B``: v3 with the model lookup and the checks inlined (still two plpgsql layers);
 * ``C``: one plpgsql layer holding the per-model static statement with the join, the
   model's ef_search and enable_sort set and restored, ``plan_cache_mode =
@@ -37,7 +40,7 @@ import argparse
 import numpy as np
 
 import common
-from bench_scale import timed
+from bench_scale import install_variant, timed
 from bench_search import load
 from pgvision import indexes
 from pgvision.migrate import vector_schema
@@ -109,6 +112,9 @@ def main() -> None:
         indexes.set_index(conn, "designs", method="hnsw")
         ef = conn.execute("SELECT ef_search FROM pgvision.models WHERE model_id = %s", (model_id,)).fetchone()[0]
         create_designs(conn, model_id)
+        install_variant(conn, "designs", "search_images", "functions/search_images.v3.sql",
+                        {"pgvision.search_images(": "designs.search_images_v3(",
+                         "search_images.label": "search_images_v3.label"})
         raw = (f"SELECT image_id FROM pgvision.image_embeddings WHERE model_id = {model_id} "
                f"ORDER BY embedding::vector({DIMS}) <=> %s::vector({DIMS}) LIMIT 10")
         raw_conn = common.connect(url)
@@ -119,7 +125,8 @@ def main() -> None:
             "raw (ids)": (raw_conn, raw),
             "raw + images": (raw_conn, f"SELECT c.image_id, i.uri, i.label FROM ({raw}) c "
                                        "JOIN pgvision.images i ON i.image_id = c.image_id"),
-            "search_images v3 (the API)": (conn, api.format("pgvision.search_images")),
+            "search_images v4 (the API)": (conn, api.format("pgvision.search_images")),
+            "search_images v3 (0007)": (conn, api.format("designs.search_images_v3")),
             "B: v3, lookup + checks inlined": (conn, api.format("designs.b")),
             "C: one layer, generic plan": (conn, api.format("designs.c")),
             "D: C without the settings": (conn, api.format("designs.d")),
