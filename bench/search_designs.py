@@ -44,9 +44,11 @@ where F loses (its inlined body is planned with the caller's query every time).
 B to E3 are hand-written for the one model here (schema ``designs``): measurements of
 designs, not pgvision's API. Each variant's ids are checked against raw's before timing.
 
-Example::
+Examples (the runs in docs/benchmarks.md, "search_images vs raw SQL (item 5)")::
 
-    PYTHONPATH=loader .venv/bin/python bench/search_designs.py --rows 100000
+    PYTHONPATH=loader .venv/bin/python bench/search_designs.py --rows 100000 --queries 300 --reps 10
+    PYTHONPATH=loader .venv/bin/python bench/search_designs.py --rows 100000 --queries 300 --reps 6 --unprepared
+    PYTHONPATH=loader .venv/bin/python bench/search_designs.py --rows 1000000 --queries 200 --reps 5 --target-recall 0.95
 """
 
 from __future__ import annotations
@@ -139,6 +141,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=100_000, help="vectors (default 100,000)")
     ap.add_argument("--queries", type=int, default=200, help="held-out queries per round (default 200)")
+    ap.add_argument("--target-recall", type=float, default=None,
+                    help="run the recall ladder (pgvision db index --target-recall) after the build and time "
+                         "at the ef_search it stores; default: pgvector's ef_search 40")
     ap.add_argument("--unprepared", action="store_true",
                     help="plan every call (psycopg prepare_threshold=None), as psql and literal-SQL clients do")
     common.add_server_args(ap)
@@ -152,6 +157,10 @@ def main() -> None:
         x, queries = x[:a.rows], x[a.rows:]
         model_id, _ = load(conn, "designs", x)
         indexes.set_index(conn, "designs", method="hnsw")
+        if a.target_recall is not None:
+            from pgvision import recall_target
+
+            print(recall_target.choose_setting(conn, "designs", a.target_recall))
         ef = conn.execute("SELECT ef_search FROM pgvision.models WHERE model_id = %s", (model_id,)).fetchone()[0]
         create_designs(conn, model_id)
         if a.unprepared:
