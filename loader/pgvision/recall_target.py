@@ -10,16 +10,16 @@ Measurement: the ``sample`` stored embeddings with the smallest md5 of their id 
 queries; each one's exact top-k (itself left out) is the truth; an ANN row counts as found
 when it is one of those k, or ties the k-th exact distance (relative tolerance
 :data:`TIE`, float rounding only). That is recall@k as a user's benchmark counts it (the
-share of the true top-k ids returned). It is stricter than ``pgvision.recall_at_k``, which
-counts as ann-benchmarks does (ann_benchmarks/plotting/metrics.py: within the k-th exact
-distance + 1e-3): on 1M x 512 clustered unit vectors, where the 10th and 30th nearest
-differ by less than 1e-3 of cosine distance, that epsilon counted recall 0.892 at
-ef_search 40 and 0.955 at 200 while the true share of ids was about 0.75 and 0.90, and
-the target was "reached" at a setting whose held-out recall was 0.886 (issue 13, item 4;
-docs/benchmarks.md section 6). The ANN rows come from the same unfiltered path as
-``search_images`` (k + 1 rows, the query itself dropped). Unlike calling ``recall_at_k``
-once per rung, the exact scans run once, not once per setting tried: at 1M rows an exact
-scan is the expensive half.
+share of the true top-k ids returned), and ``pgvision.recall_at_k`` counts the same way
+since its v3 (migration 0010). Both counted as ann-benchmarks does before
+(ann_benchmarks/plotting/metrics.py: within the k-th exact distance + 1e-3): on 1M x 512
+clustered unit vectors, where the 10th and 30th nearest differ by less than 1e-3 of
+cosine distance, that epsilon counted recall 0.892 at ef_search 40 and 0.955 at 200
+while the true share of ids was about 0.75 and 0.90, and the target was "reached" at a
+setting whose held-out recall was 0.886 (issue 13, item 4; docs/benchmarks.md section 6).
+The ANN rows come from the same unfiltered path as ``search_images`` (k + 1 rows, the
+query itself dropped). Unlike calling ``recall_at_k`` once per rung, the exact scans run
+once, not once per setting tried: at 1M rows an exact scan is the expensive half.
 
 Re-check rule: a model whose setting was chosen for a target is measured again by
 :func:`recheck` (the loaders call it after every load) once it holds more than
