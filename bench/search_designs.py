@@ -35,7 +35,16 @@ median ratio over ``--reps`` rounds is printed:
   filter (model found, unfiltered, full-precision HNSW, the session's ``hnsw.ef_search``
   already the one the call needs, the query valid), a ``LEFT JOIN`` to images that the
   planner removes when the caller selects only ids, and ``search_images`` (v4) as the
-  fallback branch for every other call.
+  fallback branch for every other call;
+* ``G``: a ``LANGUAGE sql`` function that is *not* inlined (it has ``SET`` clauses), run by
+  PostgreSQL 18's SQL-function executor, which keeps its statements' plans in the plan
+  cache: ``SET search_path``, ``plan_cache_mode = force_generic_plan``, ``enable_sort =
+  off`` and ``hnsw.ef_search`` as the function's own ``SET`` clauses (saved and restored
+  by PostgreSQL around the call, so a ``set_config(..., true)`` inside is undone at exit),
+  a first statement that looks the model up, checks the arguments (``_check_query`` only
+  to raise) and sets the model's ef_search, and a second with the model's static
+  statement. The fast path of one model only: no routing between models, no fallback for
+  filtered or binary searches (a measurement of the design, not yet an API).
 
 ``--unprepared`` sends every call as a new statement (psycopg ``prepare_threshold=None``),
 as psql and BI tools that send literal SQL do: PostgreSQL then plans each call, which is
@@ -121,6 +130,20 @@ END $f$""")
           AND {vs}.vector_dims(f.query) = m.dims
           AND -(f.query OPERATOR({vs}.<#>) f.query) < 'Infinity'::float8
           AND (m.metric <> 'cosine' OR -(f.query OPERATOR({vs}.<#>) f.query) <> 0)"""
+    conn.execute(f"""CREATE FUNCTION designs.g({args}) {out} LANGUAGE sql VOLATILE {secure} {generic}
+SET hnsw.ef_search = 40 SET enable_sort = off AS $f$
+  SELECT CASE WHEN g.k BETWEEN 1 AND 1000 AND (g.ef_search IS NULL OR g.ef_search BETWEEN 1 AND 1000)
+              AND {vs}.vector_dims(g.query) = m.dims AND -(g.query OPERATOR({vs}.<#>) g.query) < 'Infinity'::float8
+              AND (m.metric <> 'cosine' OR -(g.query OPERATOR({vs}.<#>) g.query) <> 0)
+         THEN set_config('hnsw.ef_search', least(1000, greatest(coalesce(g.ef_search, m.ef_search), g.k))::text, true)
+         ELSE pgvision._check_query(g.query, m, g.k, g.ef_search)::text END
+    FROM pgvision.models m WHERE m.name = g.model AND m.kind = 'image';
+  SELECT s.image_id, s.uri, s.label, s.d, 1 - s.d FROM (
+    SELECT e.image_id, i.uri, i.label, ({key} {op} g.query)::float8 AS d
+    FROM pgvision.image_embeddings e JOIN pgvision.images i ON i.image_id = e.image_id
+    WHERE e.model_id = {model_id} ORDER BY {key} {op} g.query LIMIT g.k) s
+  ORDER BY s.d, s.image_id;
+$f$""")
     conn.execute(f"""CREATE FUNCTION designs.f({args}) {out} LANGUAGE sql STABLE BEGIN ATOMIC
   WITH g AS ({gate})
   SELECT u.image_id, u.uri, u.label, u.distance, u.similarity FROM (
@@ -186,6 +209,8 @@ def main() -> None:
             "E3: inlinable LANGUAGE sql": api.format("designs.e3"),
             "F: inlinable, gated, v4 fallback": api.format("designs.f"),
             "F, all columns": "SELECT * FROM designs.f(%s, 10, 'designs')",
+            "G: LANGUAGE sql, plan-cached, SET clauses": api.format("designs.g"),
+            "G, all columns": "SELECT * FROM designs.g(%s, 10, 'designs')",
             "search_images v4, all columns": "SELECT * FROM pgvision.search_images(%s, 10, 'designs')",
         }
         want = [r[0] for r in conn.execute(raw, (queries[0],))]
