@@ -149,3 +149,15 @@ def test_old_data_dir_is_upgraded_and_db_tune_applies_on_the_embedded_server():
     finally:
         server.stop(data)
         shutil.rmtree(top, ignore_errors=True)
+
+
+def test_alter_system_script_quotes_values_and_refuses_odd_names():
+    # The script is composed with psycopg.sql: a value is a quoted, escaped literal; a name
+    # that is not a plain parameter name never reaches the text.
+    machine = Machine(8 * GB, 2)
+    odd_value = [tuning.Setting("application_name", "it's", "test")]
+    assert "ALTER SYSTEM SET application_name = 'it''s';" in tuning.alter_system_lines(
+        machine, odd_value, measured_here=False).splitlines()
+    with pytest.raises(ValueError, match="not a PostgreSQL parameter name"):
+        tuning.alter_system_lines(machine, [tuning.Setting("work_mem = '1GB'; DROP TABLE x; --", "1", "test")],
+                                  measured_here=False)

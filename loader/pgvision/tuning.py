@@ -22,6 +22,7 @@ Sources of the rules:
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass
 
@@ -209,10 +210,21 @@ def parse_size(text: str) -> int:
     return int(value * units[unit])
 
 
+#: A plain (unquoted) PostgreSQL parameter name, e.g. ``shared_buffers`` or ``hnsw.ef_search``.
+_PARAMETER = re.compile(r"[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?")
+
+
 def alter_system_lines(machine: Machine, settings: list[Setting], *, measured_here: bool) -> str:
     """``ALTER SYSTEM`` script an administrator runs on a server pgvision does not own.
 
-    Values are quoted SQL literals of fixed formulas, never user text.
+    Composed with :mod:`psycopg.sql` as :func:`apply` executes it: each value a
+    ``sql.Literal`` (quoted and escaped by psycopg). The parameter name is written bare, as
+    PostgreSQL's documentation writes it, because the names are this module's constants
+    (:func:`settings_for`), never user text, and each is checked to be a plain lowercase
+    name (:data:`_PARAMETER`), for which ``sql.Identifier``'s double quotes change nothing.
+
+    Raises:
+        ValueError: a setting name that is not a plain parameter name.
     """
     origin = ("this machine's (pass --ram/--cores for the server's own)" if measured_here
               else "given with --ram/--cores")
@@ -221,7 +233,9 @@ def alter_system_lines(machine: Machine, settings: list[Setting], *, measured_he
            "-- max_worker_processes take effect only after a restart."]
     for s in settings:
         out.append(f"-- {s.reason}")
-        out.append(f"ALTER SYSTEM SET {s.name} = '{s.value}';")
+        if not _PARAMETER.fullmatch(s.name):
+            raise ValueError(f"setting name {s.name!r} is not a PostgreSQL parameter name")
+        out.append(sql.SQL("ALTER SYSTEM SET {} = {};").format(sql.SQL(s.name), sql.Literal(s.value)).as_string())
     return "\n".join(out) + "\n"
 
 
