@@ -29,7 +29,7 @@ import numpy as np
 from scipy.stats import norm
 
 import common
-from pgvision.faces.calibrate import per_comparison_target, threshold_at_fpir_pooled
+from pgvision.faces.calibrate import fpir_from_fmr, per_comparison_target, threshold_at_fpir_pooled
 from pgvision.faces.decide import identity_distances, rank_identities
 from pgvision.faces.evaluate import enrolled_identities
 
@@ -90,7 +90,7 @@ def check(names, emb, has, split: str, per_identity: int, target: float, grid) -
     rows = []
     for t in [*grid, threshold]:
         tpir, fpir = observed(t)
-        predicted = 1 - (1 - norm.cdf(t, mu, sigma)) ** n_ids
+        predicted = fpir_from_fmr(norm.cdf(t, mu, sigma), n_ids)
         rows.append([split, f"{t:.4f}" + (" (calibrated)" if t == threshold else ""), predicted, fpir,
                      int(round(fpir * len(non_mated))), tpir])
     return {"split": split, "identities": n_ids, "impostor_comparisons": int(impostor.size), "mu": mu, "sigma": sigma,

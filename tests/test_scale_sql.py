@@ -346,10 +346,7 @@ def test_recall_at_k_counts_as_the_ladder_does_where_distances_crowd(conn):
     indexes.set_index(conn, "crowded", method="hnsw", m=8, ef_construction=16)
     model = get_model(conn, "crowded")
     probes = recall_target._sample(conn, model, 50)
-    truth = []
-    for pid, q in probes:
-        exact = [(i, d) for i, d in recall_target._nearest(conn, model["model_id"], q, 11, exact=True) if i != pid][:10]
-        truth.append(({i for i, _ in exact}, exact[-1][1]))
+    truth = recall_target.exact_truth(conn, model, probes, 10)
     for ef in (11, 40):
         ids_share = recall_target.measure(conn, model, probes, truth, 10, ef)
         queries, recall, used = conn.execute(

@@ -125,6 +125,20 @@ def hits(rows: list[tuple[int, float]], ids: set[int], kth: float) -> int:
     return sum(i in ids or d <= kth + TIE * abs(kth) for i, d in rows)
 
 
+def exact_truth(conn: psycopg.Connection, model: dict[str, Any], probes: list[tuple[int, Any]],
+                k: int) -> list[tuple[set[int], float]]:
+    """For each probe, (ids of its exact top-k, the k-th exact distance), itself left out.
+
+    Args:
+        probes: (item id, embedding) of the sample, as :func:`_sample` returns them.
+    """
+    truth = []
+    for pid, q in probes:
+        exact = [(i, d) for i, d in _nearest(conn, model["model_id"], q, k + 1, exact=True) if i != pid][:k]
+        truth.append(({i for i, _ in exact}, exact[-1][1]))
+    return truth
+
+
 def measure(conn: psycopg.Connection, model: dict[str, Any], probes: list[tuple[int, Any]],
             truth: list[tuple[set[int], float]], k: int, ef_search: int | None) -> float:
     """Recall@k of the model's index at ``ef_search`` (or its stored probes) on ``probes``.
@@ -169,10 +183,7 @@ def choose_setting(conn: psycopg.Connection, model_name: str, target: float = DE
     if rows < k + 2:
         return None
     probes = _sample(conn, model, sample)
-    truth = []
-    for pid, q in probes:
-        exact = [(i, d) for i, d in _nearest(conn, model["model_id"], q, k + 1, exact=True) if i != pid][:k]
-        truth.append(({i for i, _ in exact}, exact[-1][1]))
+    truth = exact_truth(conn, model, probes, k)
     tried: list[tuple[int, float]] = []
     if model["index_method"] == "hnsw":
         setting, ladder = "ef_search", [v for v in HNSW_LADDER if v >= k + 1] or [1000]
@@ -231,5 +242,5 @@ def describe(choice: Choice) -> str:
             "(pgvision db index MODEL --m 32 --ef-construction 128, or IVFFlat with more --lists)")
 
 
-__all__ = ["Choice", "choose_setting", "recheck", "describe", "measure", "hits", "ivfflat_ladder", "DEFAULT_TARGET",
+__all__ = ["Choice", "choose_setting", "recheck", "describe", "measure", "exact_truth", "hits", "ivfflat_ladder", "DEFAULT_TARGET",
            "APPLY_FROM_ROWS", "REMEASURE_GROWTH", "HNSW_LADDER"]

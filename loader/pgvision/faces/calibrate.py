@@ -147,7 +147,7 @@ class Calibration:
 
     def far_fpir(self, identities: int | None = None) -> float:
         """``1 - (1 - FAR)^N``: the chance a stranger matches one of N identities, from the per-comparison FAR."""
-        return 1.0 - (1.0 - self.far) ** (identities or self.identities)
+        return fpir_from_fmr(self.far, identities or self.identities)
 
     def support_note(self) -> str | None:
         """None when the gallery supports ``target_fpir`` (S >= 3 / target), else the sentence saying what is missing.
@@ -296,6 +296,13 @@ def score_open_set(conn: psycopg.Connection, model: str, face_ids: np.ndarray, l
     multi = np.isin(labels, ids[counts >= 2])
     g_d, g_m, g_ok = unpack(_best(conn, model, [int(f) for f in face_ids[multi]]))
     return OpenSetScores(s_d, s_m, g_d, g_m, g_ok)
+
+
+def fpir_from_fmr(fmr: float, identities: int) -> float:
+    """``1 - (1 - FMR)^N``: the chance a stranger matches one of N identities when each
+    comparison matches falsely with probability ``fmr``, independently (NISTIR 8271 sec. 3);
+    the inverse of :func:`per_comparison_target`. ``fmr`` may be a numpy array."""
+    return 1.0 - (1.0 - fmr) ** identities
 
 
 def per_comparison_target(target_fpir: float, identities: int) -> float:
