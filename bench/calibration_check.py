@@ -15,9 +15,17 @@ with a face), the same rule (``identity_distances``, rule v2, which SQL ``identi
 agreed with on 700 of 700 probes in the eval runs, docs/faces.md) and the same threshold
 function (``threshold_at_fpir_pooled``).
 
+``--augment`` re-embeds with test-time augmentation instead of dlib's single pass, to see
+whether a steadier embedding moves the calibrated operating point: ``flip`` averages the
+descriptors of the chip and its mirror image (the usual face-verification test-time
+augmentation, e.g. ArcFace's LFW evaluation), ``jitter`` is dlib's own
+``compute_face_descriptor(..., num_jitters=10)`` (random crops, flips and scalings of the
+chip, averaged; dlib's dnn_face_recognition_ex: "a little more accurate", 10x slower).
+
 Example::
 
     PYTHONPATH=loader .venv/bin/python bench/calibration_check.py ../shared/data/lfw_faces
+    PYTHONPATH=loader .venv/bin/python bench/calibration_check.py ../shared/data/lfw_faces --augment flip
 """
 
 from __future__ import annotations
@@ -34,7 +42,21 @@ from pgvision.faces.decide import identity_distances, rank_identities
 from pgvision.faces.evaluate import enrolled_identities
 
 
-def embed_folder(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+#: dlib's num_jitters for ``--augment jitter``.
+JITTERS = 10
+
+
+def augmented_descriptors(model, chips: np.ndarray, augment: str) -> np.ndarray:
+    """(N, 128) float32 dlib descriptors of (N, 150, 150, 3) uint8 chips, with ``augment``."""
+    if augment == "none":
+        return model.embed(chips)
+    if augment == "flip":
+        return (model.embed(chips) + model.embed(np.ascontiguousarray(chips[:, :, ::-1]))) / 2
+    out = model._net.compute_face_descriptor([np.ascontiguousarray(c) for c in chips], JITTERS)
+    return np.asarray([np.asarray(v) for v in out], dtype=np.float32)
+
+
+def embed_folder(root: Path, augment: str = "none") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(names (P,), embeddings (P, 128) float32, has_face (P,)) of every photo under root/<name>/."""
     from pgvision.faces.detect import FaceDetector
     from pgvision.faces.embed import load_face_model
@@ -45,7 +67,8 @@ def embed_folder(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     names, embs, has = [], [], []
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         for path in find_images([folder]):
-            faces, e = pipe.embed_photo(read_photo(path).pixels)
+            faces, chips, _ = pipe.scan(read_photo(path).pixels)
+            e = augmented_descriptors(pipe.model, chips[:1], augment) if len(faces) else None
             names.append(folder.name)
             has.append(bool(len(faces)))
             embs.append(e[0] if len(faces) else np.zeros(pipe.model.dims, np.float32))
@@ -103,8 +126,10 @@ def main() -> None:
     ap.add_argument("folder", type=Path, help="DIR/<identity>/*.jpg, e.g. ../shared/data/lfw_faces")
     ap.add_argument("--enroll-per-identity", type=int, default=5)
     ap.add_argument("--target-fpir", type=float, default=0.01)
+    ap.add_argument("--augment", choices=("none", "flip", "jitter"), default="none",
+                    help="test-time augmentation of the dlib descriptors (see above)")
     a = ap.parse_args()
-    names, emb, has = embed_folder(a.folder)
+    names, emb, has = embed_folder(a.folder, a.augment)
     grid = np.round(np.arange(0.40, 0.561, 0.02), 2)
     results = {"benchmark": "calibration_check", "args": {k: str(v) for k, v in vars(a).items()}, "splits": []}
     rows = []
