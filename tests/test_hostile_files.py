@@ -390,3 +390,62 @@ def test_load_vectors_refuses_a_fifo_and_non_utf8_side_files_in_one_line(databas
     (tmp_path / "t.txt").write_bytes(b"1|ok|{1,2}\n2|caf\xe9|{3,4}\n")
     with pytest.raises(VectorFileError, match=r"t\.txt:2: not UTF-8 text: save the file as UTF-8$"):
         read_vectors(tmp_path / "t.txt")
+
+
+def _npz(path: Path) -> None:
+    np.savez(path.with_suffix(""), a=np.ones((2, 2)))
+    path.with_suffix(".npz").rename(path)
+
+
+# (file name, how it is written, the one-line message after "Error: <dir>/")
+VECTOR_FILES = [
+    ("obj.npy", lambda p: np.save(p, np.array([{"a": 1}], dtype=object), allow_pickle=True),
+     "obj.npy holds Python objects, which are never loaded (unpickling runs code): save a numeric array with numpy.save"),
+    ("z.npy", _npz, "z.npy is a .npz archive (no .npy header); save one array with numpy.save"),
+    ("junk.npy", lambda p: p.write_bytes(b"\x80\x04junk"),
+     "junk.npy is not a NumPy .npy array (no .npy header); save one array with numpy.save"),
+    ("c.npy", lambda p: np.save(p, np.zeros((2, 4), np.complex64)),
+     "c.npy holds complex values; pgvector stores real numbers: save a float32 array"),
+    ("empty.npy", lambda p: np.save(p, np.zeros((0, 4), np.float32)), "empty.npy holds no vectors"),
+    ("d0.npy", lambda p: np.save(p, np.zeros((3, 0), np.float32)),
+     "d0.npy holds vectors of 0 dimensions; expected an (N, D) array with D >= 1"),
+    ("wide.npy", lambda p: np.save(p, np.zeros((1, 16001), np.float32)),
+     "wide.npy holds 16001-dimensional vectors; pgvector's vector type stores at most 16000: reduce them (e.g. PCA) before loading"),
+    ("big.npy", lambda p: np.save(p, np.array([[1.0, 2.0], [3.0, -1e39]])),
+     "big.npy: row 1 (id 1) has the value -1e+39, beyond float32's range (+-3.40282e+38) that pgvector stores: scale the vectors"),
+    ("big.txt", lambda p: p.write_text("a|cat|{1,2}\nb|dog|{1e39,2}\n"),
+     "big.txt: row 1 (id b) has the value 1e+39, beyond float32's range (+-3.40282e+38) that pgvector stores: scale the vectors"),
+    ("inf.txt", lambda p: p.write_text("a|cat|{1,inf}\n"), "inf.txt: row 0 (id a) has NaN or infinite values; pgvector stores finite floats only"),
+    ("s.npy", lambda p: (np.save(p, np.ones((2, 2), np.float32)), np.save(p.with_suffix(".ids.npy"), np.zeros((2, 2)))),
+     "s.ids.npy holds a 2-d array; expected one id per row (1-d)"),
+]
+
+
+@pytest.mark.parametrize("name, write, message", VECTOR_FILES, ids=[v[0] for v in VECTOR_FILES])
+def test_vector_files_of_every_wrong_kind_are_one_line_errors(tmp_path, name, write, message):
+    """Each wrong kind of vectors file is refused before anything is written, naming the file
+    (and the row where one row is at fault) and the fix; float64 values past float32's range
+    are refused instead of stored as infinities, complex values instead of losing their
+    imaginary part, pickles and .npz archives without being opened as such."""
+    from pgvision.vectors_io import VectorFileError, read_vectors
+
+    write(tmp_path / name)
+    with pytest.raises(VectorFileError) as err:
+        read_vectors(tmp_path / name)
+    assert str(err.value) == f"{tmp_path}/{message}"
+
+
+def test_load_vectors_refuses_too_many_dimensions_in_one_line_and_registers_nothing(database_url, tmp_path):
+    np.save(tmp_path / "wide.npy", np.zeros((1, 20000), np.float32))
+    run = cli(["load-vectors", str(tmp_path / "wide.npy"), "--model", "too-wide", "-q"], env={"DATABASE_URL": database_url},
+              timeout=60)
+    assert (run.returncode, run.stderr) == (
+        1, f"Error: {tmp_path}/wide.npy holds 20000-dimensional vectors; pgvector's vector type stores at most 16000:"
+           " reduce them (e.g. PCA) before loading\n")
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM pgvision.models WHERE name = 'too-wide'").fetchone() == (0,)
+    np.save(tmp_path / "ints.npy", np.arange(6).reshape(2, 3))  # integers are real numbers: loaded as float32
+    run = cli(["load-vectors", str(tmp_path / "ints.npy"), "--model", "ints", "-q"], env={"DATABASE_URL": database_url},
+              timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert "; 2 vectors; " in run.stdout and " vec/s" in run.stdout

@@ -36,6 +36,8 @@ class LoadSummary:
         index_mb: its size in MB (``pg_relation_size``), None without an index.
         recall: the search setting chosen for the model's target recall after this load
             (:func:`pgvision.recall_target.recheck`), one line; None when not re-chosen.
+        unit: what ``found`` counts, ``"files"`` (images) or ``"vectors"`` (``load-vectors``,
+            whose rate is then given in vec/s instead of img/s).
     """
 
     model: str
@@ -50,6 +52,7 @@ class LoadSummary:
     index: str | None = None
     index_mb: float | None = None
     recall: str | None = None
+    unit: str = "files"
 
     def format(self) -> str:
         """One-paragraph summary, e.g. ``loaded 98, already present 2, skipped 3: 2 truncated, ...``."""
@@ -64,12 +67,12 @@ class LoadSummary:
             text += ": " + ", ".join(f"{n} {r}" for r, n in reasons)
         s = self.seconds
         text += (
-            f"\nmodel {self.model} (model_id {self.model_id}); {self.found} files; seconds: "
+            f"\nmodel {self.model} (model_id {self.model_id}); {self.found} {self.unit}; seconds: "
             + ", ".join(f"{k} {s[k]:.1f}" for k in ("startup", "hash", "decode", "device_decode", "wait", "embed", "copy", "index", "total")
                        if k in s)
         )
         if self.loaded and s.get("total"):
-            text += f"; {self.loaded / s['total']:.1f} img/s"
+            text += f"; {self.loaded / s['total']:.1f} {'vec' if self.unit == 'vectors' else 'img'}/s"
         if self.index_mb is not None:
             text += f"; index {self.index_mb:.1f} MB"
         if self.recall:

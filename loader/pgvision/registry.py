@@ -20,6 +20,10 @@ METRICS = ("cosine", "l2", "inner_product")
 KINDS = ("image", "face")
 
 
+#: Longest vector a ``vector`` column stores (pgvector's ``VECTOR_MAX_DIM``, src/vector.h).
+MAX_DIMS = 16000
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """What a model's vectors are.
@@ -52,8 +56,8 @@ class ModelSpec:
             raise ValueError(f"model kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
         if self.metric not in METRICS:
             raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {self.metric!r}")
-        if not 1 <= self.dims <= 16000:
-            raise ValueError(f"dims must be between 1 and 16000, got {self.dims}")
+        if not 1 <= self.dims <= MAX_DIMS:
+            raise ValueError(f"dims must be between 1 and {MAX_DIMS}, got {self.dims}")
 
 
 def get_model(conn: psycopg.Connection, name: str) -> dict[str, Any]:

@@ -44,7 +44,7 @@ def load_vectors(
     """
     t_start = time.perf_counter()
     model_id = registry.register_model(conn, spec)
-    summary = LoadSummary(model=spec.name, model_id=model_id, found=len(vector_set.ids))
+    summary = LoadSummary(model=spec.name, model_id=model_id, found=len(vector_set.ids), unit="vectors")
     seconds = {"embed": 0.0, "copy": 0.0, "index": 0.0}
     records = vector_set.records()
     vectors = l2_normalize(vector_set.vectors) if spec.normalized else vector_set.vectors

@@ -31,8 +31,11 @@ import numpy as np
 from pgvision.errors import PgvisionError
 from pgvision.files import FileSkipped, check_file, display, file_uri, sha256_file
 from pgvision.pg_copy import ImageRecord
+from pgvision.registry import MAX_DIMS
 
 FORMATS = ("auto", "npy", "analyticdb")
+#: First bytes of every ``.npy`` file (NumPy's format specification, ``numpy.lib.format``).
+NPY_MAGIC = b"\x93NUMPY"
 
 
 class VectorFileError(PgvisionError):
@@ -103,9 +106,15 @@ def read_vectors(path: str | os.PathLike, fmt: str = "auto") -> VectorSet:
         path: ``.npy`` file, or AnalyticDB text (any other extension, e.g. ``.txt``).
         fmt: ``auto`` (by extension), ``npy`` or ``analyticdb``.
 
+    Returns:
+        :class:`VectorSet` whose ``vectors`` are ``(N, D)`` float32, ``N >= 1``,
+        ``1 <= D <= 16000``, every value finite.
+
     Raises:
-        VectorFileError: unreadable file, wrong shape, non-numeric or non-finite values,
-            ragged rows, side files of another length; the message names file and line.
+        VectorFileError: unreadable file, wrong shape, no rows, more dimensions than
+            pgvector stores, values that are not real numbers, not finite or beyond
+            float32's range (pgvector stores 4-byte floats), ragged rows, side files of
+            another length; the message names file and row or line. Nothing is loaded.
     """
     path = Path(path)
     try:
@@ -118,11 +127,46 @@ def read_vectors(path: str | os.PathLike, fmt: str = "auto") -> VectorSet:
         vs = read_npy(path)
     else:
         vs = read_analyticdb_text(path)
-    bad = ~np.isfinite(vs.vectors).all(axis=1)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise VectorFileError(f"{display(path)}: row {i} (id {display(vs.ids[i])}) has NaN or infinite values; pgvector stores finite floats only")
+    vs.vectors = _checked_float32(vs.vectors, path, vs.ids)
     return vs
+
+
+#: Largest magnitude a float32 (pgvector's element type) holds: 3.4028235e+38.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _checked_float32(values: np.ndarray, path: Path, ids: list[str]) -> np.ndarray:
+    """``values`` (N, D) of any real numeric dtype as contiguous float32, after the checks of
+    :func:`read_vectors` (all of them here, for both formats)."""
+    name = display(path)
+    if values.dtype.kind not in "iuf":
+        kind = "complex" if values.dtype.kind == "c" else str(values.dtype)
+        raise VectorFileError(f"{name} holds {kind} values; pgvector stores real numbers: save a float32 array")
+    n, dims = values.shape
+    if n == 0:
+        raise VectorFileError(f"{name} holds no vectors")
+    if dims == 0:
+        raise VectorFileError(f"{name} holds vectors of 0 dimensions; expected an (N, D) array with D >= 1")
+    if dims > MAX_DIMS:
+        raise VectorFileError(
+            f"{name} holds {dims}-dimensional vectors; pgvector's vector type stores at most {MAX_DIMS}:"
+            " reduce them (e.g. PCA) before loading"
+        )
+    if values.dtype.kind == "f":
+        bad = ~np.isfinite(values).all(axis=1)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise VectorFileError(f"{name}: row {i} (id {display(ids[i])}) has NaN or infinite values; pgvector stores finite floats only")
+        if values.dtype.itemsize > 4:
+            big = (np.abs(values) > FLOAT32_MAX).any(axis=1)
+            if big.any():
+                i = int(np.flatnonzero(big)[0])
+                value = float(values[i][np.abs(values[i]) > FLOAT32_MAX][0])
+                raise VectorFileError(
+                    f"{name}: row {i} (id {display(ids[i])}) has the value {value:.6g}, beyond float32's range"
+                    f" (+-{FLOAT32_MAX:.6g}) that pgvector stores: scale the vectors"
+                )
+    return np.ascontiguousarray(values, dtype=np.float32)
 
 
 def _side_file(path: Path, what: str, n: int) -> list[str] | None:
@@ -135,7 +179,10 @@ def _side_file(path: Path, what: str, n: int) -> list[str] | None:
             raise VectorFileError(f"{display(txt)} is not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
         side = txt
     elif npy.is_file():
-        values = [str(v) for v in np.load(npy, allow_pickle=False).tolist()]
+        side_values = _load_npy(npy)
+        if side_values.ndim != 1:
+            raise VectorFileError(f"{display(npy)} holds a {side_values.ndim}-d array; expected one {what[:-1]} per row (1-d)")
+        values = [str(v) for v in side_values.tolist()]
         side = npy
     else:
         return None
@@ -144,25 +191,43 @@ def _side_file(path: Path, what: str, n: int) -> list[str] | None:
     return values
 
 
+def _load_npy(path: Path) -> np.ndarray:
+    """One array from a ``.npy`` file, never a pickle (unpickling runs code) nor an ``.npz``."""
+    with open(path, "rb") as fh:
+        magic = fh.read(len(NPY_MAGIC))
+    if magic != NPY_MAGIC:
+        what = "a .npz archive" if magic.startswith(b"PK") else "not a NumPy .npy array"
+        raise VectorFileError(f"{display(path)} is {what} (no .npy header); save one array with numpy.save")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        if "allow_pickle" in str(exc):  # numpy's text suggests allow_pickle, which pgvision never sets
+            raise VectorFileError(
+                f"{display(path)} holds Python objects, which are never loaded (unpickling runs code): save a numeric array with numpy.save"
+            ) from None
+        raise VectorFileError(f"{display(path)} is not a readable NumPy .npy array ({exc}); save it with numpy.save") from None
+
+
 def read_npy(path: str | os.PathLike) -> VectorSet:
     """Read ``FILE.npy`` and its optional ``FILE.ids`` / ``.labels`` / ``.uris`` files.
+
+    The vectors keep the file's dtype; :func:`read_vectors` (the entry point) converts them
+    to float32 after checking their values.
 
     Raises:
         VectorFileError: not a 2-D numeric array, or side files of another length.
     """
     path = Path(path)
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise VectorFileError(f"{display(path)} is not a NumPy .npy array ({exc}); save it with numpy.save") from None
+    arr = _load_npy(path)
     if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.number):
         raise VectorFileError(f"{display(path)} holds a {arr.ndim}-d {arr.dtype} array; expected (N, D) floats")
+    # float32 conversion and the value checks: read_vectors (_checked_float32)
     n = arr.shape[0]
     ids = _side_file(path, "ids", n) or [str(i) for i in range(n)]
     labels = _side_file(path, "labels", n)
     uris = _side_file(path, "uris", n)
     return VectorSet(
-        vectors=np.ascontiguousarray(arr, dtype=np.float32),
+        vectors=arr,
         ids=ids,
         labels=[lab or None for lab in labels] if labels else [None] * n,
         uris=uris or [f"{file_uri(path.resolve())}#{i}" for i in ids],
@@ -172,6 +237,9 @@ def read_npy(path: str | os.PathLike) -> VectorSet:
 
 def read_analyticdb_text(path: str | os.PathLike) -> VectorSet:
     """Read the AnalyticDB tutorial's ``id|class|{v1,v2,...}`` lines (blank lines ignored).
+
+    The vectors are parsed as float64; :func:`read_vectors` (the entry point) checks their
+    range and converts them to float32.
 
     Raises:
         VectorFileError: a line without three ``|`` fields, a vector that is not ``{...}``
@@ -195,7 +263,7 @@ def read_analyticdb_text(path: str | os.PathLike) -> VectorSet:
             if not (vec.startswith("{") and vec.endswith("}")) and not (vec.startswith("[") and vec.endswith("]")):
                 raise VectorFileError(f"{display(path)}:{lineno}: the vector must be written {{v1,v2,...}}, got {vec[:40]!r}")
             try:
-                values = np.array([float(v) for v in vec[1:-1].split(",")], dtype=np.float32)
+                values = np.array([float(v) for v in vec[1:-1].split(",")], dtype=np.float64)
             except ValueError as exc:
                 raise VectorFileError(f"{display(path)}:{lineno}: {exc}") from None
             if rows and values.shape[0] != rows[0].shape[0]:
