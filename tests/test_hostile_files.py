@@ -449,3 +449,36 @@ def test_load_vectors_refuses_too_many_dimensions_in_one_line_and_registers_noth
               timeout=60)
     assert run.returncode == 0, run.stderr
     assert "; 2 vectors; " in run.stdout and " vec/s" in run.stdout
+
+
+def _commands(group, path=()):
+    import click
+
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            yield from _commands(command, (*path, name))
+        else:
+            yield (*path, name), command
+
+
+def test_every_float_option_refuses_nan_and_infinity():
+    """Python's float() reads "nan" and "inf", and click's FloatRange lets NaN through (no
+    comparison with NaN is true): a NaN threshold would accept every face, a NaN target make
+    a calibration. Every float parameter of every command must be a FiniteFloatRange; one of
+    them is run to show the refusal is one line naming the option, before any work."""
+    import click
+    from click.testing import CliRunner
+
+    from pgvision.cli import main
+    from pgvision.cli.common import FiniteFloatRange
+
+    floats = {f"{' '.join(path)} --{p.name}": p.type for path, command in _commands(main) for p in command.params
+              if isinstance(p.type, (click.types.FloatParamType, click.FloatRange))}
+    assert len(floats) >= 10, floats  # threshold, min-margin, target-fpir/far, margin-frr (x2), target-recall, ...
+    assert [name for name, kind in floats.items() if not isinstance(kind, FiniteFloatRange)] == []
+    for value in ("nan", "inf", "-inf"):
+        result = CliRunner().invoke(main, ["db", "index", "some-model", "--target-recall", value])
+        assert result.exit_code == 2
+        assert result.output.splitlines()[-1] == f"Error: Invalid value for '--target-recall': {value!r} is not a finite number."
+    result = CliRunner().invoke(main, ["identify", "--threshold", "NaN", "x.jpg"])
+    assert result.output.splitlines()[-1] == "Error: Invalid value for '--threshold': 'NaN' is not a finite number."

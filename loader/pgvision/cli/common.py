@@ -32,6 +32,27 @@ read_url_option = click.option(
 )
 
 
+class FiniteFloatRange(click.FloatRange):
+    """``click.FloatRange`` that also refuses ``nan`` and ``inf``.
+
+    Python's ``float()`` accepts ``"nan"`` and ``"inf"``, and click's range check compares
+    with ``<`` / ``>``, which NaN never fails: ``--target-recall nan`` or ``--threshold nan``
+    would get past the option and into the code (PostgreSQL orders NaN above every number,
+    so ``distance <= 'NaN'`` is true: the SQL functions refuse such a threshold, and the
+    CLI now refuses it before any work). Every float option of the CLI uses this type.
+    """
+
+    def convert(self, value, param, ctx):
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return super().convert(number, param, ctx)
+
+
+#: An ``image_id``/``face_id`` argument: PostgreSQL ``bigint`` (one-line error past its range).
+BIGINT_ID = click.IntRange(1, 2**63 - 1)
+
+
 def run_guarded(func):
     """Decorator: turn library and driver errors into ``click.ClickException`` (one line).
 

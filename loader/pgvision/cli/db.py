@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from pgvision import migrate, server
-from pgvision.cli.common import database_url_option, run_guarded
+from pgvision.cli.common import FiniteFloatRange, database_url_option, run_guarded
 from pgvision.cli.replica import replica
 from pgvision.cli.tune import tune
 from pgvision.cli.users import user
@@ -230,7 +230,7 @@ def psql(database_url: str | None, psql_args: tuple[str, ...]) -> None:
 @click.option("--quantization", type=click.Choice(["none", "halfvec", "binary"]),
               help="Index expression: none = full precision, halfvec = half the memory, binary = 1 bit per "
               "dimension re-ranked at full precision [default: the model's, none].")
-@click.option("--target-recall", type=click.FloatRange(0, 1, min_open=True),
+@click.option("--target-recall", type=FiniteFloatRange(0, 1, min_open=True),
               help="After the build, measure recall@10 on 100 stored vectors and store the smallest ef_search "
               "(HNSW) / probes (IVFFlat) that reaches it [default: 0.95 from 10,000 rows; overrides --probes].")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar; the summary only.")

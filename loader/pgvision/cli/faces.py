@@ -9,7 +9,7 @@ import functools
 
 import click
 
-from pgvision.cli.common import database_url_option, json_text, open_database, read_url_option, run_guarded
+from pgvision.cli.common import FiniteFloatRange, database_url_option, json_text, open_database, read_url_option, run_guarded
 
 
 def _guarded(func):
@@ -159,10 +159,10 @@ def enroll(name, images, model, weights, detector, upsample, min_face_px, device
 @click.command("identify")
 @click.argument("image", type=click.Path(exists=True, dir_okay=False))
 @face_model_options
-@click.option("--threshold", type=click.FloatRange(min=0), metavar="DIST",
+@click.option("--threshold", type=FiniteFloatRange(min=0), metavar="DIST",
               help="Largest distance that matches, in the model's metric (dlib: L2; facenet: cosine distance) "
                    "[default: the model's calibrated threshold].")
-@click.option("--min-margin", type=click.FloatRange(min=0), metavar="DIST",
+@click.option("--min-margin", type=FiniteFloatRange(min=0), metavar="DIST",
               help="Smallest gap between the best and the second identity's distance [default: the model's].")
 @click.option("--candidates", type=click.IntRange(1, 1000), default=5, show_default=True,
               help="Candidate identities asked from SQL per face.")
@@ -232,13 +232,13 @@ def print_calibration(cal) -> None:
 
 @click.command("calibrate")
 @click.option("--model", default="dlib", show_default=True, metavar="NAME", help="Face model to calibrate.")
-@click.option("--target-fpir", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.01,
+@click.option("--target-fpir", type=FiniteFloatRange(0, 1, min_open=True, max_open=True), default=0.01,
               show_default=True, help="Open-set target: highest share of strangers (people never enrolled) accepted "
                                       "as anyone, estimated by leaving each enrolled person out in turn.")
-@click.option("--target-far", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+@click.option("--target-far", type=FiniteFloatRange(0, 1, min_open=True, max_open=True),
               help="Per-comparison target instead: highest false accept rate of one identity-vs-face comparison "
                    "(overrides --target-fpir).")
-@click.option("--margin-frr", type=click.FloatRange(0, 0.5), default=0.0, show_default=True,
+@click.option("--margin-frr", type=FiniteFloatRange(0, 0.5), default=0.0, show_default=True,
               help="Share of correct genuine searches the margin condition may reject (0 = no margin condition).")
 @click.option("--method", type=click.Choice(["auto", "empirical", "normal"]), default="auto", show_default=True,
               help="How the threshold is found: empirical quantile of the stranger searches (impostor comparisons "
@@ -311,16 +311,16 @@ def eval_group() -> None:
 @face_model_options
 @click.option("--enroll-per-identity", type=click.IntRange(1, 1000), default=5, show_default=True,
               help="Photos enrolled per enrolled identity (its first N with a face, by file name).")
-@click.option("--unknown-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.5, show_default=True,
+@click.option("--unknown-fraction", type=FiniteFloatRange(0, 1, max_open=True), default=0.5, show_default=True,
               help="Share of identities never enrolled (their photos are the non-mated probes).")
 @click.option("--split", type=click.Choice(["first", "second"]), default="first", show_default=True,
               help="Which identities are enrolled: first (with --unknown-fraction 0.5, the 1st, 3rd, ... by name) "
                    "or second (the same rule over the names in reverse order: the other half).")
-@click.option("--target-fpir", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.01,
+@click.option("--target-fpir", type=FiniteFloatRange(0, 1, min_open=True, max_open=True), default=0.01,
               show_default=True, help="Target FPIR of the calibration run on the gallery (as calibrate).")
-@click.option("--target-far", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+@click.option("--target-far", type=FiniteFloatRange(0, 1, min_open=True, max_open=True),
               help="Calibrate per comparison instead (as calibrate --target-far).")
-@click.option("--margin-frr", type=click.FloatRange(0, 0.5), default=0.0, show_default=True,
+@click.option("--margin-frr", type=FiniteFloatRange(0, 0.5), default=0.0, show_default=True,
               help="As calibrate --margin-frr.")
 @click.option("--method", type=click.Choice(["auto", "empirical", "normal"]), default="auto", show_default=True,
               help="How the threshold is found: empirical impostor quantile, Gaussian fit to the impostor distances, "

@@ -11,18 +11,22 @@ from __future__ import annotations
 
 import click
 
-from pgvision.cli.common import database_url_option, json_text, open_database, read_url_option, run_guarded
+from pgvision.cli.common import BIGINT_ID, database_url_option, json_text, open_database, read_url_option, run_guarded
 from pgvision.cli.load import build_embedder, model_options
 from pgvision.database import resolve_read_url
+
+#: A PostgreSQL ``integer`` (past it, "integer out of range" would not name the option).
+SQL_INT = click.IntRange(-(2**31), 2**31 - 1)
 
 COLUMNS = ("image_id", "distance", "similarity", "label", "uri")
 
 
 def search_options(func):
+    # -k and --ef-search are checked by pgvision._check_query (one line naming the limits)
     options = [
-        click.option("-k", "k", type=int, default=10, show_default=True, help="Rows wanted (1..1000)."),
+        click.option("-k", "k", type=SQL_INT, default=10, show_default=True, help="Rows wanted (1..1000)."),
         click.option("--label", metavar="LABEL", help="Only images with this label [default: all]."),
-        click.option("--ef-search", type=int, default=None, metavar="N",
+        click.option("--ef-search", type=SQL_INT, default=None, metavar="N",
                      help="HNSW candidate list size (recall/speed) [default: the model's, 40]."),
         click.option("--json", "as_json", is_flag=True, help="Print a JSON array instead of a table."),
     ]
@@ -124,7 +128,7 @@ def search(image, k, label, ef_search, as_json, model, weights, output, dims, me
 
 
 @click.command()
-@click.argument("image_id", type=int)
+@click.argument("image_id", type=BIGINT_ID)
 @search_options
 @click.option("--model", metavar="NAME", default=None,
               help="Registered model name [default: the default image model].")
