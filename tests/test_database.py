@@ -156,3 +156,42 @@ def test_wheel_carries_migrations_and_sql(tmp_path, server_home):
     finally:
         subprocess.run([sys.executable, "-c", "from pgvision.cli import main; main(['db', 'stop'])"],
                        cwd=work, env=env, capture_output=True)
+
+
+@pytest.mark.parametrize(
+    "url, message",
+    [
+        # a mistyped scheme: libpq reads it as key=value and quotes the whole string
+        ("postgresq://app:s3cret@db/app",
+         'missing "=" after "postgresq://app:***@db/app" in connection info string'),
+        ("postgresql://app:s3cret@[::1", 'end of string reached when looking for matching "]" in IPv6 host address'
+                                         ' in URI: "postgresql://app:***@[::1"'),
+        ("postgresql://app:s3cret@db/app?nosuchopt=1", 'invalid URI query parameter: "nosuchopt"'),
+        # key=value with a space in an unquoted password: libpq quotes a piece of the password
+        ("host=db password=s3cret pw", 'missing "=" after "..." in connection info string'),
+        ("host=db password='s3cret", "unterminated quoted string in connection info string"),
+    ],
+)
+def test_unparseable_url_is_one_line_without_its_password(url, message):
+    """libpq's parse errors quote the string (or a piece of it); none may show the password."""
+    from pgvision.database import resolve_read_url, resolve_url
+    from pgvision.errors import BadConnectionString
+
+    fix = ": write postgresql://USER:PASSWORD@HOST:PORT/DBNAME or host=HOST dbname=DBNAME user=USER"
+    with pytest.raises(BadConnectionString) as err:
+        resolve_url(url)
+    assert str(err.value) == f"DATABASE_URL is not a libpq connection string ({message}){fix}"
+    with pytest.raises(BadConnectionString) as err:
+        resolve_read_url(url)
+    assert str(err.value) == f"PGVISION_READ_URL is not a libpq connection string ({message}){fix}"
+    result = CliRunner().invoke(main, ["similar", "1", "--read-url", url])
+    assert result.exit_code == 1 and "s3cret" not in result.output and "pw" not in result.output.replace("PASSWORD", "")
+    assert result.output == f"Error: PGVISION_READ_URL is not a libpq connection string ({message}){fix}\n"
+
+
+def test_unreachable_read_url_names_its_setting(tmp_path):
+    result = CliRunner().invoke(main, ["similar", "1", "--read-url", f"postgresql://app:s3cret@/db?host={tmp_path}"])
+    assert result.exit_code == 1 and "s3cret" not in result.output
+    assert result.output.startswith("Error: cannot connect to postgresql://app:***@/db?host=")
+    assert result.output.endswith("; start that server, fix PGVISION_READ_URL, or unset it to read from DATABASE_URL\n")
+    assert len(result.output.splitlines()) == 1

@@ -11,7 +11,7 @@ import re
 
 import psycopg
 
-from pgvision.errors import DatabaseUnreachable, ExtensionMissing, SchemaMissing
+from pgvision.errors import BadConnectionString, DatabaseUnreachable, ExtensionMissing, SchemaMissing
 
 #: Oldest pgvector with iterative index scans (``hnsw.iterative_scan``), which the
 #: filtered search functions rely on (pgvector CHANGELOG, 0.8.0).
@@ -25,7 +25,7 @@ def resolve_url(database_url: str | None = None) -> str:
     """
     url = database_url or os.environ.get("DATABASE_URL")
     if url:
-        return url
+        return check_conninfo(url, "DATABASE_URL")
     from pgvision import server
 
     return server.start()
@@ -38,7 +38,53 @@ def resolve_read_url(read_url: str | None = None, database_url: str | None = Non
     ``target_session_attrs=prefer-standby&load_balance_hosts=random``); see docs/scale-out.md.
     Loads never use it: they go to ``database_url`` (the primary).
     """
-    return read_url or os.environ.get("PGVISION_READ_URL") or resolve_url(database_url)
+    url = read_url or os.environ.get("PGVISION_READ_URL")
+    return check_conninfo(url, "PGVISION_READ_URL") if url else resolve_url(database_url)
+
+
+def read_url_source(read_url: str | None = None) -> str:
+    """The setting :func:`resolve_read_url` takes its URL from, for messages."""
+    return "PGVISION_READ_URL" if read_url or os.environ.get("PGVISION_READ_URL") else "DATABASE_URL"
+
+
+def check_conninfo(url: str, source: str = "DATABASE_URL") -> str:
+    """Return ``url`` when libpq can parse it; else raise one line that shows none of it
+    beyond what :func:`redact` shows.
+
+    libpq's parse errors quote the string or a piece of it (``missing "=" after
+    "postgresq://app:s3cret@db/app" in connection info string`` for a mistyped scheme), and a
+    key=value string libpq cannot parse cannot be relied on to say where its password is:
+    quoted pieces are kept only where they show nothing :func:`redact` would hide (pieces of
+    a URI found in its redacted form, one-character syntax such as ``"="``), others become
+    ``"..."``.
+
+    Raises:
+        BadConnectionString: not a libpq URL or key=value string (``source`` names where it
+            came from: ``DATABASE_URL`` or ``PGVISION_READ_URL``, or their options).
+    """
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        conninfo_to_dict(url)
+    except psycopg.ProgrammingError as exc:
+        shown = redact(url)
+        # A URI's password has a known place (user:PASSWORD@, ?password=), which redact masks;
+        # a key=value string libpq cannot tokenise has none: there only libpq's one-character
+        # syntax pieces ("=", "]") are kept.
+        uri = "://" in url
+
+        def piece(m: re.Match) -> str:
+            text = m.group(1)
+            if len(text) <= 1 or (uri and text in shown):
+                return m.group(0)
+            return f'"{shown}"' if uri and text == url else '"..."'
+
+        detail = re.sub(r'"([^"]*)"', piece, " ".join(str(exc).split()))
+        raise BadConnectionString(
+            f"{source} is not a libpq connection string ({detail}): write postgresql://USER:PASSWORD@HOST:PORT/DBNAME"
+            " or host=HOST dbname=DBNAME user=USER"
+        ) from None
+    return url
 
 
 def redact(url: str) -> str:
@@ -85,25 +131,28 @@ def connection_lost(exc: BaseException) -> bool:
     return state is None or state.startswith("08") or state in _CONNECTION_GONE
 
 
-def connect(database_url: str | None = None, *, autocommit: bool = False) -> psycopg.Connection:
+def connect(database_url: str | None = None, *, autocommit: bool = False, source: str = "DATABASE_URL") -> psycopg.Connection:
     """Open a psycopg connection with pgvector's types registered.
 
     Args:
         database_url: libpq URL; ``None`` means ``$DATABASE_URL`` or the embedded server.
         autocommit: passed to psycopg (index builds with CONCURRENTLY need it).
+        source: the setting the URL came from, named in the errors (``DATABASE_URL`` or
+            ``PGVISION_READ_URL``, see :func:`read_url_source`).
 
     Raises:
         DatabaseUnreachable: the server did not answer; the message names the URL.
+        BadConnectionString: the URL is not a libpq connection string.
         ExtensionMissing: pgvector is not installed on the server, or older than 0.8.
     """
     url = resolve_url(database_url)
     try:
         conn = psycopg.connect(url, autocommit=autocommit, connect_timeout=10)
     except psycopg.OperationalError as exc:
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        reason = " ".join(str(exc).split()) or type(exc).__name__  # libpq's lines, tabs and all, as one
+        unset = "read from DATABASE_URL" if source == "PGVISION_READ_URL" else "use the embedded server (pgvision db start)"
         raise DatabaseUnreachable(
-            f"cannot connect to {redact(url)}: {reason}; start that server, fix DATABASE_URL, "
-            "or unset it to use the embedded server (pgvision db start)"
+            f"cannot connect to {redact(url)}: {reason}; start that server, fix {source}, or unset it to {unset}"
         ) from None
     check_pgvector(conn, url)
     if installed_version(conn) is not None:

@@ -12,6 +12,10 @@ class DatabaseUnreachable(PgvisionError):
     """The server at the URL did not answer (stopped, wrong host, wrong credentials)."""
 
 
+class BadConnectionString(PgvisionError):
+    """DATABASE_URL (or PGVISION_READ_URL) is not a libpq connection string."""
+
+
 class ExtensionMissing(PgvisionError):
     """pgvector is absent from the server, or older than the version pgvision needs."""
 

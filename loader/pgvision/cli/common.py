@@ -111,19 +111,20 @@ def json_text(value, indent: int | None = None) -> str:
     return json.dumps(_finite(value), indent=indent, allow_nan=False)
 
 
-def open_database(database_url: str | None, *, create: bool = True, autocommit: bool = True):
+def open_database(database_url: str | None, *, create: bool = True, autocommit: bool = True, source: str = "DATABASE_URL"):
     """Connect for a command; the schema must be there, or is created when ``create``.
 
     Commands that load (``load``, ``load-vectors``, ``faces load``, ``enroll``) run
     ``db upgrade`` themselves on a database without the pgvision schema, so the first
     command on a fresh machine works; commands that only read raise
     :class:`pgvision.errors.SchemaMissing`, whose message names ``pgvision db upgrade``.
+    ``source`` names the setting the URL came from in connection errors.
     """
     from pgvision import migrate
     from pgvision.database import connect, require_schema
     from pgvision.errors import SchemaMissing
 
-    conn = connect(database_url, autocommit=autocommit)
+    conn = connect(database_url, autocommit=autocommit, source=source)
     try:
         require_schema(conn)
     except SchemaMissing:

@@ -183,11 +183,11 @@ def identify(image, model, weights, detector, upsample, min_face_px, device, cro
       pgvision identify group.jpg
       pgvision identify probe.jpg --model facenet --weights facenet.pt --threshold 0.35
     """
-    from pgvision.database import resolve_read_url
+    from pgvision.database import read_url_source, resolve_read_url
     from pgvision.faces.identify import identify_photo
 
     pipeline = build_pipeline(model, weights, detector, upsample, min_face_px, device, crop)
-    with open_database(resolve_read_url(read_url, database_url), create=False, autocommit=False) as conn:
+    with open_database(resolve_read_url(read_url, database_url), source=read_url_source(read_url), create=False, autocommit=False) as conn:
         verdicts = identify_photo(conn, image, pipeline, threshold, min_margin, candidates)
     if not verdicts:
         from pgvision.files import display

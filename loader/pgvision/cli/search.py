@@ -13,7 +13,7 @@ import click
 
 from pgvision.cli.common import BIGINT_ID, database_url_option, json_text, open_database, read_url_option, run_guarded
 from pgvision.cli.load import build_embedder, model_options
-from pgvision.database import resolve_read_url
+from pgvision.database import read_url_source, resolve_read_url
 
 #: A PostgreSQL ``integer`` (past it, "integer out of range" would not name the option).
 SQL_INT = click.IntRange(-(2**31), 2**31 - 1)
@@ -106,7 +106,7 @@ def search(image, k, label, ef_search, as_json, model, weights, output, dims, me
     except ImageSkipped as exc:
         detail = f"{exc.reason}: {exc.detail}" if exc.detail else exc.reason
         raise click.ClickException(f"cannot use {display(image)} as a probe: {detail}") from None
-    with open_database(resolve_read_url(read_url, database_url), create=False) as conn:
+    with open_database(resolve_read_url(read_url, database_url), source=read_url_source(read_url), create=False) as conn:
         row = get_model(conn, spec.name)
         if row["dims"] != spec.dims or (
             row["weights_sha256"] and spec.weights_sha256 and row["weights_sha256"] != spec.weights_sha256
@@ -146,7 +146,7 @@ def similar(image_id, k, label, ef_search, as_json, model, database_url, read_ur
       pgvision similar 42 --model resnet50 --json
     """
 
-    with open_database(resolve_read_url(read_url, database_url), create=False) as conn:
+    with open_database(resolve_read_url(read_url, database_url), source=read_url_source(read_url), create=False) as conn:
         rows = _fetch(
             conn,
             "SELECT image_id, distance, similarity, label, uri FROM pgvision.similar_images("
