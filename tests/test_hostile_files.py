@@ -482,3 +482,36 @@ def test_every_float_option_refuses_nan_and_infinity():
         assert result.output.splitlines()[-1] == f"Error: Invalid value for '--target-recall': {value!r} is not a finite number."
     result = CliRunner().invoke(main, ["identify", "--threshold", "NaN", "x.jpg"])
     assert result.output.splitlines()[-1] == "Error: Invalid value for '--threshold': 'NaN' is not a finite number."
+
+
+def test_identity_names_are_checked_before_any_work_and_printed_escaped(database_url):
+    """An empty name was taken for "no identity" (the photo loaded, nobody enrolled, and the
+    error blamed the photo); a 5,000-character one was echoed whole. Both are refused before
+    anything is read. A name with terminal escapes (a folder name through --identity-from
+    parent-dir, or typed) is stored as given but printed escaped by enroll and identify, as
+    are labels in search's table."""
+    from click.testing import CliRunner
+
+    from pgvision.cli import main
+    from pgvision.cli.search import format_table
+
+    photo = str(PHOTOS / "astronaut_eileen_collins.jpg")
+    db = ["--database-url", database_url]
+    runner = CliRunner()
+    for name, shown in [("", "got 0 ('')"), ("x" * 5000, f"got 5000 ('{'x' * 40}...')")]:
+        result = runner.invoke(main, ["enroll", name, photo, "-q", *db])
+        assert result.exit_code == 1
+        assert result.output == f"Error: an identity name must be 1 to 200 characters, {shown}: give a shorter, non-empty name\n"
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT (SELECT count(*) FROM pgvision.identities), (SELECT count(*) FROM pgvision.faces)"
+                            ).fetchone() == (0, 0)
+    evil = "Eve\x1b[2J\x07"
+    result = runner.invoke(main, ["enroll", evil, photo, "-q", *db])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-1] == "Eve\\x1b[2J\\x07: 1 gallery faces for model dlib"
+    result = runner.invoke(main, ["identify", photo, *db])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("face 0 box ") and ": Eve\\x1b[2J\\x07; distance 0.0000" in result.output
+    assert "\x1b" not in result.output and "\x07" not in result.output
+    table = format_table([{"image_id": 1, "distance": 0.1, "similarity": 0.9, "label": EVIL, "uri": "file:///x"}])
+    assert "evil\\x1b[2J\\x0a.jpg" in table and "\x1b" not in table

@@ -211,9 +211,11 @@ def test_identify_cli_takes_threshold_and_min_margin(database_url):
     assert result.exit_code == 0, result.output
     face = json.loads(result.output)
     assert (face["name"], face["match"], face["distance"] < 1e-6) == ("Eileen Collins", True, True)
+    # refused by the option itself now (FiniteFloatRange), before any work; SQL refuses it too
+    # (tests/test_sql_identify.py), for clients that call identify() directly
     result = runner.invoke(main, ["identify", photo, "--threshold", "nan", *db])
-    assert result.exit_code == 1
-    assert result.output.splitlines()[-1].startswith("Error: threshold must be a finite distance >= 0, got NaN")
+    assert result.exit_code == 2
+    assert result.output.splitlines()[-1] == "Error: Invalid value for '--threshold': 'nan' is not a finite number."
 
 
 def test_json_text_has_no_nan_tokens():

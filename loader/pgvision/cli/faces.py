@@ -10,6 +10,7 @@ import functools
 import click
 
 from pgvision.cli.common import FiniteFloatRange, database_url_option, json_text, open_database, read_url_option, run_guarded
+from pgvision.files import display
 
 
 def _guarded(func):
@@ -142,8 +143,7 @@ def enroll(name, images, model, weights, detector, upsample, min_face_px, device
             (model, name),
         ).fetchone()[0]
     click.echo(summary.format())
-    click.echo(f"{name}: {total} gallery faces for model {model}")
-    from pgvision.files import display
+    click.echo(f"{display(name)}: {total} gallery faces for model {model}")
 
     unused = ", ".join(f"{display(path)} ({reason})" for path, reason in summary.skipped_files)
     if not total:
@@ -190,8 +190,6 @@ def identify(image, model, weights, detector, upsample, min_face_px, device, cro
     with open_database(resolve_read_url(read_url, database_url), source=read_url_source(read_url), create=False, autocommit=False) as conn:
         verdicts = identify_photo(conn, image, pipeline, threshold, min_margin, candidates)
     if not verdicts:
-        from pgvision.files import display
-
         click.echo(f"{display(image)}: no face found")
         return
     for i, v in enumerate(verdicts):
@@ -201,8 +199,9 @@ def identify(image, model, weights, detector, upsample, min_face_px, device, cro
                                    "distance": v.distance, "similarity": v.similarity, "margin": v.margin,
                                    "match": v.name is not None, "reassigned": v.reassigned}))
             continue
-        best = v.candidates[0].name if v.candidates else "-"
-        verdict = v.name if v.name is not None else "unknown"
+        # names come from people and folder names: escaped, so none can drive the terminal
+        best = display(v.candidates[0].name) if v.candidates else "-"
+        verdict = display(v.name) if v.name is not None else "unknown"
         note = ""
         if v.reassigned:
             note = f" ({best} is given to another face of this photo that fits better)"

@@ -14,6 +14,7 @@ import click
 from pgvision.cli.common import BIGINT_ID, database_url_option, json_text, open_database, read_url_option, run_guarded
 from pgvision.cli.load import build_embedder, model_options
 from pgvision.database import read_url_source, resolve_read_url
+from pgvision.files import display
 
 #: A PostgreSQL ``integer`` (past it, "integer out of range" would not name the option).
 SQL_INT = click.IntRange(-(2**31), 2**31 - 1)
@@ -53,7 +54,7 @@ def _cell(value) -> str:
         return ""
     if isinstance(value, float):
         return f"{value:.4f}"
-    return str(value)
+    return display(str(value))  # labels come from folder names: escaped, so none drives the terminal
 
 
 def _report(rows: list[dict], as_json: bool) -> None:
@@ -88,7 +89,6 @@ def search(image, k, label, ef_search, as_json, model, weights, output, dims, me
       pgvision search ./query.jpg --label tench --json
     """
     from pgvision.errors import ModelMismatch
-    from pgvision.files import display
     from pgvision.images import ImageSkipped
     from pgvision.pipeline import embed_files
     from pgvision.registry import get_model

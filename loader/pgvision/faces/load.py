@@ -25,7 +25,9 @@ from pgvision import index_progress, indexes, recall_target
 from pgvision.faces.align import align_faces
 from pgvision.faces.detect import Face, FaceDetector
 from pgvision.faces.embed import FaceModel
-from pgvision.faces.store import ScannedPhoto, done_sha256, enroll_stored, register_face_model, store_photos
+from pgvision.faces.store import (
+    ScannedPhoto, check_identity_name, done_sha256, enroll_stored, register_face_model, store_photos,
+)
 from pgvision.files import FileSkipped, NoFilesFound, file_uri, name_text, read_file
 from pgvision.images import IMAGE_EXTENSIONS, ImageSkipped, decode_image, find_images, sha256_bytes, sha256_file
 from pgvision.pg_copy import ImageRecord
@@ -184,10 +186,14 @@ def load_faces(
         FileNotFoundError: a path does not exist.
         pgvision.files.NoFilesFound: no image file under ``paths``; nothing is written.
         ValueError: unknown ``identity_from``.
+        pgvision.faces.store.BadIdentityName: ``identity`` is empty or too long (before
+            anything is read or written).
         pgvision.errors.ModelMismatch: the model name is registered with other weights.
     """
     if identity_from not in IDENTITY_FROM:
         raise ValueError(f"identity-from must be one of {', '.join(IDENTITY_FROM)}, got {identity_from!r}")
+    if identity is not None:
+        check_identity_name(identity)
     model, detector = pipeline.model, pipeline.detector.detector
     t_total = time.perf_counter()
     skipped_early: list[tuple[str, str, str]] = []
@@ -202,7 +208,9 @@ def load_faces(
 
     def name_of(path: Path) -> str | None:
         # A folder name that is not UTF-8 becomes text losslessly enough to be stable (files.name_text).
-        return identity or (name_text(path.parent.name) if identity_from == "parent-dir" else None)
+        if identity is not None:  # "" too: refused above, never taken for "no identity"
+            return identity
+        return name_text(path.parent.name) if identity_from == "parent-dir" else None
 
     t = time.perf_counter()
     hashed: list[tuple[Path, bytes]] = []

@@ -18,7 +18,7 @@ import numpy as np
 import psycopg
 
 from pgvision import pg_copy
-from pgvision.errors import AlreadyEnrolled
+from pgvision.errors import AlreadyEnrolled, PgvisionError
 from pgvision.faces.detect import Face
 from pgvision.faces.embed import FaceModel
 from pgvision.pg_copy import ImageRecord
@@ -75,14 +75,38 @@ def register_face_model(conn: psycopg.Connection, model: FaceModel) -> int:
         return register_model(conn, face_model_spec(model))
 
 
+#: Longest identity name, in characters (``identities.name``'s CHECK, migration 0001).
+MAX_NAME_CHARS = 200
+
+
+class BadIdentityName(PgvisionError, ValueError):
+    """An identity name that ``pgvision.identities`` cannot hold (empty, or too long)."""
+
+
+def check_identity_name(name: str) -> str:
+    """Return ``name`` if it can name an identity.
+
+    Raises:
+        BadIdentityName: empty, or longer than :data:`MAX_NAME_CHARS`; the message shows at
+            most its first 40 characters, escaped for a terminal.
+    """
+    if not name or len(name) > MAX_NAME_CHARS:
+        from pgvision.files import display
+
+        shown = display(name[:40]) + ("..." if len(name) > 40 else "")
+        raise BadIdentityName(
+            f"an identity name must be 1 to {MAX_NAME_CHARS} characters, got {len(name)} ('{shown}'): give a shorter, non-empty name"
+        )
+    return name
+
+
 def ensure_identity(conn: psycopg.Connection, name: str) -> int:
     """``identity_id`` of ``name``, created when absent.
 
     Raises:
-        ValueError: empty name or longer than 200 characters.
+        BadIdentityName: see :func:`check_identity_name`.
     """
-    if not name or len(name) > 200:
-        raise ValueError(f"identity name must be 1 to 200 characters, got {name!r}")
+    check_identity_name(name)
     row = conn.execute(
         "INSERT INTO pgvision.identities (name) VALUES (%s) ON CONFLICT (name) DO NOTHING RETURNING identity_id",
         (name,),
