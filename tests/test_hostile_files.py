@@ -515,3 +515,24 @@ def test_identity_names_are_checked_before_any_work_and_printed_escaped(database
     assert "\x1b" not in result.output and "\x07" not in result.output
     table = format_table([{"image_id": 1, "distance": 0.1, "similarity": 0.9, "label": EVIL, "uri": "file:///x"}])
     assert "evil\\x1b[2J\\x0a.jpg" in table and "\x1b" not in table
+
+
+def test_a_folder_name_no_identity_can_take_skips_its_photos_only(database_url, tmp_path):
+    """--identity-from parent-dir with a folder named by 230 characters: the load used to stop
+    there with an error, and every rerun again; now its photos are skipped with a reason and
+    the other folders enroll."""
+    from click.testing import CliRunner
+
+    from pgvision.cli import main
+
+    long_name = "L" * 230
+    for folder, angle in [("Ann", 0), (long_name, 3)]:
+        (tmp_path / "people" / folder).mkdir(parents=True)
+        Image.open(PHOTOS / "astronaut_eileen_collins.jpg").rotate(angle).save(tmp_path / "people" / folder / "p.jpg")
+    result = CliRunner().invoke(main, ["faces", "load", str(tmp_path / "people"), "--identity-from", "parent-dir", "-q",
+                                       "--database-url", database_url])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("loaded 1 photos, 1 faces (1 new embeddings), enrolled 1, already done 0, "
+                                    "skipped 1: 1 identity-name\n")
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT name FROM pgvision.identities").fetchall() == [("Ann",)]

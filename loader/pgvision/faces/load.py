@@ -26,7 +26,7 @@ from pgvision.faces.align import align_faces
 from pgvision.faces.detect import Face, FaceDetector
 from pgvision.faces.embed import FaceModel
 from pgvision.faces.store import (
-    ScannedPhoto, check_identity_name, done_sha256, enroll_stored, register_face_model, store_photos,
+    BadIdentityName, ScannedPhoto, check_identity_name, done_sha256, enroll_stored, register_face_model, store_photos,
 )
 from pgvision.files import FileSkipped, NoFilesFound, file_uri, name_text, read_file
 from pgvision.images import IMAGE_EXTENSIONS, ImageSkipped, decode_image, find_images, sha256_bytes, sha256_file
@@ -169,7 +169,8 @@ def load_faces(
         paths: files and folders (walked recursively for image extensions).
         pipeline: the detector and face model.
         identity_from: ``parent-dir`` enrolls the largest face of each photo under the name
-            of its folder; ``none`` stores faces without identity.
+            of its folder (a folder name over 200 characters skips its photos as
+            ``identity-name``, the others load); ``none`` stores faces without identity.
         identity: enroll the largest face of each photo under this name (``pgvision enroll``);
             overrides ``identity_from``.
         batch_size: photos per transaction.
@@ -215,6 +216,13 @@ def load_faces(
     t = time.perf_counter()
     hashed: list[tuple[Path, bytes]] = []
     for path in files:
+        if identity is None and identity_from == "parent-dir":
+            try:  # a folder name no identity can take: its photos are skipped, the rest loads
+                check_identity_name(name_of(path))
+            except BadIdentityName as exc:
+                summary.skipped["identity-name"] += 1
+                summary.skipped_files.append((str(path), f"identity-name: the folder's name: {exc}"))
+                continue
         try:
             hashed.append((path, sha256_file(path)))
         except FileSkipped as exc:
