@@ -536,3 +536,63 @@ def test_a_folder_name_no_identity_can_take_skips_its_photos_only(database_url, 
                                     "skipped 1: 1 identity-name\n")
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT name FROM pgvision.identities").fetchall() == [("Ann",)]
+
+
+class _RunsCode:
+    """Unpickling this runs ``touch``: what a hostile "checkpoint" does to a plain torch.load."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _weights_files(tmp_path: Path) -> dict[str, Path]:
+    import pickle
+
+    import torch
+
+    files = {}
+    files["text"] = tmp_path / "notes.pth"
+    files["text"].write_text("not weights\n")
+    torch.save(torch.zeros(3), tmp_path / "tensor.pth")
+    files["tensor"] = tmp_path / "tensor.pth"
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "epoch": 3}, tmp_path / "checkpoint.pth")
+    files["checkpoint"] = tmp_path / "checkpoint.pth"
+    files["truncated"] = tmp_path / "truncated.pth"
+    files["truncated"].write_bytes(files["tensor"].read_bytes()[:200])
+    files["code"] = tmp_path / "code.pth"
+    files["code"].write_bytes(pickle.dumps(_RunsCode(tmp_path / "RAN")))
+    return files
+
+
+def test_weights_files_that_are_not_state_dicts_are_one_line_and_never_run_code(tmp_path):
+    """Each is refused in one line naming the file and the fix (the exception's name, which
+    depends on torch's version and the bytes, in parentheses); the pickled object is never
+    unpickled, so its code never runs."""
+    import re
+
+    pytest.importorskip("torch", reason="weights files need torch (pip install 'pgvision[images]')")
+    from pgvision.models import ModelUnavailable, load_state_dict_file
+
+    fix = re.escape(": pass the .pth that torch.save(model.state_dict()) wrote")
+    files = _weights_files(tmp_path)
+    unreadable = r"is not a PyTorch state_dict for resnet18 \(\w+\)"
+    expected = {
+        "text": unreadable,
+        "tensor": re.escape("holds a Tensor, not a state_dict of tensors for resnet18"),
+        "checkpoint": re.escape("holds a dict of non-tensors (a checkpoint?), not a state_dict of tensors for resnet18"),
+        "truncated": unreadable,
+        "code": unreadable,
+    }
+    for kind, path in files.items():
+        with pytest.raises(ModelUnavailable) as err:
+            load_state_dict_file(path, "resnet18")
+        assert re.fullmatch(f"weights file {re.escape(str(path))} {expected[kind]}{fix}", str(err.value)), (kind, str(err.value))
+    assert not (tmp_path / "RAN").exists()
+    run = cli(["load", str(PHOTOS), "--model", "resnet18", "--weights", str(files["code"]), "-q"],
+              env={"DATABASE_URL": "postgresql://nobody@/none?host=/nonexistent"}, timeout=120)
+    assert run.returncode == 1
+    assert re.fullmatch(f"Error: weights file {re.escape(str(files['code']))} {unreadable}{fix}\n", run.stderr), run.stderr
+    assert not (tmp_path / "RAN").exists()

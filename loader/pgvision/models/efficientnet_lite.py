@@ -79,8 +79,14 @@ def build(output: str = "features", weights: str | None = None) -> tuple[ModelSp
 
     path = weights or weights_path()
     module = timm.create_model("tf_efficientnet_lite0", pretrained=False)
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    module.load_state_dict(remap_state_dict(state, module.state_dict()), strict=True)
+    from pgvision.models import ModelUnavailable, load_state_dict_file
+
+    state = load_state_dict_file(path, NAME)
+    try:
+        module.load_state_dict(remap_state_dict(state, module.state_dict()), strict=True)
+    except (RuntimeError, KeyError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelUnavailable(f"weights file {path} does not fit {NAME}: {first}") from None
     if output == "features":
         module.reset_classifier(0)  # forward gives the pooled 1280-d features
         name, dims = NAME, DIMS

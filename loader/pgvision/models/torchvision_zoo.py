@@ -91,7 +91,7 @@ def build(name: str, output: str = "features", weights: str | None = None) -> tu
         ModelUnavailable: unknown name, or no weights (offline, no file).
         FileNotFoundError: ``weights`` does not exist.
     """
-    from pgvision.models import ModelUnavailable
+    from pgvision.models import ModelUnavailable, load_state_dict_file
 
     if name not in classification_models():
         raise ModelUnavailable(
@@ -104,7 +104,7 @@ def build(name: str, output: str = "features", weights: str | None = None) -> tu
     if weights:
         if not os.path.isfile(weights):
             raise FileNotFoundError(f"no such weights file: {weights}")
-        state = torch.load(weights, map_location="cpu", weights_only=True)
+        state = load_state_dict_file(weights, name)
         path = weights
     else:
         state, path = _default_state_dict(name, weights_enum)
