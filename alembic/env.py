@@ -12,7 +12,7 @@ import psycopg
 from sqlalchemy import create_engine, pool
 
 from alembic import context
-from pgvision.database import connect, resolve_url
+from pgvision.server.connection import connect, resolve_url
 from pgvision.migrate import VERSION_TABLE
 
 #: First key of the advisory lock that serialises migrations ('pgvm').

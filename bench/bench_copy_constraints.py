@@ -22,7 +22,7 @@ import argparse
 import numpy as np
 
 import common
-from pgvision import pg_copy
+from pgvision.ingest import pg_copy
 from pgvision.registry import ModelSpec, register_model
 
 STORAGE = "WITH (toast_tuple_target = 8160)"

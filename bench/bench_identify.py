@@ -32,7 +32,8 @@ import time
 import numpy as np
 
 import common
-from pgvision import indexes, pg_copy
+from pgvision.index import ddl
+from pgvision.ingest import pg_copy
 from pgvision.registry import ModelSpec, register_model
 
 FACES_PER_IDENTITY = 10
@@ -125,7 +126,7 @@ def run(url: str, n: int, dims: int, a) -> dict:
     model_id, ident = store(conn, name, x, who, metric, threshold)
     load_s = time.perf_counter() - t
     t = time.perf_counter()
-    index = indexes.ensure_index(conn, model_id)
+    index = ddl.ensure_index(conn, model_id)
     build_s = time.perf_counter() - t
     index_mb = conn.execute("SELECT pg_relation_size(%s::regclass)", (f"pgvision.{index}",)).fetchone()[0] / 2**20
     table_mb = conn.execute("SELECT pg_total_relation_size('pgvision.face_embeddings')").fetchone()[0] / 2**20

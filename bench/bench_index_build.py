@@ -2,7 +2,7 @@
 
 ``--rows`` x ``--dims`` clustered vectors are stored once through pgvision's COPY path; then
 the model's HNSW index (m = 16, ef_construction = 64; the statement of
-:func:`pgvision.indexes.index_ddl`, without ``CONCURRENTLY`` so that only the build is
+:func:`pgvision.index.ddl.index_ddl`, without ``CONCURRENTLY`` so that only the build is
 timed) is dropped and rebuilt under each setting, in interleaved rounds:
 
 * ``max_parallel_maintenance_workers`` 0 (serial) and 2 (the embedded server's fixed
@@ -25,7 +25,7 @@ import re
 
 import common
 from bench_search import load
-from pgvision import indexes
+from pgvision.index import ddl
 from pgvision.registry import get_model
 
 CONFIGS = {  # name: (max_parallel_maintenance_workers, maintenance_work_mem)
@@ -55,14 +55,14 @@ def main() -> None:
         conn.execute("UPDATE pgvision.models SET index_method = %s, ivfflat_lists = %s WHERE model_id = %s",
                      (a.method, max(1, a.rows // 1000), model_id))
         model = get_model(conn, name)
-        ddl = indexes.index_ddl(model, concurrently=False)
+        statement = ddl.index_ddl(model, concurrently=False)
         notices: list[str] = []
         conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
         fits: dict[str, str] = {}
         current = {"name": ""}
 
         def before(cfg: str) -> None:
-            indexes.drop_index(conn, model)
+            ddl.drop_index(conn, model)
             workers, mwm = CONFIGS[cfg]
             conn.execute(f"SET max_parallel_maintenance_workers = {workers}")
             conn.execute(f"SET maintenance_work_mem = '{mwm}'")
@@ -72,7 +72,7 @@ def main() -> None:
 
         def build(cfg: str):
             def run() -> None:
-                conn.execute(ddl)
+                conn.execute(statement)
                 m = [re.search(r"after ([\d,]+) tuples", s) for s in notices]
                 m = [x for x in m if x]
                 fits[cfg] = f"no, after {m[0].group(1)} tuples" if m else "yes"
@@ -80,7 +80,7 @@ def main() -> None:
 
         times = common.interleaved({c: build(c) for c in CONFIGS}, a.reps, before=before)
         size_mb = conn.execute("SELECT pg_relation_size(%s::regclass)",
-                               (f"pgvision.{indexes.index_name(model)}",)).fetchone()[0] / 2**20
+                               (f"pgvision.{ddl.index_name(model)}",)).fetchone()[0] / 2**20
         conn.close()
     med = {c: common.median(t) for c, t in times.items()}
     ref = med["serial, 1GB"]

@@ -2,13 +2,13 @@
 
 Methods, each loading the same N x D float32 vectors (rows/s = N / median seconds):
 
-* ``pgvision``: :func:`pgvision.pg_copy.copy_image_embeddings` in batches of ``--batch``
+* ``pgvision``: :func:`pgvision.ingest.pg_copy.copy_image_embeddings` in batches of ``--batch``
   rows, the path of ``pgvision load`` / ``load-vectors``: per batch one transaction with the
   per-model advisory lock, the images upsert (``unnest`` arrays, ``ON CONFLICT``), the
   existence check and a numpy-encoded binary ``COPY`` into ``pgvision.image_embeddings``
   (primary key, ``STORAGE EXTERNAL``, ``toast_tuple_target = 8160``). It writes more than the
   others: an ``images`` row (sha256, uri, label, 3 indexes) per vector.
-* ``pgvision-vectors``: the same COPY (:func:`pgvision.pg_copy.copy_vectors`) into
+* ``pgvision-vectors``: the same COPY (:func:`pgvision.ingest.pg_copy.copy_vectors`) into
   ``image_embeddings`` with the image rows already there: the vector part alone.
 * ``staging``: COPY into a temporary table, then ``INSERT ... SELECT ... ON CONFLICT DO
   NOTHING`` into ``image_embeddings`` (the design pgvision's loader chose not to use, see
@@ -42,7 +42,7 @@ import time
 import numpy as np
 
 import common  # noqa: E402  (sets sys.path for pgvision)
-from pgvision import pg_copy
+from pgvision.ingest import pg_copy
 from pgvision.registry import ModelSpec, register_model
 
 

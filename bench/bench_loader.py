@@ -95,10 +95,10 @@ def main() -> None:
     t_import = time.perf_counter()
     import torch
 
-    from pgvision.decode_gpu import DecodeUnavailable, choose_decoder
-    from pgvision.images import decode_image, find_images
+    from pgvision.ingest.decode_gpu import DecodeUnavailable, choose_decoder
+    from pgvision.ingest.images import decode_image, find_images
     from pgvision.models import load_image_model
-    from pgvision.pipeline import load_images
+    from pgvision.load_images import load_images
 
     torch.set_num_threads(args.threads)
     embedder = load_image_model(args.model, device=args.device)

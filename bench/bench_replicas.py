@@ -1,7 +1,7 @@
 """Reads spread over hot-standby replicas: search QPS, and replication lag during a bulk load.
 
 One embedded primary (its own data directory, ``--data-dir``, never the user's) and two
-streaming replicas made by :func:`pgvision.replicas.add` (``pg_basebackup -R -C -S``).
+streaming replicas made by :func:`pgvision.server.replicas.add` (``pg_basebackup -R -C -S``).
 
 1. **Search QPS.** ``--rows`` x ``--dims`` clustered vectors (cosine, HNSW m = 16,
    ef_construction = 64) are loaded on the primary and replayed on both replicas.
@@ -44,8 +44,12 @@ import numpy as np
 import psycopg
 
 import common
-from pgvision import indexes, migrate, pg_copy, replicas, server
-from pgvision.database import connect
+from pgvision import migrate
+from pgvision.index import ddl
+from pgvision.ingest import pg_copy
+from pgvision.server import replicas
+from pgvision.server import embedded
+from pgvision.server.connection import connect
 from pgvision.registry import ModelSpec, register_model
 
 K = 10
@@ -120,7 +124,7 @@ def main() -> None:
     primary = top / "data"
     results: dict = {"args": vars(a) | {"data_dir": str(top)}}
     try:
-        url = server.start(primary)
+        url = embedded.start(primary)
         migrate.upgrade(url)
         with common.connect(url) as conn:
             results["machine"] = info = common.machine(conn)
@@ -132,7 +136,7 @@ def main() -> None:
         t = time.perf_counter()
         load(url, "bench", data)
         with common.connect(url) as conn:
-            indexes.set_index(conn, "bench", method="hnsw", m=16, ef_construction=64)
+            ddl.set_index(conn, "bench", method="hnsw", m=16, ef_construction=64)
         print(f"loaded {a.rows} x {a.dims} + HNSW in {time.perf_counter() - t:.1f} s")
 
         r1 = replicas.add("r1", primary=primary)
@@ -200,7 +204,7 @@ def main() -> None:
     finally:
         for r in replicas.list_replicas(primary):
             replicas.stop(r.name, primary)
-        server.stop(primary)
+        embedded.stop(primary)
         shutil.rmtree(top, ignore_errors=True)
 
 

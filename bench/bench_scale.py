@@ -6,7 +6,7 @@ Both sets go in through pgvision's own path: images through ``vector_load.load_v
 writes). Then the model's HNSW index is built (m 16, ef_construction 64) and timed.
 
 Images (clustered synthetic vectors, ``common.clustered``, 1,000 clusters), for each
-``--quantization`` (none, halfvec, binary: the index rebuilt by ``indexes.set_index``):
+``--quantization`` (none, halfvec, binary: the index rebuilt by ``ddl.set_index``):
 
 * ef_search chosen by ``recall_target.choose_setting`` (target 0.95, what ``db index``
   applies from 10k rows) and the recall@10 it measured on stored vectors;
@@ -43,10 +43,12 @@ import numpy as np
 
 import common
 from bench_identify import BruteForce
-from pgvision import indexes, pg_copy, recall_target
-from pgvision.vector_load import load_vectors
+from pgvision.index import ddl
+from pgvision.ingest import pg_copy
+from pgvision.index import recall_target
+from pgvision.load_vectors import load_vectors
 from pgvision.registry import ModelSpec, get_model, register_model
-from pgvision.vectors_io import VectorSet
+from pgvision.ingest.vector_files import VectorSet
 
 
 def families(n_photos: int, dims: int, seed: int, family_size: int = 5, max_photos: int = 19,
@@ -152,7 +154,7 @@ def measure_images(url, conn, name, model, x, queries, truth, row_of, quantizati
     n, dims = x.shape
     conn.execute("CHECKPOINT")
     t = time.perf_counter()
-    index = indexes.set_index(conn, name, quantization=quantization, m=a.m, ef_construction=a.ef_construction)
+    index = ddl.set_index(conn, name, quantization=quantization, m=a.m, ef_construction=a.ef_construction)
     build_s = time.perf_counter() - t
     built = get_model(conn, name)
     t = time.perf_counter()
@@ -265,7 +267,7 @@ def run_faces(url: str, n: int, a) -> dict:
     model_id, ident, face_ids = store_faces(conn, name, x, who)
     load_s = time.perf_counter() - t
     t = time.perf_counter()
-    index = indexes.ensure_index(conn, model_id)
+    index = ddl.ensure_index(conn, model_id)
     build_s = time.perf_counter() - t
     sql = "SELECT identity_id FROM pgvision.identify(%s, model => %s, candidates => %s)"
 

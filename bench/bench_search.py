@@ -1,8 +1,8 @@
 """Top-k search: ``search_images()`` against raw pgvector SQL, an exact scan, and numpy.
 
 For each data set the vectors are loaded through pgvision's path
-(:func:`pgvision.pg_copy.copy_image_embeddings`), the model's HNSW index is built
-(m = 16, ef_construction = 64, :func:`pgvision.indexes.set_index`), and held-out queries
+(:func:`pgvision.ingest.pg_copy.copy_image_embeddings`), the model's HNSW index is built
+(m = 16, ef_construction = 64, :func:`pgvision.index.ddl.set_index`), and held-out queries
 (not in the table) are run one at a time, as an application would:
 
 * ``search_images(q, 10, ef_search => ef)``: pgvision's SQL API;
@@ -42,7 +42,8 @@ import time
 import numpy as np
 
 import common
-from pgvision import indexes, pg_copy
+from pgvision.index import ddl
+from pgvision.ingest import pg_copy
 from pgvision.registry import ModelSpec, register_model
 
 K = 10
@@ -120,7 +121,7 @@ def run_dataset(url: str, label: str, x: np.ndarray, queries: np.ndarray, a) -> 
 
     # HNSW
     t = time.perf_counter()
-    indexes.set_index(conn, label, method="hnsw", m=16, ef_construction=64)
+    ddl.set_index(conn, label, method="hnsw", m=16, ef_construction=64)
     res["hnsw_build_s"] = time.perf_counter() - t
     def compare(api, raw) -> dict:
         """QPS of search_images and raw SQL (interleaved medians) and the recall of each."""
@@ -150,7 +151,7 @@ def run_dataset(url: str, label: str, x: np.ndarray, queries: np.ndarray, a) -> 
     # IVFFlat
     lists = max(1, len(x) // 1000)
     t = time.perf_counter()
-    indexes.set_index(conn, label, method="ivfflat", lists=lists)
+    ddl.set_index(conn, label, method="ivfflat", lists=lists)
     res["ivfflat_build_s"] = time.perf_counter() - t
     res["ivfflat_lists"] = lists
     res["ivfflat"] = []

@@ -1,18 +1,18 @@
 """HNSW build with the old fixed server settings against the settings sized to this machine.
 
 ``--rows`` x ``--dims`` clustered vectors are stored once through pgvision's COPY path;
-then the model's HNSW index (m 16, ef_construction 64; :func:`pgvision.indexes.index_ddl`
+then the model's HNSW index (m 16, ef_construction 64; :func:`pgvision.index.ddl.index_ddl`
 without ``CONCURRENTLY``, so that only the build is timed) is dropped and rebuilt, in
 interleaved rounds, under:
 
-* ``old fixed``: what ``pgvision.server.SERVER_SETTINGS`` set on every machine before
+* ``old fixed``: what ``pgvision.server.embedded.SERVER_SETTINGS`` set on every machine before
   issue 13 (maintenance_work_mem 1GB, max_parallel_maintenance_workers 2);
-* ``tuned``: :func:`pgvision.tuning.settings_for` this machine (``--ram``/``--cores`` to
+* ``tuned``: :func:`pgvision.server.tuning.settings_for` this machine (``--ram``/``--cores`` to
   size for another one).
 
 Only the two parameters an index build reads per session differ between the rounds;
 shared_buffers and the other server-level parameters are the server's own (printed), the
-same for both. The estimated graph (:func:`pgvision.index_progress.hnsw_graph_bytes`) and
+same for both. The estimated graph (:func:`pgvision.index.build_progress.hnsw_graph_bytes`) and
 pgvector's NOTICE tell whether it fit ``maintenance_work_mem``.
 
 Example::
@@ -27,7 +27,9 @@ import re
 
 import common
 from bench_search import load
-from pgvision import index_progress, indexes, tuning
+from pgvision.index import build_progress
+from pgvision.index import ddl
+from pgvision.server import tuning
 from pgvision.registry import get_model
 
 
@@ -56,14 +58,14 @@ def main() -> None:
         name = f"tune-{a.rows}-{a.dims}"
         load(conn, name, x)
         model = get_model(conn, name)
-        ddl = indexes.index_ddl(model, concurrently=False)
-        graph_mb = index_progress.hnsw_graph_bytes(a.rows, a.dims, model["hnsw_m"]) / 2**20
+        statement = ddl.index_ddl(model, concurrently=False)
+        graph_mb = build_progress.hnsw_graph_bytes(a.rows, a.dims, model["hnsw_m"]) / 2**20
         notices: list[str] = []
         conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
         fits: dict[str, str] = {}
 
         def before(cfg: str) -> None:
-            indexes.drop_index(conn, model)
+            ddl.drop_index(conn, model)
             workers, mwm = configs[cfg]
             conn.execute(f"SET max_parallel_maintenance_workers = {workers}")
             conn.execute(f"SET maintenance_work_mem = '{mwm}'")
@@ -72,14 +74,14 @@ def main() -> None:
 
         def build(cfg: str):
             def run() -> None:
-                conn.execute(ddl)
+                conn.execute(statement)
                 m = [re.search(r"after ([\d,]+) tuples", s) for s in notices]
                 m = [x for x in m if x]
                 fits[cfg] = f"no, after {m[0].group(1)} tuples" if m else "yes"
             return run
 
         times = common.interleaved({c: build(c) for c in configs}, a.reps, before=before)
-        size_mb = index_progress.index_mb(conn, indexes.index_name(model))
+        size_mb = build_progress.index_mb(conn, ddl.index_name(model))
         conn.close()
     med = {c: common.median(t) for c, t in times.items()}
     rows = [[c, configs[c][0], configs[c][1], med[c], min(times[c]), max(times[c]), med["old fixed"] / med[c],

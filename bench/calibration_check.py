@@ -39,7 +39,7 @@ from scipy.stats import norm
 import common
 from pgvision.faces.calibrate import fpir_from_fmr, per_comparison_target, threshold_at_fpir_pooled
 from pgvision.faces.decide import identity_distances, rank_identities
-from pgvision.faces.evaluate import enrolled_identities
+from pgvision.evaluate_faces import enrolled_identities
 
 
 #: dlib's num_jitters for ``--augment jitter``.
@@ -60,8 +60,8 @@ def embed_folder(root: Path, augment: str = "none") -> tuple[np.ndarray, np.ndar
     """(names (P,), embeddings (P, 128) float32, has_face (P,)) of every photo under root/<name>/."""
     from pgvision.faces.detect import FaceDetector
     from pgvision.faces.embed import load_face_model
-    from pgvision.faces.load import FacePipeline, read_photo
-    from pgvision.images import find_images
+    from pgvision.faces.pipeline import FacePipeline, read_photo
+    from pgvision.ingest.images import find_images
 
     pipe = FacePipeline(load_face_model("dlib", None, "cpu"), FaceDetector("hog", 1, 40, "detect"))
     names, embs, has = [], [], []

@@ -4,7 +4,7 @@ Computed once and cached under ``bench/out/`` (gitignored), because embedding 10
 on a 2-core CPU takes minutes. The images are read from ``../shared/data/cifar10_test``
 (``<class>/*.jpg``) or ``--data``; the first ``n / 10`` files of each class (sorted) are used.
 Embedding goes through pgvision's own model zoo and preprocessing
-(:func:`pgvision.models.load_image_model`, :func:`pgvision.pipeline.embed_files`'s decode),
+(:func:`pgvision.models.load_image_model`, :func:`pgvision.load_images.embed_files`'s decode),
 so the vectors are those ``pgvision load`` stores (1280-d, L2-normalised, cosine).
 
 Run on its own to fill the cache::
@@ -52,7 +52,7 @@ def cifar_embeddings(n: int = 10000, data: Path | None = None, batch: int = 64) 
         raise FileNotFoundError(f"CIFAR-10 test images not found at {data}: pass --cifar-data DIR")
     import torch
 
-    from pgvision.images import decode_image
+    from pgvision.ingest.images import decode_image
     from pgvision.models import load_image_model
 
     torch.set_num_threads(2)

@@ -55,14 +55,15 @@ def bench_database(name: str, data_dir: Path = DEFAULT_DATA_DIR, migrate_schema:
     the benchmark creates and drops its own); otherwise an embedded server is started in
     ``data_dir`` and stopped afterwards.
     """
-    from pgvision import migrate, server
+    from pgvision import migrate
+    from pgvision.server import embedded
 
     started = False
     base = os.environ.get("DATABASE_URL")
     if not base:
         data_dir.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(data_dir.parent, 0o755)  # as root the server runs as another user
-        base = server.start(data_dir)
+        base = embedded.start(data_dir)
         started = True
     db = f"pgvision_bench_{name}"
     admin = make_conninfo(base, dbname="postgres")
@@ -82,7 +83,7 @@ def bench_database(name: str, data_dir: Path = DEFAULT_DATA_DIR, migrate_schema:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
         if started:
-            server.stop(data_dir)
+            embedded.stop(data_dir)
 
 
 def connect(url: str, autocommit: bool = True) -> psycopg.Connection:

@@ -29,7 +29,7 @@ import argparse
 import common
 from bench_scale import install_variant
 from bench_search import load
-from pgvision import indexes
+from pgvision.index import ddl
 
 
 def main() -> None:
@@ -48,7 +48,7 @@ def main() -> None:
         x = common.normalize(common.clustered(a.rows + 1, a.dims, clusters=max(10, a.rows // 100), seed=7))
         name = "profile"
         mid, _ = load(conn, name, x[:-1])
-        indexes.set_index(conn, name, method="hnsw")
+        ddl.set_index(conn, name, method="hnsw")
         conn.execute("CREATE TABLE probe AS SELECT %s::vector AS q", (x[-1],))
         d, ef = a.dims, a.ef
         q_static = (f"SELECT array_agg(image_id) FROM (SELECT image_id FROM pgvision.image_embeddings "

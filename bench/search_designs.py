@@ -70,7 +70,7 @@ import numpy as np
 import common
 from bench_scale import install_variant
 from bench_search import load
-from pgvision import indexes
+from pgvision.index import ddl
 from pgvision.migrate import vector_schema
 
 DIMS = 512
@@ -179,9 +179,9 @@ def main() -> None:
         x = common.normalize(common.clustered(a.rows + a.queries, DIMS, 1000, seed=a.rows))
         x, queries = x[:a.rows], x[a.rows:]
         model_id, _ = load(conn, "designs", x)
-        indexes.set_index(conn, "designs", method="hnsw")
+        ddl.set_index(conn, "designs", method="hnsw")
         if a.target_recall is not None:
-            from pgvision import recall_target
+            from pgvision.index import recall_target
 
             print(recall_target.choose_setting(conn, "designs", a.target_recall))
         ef = conn.execute("SELECT ef_search FROM pgvision.models WHERE model_id = %s", (model_id,)).fetchone()[0]

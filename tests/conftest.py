@@ -53,11 +53,11 @@ def server_dir() -> Path:
 
 def remove_server_dir(top: Path) -> None:
     """Stop every embedded server whose data directory is under ``top``, then delete ``top``."""
-    from pgvision import server
+    from pgvision.server import embedded
 
     for version in top.rglob("PG_VERSION"):
-        if version.parent.name != "base" and server.status(version.parent).running:
-            server.stop(version.parent)
+        if version.parent.name != "base" and embedded.status(version.parent).running:
+            embedded.stop(version.parent)
     shutil.rmtree(top)
 
 
@@ -95,11 +95,11 @@ def server_conninfo():
         with PostgresContainer(PGVECTOR_IMAGE, driver=None) as pg:
             yield pg.get_connection_url()
         return
-    from pgvision import server
+    from pgvision.server import embedded
 
     top = server_dir()
     data = top / "data"
-    url = server.start(data)
+    url = embedded.start(data)
     try:
         yield make_conninfo(url, dbname="postgres")
     finally:
@@ -153,7 +153,7 @@ def empty_database_url(server_conninfo):
 @pytest.fixture
 def conn(database_url):
     """A psycopg connection (autocommit, pgvector types registered) to a fresh migrated database."""
-    from pgvision.database import connect
+    from pgvision.server.connection import connect
 
     with connect(database_url, autocommit=True) as c:
         yield c

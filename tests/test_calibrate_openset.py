@@ -30,7 +30,7 @@ from click.testing import CliRunner
 from pgvision.cli import main
 from pgvision.faces.calibrate import (OpenSetScores, calibrate, per_comparison_target, store_calibration,
                                       threshold_at_fpir, threshold_at_fpir_pooled)
-from pgvision.pg_copy import copy_vectors
+from pgvision.ingest.pg_copy import copy_vectors
 from pgvision.registry import ModelSpec, register_model
 
 LINE = [("ann1", "ann", 0.0), ("ann2", "ann", 0.2), ("bob1", "bob", 1.0), ("bob2", "bob", 1.4),

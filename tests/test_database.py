@@ -15,9 +15,10 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from pgvision import migrate, tuning
+from pgvision import migrate
+from pgvision.server import tuning
 from pgvision.cli import main
-from pgvision.database import connect
+from pgvision.server.connection import connect
 from pgvision.errors import DatabaseUnreachable, ExtensionMissing
 
 REPO = Path(__file__).resolve().parents[1]
@@ -174,7 +175,7 @@ def test_wheel_carries_migrations_and_sql(tmp_path, server_home):
 )
 def test_unparseable_url_is_one_line_without_its_password(url, message):
     """libpq's parse errors quote the string (or a piece of it); none may show the password."""
-    from pgvision.database import resolve_read_url, resolve_url
+    from pgvision.server.connection import resolve_read_url, resolve_url
     from pgvision.errors import BadConnectionString
 
     fix = ": write postgresql://USER:PASSWORD@HOST:PORT/DBNAME or host=HOST dbname=DBNAME user=USER"

@@ -38,7 +38,7 @@ def test_migrate_and_loader_read_database_url_and_wait(compose):
 def test_compose_server_settings_are_the_tuned_ones_for_its_stated_size(compose):
     """compose.yaml states the container it is sized for (2 cores, 8 GB: `pgvision db tune
     --database-url ... --ram 8GB --cores 2`); its -c values are that tuning's."""
-    from pgvision import tuning
+    from pgvision.server import tuning
 
     tuned = {s.name: s.value for s in tuning.settings_for(tuning.Machine(8 * tuning.GB, 2))}
     args = compose["services"]["db"]["command"]

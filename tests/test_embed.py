@@ -16,10 +16,10 @@ import torch
 from PIL import Image
 
 from conftest import shared_path
-from pgvision.embed import build_transform, l2_normalize, sha256_hex_file
+from pgvision.models.embed import build_transform, l2_normalize, sha256_hex_file
 from pgvision.models import ModelUnavailable, load_image_model
 from pgvision.models.efficientnet_lite import PREPROCESSING, weights_path
-from pgvision.pipeline import embed_files
+from pgvision.load_images import embed_files
 
 PHOTOS = Path(__file__).resolve().parent / "fixtures" / "photos"
 

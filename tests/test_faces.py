@@ -22,7 +22,7 @@ from PIL import Image
 from pgvision.cli import main
 from pgvision.faces.calibrate import CalibrationError, calibrate, rates, threshold_at_far
 from pgvision.faces.decide import assign_identities, identity_distances, rank_identities
-from pgvision.pg_copy import copy_vectors
+from pgvision.ingest.pg_copy import copy_vectors
 from pgvision.registry import ModelSpec, register_model
 
 PHOTOS = Path(__file__).resolve().parent / "fixtures" / "photos"
@@ -40,7 +40,7 @@ def detector():
 @pytest.fixture(scope="module")
 def dlib_pipeline(detector):
     from pgvision.faces.embed import load_face_model
-    from pgvision.faces.load import FacePipeline
+    from pgvision.faces.pipeline import FacePipeline
 
     return FacePipeline(load_face_model("dlib"), detector)
 
@@ -86,7 +86,7 @@ def test_photos_without_a_face(detector, name):
 
 
 def test_grayscale_photo(detector, tmp_path):
-    from pgvision.faces.load import read_photo
+    from pgvision.faces.pipeline import read_photo
 
     gray = tmp_path / "gray.png"
     Image.open(ASTRONAUT).convert("L").save(gray)
@@ -142,7 +142,7 @@ def test_dlib_descriptor_of_a_mirrored_face_is_close(dlib_pipeline, tmp_path):
 def test_facenet_weights_load_strictly_and_give_unit_vectors(tmp_path):
     from pgvision.faces.embed import load_face_model
     from pgvision.faces.detect import FaceDetector
-    from pgvision.faces.load import FacePipeline
+    from pgvision.faces.pipeline import FacePipeline
 
     weights = Path(__file__).resolve().parents[1].parent / "shared" / "weights" / \
         "facenet_inception_resnet_v1_casia_webface_20180408-102900.pt"
@@ -324,7 +324,7 @@ def test_identify_errors_are_one_line(database_url, tmp_path):
 
 def test_migration_0002_switches_the_rule_and_back(empty_database_url):
     from pgvision import migrate
-    from pgvision.database import connect
+    from pgvision.server.connection import connect
 
     url = empty_database_url
     migrate.upgrade(url)

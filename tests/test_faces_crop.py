@@ -26,14 +26,14 @@ def pipelines():
     pytest.importorskip("dlib", reason="the crop tests need dlib (pip install 'pgvision[faces]')")
     from pgvision.faces.detect import FaceDetector
     from pgvision.faces.embed import load_face_model
-    from pgvision.faces.load import FacePipeline
+    from pgvision.faces.pipeline import FacePipeline
 
     model = load_face_model("dlib", None, "cpu")
     return FacePipeline(model, FaceDetector()), FacePipeline(model, FaceDetector(crop="whole"))
 
 
 def rgb(path) -> np.ndarray:
-    from pgvision.faces.load import read_photo
+    from pgvision.faces.pipeline import read_photo
 
     return read_photo(path).pixels
 

@@ -1,6 +1,6 @@
 """The device decoder (issue 11), run on the CPU: the same functions the loader runs on CUDA.
 
-``pgvision.decode_gpu`` takes a torch device; here it is ``cpu`` (torchvision's
+``pgvision.ingest.decode_gpu`` takes a torch device; here it is ``cpu`` (torchvision's
 ``decode_jpeg`` is then libjpeg-turbo instead of nvJPEG; resize and normalisation are the
 same torch code on either device). What is checked:
 
@@ -28,8 +28,8 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
-from pgvision.database import connect
-from pgvision.decode_gpu import (
+from pgvision.server.connection import connect
+from pgvision.ingest.decode_gpu import (
     DecodeUnavailable,
     TensorDecoder,
     choose_decoder,
@@ -38,9 +38,9 @@ from pgvision.decode_gpu import (
     orient,
     resize_normalize,
 )
-from pgvision.images import decode_image
+from pgvision.ingest.images import decode_image
 from pgvision.models import load_image_model
-from pgvision.pipeline import load_images
+from pgvision.load_images import load_images
 from test_loader import write_bad_and_odd_files
 
 PHOTOS = Path(__file__).resolve().parent / "fixtures" / "photos"
@@ -249,9 +249,9 @@ def test_writer_commits_in_order_and_raises_its_error_in_the_caller(database_url
     import hashlib
 
     from pgvision import registry
-    from pgvision.pg_copy import ImageRecord
+    from pgvision.ingest.pg_copy import ImageRecord
     from pgvision.registry import ModelSpec
-    from pgvision.writer import BatchWriter
+    from pgvision.ingest.writer import BatchWriter
 
     def records(*names):
         return [ImageRecord(sha256=hashlib.sha256(n.encode()).digest(), uri=f"file:///{n}") for n in names]

@@ -22,8 +22,8 @@ import psycopg
 import pytest
 from PIL import Image
 
-from pgvision.files import FileSkipped, display, file_uri, name_text, read_file, sha256_file
-from pgvision.images import ImageSkipped, decode_image, find_images
+from pgvision.ingest.files import FileSkipped, display, file_uri, name_text, read_file, sha256_file
+from pgvision.ingest.images import ImageSkipped, decode_image, find_images
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTOS = REPO / "tests" / "fixtures" / "photos"
@@ -166,7 +166,7 @@ def test_readers_refuse_a_fifo_without_blocking_and_name_the_file(tmp_path):
 
 
 def test_bad_size_limit_is_one_clear_line(tmp_path, monkeypatch):
-    from pgvision.files import BadLimit
+    from pgvision.ingest.files import BadLimit
 
     monkeypatch.setenv("PGVISION_MAX_FILE_BYTES", "10MB")
     with pytest.raises(BadLimit) as exc:
@@ -376,7 +376,7 @@ def test_missing_extra_is_one_line_naming_it(database_url, tmp_path, args, block
 
 
 def test_load_vectors_refuses_a_fifo_and_non_utf8_side_files_in_one_line(database_url, tmp_path):
-    from pgvision.vectors_io import VectorFileError, read_vectors
+    from pgvision.ingest.vector_files import VectorFileError, read_vectors
 
     os.mkfifo(tmp_path / "v.npy")
     run = cli(["load-vectors", str(tmp_path / "v.npy"), "--model", "x"], env={"DATABASE_URL": database_url}, timeout=60)
@@ -427,7 +427,7 @@ def test_vector_files_of_every_wrong_kind_are_one_line_errors(tmp_path, name, wr
     (and the row where one row is at fault) and the fix; float64 values past float32's range
     are refused instead of stored as infinities, complex values instead of losing their
     imaginary part, pickles and .npz archives without being opened as such."""
-    from pgvision.vectors_io import VectorFileError, read_vectors
+    from pgvision.ingest.vector_files import VectorFileError, read_vectors
 
     write(tmp_path / name)
     with pytest.raises(VectorFileError) as err:

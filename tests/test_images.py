@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pgvision.images import (
+from pgvision.ingest.images import (
     BACKGROUND_RGB,
     IMAGE_EXTENSIONS,
     ImageSkipped,

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from pgvision import index_progress
+from pgvision.index import build_progress
 from pgvision.cli import main
-from pgvision.database import connect
-from pgvision.indexes import ensure_index
+from pgvision.server.connection import connect
+from pgvision.index.ddl import ensure_index
 from sqlhelpers import add_images
 
 
@@ -34,13 +34,13 @@ def test_graph_estimate_matches_pgvectors_notice_and_progress_is_seen(conn, caps
     conn.execute("SET maintenance_work_mem = '1MB'")
     conn.execute("SET max_parallel_maintenance_workers = 0")
     seen: list[dict] = []
-    with index_progress.ProgressWatcher(conn, show=True, on_progress=seen.append, poll_seconds=0.02,
+    with build_progress.ProgressWatcher(conn, show=True, on_progress=seen.append, poll_seconds=0.02,
                                         desc="indexing t", rows=2000) as watcher:
         conn.execute("CREATE INDEX ON public.t USING hnsw (e vector_l2_ops)")
     fits = re.fullmatch(r"hnsw graph no longer fits into maintenance_work_mem after (\d+) tuples", notices[0])
     assert fits, notices
     measured = 1024 * 1024 / int(fits.group(1))
-    estimate = index_progress.hnsw_graph_bytes(1, 128, 16)
+    estimate = build_progress.hnsw_graph_bytes(1, 128, 16)
     assert estimate == 1178  # 112 + (8 + 128 x 4) + (32 + 16/15) x 16 + (1 + 1/15) x 16, by hand
     assert abs(estimate - measured) / measured < 0.10, (estimate, measured)
     assert "building index: loading tuples" in watcher.phases
@@ -55,21 +55,21 @@ def test_memory_warning_names_the_need_and_the_fix(conn):
     model = {"name": "faces128", "index_method": "hnsw", "dims": 128, "hnsw_m": 16}
     conn.execute("SET maintenance_work_mem = '64MB'")
     # 1M x 1178.13 bytes = 1,178,133,333 bytes = 1123.6 MB
-    assert index_progress.memory_warning(conn, model, 1_000_000) == (
+    assert build_progress.memory_warning(conn, model, 1_000_000) == (
         "the HNSW graph of 'faces128' (1000000 x 128, m 16) needs about 1,123.6 MB but maintenance_work_mem is "
         "64MB: the build will be much slower; fix: pgvision db tune (sizes the server to its machine), or "
         "SET maintenance_work_mem = '1124MB' before building"
     )
     conn.execute("SET maintenance_work_mem = '1124MB'")
-    assert index_progress.memory_warning(conn, model, 1_000_000) is None
-    assert index_progress.memory_warning(conn, {**model, "index_method": "ivfflat"}, 1_000_000) is None
+    assert build_progress.memory_warning(conn, model, 1_000_000) is None
+    assert build_progress.memory_warning(conn, {**model, "index_method": "ivfflat"}, 1_000_000) is None
 
 
 def test_ensure_index_warns_before_a_graph_that_does_not_fit(conn, caplog):
     add_images(conn, "tiny", [(f"t{i}", None, [float(i), 1.0]) for i in range(3)])
     add_images(conn, "many", [(f"m{i}", None, [float(i), 1.0]) for i in range(2000)])
     conn.execute("SET maintenance_work_mem = '1MB'")
-    with caplog.at_level("WARNING", logger="pgvision.index_progress"):
+    with caplog.at_level("WARNING", logger="pgvision.index.build_progress"):
         assert ensure_index(conn, 1) == "image_embeddings_model_1_hnsw"
         assert caplog.messages == []  # 3 x 674 bytes fit in 1MB
         assert ensure_index(conn, 2) == "image_embeddings_model_2_hnsw"
@@ -94,7 +94,7 @@ def test_load_vectors_analyzes_and_reports_the_index_size(database_url, tmp_path
                                         "--quiet"], env={"DATABASE_URL": database_url}, catch_exceptions=False)
         assert out.exit_code == 0, out.output
         assert out.stdout.startswith("loaded 300, already present 0")
-        size = index_progress.index_mb(conn, "image_embeddings_model_1_hnsw")
+        size = build_progress.index_mb(conn, "image_embeddings_model_1_hnsw")
         assert size > 0
         assert out.stdout.rstrip().endswith(f"; index {size:.1f} MB")
         assert _analyzed(conn, "image_embeddings") is not None and _analyzed(conn, "images") is not None
@@ -105,7 +105,7 @@ def test_db_index_reports_size_and_seconds_and_analyzes(database_url, conn):
     assert _analyzed(conn, "image_embeddings") is None
     out = CliRunner().invoke(main, ["db", "index", "tiny", "--m", "8", "--quiet", "--database-url", database_url])
     assert out.exit_code == 0, out.output
-    size = index_progress.index_mb(conn, "image_embeddings_model_1_hnsw")
+    size = build_progress.index_mb(conn, "image_embeddings_model_1_hnsw")
     assert re.fullmatch(rf"tiny: image_embeddings_model_1_hnsw, {size:.1f} MB, built in \d+\.\d s\n", out.output)
     assert _analyzed(conn, "image_embeddings") is not None
 
@@ -113,5 +113,5 @@ def test_db_index_reports_size_and_seconds_and_analyzes(database_url, conn):
 @pytest.mark.parametrize("dims, halfvec, per_vector", [(512, False, 2714), (3000, True, 6666)])
 def test_graph_estimate_by_hand(dims, halfvec, per_vector):
     # 112 + 8 + dims x (4 or 2) + 546.13 neighbour bytes (m 16), truncated once for all rows
-    assert index_progress.hnsw_graph_bytes(1, dims, 16, halfvec=halfvec) == per_vector
-    assert index_progress.hnsw_graph_bytes(1000, dims, 16, halfvec=halfvec) == int(1000 * (120 + dims * (2 if halfvec else 4) + 546.1333333))
+    assert build_progress.hnsw_graph_bytes(1, dims, 16, halfvec=halfvec) == per_vector
+    assert build_progress.hnsw_graph_bytes(1000, dims, 16, halfvec=halfvec) == int(1000 * (120 + dims * (2 if halfvec else 4) + 546.1333333))

@@ -24,12 +24,12 @@ import torch
 from PIL import Image
 
 from conftest import shared_path
-from pgvision.database import connect
+from pgvision.server.connection import connect
 from pgvision.errors import DatabaseUnreachable, ModelMismatch
 from pgvision.models import load_image_model
-from pgvision.pipeline import load_images, load_vectors
+from pgvision.load_images import load_images, load_vectors
 from pgvision.registry import ModelSpec
-from pgvision.vectors_io import VectorFileError, read_vectors
+from pgvision.ingest.vector_files import VectorFileError, read_vectors
 
 PHOTOS = Path(__file__).resolve().parent / "fixtures" / "photos"
 CLI = [sys.executable, "-c", "from pgvision.cli import main; main()"]
@@ -80,7 +80,7 @@ def test_main_job_imagenet_samples_load_then_sql_search(database_url, lite0):
         assert row[1:] == (*Image.open(tench).size, None, "JPEG")
         # The probe, embedded again, finds its own stored image first at distance ~0.
         from pgvector import Vector
-        from pgvision.pipeline import embed_files
+        from pgvision.load_images import embed_files
 
         probe = embed_files(lite0, [tench])[0]
         hits = conn.execute(

@@ -10,8 +10,8 @@ import psycopg
 import pytest
 
 from pgvision import migrate
-from pgvision.indexes import ensure_index
-from pgvision.pg_copy import ImageRecord, copy_image_embeddings
+from pgvision.index.ddl import ensure_index
+from pgvision.ingest.pg_copy import ImageRecord, copy_image_embeddings
 from pgvision.registry import ModelSpec, register_model
 from sqlhelpers import add_images, clustered
 
@@ -97,7 +97,7 @@ def test_hand_written_knn_on_the_view_uses_the_models_index(conn):
 
 
 def test_migration_creates_views_of_registered_models_and_downgrade_drops_them(database_url):
-    from pgvision.database import connect
+    from pgvision.server.connection import connect
 
     migrate.downgrade(database_url, "0002")
     with connect(database_url, autocommit=True) as c:

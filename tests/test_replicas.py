@@ -20,9 +20,11 @@ from click.testing import CliRunner
 from psycopg.conninfo import conninfo_to_dict
 
 from conftest import server_dir
-from pgvision import migrate, replicas, server
+from pgvision import migrate
+from pgvision.server import replicas
+from pgvision.server import embedded
 from pgvision.cli import main
-from pgvision.pg_copy import copy_vectors
+from pgvision.ingest.pg_copy import copy_vectors
 from pgvision.registry import ModelSpec, register_model
 
 VECTORS = np.array([[i, i % 3, 1, 0] for i in range(12)], dtype=np.float32)
@@ -61,7 +63,7 @@ def cluster(tmp_path_factory):
     top = server_dir()
     primary = top / "data"
     try:
-        url = server.start(primary)
+        url = embedded.start(primary)
         migrate.upgrade(url)
         r1 = replicas.add("r1", primary=primary)
         r2 = replicas.add("r2", primary=primary)
@@ -76,7 +78,7 @@ def cluster(tmp_path_factory):
     finally:
         for r in replicas.list_replicas(primary):
             replicas.stop(r.name, primary)
-        server.stop(primary)
+        embedded.stop(primary)
         shutil.rmtree(top, ignore_errors=True)
 
 
@@ -229,10 +231,10 @@ def test_replica_of_a_tcp_primary_listens_on_tcp():
     top = server_dir()
     primary = top / "data"
     try:
-        server.start(primary)
-        server.stop(primary)
+        embedded.start(primary)
+        embedded.stop(primary)
         port = find_suitable_port("127.0.0.1")
-        server._pg_ctl(primary, ["-w", "-o", f"-h 127.0.0.1 -p {port} -k {primary}", "-l", str(primary / "tcp.log"), "start"])
+        embedded._pg_ctl(primary, ["-w", "-o", f"-h 127.0.0.1 -p {port} -k {primary}", "-l", str(primary / "tcp.log"), "start"])
         r = replicas.add("tcp1", primary=primary)
         assert r.listen_addresses == "127.0.0.1"
         assert r.port != port
@@ -242,7 +244,7 @@ def test_replica_of_a_tcp_primary_listens_on_tcp():
     finally:
         for rep in replicas.list_replicas(primary):
             replicas.stop(rep.name, primary)
-        server.stop(primary)
+        embedded.stop(primary)
         shutil.rmtree(top, ignore_errors=True)
 
 

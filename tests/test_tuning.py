@@ -11,9 +11,10 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import server_dir
-from pgvision import server, tuning
+from pgvision.server import embedded
+from pgvision.server import tuning
 from pgvision.cli import main
-from pgvision.tuning import GB, MB, Machine
+from pgvision.server.tuning import GB, MB, Machine
 
 NAMES = ["shared_buffers", "effective_cache_size", "maintenance_work_mem", "autovacuum_work_mem",
          "max_worker_processes", "max_parallel_workers", "max_parallel_maintenance_workers",
@@ -107,7 +108,7 @@ def test_old_data_dir_is_upgraded_and_db_tune_applies_on_the_embedded_server():
     runner = CliRunner()
     here = {s.name: s.value for s in tuning.settings_for(tuning.this_machine())}
     try:
-        url = server.start(data)
+        url = embedded.start(data)
         assert _settings(url) == here
         # a data directory from before tuning: fixed settings, marker of the old form
         with psycopg.connect(url, autocommit=True) as c:
@@ -117,8 +118,8 @@ def test_old_data_dir_is_upgraded_and_db_tune_applies_on_the_embedded_server():
             c.execute("ALTER SYSTEM SET maintenance_work_mem = '1GB'")
             c.execute("ALTER SYSTEM SET max_parallel_maintenance_workers = 2")
         (data / "pgvision.settings").write_text("shared_buffers = 512MB\nmaintenance_work_mem = 1GB")
-        server.stop(data)
-        url = server.start(data)  # re-tuned in place, not recreated
+        embedded.stop(data)
+        url = embedded.start(data)  # re-tuned in place, not recreated
         assert _settings(url) == here
         with psycopg.connect(url) as c:
             assert c.execute("SELECT x FROM kept").fetchall() == [(42,)]
@@ -138,7 +139,7 @@ def test_old_data_dir_is_upgraded_and_db_tune_applies_on_the_embedded_server():
         hdd = runner.invoke(main, ["db", "tune", "--ram", "2GB", "--cores", "2", "--disk", "hdd"], env=env)
         assert hdd.output == "tuned the embedded server for 2GB RAM, 2 cores, hdd: random_page_cost = 4; reloaded\n"
         assert _settings(url)["random_page_cost"] == "4"
-        server.start(data)  # settings given by hand are kept by later starts
+        embedded.start(data)  # settings given by hand are kept by later starts
         assert _settings(url)["shared_buffers"] == "512MB"
         dry = runner.invoke(main, ["db", "tune", "--dry-run"], env=env)
         assert "ALTER SYSTEM SET shared_buffers = " f"'{here['shared_buffers']}';" in dry.stdout
@@ -147,7 +148,7 @@ def test_old_data_dir_is_upgraded_and_db_tune_applies_on_the_embedded_server():
         assert back.exit_code == 0 and back.output.endswith("; restarted (needed by shared_buffers)\n")
         assert _settings(url) == here
     finally:
-        server.stop(data)
+        embedded.stop(data)
         shutil.rmtree(top, ignore_errors=True)
 
 

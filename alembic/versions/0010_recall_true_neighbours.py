@@ -8,7 +8,7 @@ Create Date: 2026-11-23
   k-th exact distance up to float rounding; v2's ann-benchmarks epsilon (k-th distance +
   1e-3) counted near misses as found where distances are concentrated (0.955 where the
   share of true ids was 0.89 at 1M x 512). Why: the file's header; the ladder's counting,
-  ``pgvision.recall_target.hits``.
+  ``pgvision.index.recall_target.hits``.
 
 Downgrade re-applies v2.
 """

@@ -11,8 +11,9 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-from alembic import command
 from alembic.config import Config
+
+from alembic import command
 
 #: Alembic's version table, named so that it does not collide with an application's own.
 VERSION_TABLE = "pgvision_alembic_version"
@@ -111,7 +112,7 @@ def make_config(database_url: str | None, extra_version_dirs: list[Path] | None 
         extra_version_dirs: a deployment's own migration folders (e.g. to add a model's
             index, see README "Adding a model in your own migration").
     """
-    from pgvision.database import resolve_url
+    from pgvision.server.connection import resolve_url
 
     cfg = Config(stdout=sys.stdout)  # Alembic's default is the sys.stdout of import time
     cfg.set_main_option("script_location", str(alembic_dir()))
@@ -191,10 +192,10 @@ def add_model(op, spec, *, method: str = "hnsw", m: int = 16, ef_construction: i
         lists: IVFFlat lists; default from the row count when it is built.
         ef_search: the model's default HNSW search list (``search_images`` uses it).
         quantization: index expression: ``none`` (full precision, default), ``halfvec`` or
-            ``binary`` (re-ranked), see :mod:`pgvision.indexes`; other than ``none``, the
+            ``binary`` (re-ranked), see :mod:`pgvision.index.ddl`; other than ``none``, the
             deployment migration must have ``depends_on = "0006"``.
     """
-    from pgvision.indexes import ensure_index
+    from pgvision.index.ddl import ensure_index
     from pgvision.registry import register_model
 
     conn = op.get_bind().connection.dbapi_connection
@@ -212,7 +213,7 @@ def add_model(op, spec, *, method: str = "hnsw", m: int = 16, ef_construction: i
 
 def drop_model(op, name: str) -> None:
     """Undo :func:`add_model`: drop the model's index, then its row and embeddings."""
-    from pgvision.indexes import drop_index
+    from pgvision.index.ddl import drop_index
     from pgvision.registry import get_model
 
     conn = op.get_bind().connection.dbapi_connection

@@ -9,7 +9,6 @@ import os
 
 import click
 import psycopg
-
 from alembic.util.exc import CommandError
 
 from pgvision.errors import PgvisionError
@@ -74,7 +73,7 @@ def run_guarded(func):
         except PgvisionError as exc:
             raise click.ClickException(str(exc)) from None
         except psycopg.errors.ReadOnlySqlTransaction:
-            from pgvision.database import redact
+            from pgvision.server.connection import redact
 
             url = kwargs.get("database_url") or os.environ.get("DATABASE_URL")
             where = f"the server at {redact(url)}" if url else "the server"
@@ -121,8 +120,8 @@ def open_database(database_url: str | None, *, create: bool = True, autocommit: 
     ``source`` names the setting the URL came from in connection errors.
     """
     from pgvision import migrate
-    from pgvision.database import connect, require_schema
     from pgvision.errors import SchemaMissing
+    from pgvision.server.connection import connect, require_schema
 
     conn = connect(database_url, autocommit=autocommit, source=source)
     try:

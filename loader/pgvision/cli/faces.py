@@ -9,8 +9,15 @@ import functools
 
 import click
 
-from pgvision.cli.common import FiniteFloatRange, database_url_option, json_text, open_database, read_url_option, run_guarded
-from pgvision.files import display
+from pgvision.cli.common import (
+    FiniteFloatRange,
+    database_url_option,
+    json_text,
+    open_database,
+    read_url_option,
+    run_guarded,
+)
+from pgvision.ingest.files import display
 
 
 def _guarded(func):
@@ -20,7 +27,9 @@ def _guarded(func):
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         from pgvision.faces.detect import FaceModelFilesMissing
-        from pgvision.files import FileSkipped  # = pgvision.images.ImageSkipped, without Pillow
+        from pgvision.ingest.files import (
+            FileSkipped,  # = pgvision.ingest.images.ImageSkipped, without Pillow
+        )
 
         try:
             return inner(*args, **kwargs)
@@ -60,7 +69,7 @@ def face_model_options(func):
 def build_pipeline(model, weights, detector, upsample, min_face_px, device, crop="detect"):
     from pgvision.faces.detect import FaceDetector
     from pgvision.faces.embed import load_face_model
-    from pgvision.faces.load import FacePipeline
+    from pgvision.faces.pipeline import FacePipeline
 
     return FacePipeline(load_face_model(model, weights, device), FaceDetector(detector, upsample, min_face_px, crop))
 
@@ -103,7 +112,7 @@ def faces_load(paths, model, weights, detector, upsample, min_face_px, device, c
       pgvision faces load ./people --identity-from parent-dir
       pgvision faces load ./photos --model facenet --weights facenet.pt --detector cnn
     """
-    from pgvision.faces.load import load_faces
+    from pgvision.load_faces import load_faces
 
     pipeline = build_pipeline(model, weights, detector, upsample, min_face_px, device, crop)
     with open_database(database_url) as conn:
@@ -131,7 +140,7 @@ def enroll(name, images, model, weights, detector, upsample, min_face_px, device
     Example:
       pgvision enroll "Ann Lee" ann1.jpg ann2.jpg ann3.jpg
     """
-    from pgvision.faces.load import load_faces
+    from pgvision.load_faces import load_faces
 
     pipeline = build_pipeline(model, weights, detector, upsample, min_face_px, device, crop)
     with open_database(database_url) as conn:
@@ -183,8 +192,8 @@ def identify(image, model, weights, detector, upsample, min_face_px, device, cro
       pgvision identify group.jpg
       pgvision identify probe.jpg --model facenet --weights facenet.pt --threshold 0.35
     """
-    from pgvision.database import read_url_source, resolve_read_url
     from pgvision.faces.identify import identify_photo
+    from pgvision.server.connection import read_url_source, resolve_read_url
 
     pipeline = build_pipeline(model, weights, detector, upsample, min_face_px, device, crop)
     with open_database(resolve_read_url(read_url, database_url), source=read_url_source(read_url), create=False, autocommit=False) as conn:
@@ -265,7 +274,8 @@ def calibrate(model, target_fpir, target_far, margin_frr, method, plot, dry_run,
       pgvision calibrate --model dlib --target-fpir 0.01
       pgvision calibrate --model dlib --target-far 0.001 --plot roc.png
     """
-    from pgvision.faces.calibrate import calibrate as run, plot_roc, store_calibration
+    from pgvision.faces.calibrate import calibrate as run
+    from pgvision.faces.calibrate import plot_roc, store_calibration
     from pgvision.faces.embed import DLIB_THRESHOLD, FACENET_THRESHOLD
 
     if plot:
@@ -350,9 +360,13 @@ def eval_identify(directory, model, weights, detector, upsample, min_face_px, de
       pgvision eval identify ../shared/data/lfw_faces --enroll-per-identity 5 \\
           --unknown-fraction 0.5 --plot tpir_fpir.png
     """
-    from pgvision.database import connect, resolve_url
+    from pgvision.evaluate_faces import (
+        evaluate_identification,
+        plot_tpir_fpir,
+        scratch_database,
+    )
     from pgvision.faces.calibrate import plot_roc
-    from pgvision.faces.evaluate import evaluate_identification, plot_tpir_fpir, scratch_database
+    from pgvision.server.connection import connect, resolve_url
 
     if plot or roc_plot:
         require_matplotlib()

@@ -1,7 +1,7 @@
 """``pgvision load`` (image folders) and ``pgvision load-vectors`` (vectors computed elsewhere).
 
-Parses options and reports; the work is in :mod:`pgvision.pipeline` (images: needs the
-``images`` extra) and :mod:`pgvision.vector_load` (vectors: the core install is enough).
+Parses options and reports; the work is in :mod:`pgvision.load_images` (images: needs the
+``images`` extra) and :mod:`pgvision.load_vectors` (vectors: the core install is enough).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def model_options(func):
 
 
 def build_embedder(model, weights, output, dims, metric, name, device, threads=None):
-    """The :class:`pgvision.embed.ImageEmbedder` the model options describe."""
+    """The :class:`pgvision.models.embed.ImageEmbedder` the model options describe."""
     import torch
 
     from pgvision.models import load_image_model
@@ -117,13 +117,13 @@ def load(paths, model, weights, output, dims, metric, name, device, batch_size, 
     """
     started = time.perf_counter()
     if decode == "gpu" and device in ("auto", "cpu"):  # before loading torch models: fail in a second
-        from pgvision.decode_gpu import choose_decoder
-
         import torch
 
+        from pgvision.ingest.decode_gpu import choose_decoder
+
         choose_decoder(decode, torch.device("cuda" if device == "auto" and torch.cuda.is_available() else "cpu"), {})
-    from pgvision.files import display
-    from pgvision.pipeline import load_images
+    from pgvision.ingest.files import display
+    from pgvision.load_images import load_images
 
     embedder = build_embedder(model, weights, output, dims, metric, name, device, threads)
     with open_database(database_url) as conn:
@@ -181,9 +181,9 @@ def load_vectors(file, model, metric, normalize, fmt, batch_size, index, quiet, 
       pgvision load-vectors features.npy --model my-features --metric cosine
       pgvision load-vectors cifar_squeezenet.txt --model squeezenet1_1-analyticdb --metric l2
     """
+    from pgvision.ingest.vector_files import read_vectors
+    from pgvision.load_vectors import load_vectors as run_load_vectors
     from pgvision.registry import ModelSpec
-    from pgvision.vector_load import load_vectors as run_load_vectors
-    from pgvision.vectors_io import read_vectors
 
     vector_set = read_vectors(file, fmt)
     normalized = (metric == "cosine") if normalize is None else normalize

@@ -1,6 +1,6 @@
 """``pgvision db replica``: hot-standby streaming replicas of the embedded server.
 
-Parses options and reports; the work is in :mod:`pgvision.replicas`.
+Parses options and reports; the work is in :mod:`pgvision.server.replicas`.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def add(name: str, data_dir: Path | None) -> None:
     Example:
       pgvision db replica add --name r1
     """
-    from pgvision import replicas
+    from pgvision.server import replicas
 
     r = replicas.add(name, data_dir)
     click.echo(f"replica {r.name} streaming from the primary in {r.data_dir}", err=True)
@@ -60,7 +60,7 @@ def list_(as_json: bool, urls: bool) -> None:
     Example:
       pgvision db replica list
     """
-    from pgvision import replicas
+    from pgvision.server import replicas
 
     rows = replicas.list_replicas()
     if urls:
@@ -85,7 +85,7 @@ def start(name: str) -> None:
     Example:
       pgvision db replica start r1
     """
-    from pgvision import replicas
+    from pgvision.server import replicas
 
     r = replicas.start(name)
     click.echo(r.tcp_url or r.url)
@@ -101,7 +101,7 @@ def stop(name: str) -> None:
     Example:
       pgvision db replica stop r1
     """
-    from pgvision import replicas
+    from pgvision.server import replicas
 
     click.echo("stopped" if replicas.stop(name) else f"{name} was not running", err=True)
 
@@ -116,7 +116,7 @@ def remove(name: str) -> None:
     Example:
       pgvision db replica remove r1
     """
-    from pgvision import replicas
+    from pgvision.server import replicas
 
     replicas.remove(name)
     click.echo(f"removed {name}", err=True)

@@ -8,13 +8,19 @@ function's columns.
 
 from __future__ import annotations
 
-
 import click
 
-from pgvision.cli.common import BIGINT_ID, database_url_option, json_text, open_database, read_url_option, run_guarded
+from pgvision.cli.common import (
+    BIGINT_ID,
+    database_url_option,
+    json_text,
+    open_database,
+    read_url_option,
+    run_guarded,
+)
 from pgvision.cli.load import build_embedder, model_options
-from pgvision.database import read_url_source, resolve_read_url
-from pgvision.files import display
+from pgvision.ingest.files import display
+from pgvision.server.connection import read_url_source, resolve_read_url
 
 #: A PostgreSQL ``integer`` (past it, "integer out of range" would not name the option).
 SQL_INT = click.IntRange(-(2**31), 2**31 - 1)
@@ -89,8 +95,8 @@ def search(image, k, label, ef_search, as_json, model, weights, output, dims, me
       pgvision search ./query.jpg --label tench --json
     """
     from pgvision.errors import ModelMismatch
-    from pgvision.images import ImageSkipped
-    from pgvision.pipeline import embed_files
+    from pgvision.ingest.images import ImageSkipped
+    from pgvision.load_images import embed_files
     from pgvision.registry import get_model
 
     with open_database(database_url, create=False) as conn:  # before the model loads: fail fast

@@ -1,4 +1,4 @@
-"""``pgvision db tune``: server settings sized to the machine (:mod:`pgvision.tuning`)."""
+"""``pgvision db tune``: server settings sized to the machine (:mod:`pgvision.server.tuning`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ class _Size(click.ParamType):
     name = "SIZE"
 
     def convert(self, value, param, ctx):
-        from pgvision.tuning import parse_size
+        from pgvision.server.tuning import parse_size
 
         if isinstance(value, int):
             return value
@@ -43,7 +43,7 @@ def tune(ram: int | None, cores: int | None, disk: str, dry_run: bool, database_
       pgvision db tune --dry-run
       DATABASE_URL=postgresql://app@db/app pgvision db tune --ram 64GB --cores 16
     """
-    from pgvision import server, tuning
+    from pgvision.server import embedded, tuning
 
     here = tuning.this_machine()
     given = ram is not None or cores is not None
@@ -58,7 +58,7 @@ def tune(ram: int | None, cores: int | None, disk: str, dry_run: bool, database_
             click.echo("not applied: the server at DATABASE_URL is not pgvision's; run these as its administrator",
                        err=True)
         return
-    changed, restarted = server.tune(machine=machine if given or disk != "ssd" else None)
+    changed, restarted = embedded.tune(machine=machine if given or disk != "ssd" else None)
     if not changed:
         click.echo(f"embedded server already tuned for {machine.describe()}", err=True)
         return

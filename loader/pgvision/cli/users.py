@@ -1,4 +1,4 @@
-"""``pgvision db user``: login roles for BI tools (parses and reports; see pgvision.users)."""
+"""``pgvision db user``: login roles for BI tools (parses and reports; see pgvision.server.users)."""
 
 from __future__ import annotations
 
@@ -38,8 +38,8 @@ def create(name: str, role: str, password_stdin: bool, database_url: str | None)
       pgvision db user create metabase --role reader
       printf %s "$PW" | pgvision db user create app --role loader --password-stdin
     """
-    from pgvision.database import connect, require_schema, resolve_url
-    from pgvision.users import create_user
+    from pgvision.server.connection import connect, require_schema, resolve_url
+    from pgvision.server.users import create_user
 
     password = sys.stdin.read() if password_stdin else None
     url = resolve_url(database_url)
@@ -62,8 +62,8 @@ def drop(name: str, database_url: str | None) -> None:
     Example:
       pgvision db user drop metabase
     """
-    from pgvision.database import connect
-    from pgvision.users import drop_user
+    from pgvision.server.connection import connect
+    from pgvision.server.users import drop_user
 
     with connect(database_url, autocommit=True) as conn:
         drop_user(conn, name)

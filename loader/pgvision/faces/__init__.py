@@ -9,7 +9,7 @@ Stages, one module each, in data-flow order:
 - :mod:`pgvision.faces.decide`: the open-set decision rule (gallery + margin) and the
   one-identity-per-photo assignment.
 - :mod:`pgvision.faces.enroll`, :mod:`~pgvision.faces.identify`,
-  :mod:`~pgvision.faces.calibrate`, :mod:`~pgvision.faces.evaluate`: what the CLI calls.
+  :mod:`~pgvision.faces.calibrate`, :mod:`~pgvision.evaluate_faces`: what the CLI calls.
 
 dlib and torch are imported lazily: ``import pgvision.faces`` costs nothing.
 """

@@ -87,7 +87,6 @@ import psycopg
 from pgvision.faces.decide import identity_distances
 from pgvision.registry import get_model
 
-
 #: Impostor comparisons (or strangers) that must fall under an empirical threshold for it to be trusted.
 MIN_TAIL = 10
 METHODS = ("auto", "empirical", "normal")

@@ -5,7 +5,7 @@ Rule v2 (``sql/functions/_identify.v2.sql``): an identity's distance to a probe 
 smaller of (a) the distance to its nearest gallery face and (b) the distance to the mean of
 its gallery embeddings; identities are ranked by it; the best one matches when its distance
 is <= ``threshold`` and its margin to the second one is >= ``min_margin``. Calibration
-(:mod:`pgvision.faces.calibrate`) and evaluation (:mod:`pgvision.faces.evaluate`) use this
+(:mod:`pgvision.faces.calibrate`) and evaluation (:mod:`pgvision.evaluate_faces`) use this
 module, so that the threshold is measured on exactly the distance SQL thresholds.
 """
 

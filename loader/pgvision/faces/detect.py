@@ -185,7 +185,7 @@ class FaceDetector:
         """Find the faces of one photo, largest first.
 
         Args:
-            pixels: (H, W, 3) uint8 RGB (see :func:`pgvision.faces.load.read_photo`).
+            pixels: (H, W, 3) uint8 RGB (see :func:`pgvision.load_faces.read_photo`).
 
         Returns:
             :class:`Detections`; empty lists when there is no face.

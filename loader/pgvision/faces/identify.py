@@ -16,7 +16,7 @@ import numpy as np
 import psycopg
 
 from pgvision.faces.decide import assign_identities
-from pgvision.faces.load import FacePipeline, read_photo
+from pgvision.faces.pipeline import FacePipeline, read_photo
 from pgvision.registry import get_model
 
 

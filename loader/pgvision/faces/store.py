@@ -1,9 +1,9 @@
 """Faces into PostgreSQL: images, faces, scans and face embeddings, one transaction a batch.
 
-The same path as the image loader (:mod:`pgvision.pg_copy`): per batch, under the model's
+The same path as the image loader (:mod:`pgvision.ingest.pg_copy`): per batch, under the model's
 advisory lock, the images are upserted by sha256, the faces inserted (``ON CONFLICT DO
 NOTHING`` on image + detector + box), their embeddings written by binary ``COPY``
-(:func:`pgvision.pg_copy.copy_vectors`) for the faces that have none of this model yet, and
+(:func:`pgvision.ingest.pg_copy.copy_vectors`) for the faces that have none of this model yet, and
 one ``face_scans`` row per image records how many faces the detector found (0 included:
 an image without a face is recorded, not dropped). A batch lands whole or not at all, so a
 killed load loses nothing committed and a rerun does only the rest.
@@ -17,11 +17,11 @@ from typing import Sequence
 import numpy as np
 import psycopg
 
-from pgvision import pg_copy
 from pgvision.errors import AlreadyEnrolled, PgvisionError
 from pgvision.faces.detect import Face
 from pgvision.faces.embed import FaceModel
-from pgvision.pg_copy import ImageRecord
+from pgvision.ingest import pg_copy
+from pgvision.ingest.pg_copy import ImageRecord
 from pgvision.registry import ModelSpec, register_model
 
 
@@ -91,7 +91,7 @@ def check_identity_name(name: str) -> str:
             most its first 40 characters, escaped for a terminal.
     """
     if not name or len(name) > MAX_NAME_CHARS:
-        from pgvision.files import display
+        from pgvision.ingest.files import display
 
         shown = display(name[:40]) + ("..." if len(name) > 40 else "")
         raise BadIdentityName(

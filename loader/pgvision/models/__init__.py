@@ -1,4 +1,4 @@
-"""The image model zoo: a model name -> an :class:`pgvision.embed.ImageEmbedder`.
+"""The image model zoo: a model name -> an :class:`pgvision.models.embed.ImageEmbedder`.
 
 Names (``--model``):
 
@@ -18,8 +18,8 @@ from __future__ import annotations
 import dataclasses
 import warnings
 
-from pgvision.embed import ImageEmbedder, resolve_device
 from pgvision.errors import PgvisionError
+from pgvision.models.embed import ImageEmbedder, resolve_device
 
 DEFAULT_MODEL = "efficientnet-lite0"
 OUTPUTS = ("features", "logits")
@@ -42,7 +42,7 @@ def load_state_dict_file(path, model: str) -> dict:
     """
     import torch
 
-    from pgvision.files import display
+    from pgvision.ingest.files import display
 
     fix = "pass the .pth that torch.save(model.state_dict()) wrote"
     try:
@@ -79,7 +79,7 @@ def load_image_model(
             are measured and whose metric is cosine) only checked when given.
         name: registered name (default: derived from ``model`` and ``output``).
         device: ``auto``, ``cpu`` or ``cuda``.
-        channels_last: see :class:`pgvision.embed.ImageEmbedder`.
+        channels_last: see :class:`pgvision.models.embed.ImageEmbedder`.
 
     Raises:
         ModelUnavailable: unknown name, missing weights (offline), bad TorchScript file.

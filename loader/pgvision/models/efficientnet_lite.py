@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from pgvision.embed import ModelSpec, preprocessing_dict, sha256_hex_file
+from pgvision.models.embed import ModelSpec, preprocessing_dict, sha256_hex_file
 
 NAME = "efficientnet-lite0"
 DIMS = 1280

@@ -13,7 +13,14 @@ from pathlib import Path
 
 import torch
 
-from pgvision.embed import IMAGENET_MEAN, IMAGENET_STD, METRICS, ModelSpec, preprocessing_dict, sha256_hex_file
+from pgvision.models.embed import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    METRICS,
+    ModelSpec,
+    preprocessing_dict,
+    sha256_hex_file,
+)
 
 
 def build(

@@ -24,7 +24,7 @@ import torch
 import torchvision.models as tvm
 from torch import nn
 
-from pgvision.embed import ModelSpec, preprocessing_dict, sha256_hex_file
+from pgvision.models.embed import ModelSpec, preprocessing_dict, sha256_hex_file
 
 
 def classification_models() -> list[str]:

@@ -1,16 +1,16 @@
 """The decode stage's file side, run in the DataLoader workers: read, check, decode or defer.
 
 For each file to load (:class:`FileItem`: path + the SHA-256 found when hashing),
-:class:`ImageFileDataset` reads the bytes (:func:`pgvision.files.read_file`: regular files
+:class:`ImageFileDataset` reads the bytes (:func:`pgvision.ingest.files.read_file`: regular files
 only, size limit, never blocks) and then either
 
 * decodes them with Pillow and applies the model's transform (the CPU path:
-  :func:`pgvision.images.decode_image` + :func:`pgvision.embed.build_transform`), or
-* for a file the device decoder takes (``defer``: :func:`pgvision.decode_gpu.deferrable`,
+  :func:`pgvision.ingest.images.decode_image` + :func:`pgvision.models.embed.build_transform`), or
+* for a file the device decoder takes (``defer``: :func:`pgvision.ingest.decode_gpu.deferrable`,
   which checks the header's limits first), keeps the bytes and a record built from the
-  header, for :meth:`pgvision.decode_gpu.TensorDecoder.finish` in the main process.
+  header, for :meth:`pgvision.ingest.decode_gpu.TensorDecoder.finish` in the main process.
 
-Files that cannot be used become skip reasons (:data:`pgvision.files.SKIP_REASONS`), never
+Files that cannot be used become skip reasons (:data:`pgvision.ingest.files.SKIP_REASONS`), never
 exceptions. :func:`collate_decoded` makes a :class:`DecodedBatch` of ``batch_size`` items;
 :func:`cpu_finish` is the CPU path's (trivial) main-process step.
 """
@@ -25,9 +25,9 @@ from typing import Callable, Sequence
 import torch
 from torch.utils.data import Dataset
 
-from pgvision.files import FileSkipped, file_uri, name_text, read_file
-from pgvision.images import ImageSkipped, decode_image, sha256_bytes
-from pgvision.pg_copy import ImageRecord
+from pgvision.ingest.files import FileSkipped, file_uri, name_text, read_file
+from pgvision.ingest.images import ImageSkipped, decode_image, sha256_bytes
+from pgvision.ingest.pg_copy import ImageRecord
 
 __all__ = ["FileItem", "DecodedItem", "DecodedBatch", "ImageFileDataset", "collate_decoded", "cpu_finish"]
 
@@ -80,9 +80,9 @@ class ImageFileDataset(Dataset):
         items: ``(path, sha256)`` pairs to read.
         transform: ``PIL.Image -> (3, H, W) float32 tensor`` (``ImageEmbedder.transform``).
         draft_size: JPEG DCT-scaling target (the preprocessing's resize), see
-            :func:`pgvision.images.decode_image`.
+            :func:`pgvision.ingest.images.decode_image`.
         label_from: ``parent-dir`` (the folder name is the label) or ``none``.
-        defer: ``bytes -> ImageHeader | None`` (:func:`pgvision.decode_gpu.deferrable`): files
+        defer: ``bytes -> ImageHeader | None`` (:func:`pgvision.ingest.decode_gpu.deferrable`): files
             it accepts are returned undecoded (``raw``) for the device decoder.
     """
 

@@ -4,9 +4,9 @@ The first stage of the loader's data flow (``image files -> decode -> tensors``)
 here knows about models or the database.
 
 * :func:`find_images` walks folders for the extensions in :data:`IMAGE_EXTENSIONS`
-  (:func:`pgvision.files.find_files`: regular files only; links that loop or lead nowhere,
+  (:func:`pgvision.ingest.files.find_files`: regular files only; links that loop or lead nowhere,
   FIFOs and devices are skipped with a reason).
-* :func:`sha256_file` / :func:`sha256_bytes` (from :mod:`pgvision.files`) give the 32-byte
+* :func:`sha256_file` / :func:`sha256_bytes` (from :mod:`pgvision.ingest.files`) give the 32-byte
   content key of an image (``pgvision.images.sha256``): the same bytes under two names are
   one image.
 * :func:`decode_image` turns the bytes into an upright 8-bit RGB ``PIL.Image`` or raises
@@ -28,7 +28,14 @@ from typing import Iterable
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from pgvision.files import SKIP_REASONS, FileSkipped, OnSkip, find_files, sha256_bytes, sha256_file
+from pgvision.ingest.files import (
+    SKIP_REASONS,
+    FileSkipped,
+    OnSkip,
+    find_files,
+    sha256_bytes,
+    sha256_file,
+)
 
 __all__ = [
     "IMAGE_EXTENSIONS", "DECODED_FORMATS", "MAX_PIXELS", "MAX_ASPECT_RATIO", "SKIP_REASONS", "ImageSkipped", "DecodedImage",
@@ -71,7 +78,7 @@ _EXIF_ORIENTATION = 0x0112
 
 #: An image file that cannot be used; ``reason`` is one of :data:`SKIP_REASONS`
 #: (``reason``, ``detail``, ``path`` attributes). The same class as
-#: :class:`pgvision.files.FileSkipped`, so one ``except`` covers file and decoder reasons.
+#: :class:`pgvision.ingest.files.FileSkipped`, so one ``except`` covers file and decoder reasons.
 ImageSkipped = FileSkipped
 
 
@@ -101,7 +108,7 @@ def find_images(
     limit: int | None = None,
     on_skip: OnSkip | None = None,
 ) -> list[Path]:
-    """Regular image files under ``paths``: :func:`pgvision.files.find_files` for
+    """Regular image files under ``paths``: :func:`pgvision.ingest.files.find_files` for
     :data:`IMAGE_EXTENSIONS`.
 
     Args:
@@ -234,7 +241,7 @@ def read_header(
     """Parse an image's header (Pillow's lazy ``Image.open``; no pixel is decoded) and check
     the same pixel-count and aspect-ratio limits as :func:`decode_image`.
 
-    Used by decoders other than Pillow (:mod:`pgvision.decode_gpu`) so that a file reaches
+    Used by decoders other than Pillow (:mod:`pgvision.ingest.decode_gpu`) so that a file reaches
     them only after the checks every file gets.
 
     Raises:

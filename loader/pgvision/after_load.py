@@ -1,7 +1,7 @@
 """What a load did (:class:`LoadSummary`), shared by image loading and vector loading.
 
-Needs neither torch nor Pillow: :mod:`pgvision.vector_load` (the core install's
-``load-vectors``) and :mod:`pgvision.pipeline` (images) both report with it.
+Needs neither torch nor Pillow: :mod:`pgvision.load_vectors` (the core install's
+``load-vectors``) and :mod:`pgvision.load_images` (images) both report with it.
 """
 
 from __future__ import annotations
@@ -11,10 +11,8 @@ from dataclasses import dataclass, field
 
 import psycopg
 
-from pgvision import recall_target
-from pgvision.database import connection_lost
-from pgvision.errors import DatabaseUnreachable
-from pgvision.files import SKIP_REASONS
+from pgvision.index import recall_target
+from pgvision.ingest.files import SKIP_REASONS
 
 
 @dataclass
@@ -29,13 +27,13 @@ class LoadSummary:
             this run, or by a concurrent loader meanwhile).
         duplicates: files with the same bytes as another file of this run.
         skipped: ``{reason: count}`` of files that could not be used (see
-            :data:`pgvision.files.SKIP_REASONS`).
+            :data:`pgvision.ingest.files.SKIP_REASONS`).
         skipped_files: ``[(path, reason, detail)]``, in the order met.
         seconds: stage timings in seconds (see the module docstring).
         index: name of the model's ANN index (None when not built).
         index_mb: its size in MB (``pg_relation_size``), None without an index.
         recall: the search setting chosen for the model's target recall after this load
-            (:func:`pgvision.recall_target.recheck`), one line; None when not re-chosen.
+            (:func:`pgvision.index.recall_target.recheck`), one line; None when not re-chosen.
         unit: what ``found`` counts, ``"files"`` (images) or ``"vectors"`` (``load-vectors``,
             whose rate is then given in vec/s instead of img/s).
     """
@@ -84,18 +82,3 @@ def recheck_recall(conn: psycopg.Connection, model_id: int) -> str | None:
     """Re-choose the model's ef_search / probes when it grew past the rule of recall_target."""
     choice = recall_target.recheck(conn, model_id)
     return recall_target.describe(choice) if choice else None
-
-
-def lost_connection(exc: Exception, loaded: int, remaining: int) -> Exception:
-    """The error for a connection lost mid-load: what is committed, what a rerun loads.
-
-    A server-side refusal that psycopg files under ``OperationalError`` (e.g. a value too
-    long for an index) is returned unchanged: a rerun would fail the same way.
-    """
-    if not connection_lost(exc):
-        return exc
-    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return DatabaseUnreachable(
-        f"lost the database connection during the load ({reason}); {loaded} images of this run are "
-        f"committed and safe, {remaining} are not loaded yet: rerun the same command to load the rest"
-    )

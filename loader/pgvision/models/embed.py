@@ -25,8 +25,10 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2 as T
 
+from pgvision.ingest.vector_files import (
+    l2_normalize,  # numpy only: the core install's load-vectors uses it
+)
 from pgvision.registry import METRICS, ModelSpec
-from pgvision.vectors_io import l2_normalize  # numpy only: the core install's load-vectors uses it
 
 __all__ = ["METRICS", "ModelSpec", "ImageEmbedder", "PendingEmbeddings", "build_transform", "preprocessing_dict", "l2_normalize"]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Sequence
 
-from pgvision.pg_copy import ImageRecord
+from pgvision.ingest.pg_copy import ImageRecord
 
 #: Largest label, in UTF-8 bytes: well under the B-tree entry limit of ``images_label``
 #: (about 2,700 bytes at the 8 KB page size) and far above any folder name (255 bytes on

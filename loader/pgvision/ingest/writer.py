@@ -1,18 +1,18 @@
 """The loader's copy stage in a thread of its own, so the model never waits for PostgreSQL.
 
 :class:`BatchWriter` takes batches (records + embeddings still being computed) through a
-bounded queue and stores each with :func:`pgvision.pg_copy.copy_image_embeddings`, **one
+bounded queue and stores each with :func:`pgvision.ingest.pg_copy.copy_image_embeddings`, **one
 transaction per batch** as before: a killed loader loses nothing it committed, and a rerun
 loads the rest. While batch *k* is copied, the main process decodes and embeds batch *k+1*;
 on a GPU, the writer is also where the host waits for the vectors
-(:meth:`pgvision.embed.PendingEmbeddings.result`), so the main process can queue the next
+(:meth:`pgvision.models.embed.PendingEmbeddings.result`), so the main process can queue the next
 batch's decoding and model kernels first.
 
 The queue holds at most ``depth`` batches (default 2): a slow server slows the loader
 down instead of filling memory. An error in the thread stops it from writing more and is
 raised in the main process at the next :meth:`BatchWriter.submit` or at
 :meth:`BatchWriter.close`, converted as the loader always did: a lost connection becomes
-:func:`pgvision.loading.lost_connection`'s one line (what is committed, what a rerun loads).
+:func:`pgvision.server.connection.lost_connection`'s one line (what is committed, what a rerun loads).
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from typing import Callable, Sequence
 import numpy as np
 import psycopg
 
-from pgvision import pg_copy
-from pgvision.loading import lost_connection
-from pgvision.pg_copy import ImageRecord
+from pgvision.ingest import pg_copy
+from pgvision.ingest.pg_copy import ImageRecord
+from pgvision.server.connection import lost_connection
 
 __all__ = ["BatchWriter"]
 
@@ -48,7 +48,7 @@ class BatchWriter:
         loaded: embeddings written; already_present: records a concurrent loader stored
             first; files_done: files of the committed batches (loaded or skipped);
         seconds: ``{"embed": s, "copy": s}``: model seconds (see
-            :attr:`pgvision.embed.PendingEmbeddings.seconds`) and COPY seconds (wall clock).
+            :attr:`pgvision.models.embed.PendingEmbeddings.seconds`) and COPY seconds (wall clock).
     """
 
     def __init__(
@@ -78,10 +78,10 @@ class BatchWriter:
         Args:
             records: the batch's images, in the order of the vectors' rows.
             vectors: ``(len(records), dims)`` float32 array, or an object with ``result()``
-                giving one (:class:`pgvision.embed.PendingEmbeddings`); None when no record.
+                giving one (:class:`pgvision.models.embed.PendingEmbeddings`); None when no record.
             files: how many files of the run this batch settles (records + skipped files).
             rows: the rows of ``vectors`` that belong to ``records`` (None: all), e.g. after
-                :func:`pgvision.row_limits.split_oversized` dropped some.
+                :func:`pgvision.ingest.row_limits.split_oversized` dropped some.
 
         Raises:
             pgvision.errors.DatabaseUnreachable: an earlier batch lost the connection.

@@ -10,7 +10,7 @@
   statistics (an ``identify`` call took 272 ms instead of 9 ms on 30k faces right after a
   bulk load, before ANALYZE: issue 13).
 
-Warnings go to the ``pgvision.index_progress`` logger; with no logging set up, Python
+Warnings go to the ``pgvision.index.build_progress`` logger; with no logging set up, Python
 prints WARNING records on stderr as the bare message.
 """
 
@@ -194,7 +194,7 @@ def build(conn: psycopg.Connection, model: dict[str, Any], ddl: sql.Composable, 
                          desc=f"indexing {model['name']}", rows=rows):
         conn.execute(ddl)
     seconds = time.perf_counter() - t
-    from pgvision.indexes import embeddings_table
+    from pgvision.index.ddl import embeddings_table
 
     analyze(conn, embeddings_table(model["kind"]))
     return seconds

@@ -6,20 +6,20 @@ Stages (DESIGN.md, "The data flow"):
    pool; hashing runs at disk speed). Digests already embedded for this model
    (``pg_copy.loaded_sha256``) are dropped here, so a rerun never decodes or embeds them
    again; a second file with the same bytes is counted as a duplicate.
-2. **decode/preprocess**: ``torch.utils.data.DataLoader`` workers (:mod:`pgvision.decoding`) read, decode
-   (:func:`pgvision.images.decode_image`: upright RGB, bad files become skip reasons) and
-   transform (:func:`pgvision.embed.build_transform`) the rest, ``batch_size`` at a time.
-   With ``decode="gpu"`` (:mod:`pgvision.decode_gpu`) the workers only read and check the
+2. **decode/preprocess**: ``torch.utils.data.DataLoader`` workers (:mod:`pgvision.ingest.decoding`) read, decode
+   (:func:`pgvision.ingest.images.decode_image`: upright RGB, bad files become skip reasons) and
+   transform (:func:`pgvision.models.embed.build_transform`) the rest, ``batch_size`` at a time.
+   With ``decode="gpu"`` (:mod:`pgvision.ingest.decode_gpu`) the workers only read and check the
    JPEGs' headers, and the main process decodes and resizes them on the model's device.
 3. **embed**: the main process starts the model on each batch under ``torch.inference_mode``
-   (``channels_last``; :meth:`pgvision.embed.ImageEmbedder.embed_async`: on a GPU it does
+   (``channels_last``; :meth:`pgvision.models.embed.ImageEmbedder.embed_async`: on a GPU it does
    not wait for the result), L2-normalising for cosine models.
-4. **copy**: a writer thread (:class:`pgvision.writer.BatchWriter`, bounded queue) stores
+4. **copy**: a writer thread (:class:`pgvision.ingest.writer.BatchWriter`, bounded queue) stores
    each batch with ``pg_copy.copy_image_embeddings`` in one transaction (advisory lock per
    model, upsert of images, binary COPY of embeddings) while the next batch is decoded and
    embedded. A batch lands whole or not at all: a killed loader loses nothing it
    committed, and two loaders on the same folder never store a row twice.
-5. **index**: ``indexes.ensure_index`` builds the model's ANN index once data is there
+5. **index**: ``ddl.ensure_index`` builds the model's ANN index once data is there
    (pgvector: build after the bulk load).
 
 Timings: ``startup`` (the caller's model loading, passed in, plus worker start and warm-up),
@@ -43,16 +43,30 @@ import psycopg
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from pgvision import index_progress, indexes, pg_copy, registry, row_limits
-from pgvision.decode_gpu import TensorDecoder, choose_decoder, deferrable
-from pgvision.decoding import FileItem, ImageFileDataset, collate_decoded, cpu_finish
-from pgvision.embed import ImageEmbedder
-from pgvision.files import FileSkipped, NoFilesFound, read_file
-from pgvision.images import IMAGE_EXTENSIONS, ImageSkipped, decode_image, find_images, sha256_file
-from pgvision.loading import LoadSummary, recheck_recall as _recheck_recall
-from pgvision.loading import lost_connection as _lost
-from pgvision.writer import BatchWriter
-from pgvision.vector_load import load_vectors  # noqa: F401  (its home before; no torch needed there)
+from pgvision import registry
+from pgvision.after_load import LoadSummary
+from pgvision.after_load import recheck_recall as _recheck_recall
+from pgvision.index import build_progress, ddl
+from pgvision.ingest import pg_copy, row_limits
+from pgvision.ingest.decode_gpu import TensorDecoder, choose_decoder, deferrable
+from pgvision.ingest.decoding import (
+    FileItem,
+    ImageFileDataset,
+    collate_decoded,
+    cpu_finish,
+)
+from pgvision.ingest.files import FileSkipped, NoFilesFound, read_file
+from pgvision.ingest.images import (
+    IMAGE_EXTENSIONS,
+    ImageSkipped,
+    decode_image,
+    find_images,
+    sha256_file,
+)
+from pgvision.ingest.writer import BatchWriter
+from pgvision.load_vectors import load_vectors  # noqa: F401  (its home before; no torch needed there)
+from pgvision.models.embed import ImageEmbedder
+from pgvision.server.connection import lost_connection as _lost
 
 LABEL_FROM = ("parent-dir", "none")
 
@@ -94,9 +108,9 @@ def load_images(
     """Load image files into ``pgvision.images`` / ``image_embeddings``; idempotent.
 
     Args:
-        conn: connection from :func:`pgvision.database.connect` in **autocommit** mode (each
+        conn: connection from :func:`pgvision.server.connection.connect` in **autocommit** mode (each
             batch commits on its own).
-        paths: files and folders (walked recursively, see :func:`pgvision.images.find_images`).
+        paths: files and folders (walked recursively, see :func:`pgvision.ingest.images.find_images`).
         embedder: the model (:func:`pgvision.models.load_image_model`).
         batch_size: images per model call and per transaction (default 32).
         workers: DataLoader worker processes that decode (0: decode in this process).
@@ -106,10 +120,10 @@ def load_images(
         progress: show a tqdm progress bar (images/s, ETA) on stderr.
         on_skip: called with ``(path, reason, detail)`` for each skipped file.
         on_batch: called with the number of embeddings this run has committed, after each
-            batch, from the writer thread (:class:`pgvision.writer.BatchWriter`).
+            batch, from the writer thread (:class:`pgvision.ingest.writer.BatchWriter`).
         decode: ``auto`` (JPEGs decoded on the GPU when the model runs on CUDA), ``cpu``
-            (Pillow in the workers), ``gpu`` (:mod:`pgvision.decode_gpu`), or a
-            :class:`pgvision.decode_gpu.TensorDecoder` (tests: the device path on the CPU).
+            (Pillow in the workers), ``gpu`` (:mod:`pgvision.ingest.decode_gpu`), or a
+            :class:`pgvision.ingest.decode_gpu.TensorDecoder` (tests: the device path on the CPU).
         startup_seconds: seconds the caller spent before this call (imports, model
             loading), added to ``seconds["startup"]`` and ``seconds["total"]``.
 
@@ -123,7 +137,7 @@ def load_images(
             committed stays, a rerun loads the rest.
         FileNotFoundError: a path does not exist.
         pgvision.files.NoFilesFound: no image file under ``paths``; nothing is written.
-        pgvision.decode_gpu.DecodeUnavailable: ``decode="gpu"`` without a CUDA model device.
+        pgvision.ingest.decode_gpu.DecodeUnavailable: ``decode="gpu"`` without a CUDA model device.
         ValueError: ``label_from``, ``batch_size``, ``workers`` or ``decode`` out of range.
     """
     if label_from not in LABEL_FROM:
@@ -230,16 +244,16 @@ def load_images(
 
     # 5. statistics and index.
     if summary.loaded:
-        index_progress.analyze(conn, "images", "image_embeddings")
+        build_progress.analyze(conn, "images", "image_embeddings")
     if build_index:
         t = time.perf_counter()
         try:
-            summary.index = indexes.ensure_index(conn, model_id, progress=progress)
+            summary.index = ddl.ensure_index(conn, model_id, progress=progress)
             summary.recall = _recheck_recall(conn, model_id)
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             raise _lost(exc, summary.loaded, 0) from None
         seconds["index"] = time.perf_counter() - t
-        summary.index_mb = index_progress.index_mb(conn, summary.index)
+        summary.index_mb = build_progress.index_mb(conn, summary.index)
     seconds["total"] = time.perf_counter() - t_start + startup_seconds
     summary.seconds = seconds
     return summary

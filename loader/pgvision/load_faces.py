@@ -1,6 +1,6 @@
 """The face loading pipeline: files -> detect -> align -> embed -> store (``pgvision faces load``).
 
-Stages and where they live: :mod:`pgvision.images` (find, hash, decode, shared with the
+Stages and where they live: :mod:`pgvision.ingest.images` (find, hash, decode, shared with the
 image loader), :mod:`~pgvision.faces.detect`, :mod:`~pgvision.faces.align`,
 :mod:`~pgvision.faces.embed`, :mod:`~pgvision.faces.store`. Files already scanned with the
 same detector and embedded with the same model are skipped after hashing (a rerun is cheap
@@ -21,52 +21,27 @@ import numpy as np
 import psycopg
 from tqdm import tqdm
 
-from pgvision import index_progress, indexes, recall_target
-from pgvision.faces.align import align_faces
-from pgvision.faces.detect import Face, FaceDetector
-from pgvision.faces.embed import FaceModel
+from pgvision.faces.detect import Face
+from pgvision.faces.pipeline import FacePipeline, Photo, read_photo
 from pgvision.faces.store import (
-    BadIdentityName, ScannedPhoto, check_identity_name, done_sha256, enroll_stored, register_face_model, store_photos,
+    BadIdentityName,
+    ScannedPhoto,
+    check_identity_name,
+    done_sha256,
+    enroll_stored,
+    register_face_model,
+    store_photos,
 )
-from pgvision.files import FileSkipped, NoFilesFound, file_uri, name_text, read_file
-from pgvision.images import IMAGE_EXTENSIONS, ImageSkipped, decode_image, find_images, sha256_bytes, sha256_file
-from pgvision.pg_copy import ImageRecord
+from pgvision.index import build_progress, ddl, recall_target
+from pgvision.ingest.files import FileSkipped, NoFilesFound, name_text
+from pgvision.ingest.images import (
+    IMAGE_EXTENSIONS,
+    ImageSkipped,
+    find_images,
+    sha256_file,
+)
 
 IDENTITY_FROM = ("parent-dir", "none")
-
-
-@dataclass
-class Photo:
-    """A decoded photo: (H, W, 3) uint8 RGB pixels, its sha256 (32 bytes) and uri."""
-
-    pixels: np.ndarray
-    sha256: bytes
-    uri: str
-    metadata: dict = field(default_factory=dict)
-
-    @property
-    def record(self) -> ImageRecord:
-        return ImageRecord(sha256=self.sha256, uri=self.uri, width=int(self.pixels.shape[1]),
-                           height=int(self.pixels.shape[0]), metadata=self.metadata)
-
-
-def read_photo(path: str | Path) -> Photo:
-    """Read and decode one photo upright as RGB (grayscale, CMYK, palette: converted).
-
-    Only a regular file is read, up to the size limit (:func:`pgvision.files.read_file`);
-    its uri is the lossless :func:`pgvision.files.file_uri` (any bytes in the name).
-
-    Raises:
-        pgvision.images.ImageSkipped: not a usable file or image (``reason`` says why; the
-            message names the file).
-    """
-    try:
-        data = read_file(path)
-        decoded = decode_image(data)
-    except ImageSkipped as exc:
-        raise exc.with_path(path) from None
-    pixels = np.ascontiguousarray(np.asarray(decoded.image, dtype=np.uint8))
-    return Photo(pixels, sha256_bytes(data), file_uri(Path(path).resolve()), decoded.metadata)
 
 
 @dataclass
@@ -83,7 +58,7 @@ class FaceLoadSummary:
         skipped_files: ``[(path, reason)]``.
         seconds: per stage (hash, decode, detect, align, embed, copy, index, total).
         recall: the search setting re-chosen for the model's target recall after this
-            load (:func:`pgvision.recall_target.recheck`), one line; None when not re-chosen.
+            load (:func:`pgvision.index.recall_target.recheck`), one line; None when not re-chosen.
         index: name of the model's ANN index; index_mb: its size in MB (None without).
     """
 
@@ -121,34 +96,6 @@ class FaceLoadSummary:
         if self.index_mb is not None:
             text += f"; index {self.index_mb:.1f} MB"
         return text
-
-
-class FacePipeline:
-    """Detector + face model: photo -> faces and embeddings (nothing stored)."""
-
-    def __init__(self, model: FaceModel, detector: FaceDetector):
-        self.model = model
-        self.detector = detector
-
-    def scan(self, pixels: np.ndarray, seconds: Counter | None = None) -> tuple[list[Face], np.ndarray, int]:
-        """Faces of one photo, their aligned chips and the count of too-small faces.
-
-        Returns:
-            (faces largest first, chips (N, S, S, 3) uint8, too_small count).
-        """
-        seconds = seconds if seconds is not None else Counter()
-        t = time.perf_counter()
-        found = self.detector.detect(pixels)
-        seconds["detect"] += time.perf_counter() - t
-        t = time.perf_counter()
-        chips = align_faces(pixels, found.faces, self.model.chip_size, self.model.chip_padding)
-        seconds["align"] += time.perf_counter() - t
-        return found.faces, chips, len(found.too_small)
-
-    def embed_photo(self, pixels: np.ndarray) -> tuple[list[Face], np.ndarray]:
-        """Faces of one photo, largest first, and their (N, D) float32 embeddings."""
-        faces, chips, _ = self.scan(pixels)
-        return faces, self.model.embed(chips)
 
 
 def load_faces(
@@ -282,13 +229,13 @@ def load_faces(
             flush()
     flush()
     if summary.photos or summary.enrolled:
-        index_progress.analyze(conn, "images", "faces", "face_scans", "identities", "face_embeddings")
+        build_progress.analyze(conn, "images", "faces", "face_scans", "identities", "face_embeddings")
     if build_index:
         t0 = time.perf_counter()
-        summary.index = indexes.ensure_index(conn, model_id, progress=progress)
+        summary.index = ddl.ensure_index(conn, model_id, progress=progress)
         choice = recall_target.recheck(conn, model_id)
         summary.recall = recall_target.describe(choice) if choice else None
         summary.seconds["index"] += time.perf_counter() - t0
-        summary.index_mb = index_progress.index_mb(conn, summary.index)
+        summary.index_mb = build_progress.index_mb(conn, summary.index)
     summary.seconds["total"] = time.perf_counter() - t_total
     return summary

@@ -1,16 +1,16 @@
 """Decoding on the model's device: JPEG bytes -> model input tensors with torchvision.
 
 The second implementation of the loader's decode/preprocess stage (``image files ->
-tensors``, DESIGN.md); the first is :func:`pgvision.images.decode_image` +
-:func:`pgvision.embed.build_transform` with Pillow in the DataLoader workers. Both take a
-file's bytes as :func:`pgvision.files.read_file` returns them (regular files only, under the
+tensors``, DESIGN.md); the first is :func:`pgvision.ingest.images.decode_image` +
+:func:`pgvision.models.embed.build_transform` with Pillow in the DataLoader workers. Both take a
+file's bytes as :func:`pgvision.ingest.files.read_file` returns them (regular files only, under the
 size limit) and give ``(3, crop, crop)`` float32 rows for the same preprocessing dict, with
 the same skip reasons.
 
 The work is split in two:
 
 * **in the DataLoader workers, per file** (CPU): :func:`deferrable` reads the header with
-  Pillow (:func:`pgvision.images.read_header`: no pixel decoded; the pixel-count and aspect
+  Pillow (:func:`pgvision.ingest.images.read_header`: no pixel decoded; the pixel-count and aspect
   limits checked) and says whether the file can go to the device: a baseline (not
   progressive) JPEG in RGB or grayscale that ends with its EOI marker. Everything else
   (PNG, WebP, CMYK or YCCK JPEG, progressive JPEG, a file cut short, a header Pillow
@@ -42,7 +42,7 @@ from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms.v2 import functional as F
 
 from pgvision.errors import PgvisionError
-from pgvision.images import ImageHeader, ImageSkipped, decode_image, read_header
+from pgvision.ingest.images import ImageHeader, ImageSkipped, decode_image, read_header
 
 __all__ = ["DECODE_CHOICES", "DecodeUnavailable", "TensorDecoder", "choose_decoder", "deferrable",
            "decode_batch", "orient", "resize_normalize"]
@@ -71,14 +71,14 @@ def deferrable(data: bytes) -> ImageHeader | None:
     """The header of a file the device decoder can take, else None (decode it on the CPU).
 
     Runs in the DataLoader workers: Pillow parses the header only (no pixel decoded) and
-    the pixel-count and aspect-ratio limits of :func:`pgvision.images.read_header` are
+    the pixel-count and aspect-ratio limits of :func:`pgvision.ingest.images.read_header` are
     checked here, so no file over them ever reaches ``decode_jpeg``.
 
     Args:
-        data: the file's bytes (:func:`pgvision.files.read_file`).
+        data: the file's bytes (:func:`pgvision.ingest.files.read_file`).
 
     Returns:
-        :class:`pgvision.images.ImageHeader` for a baseline JPEG in RGB or grayscale mode
+        :class:`pgvision.ingest.images.ImageHeader` for a baseline JPEG in RGB or grayscale mode
         whose data ends with the EOI marker (``FF D9``, trailing zero padding allowed);
         None for anything else, including every file :func:`read_header` refuses (the CPU
         decoder then gives the file its skip reason).
@@ -161,7 +161,7 @@ _INTERPOLATION = {"bilinear": F.InterpolationMode.BILINEAR, "bicubic": F.Interpo
 
 
 def resize_normalize(images: Sequence[torch.Tensor], preprocessing: dict, device: torch.device | str) -> torch.Tensor:
-    """Model inputs from decoded images: the tensor twin of :func:`pgvision.embed.build_transform`.
+    """Model inputs from decoded images: the tensor twin of :func:`pgvision.models.embed.build_transform`.
 
     Resize the shorter side to ``preprocessing["resize"]`` (antialiased, the dict's
     ``interpolation``; output size by torchvision's rule, the same as the Pillow path's),
@@ -170,7 +170,7 @@ def resize_normalize(images: Sequence[torch.Tensor], preprocessing: dict, device
 
     Args:
         images: ``(3, H, W)`` uint8 tensors (sizes may differ), e.g. from :func:`decode_batch`.
-        preprocessing: the model's dict (:func:`pgvision.embed.preprocessing_dict`).
+        preprocessing: the model's dict (:func:`pgvision.models.embed.preprocessing_dict`).
         device: where to compute (the images are moved there, ``non_blocking``).
 
     Returns:
@@ -234,10 +234,10 @@ class TensorDecoder:
         """One batch's model input: the CPU-decoded rows and the deferred JPEGs decoded here.
 
         Args:
-            batch: a :class:`pgvision.decoding.DecodedBatch`: ``tensor`` (CPU rows or None),
+            batch: a :class:`pgvision.ingest.decoding.DecodedBatch`: ``tensor`` (CPU rows or None),
                 ``records`` (theirs), ``deferred`` (items with ``raw`` bytes, ``record``, ``path``).
             transform: the Pillow path's transform, for JPEGs the device decoder refuses.
-            draft_size: as for :func:`pgvision.images.decode_image`.
+            draft_size: as for :func:`pgvision.ingest.images.decode_image`.
 
         Returns:
             ``(tensor, records, skipped)``: ``(N, 3, crop, crop)`` float32 on :attr:`device`

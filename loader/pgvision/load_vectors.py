@@ -1,8 +1,8 @@
 """Store vectors computed elsewhere (``pgvision load-vectors``); no torch, no Pillow.
 
-The core install (no extras) runs this path: :mod:`pgvision.vectors_io` reads the file,
+The core install (no extras) runs this path: :mod:`pgvision.ingest.vector_files` reads the file,
 :func:`load_vectors` registers the model and stores the rows by binary COPY
-(:func:`pgvision.pg_copy.copy_image_embeddings`), a transaction per batch, idempotent.
+(:func:`pgvision.ingest.pg_copy.copy_image_embeddings`), a transaction per batch, idempotent.
 """
 
 from __future__ import annotations
@@ -12,9 +12,12 @@ import time
 import psycopg
 from tqdm import tqdm
 
-from pgvision import index_progress, indexes, pg_copy, registry, row_limits
-from pgvision.loading import LoadSummary, lost_connection, recheck_recall
-from pgvision.vectors_io import l2_normalize
+from pgvision import registry
+from pgvision.after_load import LoadSummary, recheck_recall
+from pgvision.index import build_progress, ddl
+from pgvision.ingest import pg_copy, row_limits
+from pgvision.ingest.vector_files import l2_normalize
+from pgvision.server.connection import lost_connection
 
 
 def load_vectors(
@@ -26,11 +29,11 @@ def load_vectors(
     build_index: bool = True,
     progress: bool = True,
 ) -> LoadSummary:
-    """Store vectors computed elsewhere (:class:`pgvision.vectors_io.VectorSet`); idempotent.
+    """Store vectors computed elsewhere (:class:`pgvision.ingest.vector_files.VectorSet`); idempotent.
 
     Args:
         conn: autocommit connection (each batch commits on its own).
-        vector_set: what :func:`pgvision.vectors_io.read_vectors` returned.
+        vector_set: what :func:`pgvision.ingest.vector_files.read_vectors` returned.
         spec: the :class:`pgvision.registry.ModelSpec` to register them under; vectors are
             L2-normalised first when ``spec.normalized``.
         batch_size: rows per transaction (default 5,000).
@@ -74,13 +77,13 @@ def load_vectors(
     finally:
         bar.close()
     if summary.loaded:
-        index_progress.analyze(conn, "images", "image_embeddings")
+        build_progress.analyze(conn, "images", "image_embeddings")
     if build_index:
         t = time.perf_counter()
-        summary.index = indexes.ensure_index(conn, model_id, progress=progress)
+        summary.index = ddl.ensure_index(conn, model_id, progress=progress)
         summary.recall = recheck_recall(conn, model_id)
         seconds["index"] = time.perf_counter() - t
-        summary.index_mb = index_progress.index_mb(conn, summary.index)
+        summary.index_mb = build_progress.index_mb(conn, summary.index)
     seconds["total"] = time.perf_counter() - t_start
     summary.seconds = seconds
     return summary

@@ -11,7 +11,12 @@ import re
 
 import psycopg
 
-from pgvision.errors import BadConnectionString, DatabaseUnreachable, ExtensionMissing, SchemaMissing
+from pgvision.errors import (
+    BadConnectionString,
+    DatabaseUnreachable,
+    ExtensionMissing,
+    SchemaMissing,
+)
 
 #: Oldest pgvector with iterative index scans (``hnsw.iterative_scan``), which the
 #: filtered search functions rely on (pgvector CHANGELOG, 0.8.0).
@@ -21,14 +26,14 @@ MIN_PGVECTOR = (0, 8, 0)
 def resolve_url(database_url: str | None = None) -> str:
     """Return the URL to use: the argument, ``$DATABASE_URL``, or the embedded server's.
 
-    The embedded server is started on demand (see :mod:`pgvision.server`).
+    The embedded server is started on demand (see :mod:`pgvision.server.embedded`).
     """
     url = database_url or os.environ.get("DATABASE_URL")
     if url:
         return check_conninfo(url, "DATABASE_URL")
-    from pgvision import server
+    from pgvision.server import embedded
 
-    return server.start()
+    return embedded.start()
 
 
 def resolve_read_url(read_url: str | None = None, database_url: str | None = None) -> str:
@@ -216,3 +221,18 @@ def require_schema(conn: psycopg.Connection) -> None:
     """Raise :class:`SchemaMissing` when ``pgvision db upgrade`` has not been run."""
     if conn.execute("SELECT to_regclass('pgvision.models')").fetchone()[0] is None:
         raise SchemaMissing("the database has no pgvision schema yet: run pgvision db upgrade")
+
+
+def lost_connection(exc: Exception, loaded: int, remaining: int) -> Exception:
+    """The error for a connection lost mid-load: what is committed, what a rerun loads.
+
+    A server-side refusal that psycopg files under ``OperationalError`` (e.g. a value too
+    long for an index) is returned unchanged: a rerun would fail the same way.
+    """
+    if not connection_lost(exc):
+        return exc
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return DatabaseUnreachable(
+        f"lost the database connection during the load ({reason}); {loaded} images of this run are "
+        f"committed and safe, {remaining} are not loaded yet: rerun the same command to load the rest"
+    )

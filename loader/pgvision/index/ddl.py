@@ -30,7 +30,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from pgvision import index_progress
+from pgvision.index import build_progress
 from pgvision.registry import get_model, get_model_by_id
 
 _OPS = {"cosine": "cosine_ops", "l2": "l2_ops", "inner_product": "ip_ops"}
@@ -154,7 +154,7 @@ def set_index(
         probes: IVFFlat clusters searched; default sqrt(lists) (pgvector README).
         quantization: ``none`` (full precision), ``halfvec`` or ``binary`` (see the module
             docstring); None keeps the model's.
-        progress: show the build's progress bar (:mod:`pgvision.index_progress`).
+        progress: show the build's progress bar (:mod:`pgvision.index.build_progress`).
 
     Returns:
         The index name, or None for method ``none``.
@@ -211,13 +211,13 @@ def ensure_index(conn: psycopg.Connection, model_id: int, poll_seconds: float = 
     leaves behind before the error goes up.
 
     A build warns first when the HNSW graph will not fit ``maintenance_work_mem``, shows a
-    progress bar when ``progress``, and runs ANALYZE after (:func:`pgvision.index_progress.build`).
+    progress bar when ``progress``, and runs ANALYZE after (:func:`pgvision.index.build_progress.build`).
     """
     waited = 0.0
     while not conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (INDEX_LOCK_CLASS, model_id)).fetchone()[0]:
         if waited >= timeout_s:
             from pgvision.errors import LockTimeout
-            from pgvision.pg_copy import lock_holders
+            from pgvision.ingest.pg_copy import lock_holders
 
             raise LockTimeout(
                 f"the index of model {model_id} has been locked for {timeout_s:g} s by "
@@ -250,7 +250,7 @@ def _ensure_index_locked(conn: psycopg.Connection, model_id: int, progress: bool
             )
             model = get_model_by_id(conn, model_id)
     try:
-        index_progress.build(conn, model, index_ddl(model, concurrently=conn.autocommit), rows=rows, progress=progress)
+        build_progress.build(conn, model, index_ddl(model, concurrently=conn.autocommit), rows=rows, progress=progress)
     except psycopg.Error:
         if conn.autocommit and not conn.closed:  # a failed CONCURRENTLY build leaves an INVALID index
             drop_index(conn, model)

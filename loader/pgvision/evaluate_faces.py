@@ -33,13 +33,22 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from pgvision.faces.calibrate import Calibration, calibrate, fetch_gallery, store_calibration
-from pgvision.faces.decide import identity_distances, pairwise_distances, rank_identities
-from pgvision.faces.load import FaceLoadSummary, FacePipeline, load_faces
+from pgvision.faces.calibrate import (
+    Calibration,
+    calibrate,
+    fetch_gallery,
+    store_calibration,
+)
+from pgvision.faces.decide import (
+    identity_distances,
+    pairwise_distances,
+    rank_identities,
+)
+from pgvision.faces.pipeline import FacePipeline
 from pgvision.faces.store import enroll_stored
-from pgvision.images import find_images, sha256_file
+from pgvision.ingest.images import find_images, sha256_file
+from pgvision.load_faces import FaceLoadSummary, load_faces
 from pgvision.registry import get_model
-
 
 SPLITS = ("first", "second")
 

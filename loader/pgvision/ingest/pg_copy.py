@@ -29,7 +29,7 @@ from psycopg.types.json import Jsonb
 #: First key of pgvision's advisory locks ('pgvs'); the second is the model_id.
 LOCK_CLASS = 0x70677673
 
-#: Models over this many dims are indexed as ``halfvec`` (see :mod:`pgvision.indexes`).
+#: Models over this many dims are indexed as ``halfvec`` (see :mod:`pgvision.index.ddl`).
 HALFVEC_ABOVE = 2000
 #: Largest finite float16 magnitude (IEEE 754 binary16): a larger value cannot be cast to
 #: ``halfvec`` and the index build fails (pgvector: "value out of range for type halfvec").
