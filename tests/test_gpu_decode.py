@@ -14,7 +14,16 @@ same torch code on either device). What is checked:
 * a JPEG the device decoder refuses is decoded again by Pillow and keeps today's skip
   reason; a load through the device path on a real PostgreSQL gives the same rows, skips
   and (within the tolerance) vectors as the CPU path;
-* ``--decode gpu`` on this machine (no CUDA) is one line with the fix.
+* ``--decode gpu`` on this machine (no CUDA) is one line with the fix; ``--decode auto`` is
+  the CPU path on every device;
+* a device failure (out of memory, a CUDA error) is raised at the first ``decode_jpeg`` call,
+  not retried file by file; an out-of-memory stops device decoding for the rest of the load
+  (counted in the summary, nothing lost), a sticky CUDA error stops the load (what was
+  committed stays, a rerun loads the rest);
+* on a CUDA GPU (skipped here, saying so): decoding while a forward pass whose input was just
+  freed is still queued leaves both the embeddings and the decoded pixels intact, and a load
+  with ``--decode gpu`` gives the CPU path's rows, skips (corrupt and arithmetic-coded JPEGs
+  included) and, within the tolerance, vectors.
 """
 
 from __future__ import annotations
@@ -29,12 +38,15 @@ import torch
 from PIL import Image, ImageOps
 
 from pgvision.server.connection import connect
+from pgvision.ingest import decode_gpu
 from pgvision.ingest.decode_gpu import (
     DecodeUnavailable,
+    DeviceFailure,
     TensorDecoder,
     choose_decoder,
     decode_batch,
     deferrable,
+    device_failure,
     orient,
     resize_normalize,
 )
@@ -44,7 +56,11 @@ from pgvision.load_images import load_images
 from test_loader import write_bad_and_odd_files
 
 PHOTOS = Path(__file__).resolve().parent / "fixtures" / "photos"
+#: An arithmetic-coded JPEG (SOF9): Pillow decodes it, nvJPEG refuses it (fixtures/jpeg/SOURCES.md).
+ARITHMETIC = Path(__file__).resolve().parent / "fixtures" / "jpeg" / "arithmetic_coffee_cup.jpg"
 CPU = torch.device("cpu")
+CUDA_REASON = "needs a CUDA GPU (nvJPEG, CUDA streams); this machine has none: the CPU tests cover the rest"
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason=CUDA_REASON)
 
 #: Per-image cosine similarity floor between the tensor path's and the Pillow path's
 #: embeddings (measured 0.9995+ on these photos; resize kernels differ, see module doc).
@@ -276,7 +292,7 @@ def test_writer_commits_in_order_and_raises_its_error_in_the_caller(database_url
         assert stored == [("file:///a", "[1,0,0]"), ("file:///b", "[0,1,0]"), ("file:///c", "[0,1,0]")]
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (nvJPEG); the CPU tests above cover the code")
+@needs_cuda
 def test_cuda_decode_and_resize_agree_with_the_cpu_run_of_the_same_functions(lite0):
     cuda = torch.device("cuda")
     datas = [p.read_bytes() for p in sorted(PHOTOS.glob("*.jpg"))] + [jpeg(cat().convert("L"))]
@@ -290,3 +306,178 @@ def test_cuda_decode_and_resize_agree_with_the_cpu_run_of_the_same_functions(lit
     y = torch.stack([lite0.transform(decode_image(d, draft_size=256).image) for d in datas])
     a, b = lite0.embed_batch(x.cpu()), lite0.embed_batch(y)
     assert (a * b).sum(axis=1).min() > COSINE_FLOOR
+
+
+def test_decode_auto_means_the_cpu_even_for_a_model_on_cuda():
+    # choose_decoder reads only the device's type: a cuda device object needs no GPU.
+    assert choose_decoder("auto", torch.device("cuda"), {}) is None
+    assert isinstance(choose_decoder("gpu", torch.device("cuda"), {}), TensorDecoder)
+
+
+def test_cli_help_says_what_decode_auto_means():
+    from click.testing import CliRunner
+
+    from pgvision.cli import main
+
+    result = CliRunner().invoke(main, ["load", "--help"])
+    assert result.exit_code == 0
+    assert ("auto = cpu, on every device, until GPU decoding has been shown on a real GPU to give the same "
+            "embeddings as the CPU path.") in " ".join(result.output.split())
+
+
+def raising(exc: BaseException, calls: list):
+    """A stand-in for ``torchvision.io.decode_jpeg`` that records its calls and raises ``exc``."""
+
+    def decode_jpeg(data, **kwargs):
+        calls.append(len(data) if isinstance(data, list) else 1)
+        raise exc
+
+    return decode_jpeg
+
+
+@pytest.mark.parametrize("exc, message, sticky", [
+    (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+     "out of memory on cpu while decoding JPEGs: CUDA out of memory. Tried to allocate 2.00 GiB", False),
+    (torch.AcceleratorError("CUDA error: an illegal memory access was encountered"),
+     "CUDA error on cpu while decoding JPEGs: CUDA error: an illegal memory access was encountered; the batches "
+     "committed before it are kept: rerun with --decode cpu to load the rest", True),
+])
+def test_a_device_failure_is_raised_at_once_not_retried_file_by_file(monkeypatch, exc, message, sticky):
+    good = (PHOTOS / "coffee_cup.jpg").read_bytes()
+    calls: list[int] = []
+    monkeypatch.setattr(decode_gpu, "decode_jpeg", raising(exc, calls))
+    with pytest.raises(DeviceFailure) as info:
+        decode_batch([good, good, good], CPU)
+    assert (str(info.value), info.value.sticky) == (message, sticky)
+    assert calls == [3]  # the batched call only: no file-by-file retry
+
+
+def test_bad_data_is_still_retried_file_by_file(monkeypatch):
+    good = (PHOTOS / "coffee_cup.jpg").read_bytes()
+    calls: list[int] = []
+    monkeypatch.setattr(decode_gpu, "decode_jpeg", raising(RuntimeError("Not a JPEG file: starts with 0x00 0x00"), calls))
+    assert decode_batch([good, good], CPU) == [None, None]
+    assert calls == [2, 1, 1]
+    assert device_failure(RuntimeError("Not a JPEG file: starts with 0x00 0x00"), CPU) is None
+
+
+class FailingOnCall(TensorDecoder):
+    """The device decoder on the CPU whose ``fail_on``-th decode call meets ``injected`` (what
+    :func:`device_failure` makes of an out-of-memory or a CUDA error on a GPU)."""
+
+    calls: int = 0
+    fail_on: int = 2
+    injected: BaseException | None = None
+
+    def decode(self, datas):
+        self.calls += 1
+        if self.calls == self.fail_on:
+            raise device_failure(self.injected, self.device)
+        return super().decode(datas)
+
+
+def photo_folder(tmp_path: Path) -> Path:
+    """The 4 photos and the arithmetic-coded JPEG: 5 JPEGs the device decoder takes."""
+    folder = tmp_path / "photos"
+    shutil.copytree(PHOTOS, folder, ignore=shutil.ignore_patterns("*.md"))
+    shutil.copy(ARITHMETIC, folder)
+    return folder
+
+
+def test_out_of_memory_stops_device_decoding_and_the_load_goes_on_on_the_cpu(database_url, lite0, tmp_path):
+    folder = photo_folder(tmp_path)
+    decoder = FailingOnCall(CPU, lite0.spec.preprocessing, max_pixels=100_000)  # one photo a call
+    decoder.injected = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    with connect(database_url, autocommit=True) as conn:
+        summary = load_images(conn, [folder], lite0, batch_size=2, workers=0, progress=False, decode=decoder)
+        assert (summary.loaded, dict(summary.skipped)) == (5, {})
+        assert decoder.calls == 2  # the failing call, and none after it
+        assert decoder.cpu_fallback == 4  # the failing call's file, its batch-mate and the last batch's
+        assert summary.device_failure == (
+            "GPU decoding stopped after 1 device failure (out of memory on cpu while decoding JPEGs: CUDA out of "
+            "memory. Tried to allocate 2.00 GiB); 4 JPEGs decoded on the CPU instead; pass --decode cpu")
+        assert summary.format().endswith("\n" + summary.device_failure)
+
+
+def test_a_sticky_cuda_error_stops_the_load_and_a_rerun_loads_the_rest(database_url, lite0, tmp_path):
+    folder = photo_folder(tmp_path)
+    decoder = FailingOnCall(CPU, lite0.spec.preprocessing)  # one call a batch of 2: the third batch fails
+    decoder.fail_on = 3
+    decoder.injected = torch.AcceleratorError("CUDA error: an illegal memory access was encountered")
+    with connect(database_url, autocommit=True) as conn:
+        with pytest.raises(DeviceFailure, match=r"^CUDA error on cpu while decoding JPEGs: CUDA error: an illegal "
+                                                r"memory access was encountered; the batches committed before it "
+                                                r"are kept: rerun with --decode cpu to load the rest$"):
+            load_images(conn, [folder], lite0, batch_size=2, workers=0, progress=False, decode=decoder)
+        assert conn.execute("SELECT count(*) FROM pgvision.image_embeddings").fetchone() == (4,)
+        rerun = load_images(conn, [folder], lite0, batch_size=2, workers=0, progress=False, decode="cpu")
+        assert (rerun.already_present, rerun.loaded) == (4, 1)
+
+
+@pytest.fixture(scope="module")
+def lite0_cuda():
+    if not torch.cuda.is_available():
+        pytest.skip(CUDA_REASON)
+    return load_image_model("efficientnet-lite0", name="lite0-cuda", device="cuda")
+
+
+@needs_cuda
+def test_decoding_while_a_forward_pass_is_queued_corrupts_nothing(lite0_cuda):
+    """The hazard itself: the model's channels-last copy of its input is freed (back to the
+    caching allocator) while the forward pass is still queued, then nvJPEG decodes into
+    memory from the same pool. Without the wait before the decode the decoder can be handed
+    that block and overwrite it (pytorch/vision PR #9606: 134 of 200 iterations on an H100)."""
+    cuda = torch.device("cuda")
+    datas = [p.read_bytes() for p in sorted(PHOTOS.glob("*.jpg"))]
+    pixels = [im.clone() for im in decode_batch(datas, cuda)]  # decoded on an idle stream
+    inputs = resize_normalize(pixels, lite0_cuda.spec.preprocessing, cuda).repeat(64, 1, 1, 1)  # 256 rows
+    torch.cuda.synchronize()
+    expected = lite0_cuda.embed_async(inputs.clone()).result()
+    for _ in range(50):
+        batch = inputs.clone()
+        pending = lite0_cuda.embed_async(batch)  # queued, not run
+        del batch  # freed while the kernels that read it (and its channels-last copy) are queued
+        decoded = decode_batch(datas, cuda)
+        got = pending.result()
+        assert np.abs(got - expected).max() < 1e-4
+        assert all(torch.equal(d, p) for d, p in zip(decoded, pixels))
+
+
+@needs_cuda
+def test_corrupt_and_arithmetic_jpegs_are_refused_on_the_gpu_and_left_to_pillow():
+    cuda = torch.device("cuda")
+    good = (PHOTOS / "coffee_cup.jpg").read_bytes()
+    out = decode_batch([good, broken_scan_header(good), ARITHMETIC.read_bytes(), good], cuda)
+    assert out[0] is not None and out[3] is not None and torch.equal(out[0], out[3])
+    assert out[1] is None  # Pillow: truncated
+    assert out[2] is None or tuple(out[2].shape) == (3, 213, 320)  # nvJPEG refuses it (or decodes it whole)
+    assert decode_image(ARITHMETIC.read_bytes()).image.size == (320, 213)  # Pillow decodes it
+
+
+@needs_cuda
+def test_load_with_decode_gpu_gives_the_cpu_paths_rows_skips_and_embeddings(database_url, lite0_cuda, tmp_path):
+    folder = tmp_path / "odd"
+    write_bad_and_odd_files(folder)  # 8 loadable, 4 broken
+    for name in ("chelsea_cat", "coffee_cup", "falcon9_rocket", "astronaut_eileen_collins"):
+        shutil.copy(PHOTOS / f"{name}.jpg", folder)
+    shutil.copy(ARITHMETIC, folder)
+    (folder / "broken_scan.jpg").write_bytes(broken_scan_header((PHOTOS / "coffee_cup.jpg").read_bytes()))
+    cpu_model = load_image_model("efficientnet-lite0", name="lite0-cuda-cpu-decode", device="cuda")
+    with connect(database_url, autocommit=True) as conn:
+        cpu = load_images(conn, [folder], cpu_model, batch_size=4, workers=1, progress=False, decode="cpu")
+        gpu = load_images(conn, [folder], lite0_cuda, batch_size=4, workers=1, progress=False, decode="gpu")
+        assert "device_decode" in gpu.seconds and gpu.device_failure is None
+        assert dict(cpu.skipped) == dict(gpu.skipped) == {"empty": 1, "truncated": 2, "not-an-image": 1,
+                                                          "decompression-bomb": 1}
+        assert sorted(cpu.skipped_files) == sorted(gpu.skipped_files)
+        assert cpu.loaded == gpu.loaded == 8 + 4 + 1
+        rows = conn.execute(
+            """SELECT i.uri, a.embedding::vector(1280) <=> b.embedding::vector(1280)
+               FROM pgvision.images i
+               JOIN pgvision.image_embeddings a ON a.image_id = i.image_id AND a.model_id = %s
+               JOIN pgvision.image_embeddings b ON b.image_id = i.image_id AND b.model_id = %s""",
+            (cpu.model_id, gpu.model_id),
+        ).fetchall()
+        assert len(rows) == 13
+        worst = max(rows, key=lambda r: r[1])
+        assert 1 - worst[1] > COSINE_FLOOR, worst

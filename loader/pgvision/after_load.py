@@ -36,6 +36,9 @@ class LoadSummary:
             (:func:`pgvision.index.recall_target.recheck`), one line; None when not re-chosen.
         unit: what ``found`` counts, ``"files"`` (images) or ``"vectors"`` (``load-vectors``,
             whose rate is then given in vec/s instead of img/s).
+        device_failure: one line when device (GPU) decoding stopped after a device failure
+            (:class:`pgvision.ingest.decode_gpu.DeviceFailure`): what failed and how many
+            JPEGs were decoded on the CPU instead; None otherwise.
     """
 
     model: str
@@ -51,6 +54,7 @@ class LoadSummary:
     index_mb: float | None = None
     recall: str | None = None
     unit: str = "files"
+    device_failure: str | None = None
 
     def format(self) -> str:
         """One-paragraph summary, e.g. ``loaded 98, already present 2, skipped 3: 2 truncated, ...``."""
@@ -75,6 +79,8 @@ class LoadSummary:
             text += f"; index {self.index_mb:.1f} MB"
         if self.recall:
             text += "\n" + self.recall
+        if self.device_failure:
+            text += "\n" + self.device_failure
         return text
 
 

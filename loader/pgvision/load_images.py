@@ -121,8 +121,9 @@ def load_images(
         on_skip: called with ``(path, reason, detail)`` for each skipped file.
         on_batch: called with the number of embeddings this run has committed, after each
             batch, from the writer thread (:class:`pgvision.ingest.writer.BatchWriter`).
-        decode: ``auto`` (JPEGs decoded on the GPU when the model runs on CUDA), ``cpu``
-            (Pillow in the workers), ``gpu`` (:mod:`pgvision.ingest.decode_gpu`), or a
+        decode: ``auto`` (the CPU path, on every device: see
+            :func:`pgvision.ingest.decode_gpu.choose_decoder`), ``cpu`` (Pillow in the
+            workers), ``gpu`` (:mod:`pgvision.ingest.decode_gpu`), or a
             :class:`pgvision.ingest.decode_gpu.TensorDecoder` (tests: the device path on the CPU).
         startup_seconds: seconds the caller spent before this call (imports, model
             loading), added to ``seconds["startup"]`` and ``seconds["total"]``.
@@ -138,6 +139,9 @@ def load_images(
         FileNotFoundError: a path does not exist.
         pgvision.files.NoFilesFound: no image file under ``paths``; nothing is written.
         pgvision.ingest.decode_gpu.DecodeUnavailable: ``decode="gpu"`` without a CUDA model device.
+        pgvision.ingest.decode_gpu.DeviceFailure: a sticky CUDA error while decoding; what was
+            committed stays (an out-of-memory instead stops device decoding only: see
+            ``LoadSummary.device_failure``).
         ValueError: ``label_from``, ``batch_size``, ``workers`` or ``decode`` out of range.
     """
     if label_from not in LABEL_FROM:
@@ -239,6 +243,9 @@ def load_images(
     finally:
         bar.close()
     summary.loaded = writer.loaded
+    if decoder is not None and decoder.failure is not None:
+        summary.device_failure = (f"GPU decoding stopped after 1 device failure ({decoder.failure}); "
+                                  f"{decoder.cpu_fallback} JPEGs decoded on the CPU instead; pass --decode cpu")
     summary.already_present += writer.already_present
     seconds["embed"], seconds["copy"] = writer.seconds["embed"], writer.seconds["copy"]
 

@@ -85,7 +85,8 @@ def build_embedder(model, weights, output, dims, metric, name, device, threads=N
 @click.option("--decode", type=click.Choice(["auto", "cpu", "gpu"]), default="auto", show_default=True,
               help="Where JPEGs are decoded and resized: gpu = on the model's CUDA device (nvJPEG; "
               "other formats and JPEGs it refuses still on the CPU), cpu = Pillow in the workers; "
-              "auto = gpu when the model runs on cuda.")
+              "auto = cpu, on every device, until GPU decoding has been shown on a real GPU to give "
+              "the same embeddings as the CPU path.")
 @click.option("--label-from", type=click.Choice(["parent-dir", "none"]), default="parent-dir", show_default=True,
               help="parent-dir: an image's label is its folder's name; none: no label.")
 @click.option("--limit", type=click.IntRange(1), default=None, metavar="N",

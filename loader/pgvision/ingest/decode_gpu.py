@@ -22,6 +22,22 @@ The work is split in two:
   refuses is decoded again on the CPU with Pillow: it is either loaded or skipped with the
   reason Pillow gives (``truncated``, ``unreadable``, ...).
 
+**Ordering on CUDA.** nvJPEG's batched (hardware) decoder does not wait for the work already
+queued on the caller's stream before it writes its outputs, and those outputs come from
+PyTorch's caching allocator, which hands out a block as soon as it is freed on its stream:
+the decoder can be given memory that a queued forward pass or resize is still reading, and
+overwrite it (wrong embeddings, silently). So every device decode here first waits on a CUDA
+event recorded after all the work queued so far on the current stream (the previous batch's
+model call and resizes): :func:`wait_for_queued_work`. Sources: pytorch/vision PR #9606 and
+meta-pytorch/torchcodec PR #1634 ("draining the caller's stream before the decode" removes
+the corruption in their reproduction).
+
+**Device failures.** An out-of-memory or a CUDA error (a sticky error leaves the device
+unusable) while decoding is not a bad file: :func:`decode_batch` raises
+:class:`DeviceFailure` at once instead of retrying file by file, and :class:`TensorDecoder`
+stops decoding on the device for the rest of the load (the batch's JPEGs are decoded by
+Pillow), remembering what happened for the load's summary.
+
 Every function takes a ``torch.device``; the tests run them with ``"cpu"`` (torchvision's
 CPU ``decode_jpeg`` is libjpeg-turbo, the CUDA one nvJPEG) and compare the embeddings with
 the Pillow path's. Sources: ``torchvision.io.decode_jpeg`` (torchvision 0.19+: a list of
@@ -44,10 +60,10 @@ from torchvision.transforms.v2 import functional as F
 from pgvision.errors import PgvisionError
 from pgvision.ingest.images import ImageHeader, ImageSkipped, decode_image, read_header
 
-__all__ = ["DECODE_CHOICES", "DecodeUnavailable", "TensorDecoder", "choose_decoder", "deferrable",
-           "decode_batch", "orient", "resize_normalize"]
+__all__ = ["DECODE_CHOICES", "DecodeUnavailable", "DeviceFailure", "TensorDecoder", "choose_decoder", "deferrable",
+           "decode_batch", "device_failure", "orient", "resize_normalize", "wait_for_queued_work"]
 
-#: ``--decode`` values: ``auto`` (gpu when the model runs on CUDA, else cpu), ``cpu``, ``gpu``.
+#: ``--decode`` values: ``auto`` (the CPU: see :func:`choose_decoder`), ``cpu``, ``gpu``.
 DECODE_CHOICES: tuple[str, ...] = ("auto", "cpu", "gpu")
 
 #: Pillow modes of JPEGs the device decodes (``ImageReadMode.RGB`` gives what Pillow's
@@ -65,6 +81,64 @@ MAX_DEVICE_PIXELS: int = 256_000_000
 
 class DecodeUnavailable(PgvisionError):
     """``--decode gpu`` asked for where no CUDA device runs the model."""
+
+
+class DeviceFailure(PgvisionError):
+    """The device failed while decoding JPEGs (out of memory, a CUDA error): no file's fault.
+
+    Attributes:
+        sticky: True when the device is unusable for the rest of the process (a CUDA error
+            that every later call reports again); False for an out-of-memory.
+    """
+
+    def __init__(self, message: str, sticky: bool) -> None:
+        super().__init__(message)
+        self.sticky = sticky
+
+
+_STICKY_FIX = "; the batches committed before it are kept: rerun with --decode cpu to load the rest"
+
+
+def device_failure(exc: BaseException, device: torch.device) -> DeviceFailure | None:
+    """A :class:`DeviceFailure` when ``exc`` (raised by ``decode_jpeg``) is the device's fault, else None.
+
+    Out of memory: ``torch.OutOfMemoryError`` or an nvJPEG allocation failure. A CUDA error:
+    ``torch.AcceleratorError`` (torch 2.8+), a ``CUDA error`` message, or a device that fails
+    ``torch.cuda.synchronize`` after the call (the error is sticky). Anything else is the
+    data's fault (the decoder refused the file).
+
+    Args:
+        exc: what ``decode_jpeg`` raised.
+        device: the device it decoded on.
+    """
+    text = " ".join(str(exc).split())[:200]
+    if isinstance(exc, torch.OutOfMemoryError) or "out of memory" in text.lower() or "ALLOCATOR_FAILURE" in text:
+        return DeviceFailure(f"out of memory on {device} while decoding JPEGs: {text}", sticky=False)
+    accelerator_error = getattr(torch, "AcceleratorError", ())
+    if isinstance(exc, accelerator_error) or "CUDA error" in text:
+        return DeviceFailure(f"CUDA error on {device} while decoding JPEGs: {text}{_STICKY_FIX}", sticky=True)
+    if device.type == "cuda":
+        try:
+            torch.cuda.synchronize(device)
+        except Exception as probe:  # noqa: BLE001 (whatever the driver raises: the device is gone)
+            detail = " ".join(str(probe).split())[:200]
+            return DeviceFailure(f"CUDA error on {device} while decoding JPEGs: {detail}{_STICKY_FIX}", sticky=True)
+    return None
+
+
+def wait_for_queued_work(device: torch.device) -> None:
+    """Block until the work queued on ``device``'s current CUDA stream has run (no-op on the CPU).
+
+    Records a CUDA event after everything queued so far (the previous batch's model call,
+    earlier resizes) and waits for it on the host, so that nvJPEG, which writes its outputs
+    without waiting for that stream, is never handed memory those kernels still read (see
+    the module docstring).
+    """
+    if device.type != "cuda":
+        return
+    done = torch.cuda.Event()
+    done.record(torch.cuda.current_stream(device))
+    done.synchronize()
 
 
 def deferrable(data: bytes) -> ImageHeader | None:
@@ -107,7 +181,14 @@ def decode_batch(datas: Sequence[bytes], device: torch.device | str) -> list[tor
         One entry per input, in order: a ``(3, H, W)`` uint8 tensor on ``device`` (the file's
         stored orientation, not EXIF-rotated: see :func:`orient`), or None for a file the
         decoder refused (``decode_jpeg`` returns nothing of a batch with one bad file, so the
-        batch is then decoded one file at a time to find it). Never raises for bad data.
+        batch is then decoded one file at a time to find it).
+
+    Raises:
+        DeviceFailure: the device ran out of memory or failed (:func:`device_failure`); raised
+            at the first such error, never retried file by file. Bad data never raises.
+
+    On CUDA every ``decode_jpeg`` call first waits for the work already queued on the
+    current stream (:func:`wait_for_queued_work`).
     """
     if not datas:
         return []
@@ -116,14 +197,21 @@ def decode_batch(datas: Sequence[bytes], device: torch.device | str) -> list[tor
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torchvision 0.29's deprecation note; libjpeg's "corrupt data" notes
         try:
+            wait_for_queued_work(device)
             return list(decode_jpeg(tensors, mode=ImageReadMode.RGB, device=device))
-        except Exception:  # noqa: BLE001 (RuntimeError from libjpeg/nvJPEG; one bad file fails the batch)
-            pass
+        except Exception as exc:  # noqa: BLE001 (RuntimeError from libjpeg/nvJPEG; one bad file fails the batch)
+            failure = device_failure(exc, device)
+            if failure is not None:
+                raise failure from exc
         out: list[torch.Tensor | None] = []
         for t in tensors:
             try:
+                wait_for_queued_work(device)
                 out.append(decode_jpeg(t, mode=ImageReadMode.RGB, device=device))
-            except Exception:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001
+                failure = device_failure(exc, device)
+                if failure is not None:
+                    raise failure from exc
                 out.append(None)
         return out
 
@@ -215,6 +303,11 @@ class TensorDecoder:
     device: torch.device
     preprocessing: dict
     max_pixels: int = MAX_DEVICE_PIXELS
+    #: The device failure that stopped device decoding (None while it runs); from then on
+    #: every deferred JPEG is decoded by Pillow in the main process.
+    failure: DeviceFailure | None = None
+    #: JPEGs deferred to the device but decoded by Pillow because device decoding had stopped.
+    cpu_fallback: int = 0
 
     def warm_up(self) -> None:
         """Decode and resize one small JPEG on the device (nvJPEG handles, CUDA kernels)."""
@@ -243,19 +336,25 @@ class TensorDecoder:
             ``(tensor, records, skipped)``: ``(N, 3, crop, crop)`` float32 on :attr:`device`
             (None when N is 0), its N records in row order, and ``(path, reason, detail)``
             for refused JPEGs that Pillow could not decode either.
+
+        Raises:
+            DeviceFailure: a sticky CUDA error (the device cannot run the model either). An
+                out-of-memory instead sets :attr:`failure` and the batch's JPEGs, and every
+                later batch's, are decoded by Pillow (:attr:`cpu_fallback` counts them).
         """
         parts, records, skipped = [], list(batch.records), []
         if batch.tensor is not None:
             parts.append(batch.tensor.to(self.device, non_blocking=True))
         fallback, fallback_records, device_parts, device_records = [], [], [], []
         for chunk in self._chunks(batch.deferred):
+            images = self._decode_or_stop(chunk)
             good = []
-            for item, image in zip(chunk, self.decode([d.raw for d in chunk])):
+            for item, image in zip(chunk, images):
                 if image is not None:
                     good.append(orient(image, item.record.metadata.get("exif_orientation")))
                     device_records.append(item.record)
                     continue
-                try:  # the device decoder refused it: Pillow decides, with today's skip reasons
+                try:  # refused, or the device stopped: Pillow decides, with today's skip reasons
                     fallback.append(transform(decode_image(item.raw, draft_size=draft_size).image))
                     fallback_records.append(item.record)
                 except ImageSkipped as exc:
@@ -268,6 +367,18 @@ class TensorDecoder:
         records += device_records + fallback_records
         tensor = torch.cat(parts) if len(parts) > 1 else parts[0] if parts else None
         return tensor, records, skipped
+
+    def _decode_or_stop(self, chunk: list) -> list[torch.Tensor | None]:
+        """:meth:`decode` of a chunk's bytes; all None once device decoding has stopped."""
+        if self.failure is None:
+            try:
+                return self.decode([d.raw for d in chunk])
+            except DeviceFailure as exc:
+                self.failure = exc
+                if exc.sticky:
+                    raise
+        self.cpu_fallback += len(chunk)
+        return [None] * len(chunk)
 
     def _chunks(self, items: list) -> list[list]:
         """``items`` cut into runs of at most :attr:`max_pixels` pixels (each run >= 1 item)."""
@@ -285,9 +396,13 @@ class TensorDecoder:
 def choose_decoder(decode: "str | TensorDecoder", device: torch.device, preprocessing: dict) -> TensorDecoder | None:
     """The decoder for ``--decode``: None for the CPU (Pillow) path, else a :class:`TensorDecoder`.
 
+    ``auto`` means the CPU on every device: the device decoder has not yet been shown, on a
+    real GPU, to give the same embeddings as the CPU path on the same files
+    (``tests/test_gpu_decode.py``'s CUDA tests are that check); ``gpu`` asks for it.
+
     Args:
-        decode: ``auto`` (the device decoder when the model runs on CUDA), ``cpu``, ``gpu``,
-            or a :class:`TensorDecoder` (returned as is: tests run the device path on the CPU).
+        decode: ``auto`` (the CPU), ``cpu``, ``gpu``, or a :class:`TensorDecoder` (returned
+            as is: tests run the device path on the CPU).
         device: the model's device.
         preprocessing: the model's dict.
 
@@ -299,7 +414,7 @@ def choose_decoder(decode: "str | TensorDecoder", device: torch.device, preproce
         return decode
     if decode not in DECODE_CHOICES:
         raise ValueError(f"--decode must be one of {', '.join(DECODE_CHOICES)}, got {decode!r}")
-    if decode == "cpu" or (decode == "auto" and device.type != "cuda"):
+    if decode in ("cpu", "auto"):
         return None
     if device.type != "cuda":
         if not torch.cuda.is_available():

@@ -170,6 +170,12 @@ class ImageEmbedder:
         next batch while the GPU works, and :meth:`PendingEmbeddings.result` (e.g. in the
         loader's writer thread) waits for the vectors. On the CPU the model runs here.
 
+        ``batch`` (and the channels-last copy made here) may be freed as soon as this returns:
+        PyTorch's caching allocator reuses a block only in its stream's order. Code that writes
+        device memory outside that order (nvJPEG's decoder) must first wait for the queued
+        kernels: :func:`pgvision.ingest.decode_gpu.wait_for_queued_work`, which every device
+        decode calls.
+
         Args:
             batch: ``(N, 3, H, W)`` float32 tensor, on any device.
 
