@@ -111,3 +111,69 @@ def test_migration_creates_views_of_registered_models_and_downgrade_drops_them(d
     with connect(database_url, autocommit=True) as c:
         assert views(c) == []
         assert c.execute("SELECT count(*) FROM pg_proc WHERE proname = '_model_view'").fetchone() == (0,)
+
+
+def explain(conn, query: str, params=()) -> str:
+    return "\n".join(r[0] for r in conn.execute("EXPLAIN " + query, params))
+
+
+def test_the_view_follows_the_models_index_through_every_quantization_and_method(conn):
+    """10,000 x 64-d rows; `db index` (set_index) changes the index: the view is rebuilt
+    (same name, grants) typed as the new index's expression, so hand-written k-NN uses it."""
+    from pgvision.index.ddl import set_index
+
+    n, dims = 10_000, 64
+    x = clustered(n, dims, clusters=20, seed=3)
+    model_id = register_model(conn, ModelSpec("follow", "image", dims, "cosine"))
+    records = [ImageRecord(hashlib.sha256(str(i).encode()).digest(), f"mem://{i}", "l") for i in range(n)]
+    copy_image_embeddings(conn, model_id, records, x)
+    conn.execute("ANALYZE")
+    q = np.array2string(x[0], separator=",", threshold=10_000).replace("\n", "")
+    first = conn.execute("SELECT min(image_id) FROM pgvision.images").fetchone()[0]
+    knn = "SELECT image_id FROM pgvision.vectors_follow ORDER BY embedding <=> %s::vector LIMIT 20"
+    binary_knn = ("SELECT c.image_id FROM (SELECT image_id, embedding FROM pgvision.vectors_follow "
+                  "ORDER BY embedding_binary <~> binary_quantize(%s::vector(64))::bit(64) LIMIT 100) c "
+                  "ORDER BY c.embedding <=> %s::vector LIMIT 20")
+    seen = {}
+    for quantization, method, typ in [("none", "hnsw", "vector(64)"), ("halfvec", "hnsw", "halfvec(64)"),
+                                      ("halfvec", "ivfflat", "halfvec(64)"), ("binary", "hnsw", "vector(64)"),
+                                      ("none", "ivfflat", "vector(64)")]:
+        index = set_index(conn, "follow", method=method, quantization=quantization)
+        assert index == f"image_embeddings_model_{model_id}_{method}"
+        cols = columns(conn, "vectors_follow")
+        assert cols[-1 if quantization != "binary" else -2] == ("embedding", typ)
+        assert (cols[-1] == ("embedding_binary", "bit(64)")) == (quantization == "binary")
+        query, params = (binary_knn, (q, q)) if quantization == "binary" else (knn, (q,))
+        plan = explain(conn, query, params)
+        assert f"Index Scan using {index}" in plan, (quantization, method, plan)
+        assert conn.execute(query, params).fetchone()[0] == first
+        seen[quantization, method] = conn.execute(
+            "SELECT obj_description('pgvision.vectors_follow'::regclass), "
+            "has_table_privilege('pgvision_reader', 'pgvision.vectors_follow', 'SELECT')").fetchone()
+    assert conn.execute("SELECT view_name FROM pgvision.models").fetchall() == [("vectors_follow",)]
+    assert seen["halfvec", "hnsw"] == (
+        "Vectors of model 'follow' (image, 64 dims, cosine, hnsw index, quantization halfvec): "
+        "ORDER BY embedding <=> $1 LIMIT k uses its index.", True)
+    assert seen["binary", "hnsw"] == (
+        "Vectors of model 'follow' (image, 64 dims, cosine, hnsw index, quantization binary): its index is binary: "
+        "SELECT * FROM (SELECT * FROM pgvision.vectors_follow ORDER BY embedding_binary <~> "
+        "binary_quantize($1::vector(64))::bit(64) LIMIT 100) c ORDER BY c.embedding <=> $1 LIMIT k uses it "
+        "(candidates re-ranked at full precision).", True)
+
+
+def test_a_view_with_dependents_refuses_to_follow_and_nothing_changes(conn):
+    from pgvision.index.ddl import set_index
+
+    add_images(conn, "dep", [("a", "cat", [1, 0, 0]), ("b", "dog", [0, 1, 0])])
+    model_id = conn.execute("SELECT model_id FROM pgvision.models WHERE name = 'dep'").fetchone()[0]
+    assert ensure_index(conn, model_id) == f"image_embeddings_model_{model_id}_hnsw"
+    conn.execute("CREATE VIEW public.my_cats AS SELECT * FROM pgvision.vectors_dep WHERE label = 'cat'")
+    with pytest.raises(psycopg.errors.DependentObjectsStillExist) as info:
+        set_index(conn, "dep", quantization="halfvec")
+    assert (info.value.diag.message_primary, info.value.diag.message_hint) == (
+        "view pgvision.vectors_dep has objects that depend on it, so it cannot follow the new index of model 'dep'",
+        "drop the objects built on the view, change the index, then recreate them")
+    assert conn.execute("SELECT quantization FROM pgvision.models WHERE name = 'dep'").fetchone() == ("none",)
+    assert columns(conn, "vectors_dep")[-1] == ("embedding", "vector(3)")
+    assert conn.execute("SELECT count(*) FROM pg_indexes WHERE indexname = %s",
+                        (f"image_embeddings_model_{model_id}_hnsw",)).fetchone() == (1,)  # the old index stays

@@ -159,13 +159,17 @@ def set_index(
     Returns:
         The index name, or None for method ``none``.
 
+    The model's view (``pgvision.vectors_<model>``) is rebuilt, typed as the new index's
+    expression, by the models trigger (sql/functions/_model_view.v2.sql).
+
     Raises:
         ValueError: unknown quantization.
+        psycopg.errors.DependentObjectsStillExist: objects depend on the model's view, so it
+            cannot be rebuilt; nothing is changed (the old index stays).
     """
     if quantization is not None and quantization not in QUANTIZATIONS:
         raise ValueError(f"unknown quantization {quantization!r}: use one of {', '.join(QUANTIZATIONS)}")
     model = get_model(conn, model_name)
-    drop_index(conn, model)
     rows = stored_rows(conn, model)
     if method == "ivfflat":
         lists = lists or ivfflat_lists_for(rows)
@@ -179,7 +183,8 @@ def set_index(
         WHERE model_id = %s
         """,
         (method, m, ef_construction, lists, probes, quantization, model["model_id"]),
-    )
+    )  # first: when the model's view cannot follow (objects depend on it) nothing has changed
+    drop_index(conn, model)
     return ensure_index(conn, model["model_id"], progress=progress)
 
 
