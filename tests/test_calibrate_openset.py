@@ -166,6 +166,16 @@ def test_calibrate_cli_defaults_to_open_set(database_url, conn, line_gallery):
     assert stored == (0.01, 6, "fpir normal")
 
 
+def test_calibrate_quiet_prints_only_the_threshold_line(database_url, conn, line_gallery):
+    args = ["calibrate", "--model", "line2d", "--dry-run", "--database-url", database_url]
+    full = CliRunner().invoke(main, args)
+    quiet = CliRunner().invoke(main, [*args, "--quiet"])
+    assert full.exit_code == quiet.exit_code == 0, full.output + quiet.output
+    assert len(full.output.splitlines()) > 1
+    assert quiet.output.splitlines() == full.output.splitlines()[-1:]
+    assert quiet.output.startswith("would store: threshold 0.0000 (FPIR 0.01, normal), min_margin 0.0000; ")
+
+
 def test_plot_without_matplotlib_names_the_extra(database_url, conn, line_gallery, monkeypatch, tmp_path):
     monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)    # as if it were not installed
     runner = CliRunner()

@@ -307,6 +307,9 @@ def test_enroll_then_identify_two_faces_of_one_person(database_url, tmp_path):
     # both faces are Eileen Collins' (one mirrored), but she is given to one face only
     assert sorted(f["name"] or "" for f in faces) == ["", "Eileen Collins"]
     assert [f["reassigned"] for f in faces if f["name"] is None] == [True]
+    quiet = runner.invoke(main, ["identify", str(two_astronauts(tmp_path)), "--quiet", *db])
+    assert quiet.exit_code == 0, quiet.output
+    assert quiet.output.splitlines() == [f"face {f['face']}: {f['name'] or 'unknown'}" for f in faces]
     result = runner.invoke(main, ["identify", str(PHOTOS / "chelsea_cat.jpg"), *db])
     assert result.exit_code == 0 and "no face found" in result.output
 

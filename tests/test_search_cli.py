@@ -41,6 +41,20 @@ def invoke(args, database_url):
     return CliRunner().invoke(main, args, env={"DATABASE_URL": database_url}, catch_exceptions=False)
 
 
+def test_search_quiet_prints_the_hits_lines_only(loaded, database_url):
+    probe = str(PHOTOS / "chelsea_cat.jpg")
+    full = invoke(["search", probe, "-k", "3"], database_url)
+    quiet = invoke(["search", probe, "-k", "3", "--quiet"], database_url)
+    assert full.exit_code == quiet.exit_code == 0, full.output + quiet.output
+    header = full.stdout.splitlines()[:2]
+    assert header[0].split() == ["image_id", "distance", "similarity", "label", "uri"]
+    assert quiet.stdout.splitlines() == full.stdout.splitlines()[2:] and len(quiet.stdout.splitlines()) == 3
+    assert quiet.stderr == ""
+    none = invoke(["search", probe, "--label", "no such label", "--quiet"], database_url)
+    assert (none.exit_code, none.stdout) == (0, "")
+    assert invoke(["search", probe, "--label", "no such label"], database_url).stdout == "(no rows)\n"
+
+
 def test_search_finds_the_same_subject_first(loaded, database_url, tmp_path):
     probe = tmp_path / "probe.jpg"
     im = Image.open(PHOTOS / "chelsea_cat.jpg").convert("RGB")

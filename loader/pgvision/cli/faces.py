@@ -176,7 +176,9 @@ def enroll(name, images, model, weights, detector, upsample, min_face_px, device
 @click.option("--candidates", type=click.IntRange(1, 1000), default=5, show_default=True,
               help="Candidate identities asked from SQL per face.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per face instead of a table.")
-@quiet_option
+@click.option("--quiet", "-q", is_flag=True,
+              help="One line per face, 'face N: NAME' or 'face N: unknown': no box, distances or notes "
+                   "(--json: unchanged).")
 @database_url_option
 @read_url_option
 @_guarded
@@ -211,6 +213,9 @@ def identify(image, model, weights, detector, upsample, min_face_px, device, cro
         # names come from people and folder names: escaped, so none can drive the terminal
         best = display(v.candidates[0].name) if v.candidates else "-"
         verdict = display(v.name) if v.name is not None else "unknown"
+        if quiet:
+            click.echo(f"face {i}: {verdict}")
+            continue
         note = ""
         if v.reassigned:
             note = f" ({best} is given to another face of this photo that fits better)"
@@ -256,7 +261,8 @@ def print_calibration(cal) -> None:
 @click.option("--plot", type=click.Path(dir_okay=False, writable=True), metavar="FILE.png",
               help="Draw the ROC curve (TAR against FAR) to this PNG file (needs pgvision[plot]).")
 @click.option("--dry-run", is_flag=True, help="Print the table; store nothing.")
-@quiet_option
+@click.option("--quiet", "-q", is_flag=True,
+              help="Print only the threshold line ('stored: ...'): no table, no notes.")
 @database_url_option
 @_guarded
 def calibrate(model, target_fpir, target_far, margin_frr, method, plot, dry_run, quiet, database_url):
@@ -286,7 +292,8 @@ def calibrate(model, target_fpir, target_far, margin_frr, method, plot, dry_run,
                   published_threshold=published, method=method)
         if not dry_run:
             store_calibration(conn, cal)
-    print_calibration(cal)
+    if not quiet:
+        print_calibration(cal)
     target = f"FAR {target_far:g}" if target_far is not None else f"FPIR {target_fpir:g}"
     click.echo(f"{'stored' if not dry_run else 'would store'}: threshold {cal.threshold:.4f} ({target}, {cal.method}), "
                f"min_margin {cal.min_margin:.4f}; expected FPIR {cal.expected_fpir:.4f} "

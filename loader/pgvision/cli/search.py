@@ -42,14 +42,22 @@ def search_options(func):
     return func
 
 
-def format_table(rows: list[dict]) -> str:
-    """Fixed-width text table of hits (columns :data:`COLUMNS`)."""
+def format_table(rows: list[dict], header: bool = True) -> str:
+    """Fixed-width text table of hits (columns :data:`COLUMNS`).
+
+    Args:
+        rows: the hits.
+        header: print the column names and their rule, and ``(no rows)`` for no hits;
+            without it only the hits' lines (``psql -t`` style; nothing for no hits).
+    """
     if not rows:
-        return "(no rows)"
+        return "(no rows)" if header else ""
     cells = [[_cell(r[c]) for c in COLUMNS] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(COLUMNS)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths)).rstrip()]
-    lines.append("  ".join("-" * w for w in widths))
+    lines = []
+    if header:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths)).rstrip())
+        lines.append("  ".join("-" * w for w in widths))
     for row in cells:
         lines.append("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
     return "\n".join(lines)
@@ -63,8 +71,11 @@ def _cell(value) -> str:
     return display(str(value))  # labels come from folder names: escaped, so none drives the terminal
 
 
-def _report(rows: list[dict], as_json: bool) -> None:
-    click.echo(json_text(rows, indent=2) if as_json else format_table(rows))
+def _report(rows: list[dict], as_json: bool, quiet: bool = False) -> None:
+    if as_json:
+        click.echo(json_text(rows, indent=2))
+    elif rows or not quiet:
+        click.echo(format_table(rows, header=not quiet))
 
 
 def _fetch(conn, query: str, params: dict) -> list[dict]:
@@ -80,7 +91,8 @@ def _fetch(conn, query: str, params: dict) -> list[dict]:
 @model_options
 @database_url_option
 @read_url_option
-@click.option("--quiet", "-q", is_flag=True, help="Print nothing but the results.")
+@click.option("--quiet", "-q", is_flag=True,
+              help="Print the hits' lines only: no column header, nothing when there is no hit (--json: unchanged).")
 @run_guarded
 def search(image, k, label, ef_search, as_json, model, weights, output, dims, metric, name, device,
            database_url, read_url, quiet):
@@ -130,7 +142,7 @@ def search(image, k, label, ef_search, as_json, model, weights, output, dims, me
             "%(q)s, k => %(k)s::integer, model => %(model)s, label => %(label)s, ef_search => %(ef)s::integer)",
             {"q": Vector(probe), "k": k, "model": spec.name, "label": label, "ef": ef_search},
         )
-    _report(rows, as_json)
+    _report(rows, as_json, quiet)
 
 
 @click.command()
