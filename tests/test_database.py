@@ -115,16 +115,61 @@ def test_db_commands_on_an_embedded_server(server_home):
     assert "running:        no" in runner.invoke(main, ["db", "status"], env=env).output
 
 
+@pytest.fixture(scope="session")
+def build_backend(tmp_path_factory) -> dict[str, str]:
+    """The environment in which pip finds hatchling, the build backend pyproject.toml names.
+
+    The venv's own hatchling when installed; else hatchling installed by pip into a folder
+    of its own (from the package index or pip's cache). The tests that need it are skipped,
+    saying so, only when neither works: the build tool is then genuinely unavailable. Every
+    other build failure is the package's and fails the test (:func:`build_wheel`).
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("hatchling") is not None:
+        return dict(os.environ)
+    target = tmp_path_factory.mktemp("build-backend")
+    got = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--target", str(target), "hatchling>=1.24,<2"],
+                         capture_output=True, text=True)
+    if got.returncode != 0:
+        pytest.skip("the build backend is unavailable: hatchling is not installed and pip could not install it "
+                    f"(no package index or cache?): {got.stderr.strip()[-300:]}")
+    return {**os.environ, "PYTHONPATH": str(target)}
+
+
+def build_wheel(source: Path, out: Path, env: dict[str, str]) -> Path:
+    """Build ``source``'s wheel with the given backend (no build isolation, so no download).
+
+    Raises:
+        AssertionError: the build failed (a packaging regression), with pip's error.
+    """
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                            "-w", str(out), str(source)], capture_output=True, text=True, env=env)
+    assert build.returncode == 0, f"the wheel does not build: {build.stderr.strip()[-1500:]}"
+    return next(out.glob("pgvision-*.whl"))
+
+
+def test_a_packaging_regression_fails_the_wheel_build_instead_of_skipping(tmp_path, build_backend):
+    """The package's build inputs without sql/ (which the wheel must carry): the build fails,
+    and that is a failure, never a skip."""
+    source = tmp_path / "pgvision-src"
+    for name in ("pyproject.toml", "README.md"):
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / name, source / name)
+    shutil.copytree(REPO / "loader" / "pgvision", source / "loader" / "pgvision",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "alembic", source / "alembic", ignore=shutil.ignore_patterns("__pycache__"))
+    with pytest.raises(AssertionError, match=r"(?s)^the wheel does not build: .*Forced include not found: \S*/sql\n"):
+        build_wheel(source, tmp_path / "wheels", build_backend)
+    shutil.copytree(REPO / "sql", source / "sql")
+    assert build_wheel(source, tmp_path / "wheels", build_backend).name == "pgvision-0.1.0-py3-none-any.whl"
+
+
 @pytest.mark.slow
-def test_wheel_carries_migrations_and_sql(tmp_path, server_home):
+def test_wheel_carries_migrations_and_sql(tmp_path, server_home, build_backend):
     """A core-only wheel install (no torch, Pillow, dlib) runs `pgvision db upgrade` and
-    `pgvision load-vectors` on a .npy file with no checkout around (issue 9)."""
-    wheels = tmp_path / "wheels"
-    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(REPO)],
-                           capture_output=True, text=True)
-    if build.returncode != 0:
-        pytest.skip(f"could not build the wheel here (needs hatchling from the package index): {build.stderr[-300:]}")
-    wheel = next(wheels.glob("pgvision-*.whl"))
+    `pgvision load-vectors` on a .npy file with no checkout around."""
+    wheel = build_wheel(REPO, tmp_path / "wheels", build_backend)
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)], check=True)
     assert (site / "pgvision" / "_alembic" / "versions" / "0001_schema.py").exists()
