@@ -166,8 +166,10 @@ def test_torchscript_model(tmp_path):
     assert v.shape == (1, 8)
     with pytest.raises(ModelUnavailable, match="gives 8-d vectors but --dims is 16; pass --dims 8"):
         load_image_model(f"torchscript:{path}", dims=16, metric="cosine", device="cpu")
-    with pytest.raises(ModelUnavailable, match="pass --dims D --metric cosine|l2|inner_product"):
+    with pytest.raises(ModelUnavailable) as missing:
         load_image_model(f"torchscript:{path}", device="cpu")
+    assert str(missing.value) == ("a TorchScript model needs its output size and metric; pass --dims D --metric "
+                                  "cosine|l2|inner_product (got dims=None, metric=None)")
     not_script = tmp_path / "weights.pt"
     torch.save(TinyNet().state_dict(), not_script)
     with pytest.raises(ModelUnavailable, match="is not a TorchScript file"):
