@@ -336,6 +336,28 @@ def test_recall_counts_true_neighbours_and_ties_not_near_misses():
     assert recall_target.hits([(8, 0.5 + 1e-12)], {1, 2, 3}, 0.5) == 1  # float rounding of a tie
 
 
+def test_halfvec_recall_counts_ties_at_full_precision_in_sql_and_in_the_ladder(conn):
+    # Three points on a line, l2, a halfvec index. Near 1.0 halfvec steps are 2^-10 above and
+    # 2^-11 below: A = 1.0006 rounds to 1.000977 and B = 0.99935 to 0.999512. From P = 1.0
+    # the exact nearest is A (0.0006; B is at 0.00065) but the index sees B at 0.000488 and A
+    # at 0.000977, so it returns B. Compared with the exact 0.0006, B's index distance passes
+    # for a tie; at full precision it is 0.00065: a miss. Probes A and B find P. Recall@1 = 2/3.
+    add_images(conn, "line", [("P", None, [1.0, 0, 0]), ("A", None, [1.0006, 0, 0]), ("B", None, [0.99935, 0, 0])])
+    ddl.set_index(conn, "line", quantization="halfvec")
+    model = get_model(conn, "line")
+    probes = recall_target._sample(conn, model, 3)
+    truth = recall_target.exact_truth(conn, model, probes, 1)
+    assert recall_target.measure(conn, model, probes, truth, 1, None) == pytest.approx(2 / 3)
+    assert conn.execute("SELECT queries, recall FROM pgvision.recall_at_k('line', 1, 3)").fetchone() == (
+        3, pytest.approx(2 / 3))
+    # The index's own (rounded) distances would have counted B as a tie: recall 1.
+    by_index = 0
+    for (pid, q), (ids, kth) in zip(probes, truth):
+        rows = [(i, d) for i, d in recall_target._nearest(conn, model["model_id"], q, 2) if i != pid][:1]
+        by_index += recall_target.hits(rows, ids, kth)
+    assert by_index == 3
+
+
 def test_recall_at_k_counts_as_the_ladder_does_where_distances_crowd(conn):
     # 4,000 vectors in 4 tight clusters of 512-d (many neighbours within 1e-3 of the 10th) and
     # a sparse graph (m 8, ef_construction 16): at ef_search 11 the index returns many near

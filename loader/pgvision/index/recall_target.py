@@ -8,8 +8,9 @@ count at the time (``models.ef_search`` / ``probes``, ``target_recall``,
 
 Measurement: the ``sample`` stored embeddings with the smallest md5 of their id are the
 queries; each one's exact top-k (itself left out) is the truth; an ANN row counts as found
-when it is one of those k, or ties the k-th exact distance (relative tolerance
-:data:`TIE`, float rounding only). That is recall@k as a user's benchmark counts it (the
+when it is one of those k, or when its full-precision distance ties the k-th exact distance
+(relative tolerance :data:`TIE`, float rounding only; :func:`full_precision`: a halfvec
+index's own distances are rounded). That is recall@k as a user's benchmark counts it (the
 share of the true top-k ids returned), and ``pgvision.recall_at_k`` counts the same way
 since its v3 (migration 0010). Both counted as ann-benchmarks does before
 (ann_benchmarks/plotting/metrics.py: within the k-th exact distance + 1e-3): on 1M x 512
@@ -151,8 +152,40 @@ def measure(conn: psycopg.Connection, model: dict[str, Any], probes: list[tuple[
     found = 0
     for (pid, q), (ids, kth) in zip(probes, truth):
         rows = [(i, d) for i, d in _nearest(conn, model["model_id"], q, k + 1, ef_search=ef_search) if i != pid][:k]
-        found += hits(rows, ids, kth)
+        found += hits(full_precision(conn, model, q, rows), ids, kth)
     return found / (k * len(probes))
+
+
+_OPERATORS = {"cosine": "<=>", "l2": "<->", "inner_product": "<#>"}
+
+
+def full_precision(conn: psycopg.Connection, model: dict[str, Any], query,
+                   rows: list[tuple[int, float]]) -> list[tuple[int, float]]:
+    """``rows`` with each distance recomputed at full precision, as the exact scan computes it.
+
+    A halfvec index returns distances between halfvec-rounded vectors (about 1e-3 relative
+    error): compared with the exact scan's k-th distance, a row farther than it could pass
+    for a tie. Binary and full-precision indexes return full-precision distances already;
+    recomputing them changes nothing.
+
+    Args:
+        query: the probe (as :func:`_sample` returns embeddings).
+        rows: (item id, distance) from the index.
+
+    Returns:
+        (item id, full-precision distance), in the order of ``rows``.
+    """
+    if not rows:
+        return rows
+    item = "image_id" if model["kind"] == "image" else "face_id"
+    exact = dict(conn.execute(
+        sql.SQL("SELECT e.{item}, (e.embedding {op} %s::vector)::float8 FROM pgvision.{tbl} e "
+                "WHERE e.model_id = %s AND e.{item} = ANY (%s)").format(
+            item=sql.Identifier(item), tbl=sql.Identifier(embeddings_table(model["kind"])),
+            op=sql.SQL(_OPERATORS[model["metric"]])),
+        (query, model["model_id"], [i for i, _ in rows]),
+    ).fetchall())
+    return [(i, exact[i]) for i, _ in rows]
 
 
 def choose_setting(conn: psycopg.Connection, model_name: str, target: float = DEFAULT_TARGET, *,
