@@ -35,9 +35,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageOps
-
-from pgvision.server.connection import connect
 from pgvision.ingest import decode_gpu
 from pgvision.ingest.decode_gpu import (
     DecodeUnavailable,
@@ -51,8 +48,10 @@ from pgvision.ingest.decode_gpu import (
     resize_normalize,
 )
 from pgvision.ingest.images import decode_image
-from pgvision.models import load_image_model
 from pgvision.load_images import load_images
+from pgvision.models import load_image_model
+from pgvision.server.connection import connect
+from PIL import Image, ImageOps
 from test_loader import write_bad_and_odd_files
 
 PHOTOS = Path(__file__).resolve().parent / "fixtures" / "photos"
@@ -183,7 +182,6 @@ def test_cli_decode_gpu_without_cuda_is_one_line(database_url, tmp_path):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA: --decode gpu is available")
     from click.testing import CliRunner
-
     from pgvision.cli import main
 
     shutil.copy(PHOTOS / "coffee_cup.jpg", tmp_path)
@@ -266,8 +264,8 @@ def test_writer_commits_in_order_and_raises_its_error_in_the_caller(database_url
 
     from pgvision import registry
     from pgvision.ingest.pg_copy import ImageRecord
-    from pgvision.registry import ModelSpec
     from pgvision.ingest.writer import BatchWriter
+    from pgvision.registry import ModelSpec
 
     def records(*names):
         return [ImageRecord(sha256=hashlib.sha256(n.encode()).digest(), uri=f"file:///{n}") for n in names]
@@ -316,7 +314,6 @@ def test_decode_auto_means_the_cpu_even_for_a_model_on_cuda():
 
 def test_cli_help_says_what_decode_auto_means():
     from click.testing import CliRunner
-
     from pgvision.cli import main
 
     result = CliRunner().invoke(main, ["load", "--help"])
@@ -339,8 +336,8 @@ def raising(exc: BaseException, calls: list):
     (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
      "out of memory on cpu while decoding JPEGs: CUDA out of memory. Tried to allocate 2.00 GiB", False),
     (torch.AcceleratorError("CUDA error: an illegal memory access was encountered"),
-     "CUDA error on cpu while decoding JPEGs: CUDA error: an illegal memory access was encountered; the batches "
-     "committed before it are kept: rerun with --decode cpu to load the rest", True),
+     ("CUDA error on cpu while decoding JPEGs: CUDA error: an illegal memory access was encountered; the batches "
+      "committed before it are kept: rerun with --decode cpu to load the rest"), True),
 ])
 def test_a_device_failure_is_raised_at_once_not_retried_file_by_file(monkeypatch, exc, message, sticky):
     good = (PHOTOS / "coffee_cup.jpg").read_bytes()

@@ -152,13 +152,13 @@ def test_the_view_follows_the_models_index_through_every_quantization_and_method
             "has_table_privilege('pgvision_reader', 'pgvision.vectors_follow', 'SELECT')").fetchone()
     assert conn.execute("SELECT view_name FROM pgvision.models").fetchall() == [("vectors_follow",)]
     assert seen["halfvec", "hnsw"] == (
-        "Vectors of model 'follow' (image, 64 dims, cosine, hnsw index, quantization halfvec): "
-        "ORDER BY embedding <=> $1 LIMIT k uses its index.", True)
+        ("Vectors of model 'follow' (image, 64 dims, cosine, hnsw index, quantization halfvec): "
+         "ORDER BY embedding <=> $1 LIMIT k uses its index."), True)
     assert seen["binary", "hnsw"] == (
-        "Vectors of model 'follow' (image, 64 dims, cosine, hnsw index, quantization binary): its index is binary: "
-        "SELECT * FROM (SELECT * FROM pgvision.vectors_follow ORDER BY embedding_binary <~> "
-        "binary_quantize($1::vector(64))::bit(64) LIMIT 100) c ORDER BY c.embedding <=> $1 LIMIT k uses it "
-        "(candidates re-ranked at full precision).", True)
+        ("Vectors of model 'follow' (image, 64 dims, cosine, hnsw index, quantization binary): its index is binary: "
+         "SELECT * FROM (SELECT * FROM pgvision.vectors_follow ORDER BY embedding_binary <~> "
+         "binary_quantize($1::vector(64))::bit(64) LIMIT 100) c ORDER BY c.embedding <=> $1 LIMIT k uses it "
+         "(candidates re-ranked at full precision)."), True)
 
 
 def test_a_view_with_dependents_refuses_to_follow_and_nothing_changes(conn):

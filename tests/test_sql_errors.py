@@ -12,7 +12,6 @@ import re
 
 import psycopg
 import pytest
-
 from pgvision.registry import ModelSpec, register_model
 from sqlhelpers import add_gallery, add_images, families
 

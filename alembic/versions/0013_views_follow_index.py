@@ -25,9 +25,9 @@ The ``COMMENT ON FUNCTION`` of search_images, similar_images, identify and ident
 22004 for a NULL k or id) and are never edited. Downgrade removes the list again.
 """
 
-from alembic import op
-
 from pgvision.migrate import apply_sql
+
+from alembic import op
 
 revision = "0013"
 down_revision = "0012"
@@ -84,7 +84,7 @@ def _quote(text: str) -> str:
 
 def _comment(name: str, expression: str) -> None:
     """COMMENT ON the one pgvision function called ``name``: ``expression`` over ``d``, its comment now."""
-    text = expression.format(d=f"coalesce(pg_catalog.obj_description(fn, 'pg_proc'), '')")
+    text = expression.format(d="coalesce(pg_catalog.obj_description(fn, 'pg_proc'), '')")
     op.execute(_SET_COMMENT.format(name=_quote(name), text=text))
 
 

@@ -199,7 +199,7 @@ def decode_batch(datas: Sequence[bytes], device: torch.device | str) -> list[tor
         try:
             wait_for_queued_work(device)
             return list(decode_jpeg(tensors, mode=ImageReadMode.RGB, device=device))
-        except Exception as exc:  # noqa: BLE001 (RuntimeError from libjpeg/nvJPEG; one bad file fails the batch)
+        except Exception as exc:  # RuntimeError from libjpeg/nvJPEG: one bad file fails the batch
             failure = device_failure(exc, device)
             if failure is not None:
                 raise failure from exc
@@ -208,7 +208,7 @@ def decode_batch(datas: Sequence[bytes], device: torch.device | str) -> list[tor
             try:
                 wait_for_queued_work(device)
                 out.append(decode_jpeg(t, mode=ImageReadMode.RGB, device=device))
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 failure = device_failure(exc, device)
                 if failure is not None:
                     raise failure from exc
