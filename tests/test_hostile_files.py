@@ -22,7 +22,8 @@ import psycopg
 import pytest
 from PIL import Image
 
-from pgvision.ingest.files import FileSkipped, display, file_uri, name_text, read_file, sha256_file
+from pgvision.ingest.files import FileSkipped, file_uri, read_file, sha256_file
+from pgvision.text import display, name_text
 from pgvision.ingest.images import ImageSkipped, decode_image, find_images
 
 REPO = Path(__file__).resolve().parents[1]

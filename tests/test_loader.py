@@ -27,7 +27,8 @@ from conftest import shared_path
 from pgvision.server.connection import connect
 from pgvision.errors import DatabaseUnreachable, ModelMismatch
 from pgvision.models import load_image_model
-from pgvision.load_images import load_images, load_vectors
+from pgvision.load_images import load_images
+from pgvision.load_vectors import load_vectors
 from pgvision.registry import ModelSpec
 from pgvision.ingest.vector_files import VectorFileError, read_vectors
 

@@ -236,7 +236,7 @@ def _vector_set(tmp_path, vectors, labels):
 
 
 def test_a_1mb_label_is_skipped_with_a_reason_and_the_good_rows_load(conn, tmp_path):
-    from pgvision.load_images import load_vectors
+    from pgvision.load_vectors import load_vectors
 
     rng = np.random.default_rng(0)
     huge = "".join(rng.choice(list("abcdefghijklmnopqrstuvwxyz"), 1_000_000))
@@ -260,7 +260,7 @@ def test_server_errors_are_not_lost_connections():
 
 
 def test_vectors_beyond_halfvec_range_are_refused_at_load(conn, tmp_path):
-    from pgvision.load_images import load_vectors
+    from pgvision.load_vectors import load_vectors
 
     vectors = np.zeros((2, 2001), np.float32)
     vectors[:, 0] = 1

@@ -17,7 +17,7 @@ from pgvision.cli.common import (
     read_url_option,
     run_guarded,
 )
-from pgvision.ingest.files import display
+from pgvision.text import display
 
 
 def _guarded(func):
@@ -140,21 +140,18 @@ def enroll(name, images, model, weights, detector, upsample, min_face_px, device
     Example:
       pgvision enroll "Ann Lee" ann1.jpg ann2.jpg ann3.jpg
     """
+    from pgvision.faces.store import gallery_size
     from pgvision.load_faces import load_faces
 
     pipeline = build_pipeline(model, weights, detector, upsample, min_face_px, device, crop)
     with open_database(database_url) as conn:
         summary = load_faces(conn, images, pipeline, identity=name, progress=not quiet, reassign=reassign)
-        total = conn.execute(
-            "SELECT count(*) FROM pgvision.faces f JOIN pgvision.identities i USING (identity_id) "
-            "JOIN pgvision.face_embeddings e ON e.face_id = f.face_id "
-            "JOIN pgvision.models m ON m.model_id = e.model_id AND m.name = %s WHERE i.name = %s",
-            (model, name),
-        ).fetchone()[0]
+        total = gallery_size(conn, name, model)
     click.echo(summary.format())
     click.echo(f"{display(name)}: {total} gallery faces for model {model}")
 
-    unused = ", ".join(f"{display(path)} ({reason})" for path, reason in summary.skipped_files)
+    unused = ", ".join(f"{display(path)} ({reason}: {display(detail)})" if detail else f"{display(path)} ({reason})"
+                       for path, reason, detail in summary.skipped_files)
     if not total:
         raise click.ClickException(
             f"{display(name)} is not enrolled: "

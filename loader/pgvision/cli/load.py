@@ -122,7 +122,7 @@ def load(paths, model, weights, output, dims, metric, name, device, batch_size, 
         from pgvision.ingest.decode_gpu import choose_decoder
 
         choose_decoder(decode, torch.device("cuda" if device == "auto" and torch.cuda.is_available() else "cpu"), {})
-    from pgvision.ingest.files import display
+    from pgvision.text import display
     from pgvision.load_images import load_images
 
     embedder = build_embedder(model, weights, output, dims, metric, name, device, threads)

@@ -19,7 +19,7 @@ from pgvision.cli.common import (
     run_guarded,
 )
 from pgvision.cli.load import build_embedder, model_options
-from pgvision.ingest.files import display
+from pgvision.text import display
 from pgvision.server.connection import read_url_source, resolve_read_url
 
 #: A PostgreSQL ``integer`` (past it, "integer out of range" would not name the option).

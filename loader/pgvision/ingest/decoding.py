@@ -25,7 +25,8 @@ from typing import Callable, Sequence
 import torch
 from torch.utils.data import Dataset
 
-from pgvision.ingest.files import FileSkipped, file_uri, name_text, read_file
+from pgvision.ingest.files import FileSkipped, file_uri, read_file
+from pgvision.text import name_text
 from pgvision.ingest.images import ImageSkipped, decode_image, sha256_bytes
 from pgvision.ingest.pg_copy import ImageRecord
 
