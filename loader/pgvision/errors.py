@@ -48,3 +48,7 @@ class InvalidValue(PgvisionError, ValueError):
 
 class PathNotFound(PgvisionError, FileNotFoundError):
     """A file or folder given by the user does not exist (also a ``FileNotFoundError``)."""
+
+
+class ProbeUnusable(PgvisionError):
+    """The image given to search with cannot be used (not a regular file, not an image, ...)."""

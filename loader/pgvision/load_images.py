@@ -45,7 +45,7 @@ from tqdm import tqdm
 
 from pgvision import registry
 from pgvision.after_load import LoadSummary, connection_lost_guard, finish_load
-from pgvision.errors import InvalidValue
+from pgvision.errors import InvalidValue, ProbeUnusable
 from pgvision.ingest import pg_copy, row_limits
 from pgvision.ingest.decode_gpu import TensorDecoder, choose_decoder, deferrable
 from pgvision.ingest.decoding import (
@@ -64,6 +64,7 @@ from pgvision.ingest.images import (
 )
 from pgvision.ingest.writer import BatchWriter
 from pgvision.models.embed import ImageEmbedder
+from pgvision.text import display
 
 LABEL_FROM = ("parent-dir", "none")
 
@@ -277,3 +278,16 @@ def embed_files(embedder: ImageEmbedder, paths: Sequence[str | os.PathLike]) -> 
             raise exc.with_path(p) from None
         images.append(decoded.image)
     return embedder.embed_images(images)
+
+
+def embed_probe(embedder: ImageEmbedder, path: str | os.PathLike) -> np.ndarray:
+    """Embed the image a search starts from: ``(D,)`` float32, as stored.
+
+    Raises:
+        pgvision.errors.ProbeUnusable: the file cannot be used (its reason and detail).
+    """
+    try:
+        return embed_files(embedder, [path])[0]
+    except ImageSkipped as exc:
+        detail = f"{exc.reason}: {exc.detail}" if exc.detail else exc.reason
+        raise ProbeUnusable(f"cannot use {display(path)} as a probe: {detail}") from None

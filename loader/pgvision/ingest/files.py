@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 from urllib.parse import quote_from_bytes
 
-from pgvision.errors import PgvisionError
+from pgvision.errors import PathNotFound, PgvisionError
 from pgvision.text import display
 
 #: Largest file read, in bytes (256 MiB: far above any photo; a 24-bit 89-megapixel
@@ -55,7 +55,7 @@ SKIP_REASONS: tuple[str, ...] = ("empty", "not-an-image", "truncated", "decompre
 OnSkip = Callable[[str, str, str], None]
 
 
-class FileSkipped(Exception):
+class FileSkipped(PgvisionError):
     """A file that cannot be used; ``reason`` is a short machine-readable word.
 
     Attributes:
@@ -257,7 +257,7 @@ def find_files(
     for raw in paths:
         root = Path(raw).expanduser()
         if not os.path.lexists(root):
-            raise FileNotFoundError(f"no such file or folder: {display(raw)}")
+            raise PathNotFound(f"no such file or folder: {display(raw)}")
         if root.is_dir():
             candidates = []
 
