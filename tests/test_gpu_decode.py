@@ -26,9 +26,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageOps
-
-from pgvision.server.connection import connect
 from pgvision.ingest.decode_gpu import (
     DecodeUnavailable,
     TensorDecoder,
@@ -39,8 +36,10 @@ from pgvision.ingest.decode_gpu import (
     resize_normalize,
 )
 from pgvision.ingest.images import decode_image
-from pgvision.models import load_image_model
 from pgvision.load_images import load_images
+from pgvision.models import load_image_model
+from pgvision.server.connection import connect
+from PIL import Image, ImageOps
 from test_loader import write_bad_and_odd_files
 
 PHOTOS = Path(__file__).resolve().parent / "fixtures" / "photos"
@@ -167,7 +166,6 @@ def test_cli_decode_gpu_without_cuda_is_one_line(database_url, tmp_path):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA: --decode gpu is available")
     from click.testing import CliRunner
-
     from pgvision.cli import main
 
     shutil.copy(PHOTOS / "coffee_cup.jpg", tmp_path)
@@ -250,8 +248,8 @@ def test_writer_commits_in_order_and_raises_its_error_in_the_caller(database_url
 
     from pgvision import registry
     from pgvision.ingest.pg_copy import ImageRecord
-    from pgvision.registry import ModelSpec
     from pgvision.ingest.writer import BatchWriter
+    from pgvision.registry import ModelSpec
 
     def records(*names):
         return [ImageRecord(sha256=hashlib.sha256(n.encode()).digest(), uri=f"file:///{n}") for n in names]

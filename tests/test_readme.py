@@ -62,10 +62,9 @@ def same(expected: str, got) -> bool:
 def loaded(server_conninfo, template_db):
     """One database for the module, with the fixture photos loaded by `pgvision load`."""
     from click.testing import CliRunner
-    from psycopg.conninfo import make_conninfo
-
     from conftest import _drop, _fresh_database
     from pgvision.cli import main
+    from psycopg.conninfo import make_conninfo
 
     name = _fresh_database(server_conninfo, template_db)
     url = make_conninfo(server_conninfo, dbname=name)
