@@ -15,10 +15,9 @@ from pathlib import Path
 import psycopg
 import pytest
 from click.testing import CliRunner
-
 from conftest import remove_server_dir, server_dir
-from pgvision.server import embedded
 from pgvision.cli import main
+from pgvision.server import embedded
 from test_readme import PHOTOS, examples
 
 JDBC_JAR = Path("/usr/share/java/postgresql.jar")

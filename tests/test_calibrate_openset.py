@@ -26,10 +26,15 @@ import hashlib
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from pgvision.cli import main
-from pgvision.faces.calibrate import (OpenSetScores, calibrate, per_comparison_target, store_calibration,
-                                      threshold_at_fpir, threshold_at_fpir_pooled)
+from pgvision.faces.calibrate import (
+    OpenSetScores,
+    calibrate,
+    per_comparison_target,
+    store_calibration,
+    threshold_at_fpir,
+    threshold_at_fpir_pooled,
+)
 from pgvision.ingest.pg_copy import copy_vectors
 from pgvision.registry import ModelSpec, register_model
 

@@ -14,12 +14,11 @@ import numpy as np
 import psycopg
 import pytest
 from click.testing import CliRunner
-
 from pgvision import migrate
-from pgvision.server import tuning
 from pgvision.cli import main
-from pgvision.server.connection import connect
 from pgvision.errors import DatabaseUnreachable, ExtensionMissing
+from pgvision.server import tuning
+from pgvision.server.connection import connect
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -220,8 +219,8 @@ def test_wheel_carries_migrations_and_sql(tmp_path, server_home, build_backend):
 )
 def test_unparseable_url_is_one_line_without_its_password(url, message):
     """libpq's parse errors quote the string (or a piece of it); none may show the password."""
-    from pgvision.server.connection import resolve_read_url, resolve_url
     from pgvision.errors import BadConnectionString
+    from pgvision.server.connection import resolve_read_url, resolve_url
 
     fix = ": write postgresql://USER:PASSWORD@HOST:PORT/DBNAME or host=HOST dbname=DBNAME user=USER"
     with pytest.raises(BadConnectionString) as err:

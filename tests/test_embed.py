@@ -13,13 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from conftest import shared_path
-from pgvision.models.embed import build_transform, l2_normalize, sha256_hex_file
+from pgvision.load_images import embed_files
 from pgvision.models import ModelUnavailable, load_image_model
 from pgvision.models.efficientnet_lite import PREPROCESSING, weights_path
-from pgvision.load_images import embed_files
+from pgvision.models.embed import build_transform, l2_normalize, sha256_hex_file
+from PIL import Image
 
 PHOTOS = Path(__file__).resolve().parent / "fixtures" / "photos"
 

@@ -17,13 +17,17 @@ import numpy as np
 import psycopg
 import pytest
 from click.testing import CliRunner
-from PIL import Image
-
 from pgvision.cli import main
-from pgvision.faces.calibrate import CalibrationError, calibrate, rates, threshold_at_far
+from pgvision.faces.calibrate import (
+    CalibrationError,
+    calibrate,
+    rates,
+    threshold_at_far,
+)
 from pgvision.faces.decide import assign_identities, identity_distances, rank_identities
 from pgvision.ingest.pg_copy import copy_vectors
 from pgvision.registry import ModelSpec, register_model
+from PIL import Image
 
 PHOTOS = Path(__file__).resolve().parent / "fixtures" / "photos"
 ASTRONAUT = PHOTOS / "astronaut_eileen_collins.jpg"
@@ -140,8 +144,8 @@ def test_dlib_descriptor_of_a_mirrored_face_is_close(dlib_pipeline, tmp_path):
 
 
 def test_facenet_weights_load_strictly_and_give_unit_vectors(tmp_path):
-    from pgvision.faces.embed import load_face_model
     from pgvision.faces.detect import FaceDetector
+    from pgvision.faces.embed import load_face_model
     from pgvision.faces.pipeline import FacePipeline
 
     weights = Path(__file__).resolve().parents[1].parent / "shared" / "weights" / \

@@ -13,9 +13,8 @@ import numpy as np
 import psycopg
 import pytest
 from click.testing import CliRunner
-from PIL import Image
-
 from pgvision.cli import main
+from PIL import Image
 
 PHOTOS = Path(__file__).resolve().parent / "fixtures" / "photos"
 ASTRONAUT = PHOTOS / "astronaut_eileen_collins.jpg"

@@ -20,10 +20,10 @@ from urllib.parse import unquote_to_bytes
 import numpy as np
 import psycopg
 import pytest
-from PIL import Image
-
-from pgvision.ingest.files import FileSkipped, display, file_uri, name_text, read_file, sha256_file
+from pgvision.ingest.files import FileSkipped, file_uri, read_file, sha256_file
 from pgvision.ingest.images import ImageSkipped, decode_image, find_images
+from pgvision.text import display, name_text
+from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTOS = REPO / "tests" / "fixtures" / "photos"
@@ -236,8 +236,8 @@ def test_faces_load_of_a_hostile_folder_stores_non_utf8_names(database_url, tmp_
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines()[0] == (
         "loaded 4 photos, 1 faces (1 new embeddings), enrolled 1, already done 0, skipped 11: "
-        "1 broken-link, 2 decompression-bomb, 3 no-face, 2 not-a-regular-file, 1 not-an-image, "
-        "1 symlink-loop, 1 too-large"
+        "1 not-an-image, 2 decompression-bomb, 1 broken-link, 1 symlink-loop, 2 not-a-regular-file, "
+        "1 too-large, 3 no-face"  # the image loader's order of reasons, then the face loader's own
     )
     with psycopg.connect(database_url) as conn:
         assert conn.execute(
@@ -468,9 +468,8 @@ def test_every_float_option_refuses_nan_and_infinity():
     them is run to show the refusal is one line naming the option, before any work."""
     import click
     from click.testing import CliRunner
-
     from pgvision.cli import main
-    from pgvision.cli.common import FiniteFloatRange
+    from pgvision.cli.options import FiniteFloatRange
 
     floats = {f"{' '.join(path)} --{p.name}": p.type for path, command in _commands(main) for p in command.params
               if isinstance(p.type, (click.types.FloatParamType, click.FloatRange))}
@@ -491,7 +490,6 @@ def test_identity_names_are_checked_before_any_work_and_printed_escaped(database
     parent-dir, or typed) is stored as given but printed escaped by enroll and identify, as
     are labels in search's table."""
     from click.testing import CliRunner
-
     from pgvision.cli import main
     from pgvision.cli.search import format_table
 
@@ -522,7 +520,6 @@ def test_a_folder_name_no_identity_can_take_skips_its_photos_only(database_url, 
     there with an error, and every rerun again; now its photos are skipped with a reason and
     the other folders enroll."""
     from click.testing import CliRunner
-
     from pgvision.cli import main
 
     long_name = "L" * 230

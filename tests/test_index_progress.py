@@ -8,11 +8,10 @@ import re
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
-from pgvision.index import build_progress
 from pgvision.cli import main
-from pgvision.server.connection import connect
+from pgvision.index import build_progress
 from pgvision.index.ddl import ensure_index
+from pgvision.server.connection import connect
 from sqlhelpers import add_images
 
 

@@ -21,15 +21,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from conftest import shared_path
-from pgvision.server.connection import connect
 from pgvision.errors import DatabaseUnreachable, ModelMismatch
-from pgvision.models import load_image_model
-from pgvision.load_images import load_images, load_vectors
-from pgvision.registry import ModelSpec
 from pgvision.ingest.vector_files import VectorFileError, read_vectors
+from pgvision.load_images import load_images
+from pgvision.load_vectors import load_vectors
+from pgvision.models import load_image_model
+from pgvision.registry import ModelSpec
+from pgvision.server.connection import connect
+from PIL import Image
 
 PHOTOS = Path(__file__).resolve().parent / "fixtures" / "photos"
 CLI = [sys.executable, "-c", "from pgvision.cli import main; main()"]
@@ -232,7 +232,6 @@ def test_lost_connection_keeps_committed_batches_and_rerun_loads_the_rest(databa
 def invoke(args, database_url):
     """Run the real CLI in this process (no torch start-up per call)."""
     from click.testing import CliRunner
-
     from pgvision.cli import main
 
     return CliRunner().invoke(main, args, env={"DATABASE_URL": database_url}, catch_exceptions=False)

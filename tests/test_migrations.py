@@ -7,7 +7,6 @@ import textwrap
 
 import psycopg
 import pytest
-
 from pgvision import migrate
 from sqlhelpers import add_images
 
@@ -139,7 +138,6 @@ def test_injection_strings_change_nothing(conn, evil):
 
 def test_db_index_command_switches_method(database_url, conn):
     from click.testing import CliRunner
-
     from pgvision.cli import main
 
     add_images(conn, "tiny", [("a", None, [1.0, 0.0]), ("b", None, [0.0, 1.0])])

@@ -8,7 +8,6 @@ import hashlib
 import numpy as np
 import psycopg
 import pytest
-
 from pgvision import migrate
 from pgvision.index.ddl import ensure_index
 from pgvision.ingest.pg_copy import ImageRecord, copy_image_embeddings

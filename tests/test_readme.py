@@ -68,10 +68,9 @@ def same(expected: str, got) -> bool:
 def loaded(server_conninfo, template_db):
     """One database for the module, with the fixture photos loaded by `pgvision load`."""
     from click.testing import CliRunner
-    from psycopg.conninfo import make_conninfo
-
     from conftest import _drop, _fresh_database
     from pgvision.cli import main
+    from psycopg.conninfo import make_conninfo
 
     import torch
 

@@ -17,15 +17,13 @@ import numpy as np
 import psycopg
 import pytest
 from click.testing import CliRunner
-from psycopg.conninfo import conninfo_to_dict
-
 from conftest import server_dir
 from pgvision import migrate
-from pgvision.server import replicas
-from pgvision.server import embedded
 from pgvision.cli import main
 from pgvision.ingest.pg_copy import copy_vectors
 from pgvision.registry import ModelSpec, register_model
+from pgvision.server import embedded, replicas
+from psycopg.conninfo import conninfo_to_dict
 
 VECTORS = np.array([[i, i % 3, 1, 0] for i in range(12)], dtype=np.float32)
 

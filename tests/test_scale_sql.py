@@ -8,9 +8,7 @@ import re
 import numpy as np
 import psycopg
 import pytest
-
-from pgvision.index import ddl
-from pgvision.index import recall_target
+from pgvision.index import ddl, recall_target
 from pgvision.registry import get_model
 from sqlhelpers import add_gallery, add_images, clustered, families
 
@@ -162,7 +160,6 @@ def test_unknown_quantization_says_what_to_use(conn):
 
 def test_db_index_target_recall_reports_the_choice(database_url, conn):
     from click.testing import CliRunner
-
     from pgvision.cli import main
 
     add_images(conn, "small", [(f"v{i}", None, v) for i, v in enumerate(clustered(500, 8, 10, seed=5))])

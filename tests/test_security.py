@@ -12,10 +12,9 @@ import os
 import numpy as np
 import psycopg
 import pytest
-from psycopg import sql
-
 from pgvision.ingest.pg_copy import copy_vectors
 from pgvision.registry import ModelSpec, register_model
+from psycopg import sql
 from sqlhelpers import add_images
 
 
@@ -200,7 +199,6 @@ def test_model_mismatch_suggests_a_command_not_sql_built_from_the_name(conn):
 
 def test_identify_cli_takes_threshold_and_min_margin(database_url):
     from click.testing import CliRunner
-
     from pgvision.cli import main
 
     photo = os.path.join(os.path.dirname(__file__), "fixtures", "photos", "astronaut_eileen_collins.jpg")
@@ -236,7 +234,7 @@ def _vector_set(tmp_path, vectors, labels):
 
 
 def test_a_1mb_label_is_skipped_with_a_reason_and_the_good_rows_load(conn, tmp_path):
-    from pgvision.load_images import load_vectors
+    from pgvision.load_vectors import load_vectors
 
     rng = np.random.default_rng(0)
     huge = "".join(rng.choice(list("abcdefghijklmnopqrstuvwxyz"), 1_000_000))
@@ -260,7 +258,7 @@ def test_server_errors_are_not_lost_connections():
 
 
 def test_vectors_beyond_halfvec_range_are_refused_at_load(conn, tmp_path):
-    from pgvision.load_images import load_vectors
+    from pgvision.load_vectors import load_vectors
 
     vectors = np.zeros((2, 2001), np.float32)
     vectors[:, 0] = 1
@@ -355,7 +353,6 @@ def test_enrolling_a_face_of_another_gallery_needs_reassign(conn):
 
 def test_downgrade_base_asks_with_row_counts_and_unknown_revisions_are_one_line(database_url):
     from click.testing import CliRunner
-
     from pgvision.cli import main
 
     with psycopg.connect(database_url, autocommit=True) as c:
@@ -406,10 +403,9 @@ def test_four_upgrades_at_once_take_turns(empty_database_url):
 
 
 def test_an_owner_who_may_not_create_pgvector_gets_one_line(server_conninfo, empty_database_url):
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
     from pgvision import migrate
     from pgvision.errors import ExtensionMissing
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
     role = f"pgvision_owner_{os.getpid()}"
     dbname = conninfo_to_dict(empty_database_url)["dbname"]
@@ -430,7 +426,6 @@ def test_an_owner_who_may_not_create_pgvector_gets_one_line(server_conninfo, emp
 
 def test_similar_cli_sends_k_as_integer_and_prints_strict_json(database_url):
     from click.testing import CliRunner
-
     from pgvision.cli import main
 
     with psycopg.connect(database_url, autocommit=True) as c:
@@ -451,13 +446,11 @@ def test_similar_cli_sends_k_as_integer_and_prints_strict_json(database_url):
 def test_the_embedded_data_directory_is_private_to_its_server():
     import shutil
     import stat
-
-    from conftest import server_dir
-
-    from pgvision.server import embedded
-
     import subprocess
     import sys
+
+    from conftest import server_dir
+    from pgvision.server import embedded
 
     top = server_dir()
     data = top / "pg"

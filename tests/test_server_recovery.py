@@ -15,9 +15,8 @@ import signal
 import psutil
 import psycopg
 from click.testing import CliRunner
-
-from pgvision.server import embedded
 from pgvision.cli import main
+from pgvision.server import embedded
 
 
 def _kill_9(path) -> None:

@@ -12,7 +12,6 @@ import math
 import numpy as np
 import psycopg
 import pytest
-
 from pgvision.ingest.pg_copy import copy_vectors
 from pgvision.registry import ModelSpec, register_model
 

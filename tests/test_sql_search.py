@@ -10,7 +10,6 @@ import math
 
 import psycopg
 import pytest
-
 from sqlhelpers import add_images
 
 ROWS = [

@@ -9,11 +9,9 @@ import shutil
 import psycopg
 import pytest
 from click.testing import CliRunner
-
 from conftest import server_dir
-from pgvision.server import embedded
-from pgvision.server import tuning
 from pgvision.cli import main
+from pgvision.server import embedded, tuning
 from pgvision.server.tuning import GB, MB, Machine
 
 NAMES = ["shared_buffers", "effective_cache_size", "maintenance_work_mem", "autovacuum_work_mem",

@@ -1,6 +1,8 @@
 """Exceptions of pgvision. Each message says what went wrong, the value, and the fix.
 
-Only ``cli.py`` turns them into ``click.ClickException``; library callers catch them.
+Every exception pgvision raises for a user's input or environment derives from
+:class:`PgvisionError`; only :func:`pgvision.cli.common.run_guarded` turns them into
+``click.ClickException`` (one ``Error: ...`` line); library callers catch them.
 """
 
 
@@ -38,3 +40,15 @@ class LockTimeout(PgvisionError):
 
 class AlreadyEnrolled(PgvisionError):
     """A face to enroll is in another identity's gallery already (moving it needs --reassign)."""
+
+
+class InvalidValue(PgvisionError, ValueError):
+    """An argument or option out of its range or not among its choices (also a ``ValueError``)."""
+
+
+class PathNotFound(PgvisionError, FileNotFoundError):
+    """A file or folder given by the user does not exist (also a ``FileNotFoundError``)."""
+
+
+class ProbeUnusable(PgvisionError):
+    """The image given to search with cannot be used (not a regular file, not an image, ...)."""

@@ -33,6 +33,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from pgvision.errors import InvalidValue
 from pgvision.faces.calibrate import (
     Calibration,
     calibrate,
@@ -64,9 +65,9 @@ def enrolled_identities(names: list[str], unknown_fraction: float, split: str = 
         ValueError: unknown_fraction outside [0, 1), or split not first/second.
     """
     if not 0 <= unknown_fraction < 1:
-        raise ValueError(f"unknown fraction must be in [0, 1), got {unknown_fraction}")
+        raise InvalidValue(f"unknown fraction must be in [0, 1), got {unknown_fraction}")
     if split not in SPLITS:
-        raise ValueError(f"split must be first or second, got {split!r}")
+        raise InvalidValue(f"split must be first or second, got {split!r}")
     keep = 1.0 - unknown_fraction
     shift = SPLITS.index(split)
     return {n for i, n in enumerate(sorted(names), start=shift)
@@ -187,13 +188,13 @@ def evaluate_identification(conn: psycopg.Connection, root: str | Path, pipeline
         pgvision.faces.calibrate.CalibrationError: the gallery is too small to calibrate.
     """
     if enroll_per_identity < 1:
-        raise ValueError(f"enroll-per-identity must be at least 1, got {enroll_per_identity}")
+        raise InvalidValue(f"enroll-per-identity must be at least 1, got {enroll_per_identity}")
     root = Path(root)
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     photos = {f.name: find_images([f]) for f in folders}
     photos = {k: v for k, v in photos.items() if v}
     if len(photos) < 2:
-        raise ValueError(f"{root} has {len(photos)} identity folders with photos; eval needs at least 2 (DIR/<identity>/*.jpg)")
+        raise InvalidValue(f"{root} has {len(photos)} identity folders with photos; eval needs at least 2 (DIR/<identity>/*.jpg)")
     summary = load_faces(conn, [p for ps in photos.values() for p in ps], pipeline, progress=progress)
     model = pipeline.model.name
     detector = pipeline.detector.detector

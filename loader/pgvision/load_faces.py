@@ -15,12 +15,14 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 import psycopg
 from tqdm import tqdm
 
+from pgvision.after_load import LoadReport, connection_lost_guard, finish_load
+from pgvision.errors import InvalidValue
 from pgvision.faces.detect import Face
 from pgvision.faces.pipeline import FacePipeline, Photo, read_photo
 from pgvision.faces.store import (
@@ -32,20 +34,20 @@ from pgvision.faces.store import (
     register_face_model,
     store_photos,
 )
-from pgvision.index import build_progress, ddl, recall_target
-from pgvision.ingest.files import FileSkipped, NoFilesFound, name_text
+from pgvision.ingest.files import FileSkipped, NoFilesFound
 from pgvision.ingest.images import (
     IMAGE_EXTENSIONS,
     ImageSkipped,
     find_images,
     sha256_file,
 )
+from pgvision.text import name_text
 
 IDENTITY_FROM = ("parent-dir", "none")
 
 
 @dataclass
-class FaceLoadSummary:
+class FaceLoadSummary(LoadReport):
     """What a face load did.
 
     Attributes:
@@ -53,13 +55,11 @@ class FaceLoadSummary:
         found: photo files found; already_done: skipped because already loaded.
         photos: photos stored by this run; faces: faces found in them; embeddings: written.
         enrolled: faces given an identity.
-        skipped: ``{reason: photos}``: ``no-face`` and the decode reasons.
         too_small: faces found but too small to align (not stored).
-        skipped_files: ``[(path, reason)]``.
-        seconds: per stage (hash, decode, detect, align, embed, copy, index, total).
-        recall: the search setting re-chosen for the model's target recall after this
-            load (:func:`pgvision.index.recall_target.recheck`), one line; None when not re-chosen.
-        index: name of the model's ANN index; index_mb: its size in MB (None without).
+
+    Skips (``no-face``, ``identity-name`` and the decode reasons), seconds per stage (hash,
+    decode, detect, align, embed, copy, index, total), index and recall are
+    :class:`pgvision.after_load.LoadReport`'s.
     """
 
     model: str
@@ -72,30 +72,20 @@ class FaceLoadSummary:
     embeddings: int = 0
     enrolled: int = 0
     too_small: int = 0
-    skipped: Counter = field(default_factory=Counter)
-    skipped_files: list[tuple[str, str]] = field(default_factory=list)
-    seconds: Counter = field(default_factory=Counter)
-    index: str | None = None
-    recall: str | None = None
-    index_mb: float | None = None
+    seconds: Counter = field(default_factory=Counter, kw_only=True)
+
+    #: Timed stages, in the order the summary prints them.
+    STAGES = ("hash", "decode", "detect", "align", "embed", "copy", "index", "total")
 
     def format(self) -> str:
         """E.g. ``loaded 798 photos, 835 faces (835 new embeddings), already done 0, skipped 2: 2 no-face``."""
-        skipped = sum(self.skipped.values())
         text = (f"loaded {self.photos} photos, {self.faces} faces ({self.embeddings} new embeddings), "
-                f"enrolled {self.enrolled}, already done {self.already_done}, skipped {skipped}")
-        if skipped:
-            text += ": " + ", ".join(f"{n} {r}" for r, n in sorted(self.skipped.items()))
+                f"enrolled {self.enrolled}, already done {self.already_done}, " + self.skipped_text())
         if self.too_small:
             text += f"; {self.too_small} faces too small to align"
-        s = self.seconds
-        text += (f"\nmodel {self.model} (model_id {self.model_id}), detector {self.detector}; {self.found} files; seconds: "
-                 + ", ".join(f"{k} {s[k]:.1f}" for k in ("hash", "decode", "detect", "align", "embed", "copy", "index", "total") if k in s))
-        if self.recall:
-            text += "\n" + self.recall
-        if self.index_mb is not None:
-            text += f"; index {self.index_mb:.1f} MB"
-        return text
+        text += (f"\nmodel {self.model} (model_id {self.model_id}), detector {self.detector}; {self.found} files; "
+                 + self.seconds_text(self.STAGES))
+        return text + self.index_text()
 
 
 def load_faces(
@@ -133,109 +123,134 @@ def load_faces(
     Raises:
         FileNotFoundError: a path does not exist.
         pgvision.files.NoFilesFound: no image file under ``paths``; nothing is written.
-        ValueError: unknown ``identity_from``.
+        pgvision.errors.InvalidValue: unknown ``identity_from``.
+        pgvision.errors.DatabaseUnreachable: the connection was lost; committed batches stay,
+            a rerun loads the rest.
         pgvision.faces.store.BadIdentityName: ``identity`` is empty or too long (before
             anything is read or written).
         pgvision.errors.ModelMismatch: the model name is registered with other weights.
     """
     if identity_from not in IDENTITY_FROM:
-        raise ValueError(f"identity-from must be one of {', '.join(IDENTITY_FROM)}, got {identity_from!r}")
+        raise InvalidValue(f"identity-from must be one of {', '.join(IDENTITY_FROM)}, got {identity_from!r}")
     if identity is not None:
         check_identity_name(identity)
     model, detector = pipeline.model, pipeline.detector.detector
     t_total = time.perf_counter()
-    skipped_early: list[tuple[str, str, str]] = []
-    files = find_images(paths, on_skip=lambda *skip: skipped_early.append(skip))
+    summary = FaceLoadSummary(model.name, 0, detector)
+    files = find_images(paths, on_skip=summary.skip)
     if not files:  # before the model is registered: an empty folder leaves nothing behind
-        raise NoFilesFound.under(paths, IMAGE_EXTENSIONS, Counter(reason for _, reason, _ in skipped_early))
-    model_id = register_face_model(conn, model)
-    summary = FaceLoadSummary(model.name, model_id, detector, found=len(files))
-    for path, reason, _ in skipped_early:
-        summary.skipped[reason] += 1
-        summary.skipped_files.append((path, reason))
+        raise NoFilesFound.under(paths, IMAGE_EXTENSIONS, summary.skipped)
+    summary.found = len(files)
+    name_of = _identity_of(identity, identity_from)
+    pending: list[Path] = []
+    with connection_lost_guard(lambda: summary.photos, lambda: len(pending or files) - summary.photos):
+        summary.model_id = register_face_model(conn, model)
+        hashed = _hash_stage(files, summary, name_of, check_folder_names=identity is None and identity_from == "parent-dir")
+        pending = _drop_done(conn, summary, hashed, name_of, reassign)
+        _scan_and_store(conn, pipeline, pending, summary, name_of, batch_size=batch_size, reassign=reassign,
+                        progress=progress)
+    finish_load(conn, summary, summary.model_id, tables=("images", "faces", "face_scans", "identities", "face_embeddings"),
+                changed=bool(summary.photos or summary.enrolled), build_index=build_index, progress=progress,
+                loaded=summary.photos)
+    summary.seconds["total"] = time.perf_counter() - t_total
+    return summary
+
+
+def _identity_of(identity: str | None, identity_from: str) -> Callable[[Path], str | None]:
+    """The identity a photo's largest face is enrolled under: ``identity``, its folder's name, or None."""
 
     def name_of(path: Path) -> str | None:
-        # A folder name that is not UTF-8 becomes text losslessly enough to be stable (files.name_text).
-        if identity is not None:  # "" too: refused above, never taken for "no identity"
+        # A folder name that is not UTF-8 becomes text losslessly enough to be stable (text.name_text).
+        if identity is not None:  # "" too: refused before, never taken for "no identity"
             return identity
         return name_text(path.parent.name) if identity_from == "parent-dir" else None
 
+    return name_of
+
+
+def _hash_stage(files: list[Path], summary: FaceLoadSummary, name_of: Callable[[Path], str | None], *,
+                check_folder_names: bool) -> list[tuple[Path, bytes]]:
+    """SHA-256 of each usable file; a folder name no identity can take skips its photos."""
     t = time.perf_counter()
     hashed: list[tuple[Path, bytes]] = []
     for path in files:
-        if identity is None and identity_from == "parent-dir":
+        if check_folder_names:
             try:  # a folder name no identity can take: its photos are skipped, the rest loads
                 check_identity_name(name_of(path))
             except BadIdentityName as exc:
-                summary.skipped["identity-name"] += 1
-                summary.skipped_files.append((str(path), f"identity-name: the folder's name: {exc}"))
+                summary.skip(str(path), "identity-name", f"the folder's name: {exc}")
                 continue
         try:
             hashed.append((path, sha256_file(path)))
         except FileSkipped as exc:
-            summary.skipped[exc.reason] += 1
-            summary.skipped_files.append((str(path), f"{exc.reason}: {exc.detail}"))
+            summary.skip(str(path), exc.reason, exc.detail)
     summary.seconds["hash"] += time.perf_counter() - t
-    done = done_sha256(conn, model_id, detector, [d for _, d in hashed])
+    return hashed
+
+
+def _drop_done(conn: psycopg.Connection, summary: FaceLoadSummary, hashed: list[tuple[Path, bytes]],
+               name_of: Callable[[Path], str | None], reassign: bool) -> list[Path]:
+    """Photos still to scan: not scanned with this detector and model yet, first of their bytes.
+
+    A photo already done is enrolled again under its identity when it has one.
+    """
+    done = done_sha256(conn, summary.model_id, summary.detector, [d for _, d in hashed])
     pending, seen = [], set()
     for path, digest in hashed:
         if digest in done:
             summary.already_done += 1
             if name_of(path):
-                summary.enrolled += enroll_stored(conn, detector, [digest], name_of(path), reassign)
+                summary.enrolled += enroll_stored(conn, summary.detector, [digest], name_of(path), reassign)
         elif digest not in seen:
             seen.add(digest)
             pending.append(path)
+    return pending
 
-    batch: list[tuple[Photo, list[Face], np.ndarray, str | None]] = []
 
-    def flush() -> None:
-        if not batch:
-            return
-        t0 = time.perf_counter()
-        chips = [c for _, _, c, _ in batch if len(c)]
-        emb = model.embed(np.concatenate(chips)) if chips else np.zeros((0, model.dims), np.float32)
-        summary.seconds["embed"] += time.perf_counter() - t0
-        photos, start = [], 0
-        for photo, faces, c, name in batch:
-            photos.append(ScannedPhoto(photo.record, faces, emb[start : start + len(faces)], name))
-            start += len(faces)
-        t0 = time.perf_counter()
-        counts = store_photos(conn, model_id, model.dims, detector, photos, reassign)
-        summary.seconds["copy"] += time.perf_counter() - t0
-        summary.photos += len(batch)
-        summary.faces += sum(len(f) for _, f, _, _ in batch)
-        summary.embeddings += counts.embeddings
-        summary.enrolled += counts.enrolled
-        batch.clear()
+_Scanned = tuple[Photo, list[Face], np.ndarray, "str | None"]
 
-    for path in tqdm(pending, desc=f"faces {model.name}", unit="photo", disable=not progress):
+
+def _scan_and_store(conn: psycopg.Connection, pipeline: FacePipeline, pending: list[Path], summary: FaceLoadSummary,
+                    name_of: Callable[[Path], str | None], *, batch_size: int, reassign: bool, progress: bool) -> None:
+    """Decode, detect and align each photo; embed and store them ``batch_size`` at a time."""
+    batch: list[_Scanned] = []
+    for path in tqdm(pending, desc=f"faces {pipeline.model.name}", unit="photo", disable=not progress):
         t0 = time.perf_counter()
         try:
             photo = read_photo(path)
         except ImageSkipped as exc:
-            summary.skipped[exc.reason] += 1
-            summary.skipped_files.append((str(path), exc.reason))
+            summary.skip(str(path), exc.reason, exc.detail)
             continue
         finally:
             summary.seconds["decode"] += time.perf_counter() - t0
         faces, chips, too_small = pipeline.scan(photo.pixels, summary.seconds)
         summary.too_small += too_small
         if not faces:
-            summary.skipped["no-face"] += 1
-            summary.skipped_files.append((str(path), "no-face"))
+            summary.skip(str(path), "no-face")
         batch.append((photo, faces, chips, name_of(path)))
         if len(batch) >= batch_size:
-            flush()
-    flush()
-    if summary.photos or summary.enrolled:
-        build_progress.analyze(conn, "images", "faces", "face_scans", "identities", "face_embeddings")
-    if build_index:
-        t0 = time.perf_counter()
-        summary.index = ddl.ensure_index(conn, model_id, progress=progress)
-        choice = recall_target.recheck(conn, model_id)
-        summary.recall = recall_target.describe(choice) if choice else None
-        summary.seconds["index"] += time.perf_counter() - t0
-        summary.index_mb = build_progress.index_mb(conn, summary.index)
-    summary.seconds["total"] = time.perf_counter() - t_total
-    return summary
+            _store_batch(conn, pipeline, batch, summary, reassign)
+            batch.clear()
+    if batch:
+        _store_batch(conn, pipeline, batch, summary, reassign)
+
+
+def _store_batch(conn: psycopg.Connection, pipeline: FacePipeline, batch: list[_Scanned], summary: FaceLoadSummary,
+                 reassign: bool) -> None:
+    """Embed the batch's face chips in one model call and store its photos in one transaction."""
+    model = pipeline.model
+    t0 = time.perf_counter()
+    chips = [c for _, _, c, _ in batch if len(c)]
+    emb = model.embed(np.concatenate(chips)) if chips else np.zeros((0, model.dims), np.float32)
+    summary.seconds["embed"] += time.perf_counter() - t0
+    photos, start = [], 0
+    for photo, faces, _, name in batch:
+        photos.append(ScannedPhoto(photo.record, faces, emb[start : start + len(faces)], name))
+        start += len(faces)
+    t0 = time.perf_counter()
+    counts = store_photos(conn, summary.model_id, model.dims, summary.detector, photos, reassign)
+    summary.seconds["copy"] += time.perf_counter() - t0
+    summary.photos += len(batch)
+    summary.faces += sum(len(f) for _, f, _, _ in batch)
+    summary.embeddings += counts.embeddings
+    summary.enrolled += counts.enrolled

@@ -44,9 +44,8 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from pgvision import registry
-from pgvision.after_load import LoadSummary
-from pgvision.after_load import recheck_recall as _recheck_recall
-from pgvision.index import build_progress, ddl
+from pgvision.after_load import LoadSummary, connection_lost_guard, finish_load
+from pgvision.errors import InvalidValue, ProbeUnusable
 from pgvision.ingest import pg_copy, row_limits
 from pgvision.ingest.decode_gpu import TensorDecoder, choose_decoder, deferrable
 from pgvision.ingest.decoding import (
@@ -55,7 +54,7 @@ from pgvision.ingest.decoding import (
     collate_decoded,
     cpu_finish,
 )
-from pgvision.ingest.files import FileSkipped, NoFilesFound, read_file
+from pgvision.ingest.files import FileSkipped, NoFilesFound, OnSkip, read_file
 from pgvision.ingest.images import (
     IMAGE_EXTENSIONS,
     ImageSkipped,
@@ -64,9 +63,8 @@ from pgvision.ingest.images import (
     sha256_file,
 )
 from pgvision.ingest.writer import BatchWriter
-from pgvision.load_vectors import load_vectors  # noqa: F401  (its home before; no torch needed there)
 from pgvision.models.embed import ImageEmbedder
-from pgvision.server.connection import lost_connection as _lost
+from pgvision.text import display
 
 LABEL_FROM = ("parent-dir", "none")
 
@@ -142,40 +140,54 @@ def load_images(
         pgvision.ingest.decode_gpu.DeviceFailure: a sticky CUDA error while decoding; what was
             committed stays (an out-of-memory instead stops device decoding only: see
             ``LoadSummary.device_failure``).
-        ValueError: ``label_from``, ``batch_size``, ``workers`` or ``decode`` out of range.
+        pgvision.errors.InvalidValue: ``label_from``, ``batch_size``, ``workers`` or ``decode`` out of range.
     """
-    if label_from not in LABEL_FROM:
-        raise ValueError(f"--label-from must be parent-dir or none, got {label_from!r}")
-    if batch_size < 1:
-        raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
-    if workers < 0:
-        raise ValueError(f"--workers must be 0 or more, got {workers}")
+    _check_options(label_from, batch_size, workers)
     t_start = time.perf_counter()
     spec = embedder.spec
     decoder = choose_decoder(decode, embedder.device, spec.preprocessing)
     summary = LoadSummary(model=spec.name, model_id=0)
-    seconds = {"startup": startup_seconds, "hash": 0.0, "decode": 0.0, "wait": 0.0, "embed": 0.0, "copy": 0.0,
-               "index": 0.0}
+    summary.seconds = {"startup": startup_seconds, "hash": 0.0, "decode": 0.0, "wait": 0.0, "embed": 0.0,
+                       "copy": 0.0, "index": 0.0}
     if decoder is not None:
-        seconds["device_decode"] = 0.0
+        summary.seconds["device_decode"] = 0.0
 
     def skip(path: str, reason: str, detail: str) -> None:
-        summary.skipped[reason] += 1
-        summary.skipped_files.append((path, reason, detail))
+        summary.skip(path, reason, detail)
         if on_skip:
             on_skip(path, reason, detail)
 
-    # 1. hash, drop what is loaded already and in-run duplicates.
     t = time.perf_counter()
     files = find_images(paths, limit=limit, on_skip=skip)
     summary.found = len(files)
     if not files:  # before the model is registered: an empty folder leaves nothing behind
         raise NoFilesFound.under(paths, IMAGE_EXTENSIONS, summary.skipped)
-    summary.model_id = model_id = registry.register_model(conn, spec)
-    hashed = hash_files(files)
+    summary.model_id = registry.register_model(conn, spec)
+    todo = _hash_stage(conn, summary, files, skip)
+    summary.seconds["hash"] = time.perf_counter() - t
+    writer = BatchWriter(conn, summary.model_id, spec.dims, total_files=len(todo), on_batch=on_batch)
+    _decode_embed_copy(todo, embedder, decoder, writer, summary, skip, batch_size=batch_size, workers=workers,
+                       label_from=label_from, progress=progress)
+    finish_load(conn, summary, summary.model_id, tables=("images", "image_embeddings"), changed=summary.loaded > 0,
+                build_index=build_index, progress=progress, loaded=summary.loaded)
+    summary.seconds["total"] = time.perf_counter() - t_start + startup_seconds
+    return summary
+
+
+def _check_options(label_from: str, batch_size: int, workers: int) -> None:
+    if label_from not in LABEL_FROM:
+        raise InvalidValue(f"--label-from must be parent-dir or none, got {label_from!r}")
+    if batch_size < 1:
+        raise InvalidValue(f"--batch-size must be at least 1, got {batch_size}")
+    if workers < 0:
+        raise InvalidValue(f"--workers must be 0 or more, got {workers}")
+
+
+def _hash_stage(conn: psycopg.Connection, summary: LoadSummary, files: Sequence[Path], skip: OnSkip) -> list[FileItem]:
+    """Stage 1: hash every file; drop what this model has already and in-run duplicates."""
     todo: list[FileItem] = []
     seen: set[bytes] = set()
-    for path, digest, error in hashed:
+    for path, digest, error in hash_files(files):
         if digest is None:
             skip(str(path), error.reason, error.detail)
         elif digest in seen:
@@ -185,14 +197,19 @@ def load_images(
             todo.append(FileItem(str(path), digest))
     present: set[bytes] = set()
     digests = [it.sha256 for it in todo]
-    for i in range(0, len(digests), _LOOKUP_CHUNK):
-        present |= pg_copy.loaded_sha256(conn, model_id, digests[i : i + _LOOKUP_CHUNK])
+    with connection_lost_guard(lambda: 0, lambda: len(todo)):
+        for i in range(0, len(digests), _LOOKUP_CHUNK):
+            present |= pg_copy.loaded_sha256(conn, summary.model_id, digests[i : i + _LOOKUP_CHUNK])
     summary.already_present = len(present)
-    todo = [it for it in todo if it.sha256 not in present]
-    seconds["hash"] = time.perf_counter() - t
+    return [it for it in todo if it.sha256 not in present]
 
-    # 2-4. decode in workers (or on the device), embed here, copy in the writer thread.
-    draft = spec.preprocessing.get("resize")
+
+def _decode_embed_copy(todo: list[FileItem], embedder: ImageEmbedder, decoder: TensorDecoder | None,
+                       writer: BatchWriter, summary: LoadSummary, skip: OnSkip, *, batch_size: int, workers: int,
+                       label_from: str, progress: bool) -> None:
+    """Stages 2-4: decode in workers (or on the device), embed here, copy in the writer thread."""
+    seconds = summary.seconds
+    draft = embedder.spec.preprocessing.get("resize")
     dataset = ImageFileDataset(todo, embedder.transform, draft, label_from, defer=deferrable if decoder else None)
     finish = decoder.finish if decoder else cpu_finish
     loader = DataLoader(
@@ -205,8 +222,8 @@ def load_images(
         persistent_workers=False,
         prefetch_factor=4 if workers > 0 else None,
     )
-    bar = tqdm(total=len(todo), unit="img", disable=not progress, desc=f"loading ({spec.name})", smoothing=0.1)
-    writer = BatchWriter(conn, model_id, spec.dims, total_files=len(todo), on_batch=on_batch)
+    bar = tqdm(total=len(todo), unit="img", disable=not progress, desc=f"loading ({embedder.spec.name})",
+               smoothing=0.1)
     try:
         t = time.perf_counter()
         batches = iter(loader)  # workers start decoding while the model and decoder warm up
@@ -217,9 +234,8 @@ def load_images(
         seconds["startup"] += time.perf_counter() - t
         while True:
             t = time.perf_counter()
-            try:
-                batch = next(batches)
-            except StopIteration:
+            batch = next(batches, None)
+            if batch is None:
                 break
             seconds["wait"] += time.perf_counter() - t
             seconds["decode"] += batch.decode_seconds
@@ -233,9 +249,9 @@ def load_images(
             keep, rejected = row_limits.split_oversized(records)
             for i, reason in rejected:
                 skip(records[i].uri, "too-large", reason)
-            writer.submit([records[i] for i in keep], pending, files=len(batch.records) + len(batch.deferred)
-                          + len(batch.skipped), rows=keep if rejected else None)
-            bar.update(len(batch.records) + len(batch.deferred) + len(batch.skipped))
+            files = len(batch.records) + len(batch.deferred) + len(batch.skipped)
+            writer.submit([records[i] for i in keep], pending, files=files, rows=keep if rejected else None)
+            bar.update(files)
         writer.close()
     except BaseException:
         writer.abandon()
@@ -248,22 +264,6 @@ def load_images(
                                   f"{decoder.cpu_fallback} JPEGs decoded on the CPU instead; pass --decode cpu")
     summary.already_present += writer.already_present
     seconds["embed"], seconds["copy"] = writer.seconds["embed"], writer.seconds["copy"]
-
-    # 5. statistics and index.
-    if summary.loaded:
-        build_progress.analyze(conn, "images", "image_embeddings")
-    if build_index:
-        t = time.perf_counter()
-        try:
-            summary.index = ddl.ensure_index(conn, model_id, progress=progress)
-            summary.recall = _recheck_recall(conn, model_id)
-        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-            raise _lost(exc, summary.loaded, 0) from None
-        seconds["index"] = time.perf_counter() - t
-        summary.index_mb = build_progress.index_mb(conn, summary.index)
-    seconds["total"] = time.perf_counter() - t_start + startup_seconds
-    summary.seconds = seconds
-    return summary
 
 
 def embed_files(embedder: ImageEmbedder, paths: Sequence[str | os.PathLike]) -> np.ndarray:
@@ -285,3 +285,16 @@ def embed_files(embedder: ImageEmbedder, paths: Sequence[str | os.PathLike]) -> 
             raise exc.with_path(p) from None
         images.append(decoded.image)
     return embedder.embed_images(images)
+
+
+def embed_probe(embedder: ImageEmbedder, path: str | os.PathLike) -> np.ndarray:
+    """Embed the image a search starts from: ``(D,)`` float32, as stored.
+
+    Raises:
+        pgvision.errors.ProbeUnusable: the file cannot be used (its reason and detail).
+    """
+    try:
+        return embed_files(embedder, [path])[0]
+    except ImageSkipped as exc:
+        detail = f"{exc.reason}: {exc.detail}" if exc.detail else exc.reason
+        raise ProbeUnusable(f"cannot use {display(path)} as a probe: {detail}") from None

@@ -13,11 +13,9 @@ import psycopg
 from tqdm import tqdm
 
 from pgvision import registry
-from pgvision.after_load import LoadSummary, recheck_recall
-from pgvision.index import build_progress, ddl
+from pgvision.after_load import LoadSummary, connection_lost_guard, finish_load
 from pgvision.ingest import pg_copy, row_limits
 from pgvision.ingest.vector_files import l2_normalize
-from pgvision.server.connection import lost_connection
 
 
 def load_vectors(
@@ -48,42 +46,34 @@ def load_vectors(
     t_start = time.perf_counter()
     model_id = registry.register_model(conn, spec)
     summary = LoadSummary(model=spec.name, model_id=model_id, found=len(vector_set.ids), unit="vectors")
-    seconds = {"embed": 0.0, "copy": 0.0, "index": 0.0}
+    summary.seconds = {"embed": 0.0, "copy": 0.0, "index": 0.0}
     records = vector_set.records()
     vectors = l2_normalize(vector_set.vectors) if spec.normalized else vector_set.vectors
+    done = 0
     bar = tqdm(total=len(records), unit="vec", disable=not progress, desc=f"loading vectors ({spec.name})")
-    try:
-        for i in range(0, len(records), batch_size):
-            chunk, emb = records[i : i + batch_size], vectors[i : i + batch_size]
-            t = time.perf_counter()
-            try:
-                present = pg_copy.loaded_sha256(conn, model_id, [r.sha256 for r in chunk])
-                keep = [j for j, r in enumerate(chunk) if r.sha256 not in present]
-                fits, rejected = row_limits.split_oversized([chunk[j] for j in keep])
-                for j, reason in rejected:
-                    summary.skipped["too-large"] += 1
-                    summary.skipped_files.append((chunk[keep[j]].uri, "too-large", reason))
-                keep = [keep[j] for j in fits]
-                written = pg_copy.copy_image_embeddings(
-                    conn, model_id, [chunk[j] for j in keep], emb[keep], dims=spec.dims
-                ) if keep else 0
-            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-                raise lost_connection(exc, summary.loaded, len(records) - i) from None
-            seconds["copy"] += time.perf_counter() - t
-            summary.loaded += written
-            summary.already_present += len(present)
-            summary.duplicates += len(keep) - written
-            bar.update(len(chunk))
-    finally:
-        bar.close()
-    if summary.loaded:
-        build_progress.analyze(conn, "images", "image_embeddings")
-    if build_index:
-        t = time.perf_counter()
-        summary.index = ddl.ensure_index(conn, model_id, progress=progress)
-        summary.recall = recheck_recall(conn, model_id)
-        seconds["index"] = time.perf_counter() - t
-        summary.index_mb = build_progress.index_mb(conn, summary.index)
-    seconds["total"] = time.perf_counter() - t_start
-    summary.seconds = seconds
+    with connection_lost_guard(lambda: summary.loaded, lambda: len(records) - done), bar:
+        for done in range(0, len(records), batch_size):
+            _copy_batch(conn, summary, spec, records[done : done + batch_size], vectors[done : done + batch_size])
+            bar.update(len(records[done : done + batch_size]))
+    finish_load(conn, summary, model_id, tables=("images", "image_embeddings"), changed=summary.loaded > 0,
+                build_index=build_index, progress=progress, loaded=summary.loaded)
+    summary.seconds["total"] = time.perf_counter() - t_start
     return summary
+
+
+def _copy_batch(conn: psycopg.Connection, summary: LoadSummary, spec, chunk: list, emb) -> None:
+    """Store one batch (rows not loaded yet, within the row limits) in one transaction."""
+    t = time.perf_counter()
+    present = pg_copy.loaded_sha256(conn, summary.model_id, [r.sha256 for r in chunk])
+    keep = [j for j, r in enumerate(chunk) if r.sha256 not in present]
+    fits, rejected = row_limits.split_oversized([chunk[j] for j in keep])
+    for j, reason in rejected:
+        summary.skip(chunk[keep[j]].uri, "too-large", reason)
+    keep = [keep[j] for j in fits]
+    written = pg_copy.copy_image_embeddings(
+        conn, summary.model_id, [chunk[j] for j in keep], emb[keep], dims=spec.dims
+    ) if keep else 0
+    summary.seconds["copy"] += time.perf_counter() - t
+    summary.loaded += written
+    summary.already_present += len(present)
+    summary.duplicates += len(keep) - written

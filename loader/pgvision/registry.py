@@ -14,7 +14,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from pgvision.errors import ModelMismatch, UnknownModel
+from pgvision.errors import InvalidValue, ModelMismatch, UnknownModel
 
 METRICS = ("cosine", "l2", "inner_product")
 KINDS = ("image", "face")
@@ -53,11 +53,11 @@ class ModelSpec:
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
-            raise ValueError(f"model kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+            raise InvalidValue(f"model kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
         if self.metric not in METRICS:
-            raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {self.metric!r}")
+            raise InvalidValue(f"metric must be one of {', '.join(METRICS)}, got {self.metric!r}")
         if not 1 <= self.dims <= MAX_DIMS:
-            raise ValueError(f"dims must be between 1 and {MAX_DIMS}, got {self.dims}")
+            raise InvalidValue(f"dims must be between 1 and {MAX_DIMS}, got {self.dims}")
 
 
 def get_model(conn: psycopg.Connection, name: str) -> dict[str, Any]:
@@ -122,3 +122,30 @@ def register_model(conn: psycopg.Connection, spec: ModelSpec) -> int:
             f" (pgvision load --name NEW_NAME ...), or into another database (--database-url)"
         )
     return row["model_id"]
+
+
+def require_image_model(conn: psycopg.Connection) -> None:
+    """Raise :class:`UnknownModel` when no image model is registered (nothing to search yet)."""
+    if not conn.execute("SELECT EXISTS (SELECT FROM pgvision.models WHERE kind = 'image')").fetchone()[0]:
+        raise UnknownModel(
+            "no image model is loaded yet, so there is nothing to search: "
+            "run pgvision load PATH (or pgvision load-vectors FILE) first"
+        )
+
+
+def check_probe_model(conn: psycopg.Connection, spec: ModelSpec) -> None:
+    """Check that a probe embedded with ``spec`` can be searched among ``spec.name``'s vectors.
+
+    Raises:
+        UnknownModel: ``spec.name`` is not registered.
+        ModelMismatch: it is stored with other dims or other weights (digests differ).
+    """
+    row = get_model(conn, spec.name)
+    if row["dims"] != spec.dims or (
+        row["weights_sha256"] and spec.weights_sha256 and row["weights_sha256"] != spec.weights_sha256
+    ):
+        raise ModelMismatch(
+            f"model {spec.name!r} is stored with {row['dims']}-d vectors (weights "
+            f"{str(row['weights_sha256'])[:12]}) but this probe was embedded with {spec.dims}-d "
+            f"(weights {str(spec.weights_sha256)[:12]}): pass the --weights/--model used to load it"
+        )

@@ -12,48 +12,14 @@ import psycopg
 from alembic.util.exc import CommandError
 
 from pgvision.errors import PgvisionError
-
-database_url_option = click.option(
-    "--database-url",
-    envvar="DATABASE_URL",
-    metavar="URL",
-    help="PostgreSQL (with pgvector >= 0.8) to use, e.g. postgresql://user:pw@host/db. "
-    "[env: DATABASE_URL; default: the embedded server]",
-)
-
-read_url_option = click.option(
-    "--read-url",
-    envvar="PGVISION_READ_URL",
-    metavar="URL",
-    help="Server(s) for this read, e.g. a hot-standby replica or a multi-host URL "
-    "(host=a,b&target_session_attrs=prefer-standby&load_balance_hosts=random). "
-    "[env: PGVISION_READ_URL; default: --database-url]",
-)
-
-
-class FiniteFloatRange(click.FloatRange):
-    """``click.FloatRange`` that also refuses ``nan`` and ``inf``.
-
-    Python's ``float()`` accepts ``"nan"`` and ``"inf"``, and click's range check compares
-    with ``<`` / ``>``, which NaN never fails: ``--target-recall nan`` or ``--threshold nan``
-    would get past the option and into the code (PostgreSQL orders NaN above every number,
-    so ``distance <= 'NaN'`` is true: the SQL functions refuse such a threshold, and the
-    CLI now refuses it before any work). Every float option of the CLI uses this type.
-    """
-
-    def convert(self, value, param, ctx):
-        number = click.FLOAT.convert(value, param, ctx)
-        if not math.isfinite(number):
-            self.fail(f"{value!r} is not a finite number.", param, ctx)
-        return super().convert(number, param, ctx)
-
-
-#: An ``image_id``/``face_id`` argument: PostgreSQL ``bigint`` (one-line error past its range).
-BIGINT_ID = click.IntRange(1, 2**63 - 1)
+from pgvision.ingest.files import FileSkipped
 
 
 def run_guarded(func):
     """Decorator: turn library and driver errors into ``click.ClickException`` (one line).
+
+    The one place where exceptions become messages: every command is wrapped in it, and
+    every library error derives from :class:`pgvision.errors.PgvisionError`.
 
     A module of an optional extra that is not installed (torch, Pillow, dlib, ...) gives
     one line naming the extra (:func:`pgvision.extras.missing_extra_message`).
@@ -70,6 +36,8 @@ def run_guarded(func):
             if message is None:
                 raise
             raise click.ClickException(message) from None
+        except FileSkipped as exc:  # a photo named on the command line (identify)
+            raise click.ClickException(f"cannot read the photo: {exc}") from None
         except PgvisionError as exc:
             raise click.ClickException(str(exc)) from None
         except psycopg.errors.ReadOnlySqlTransaction:

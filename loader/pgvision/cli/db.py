@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from pgvision import migrate
-from pgvision.cli.common import FiniteFloatRange, database_url_option, run_guarded
+from pgvision.cli.common import run_guarded
+from pgvision.cli.options import FiniteFloatRange, database_url_option
 from pgvision.cli.replica import replica
 from pgvision.cli.tune import tune
 from pgvision.cli.users import user

@@ -5,76 +5,18 @@ Parses options and reports; the work is in :mod:`pgvision.faces`.
 
 from __future__ import annotations
 
-import functools
-
 import click
 
-from pgvision.cli.common import (
+from pgvision.cli.common import json_text, open_database, run_guarded
+from pgvision.cli.options import (
     FiniteFloatRange,
+    build_pipeline,
     database_url_option,
-    json_text,
-    open_database,
+    face_model_options,
+    quiet_option,
     read_url_option,
-    run_guarded,
 )
-from pgvision.ingest.files import display
-
-
-def _guarded(func):
-    """``run_guarded`` plus the faces library's value and file errors, as one-line errors."""
-    inner = run_guarded(func)
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        from pgvision.faces.detect import FaceModelFilesMissing
-        from pgvision.ingest.files import (
-            FileSkipped,  # = pgvision.ingest.images.ImageSkipped, without Pillow
-        )
-
-        try:
-            return inner(*args, **kwargs)
-        except FileSkipped as exc:
-            raise click.ClickException(f"cannot read the photo: {exc}") from None
-        except (ValueError, FileNotFoundError, FaceModelFilesMissing) as exc:
-            raise click.ClickException(str(exc)) from None
-
-    return wrapper
-
-
-def face_model_options(func):
-    """``--model``, ``--weights``, ``--detector``, ``--upsample``, ``--min-face-px``, ``--device``, ``--crop``."""
-    options = [
-        click.option("--model", type=click.Choice(["dlib", "facenet"]), default="dlib", show_default=True,
-                     help="Face model: dlib (ResNet, 128-d, L2) or facenet (InceptionResnetV1, 512-d, cosine; needs --weights)."),
-        click.option("--weights", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
-                     help="facenet only: InceptionResnetV1 state_dict in facenet-pytorch key names "
-                          "(e.g. ../shared/weights/facenet_inception_resnet_v1_casia_webface_20180408-102900.pt)."),
-        click.option("--detector", type=click.Choice(["hog", "cnn"]), default="hog", show_default=True,
-                     help="dlib face detector: hog (fast, frontal) or cnn (MMOD, finds more, several times slower on CPU)."),
-        click.option("--upsample", type=click.IntRange(0, 3), default=1, show_default=True,
-                     help="Times the photo is upsampled 2x before detection (each halves the smallest face found, doubles the time)."),
-        click.option("--min-face-px", type=click.IntRange(8, 10000), default=40, show_default=True,
-                     help="Faces narrower than this many pixels are counted as too small and not stored."),
-        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
-                     help="Where facenet runs; auto = cuda when available (dlib runs on the CPU)."),
-        click.option("--crop", type=click.Choice(["detect", "whole"]), default="detect", show_default=True,
-                     help="detect: find faces with --detector (a small face-sized photo where none is found is taken "
-                          "whole); whole: every photo is one pre-cropped face (ID photos, exported crops), no detector."),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
-def build_pipeline(model, weights, detector, upsample, min_face_px, device, crop="detect"):
-    from pgvision.faces.detect import FaceDetector
-    from pgvision.faces.embed import load_face_model
-    from pgvision.faces.pipeline import FacePipeline
-
-    return FacePipeline(load_face_model(model, weights, device), FaceDetector(detector, upsample, min_face_px, crop))
-
-
-quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bar; print only the summary.")
+from pgvision.text import display
 
 
 @click.group()
@@ -98,7 +40,7 @@ def faces() -> None:
               help="With --identity-from: move a face already in another person's gallery (else: refused).")
 @quiet_option
 @database_url_option
-@_guarded
+@run_guarded
 def faces_load(paths, model, weights, detector, upsample, min_face_px, device, crop, identity_from, batch_size,
                reassign, quiet, database_url):
     """Detect every face of the photos under PATH..., align, embed and store it.
@@ -129,7 +71,7 @@ def faces_load(paths, model, weights, detector, upsample, min_face_px, device, c
               help="Move a face that is already in another person's gallery to NAME (else: refused).")
 @quiet_option
 @database_url_option
-@_guarded
+@run_guarded
 def enroll(name, images, model, weights, detector, upsample, min_face_px, device, crop, reassign, quiet, database_url):
     """Enroll NAME with the largest face of each of IMAGE... (its gallery).
 
@@ -140,21 +82,18 @@ def enroll(name, images, model, weights, detector, upsample, min_face_px, device
     Example:
       pgvision enroll "Ann Lee" ann1.jpg ann2.jpg ann3.jpg
     """
+    from pgvision.faces.store import gallery_size
     from pgvision.load_faces import load_faces
 
     pipeline = build_pipeline(model, weights, detector, upsample, min_face_px, device, crop)
     with open_database(database_url) as conn:
         summary = load_faces(conn, images, pipeline, identity=name, progress=not quiet, reassign=reassign)
-        total = conn.execute(
-            "SELECT count(*) FROM pgvision.faces f JOIN pgvision.identities i USING (identity_id) "
-            "JOIN pgvision.face_embeddings e ON e.face_id = f.face_id "
-            "JOIN pgvision.models m ON m.model_id = e.model_id AND m.name = %s WHERE i.name = %s",
-            (model, name),
-        ).fetchone()[0]
+        total = gallery_size(conn, name, model)
     click.echo(summary.format())
     click.echo(f"{display(name)}: {total} gallery faces for model {model}")
 
-    unused = ", ".join(f"{display(path)} ({reason})" for path, reason in summary.skipped_files)
+    unused = ", ".join(f"{display(path)} ({reason}: {display(detail)})" if detail else f"{display(path)} ({reason})"
+                       for path, reason, detail in summary.skipped_files)
     if not total:
         raise click.ClickException(
             f"{display(name)} is not enrolled: "
@@ -181,7 +120,7 @@ def enroll(name, images, model, weights, detector, upsample, min_face_px, device
                    "(--json: unchanged).")
 @database_url_option
 @read_url_option
-@_guarded
+@run_guarded
 def identify(image, model, weights, detector, upsample, min_face_px, device, crop, threshold, min_margin, candidates,
              as_json, quiet, database_url, read_url):
     """Identify every face of IMAGE against the enrolled gallery, through SQL pgvision.identify.
@@ -264,7 +203,7 @@ def print_calibration(cal) -> None:
 @click.option("--quiet", "-q", is_flag=True,
               help="Print only the threshold line ('stored: ...'): no table, no notes.")
 @database_url_option
-@_guarded
+@run_guarded
 def calibrate(model, target_fpir, target_far, margin_frr, method, plot, dry_run, quiet, database_url):
     """Choose the model's threshold on the enrolled gallery: open-set (FPIR) by default.
 
@@ -318,7 +257,7 @@ def eval_group() -> None:
 
     \b
     Example:
-      pgvision eval identify ../shared/data/lfw_faces --enroll-per-identity 5 --unknown-fraction 0.5
+      pgvision eval identify ./lfw_faces --enroll-per-identity 5 --unknown-fraction 0.5
     """
 
 
@@ -348,7 +287,7 @@ def eval_group() -> None:
 @click.option("--keep-database", is_flag=True, help="Keep the scratch database (its name is printed).")
 @quiet_option
 @database_url_option
-@_guarded
+@run_guarded
 def eval_identify(directory, model, weights, detector, upsample, min_face_px, device, crop, enroll_per_identity,
                   unknown_fraction, split, target_fpir, target_far, margin_frr, method, plot, roc_plot, keep_database,
                   quiet, database_url):
@@ -364,7 +303,7 @@ def eval_identify(directory, model, weights, detector, upsample, min_face_px, de
 
     \b
     Example:
-      pgvision eval identify ../shared/data/lfw_faces --enroll-per-identity 5 \\
+      pgvision eval identify ./lfw_faces --enroll-per-identity 5 \\
           --unknown-fraction 0.5 --plot tpir_fpir.png
     """
     from pgvision.evaluate_faces import (

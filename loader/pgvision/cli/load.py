@@ -11,66 +11,14 @@ import time
 
 import click
 
-from pgvision.cli.common import database_url_option, open_database, run_guarded
+from pgvision.cli.common import open_database, run_guarded
+from pgvision.cli.options import build_embedder, database_url_option, model_options
 
-_CPUS = os.cpu_count() or 1
+CPUS = os.cpu_count() or 1
 #: Default decode processes: half the cores (at most 8). Measured with bench/bench_loader.py
 #: on 2 cores (100 photos, efficientnet-lite0, 2 torch threads): 1 worker 0.87x the model
 #: alone, 2 workers 0.82x (they take CPU from the model and cost more to start).
-DEFAULT_WORKERS = min(8, max(1, _CPUS // 2))
-
-
-def model_options(func):
-    """``--model``, ``--weights``, ``--output``, ``--dims``, ``--metric``, ``--name``, ``--device``."""
-    options = [
-        click.option(
-            "--model",
-            "model",
-            default="efficientnet-lite0",
-            show_default=True,
-            metavar="NAME",
-            help="efficientnet-lite0 (offline ImageNet weights, 1280-d), any torchvision "
-            "classification model (squeezenet1_1, resnet50, ...), or torchscript:PATH.",
-        ),
-        click.option(
-            "--weights",
-            type=click.Path(exists=True, dir_okay=False),
-            metavar="FILE",
-            help="Local weights (state_dict .pth) instead of the model's default ones "
-            "(torchvision's are downloaded into the torch cache when online).",
-        ),
-        click.option(
-            "--output",
-            type=click.Choice(["features", "logits"]),
-            default="features",
-            show_default=True,
-            help="features: pooled features before the classifier; logits: the class scores "
-            "(registered as NAME-logits).",
-        ),
-        click.option("--dims", type=click.IntRange(1, 16000), metavar="D",
-                     help="Output size of a torchscript:PATH model (required for it)."),
-        click.option("--metric", type=click.Choice(["cosine", "l2", "inner_product"]),
-                     help="Distance of a torchscript:PATH model (required for it); the others use cosine."),
-        click.option("--name", metavar="NAME",
-                     help="Register the model under this name [default: derived from --model and --output]."),
-        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
-                     help="Where the model runs; auto = cuda when available."),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
-def build_embedder(model, weights, output, dims, metric, name, device, threads=None):
-    """The :class:`pgvision.models.embed.ImageEmbedder` the model options describe."""
-    import torch
-
-    from pgvision.models import load_image_model
-
-    if threads:
-        torch.set_num_threads(threads)
-    return load_image_model(model, weights=weights, output=output, dims=dims, metric=metric, name=name, device=device)
-
+DEFAULT_WORKERS = min(8, max(1, CPUS // 2))
 
 @click.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
@@ -81,7 +29,7 @@ def build_embedder(model, weights, output, dims, metric, name, device, threads=N
               help="Processes that decode and preprocess images (0: in the main process) "
               "[default: half the cores, at most 8].")
 @click.option("--threads", type=click.IntRange(1, 256), default=None,
-              help=f"Threads the model uses (torch.set_num_threads) [default: torch's, here {_CPUS}].")
+              help=f"Threads the model uses (torch.set_num_threads) [default: torch's, here {CPUS}].")
 @click.option("--decode", type=click.Choice(["auto", "cpu", "gpu"]), default="auto", show_default=True,
               help="Where JPEGs are decoded and resized: gpu = on the model's CUDA device (nvJPEG; "
               "other formats and JPEGs it refuses still on the CPU), cpu = Pillow in the workers; "
@@ -111,20 +59,17 @@ def load(paths, model, weights, output, dims, metric, name, device, batch_size, 
 
     \b
     Example:
-      pgvision load ../shared/data/imagenet_samples
+      pgvision load ./imagenet_samples
       pgvision load ./photos --model resnet50 --weights resnet50.pth --batch-size 64
       pgvision load ./photos --model torchscript:my.pt --dims 512 --metric cosine
       pgvision load ./photos --device cuda --decode gpu --batch-size 256 --workers 4
     """
     started = time.perf_counter()
-    if decode == "gpu" and device in ("auto", "cpu"):  # before loading torch models: fail in a second
-        import torch
+    from pgvision.ingest.decode_gpu import check_decode_option
 
-        from pgvision.ingest.decode_gpu import choose_decoder
-
-        choose_decoder(decode, torch.device("cuda" if device == "auto" and torch.cuda.is_available() else "cpu"), {})
-    from pgvision.ingest.files import display
+    check_decode_option(decode, device)  # before the model loads: fail in a second
     from pgvision.load_images import load_images
+    from pgvision.text import display
 
     embedder = build_embedder(model, weights, output, dims, metric, name, device, threads)
     with open_database(database_url) as conn:

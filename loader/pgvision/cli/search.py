@@ -10,36 +10,19 @@ from __future__ import annotations
 
 import click
 
-from pgvision.cli.common import (
+from pgvision.cli.common import json_text, open_database, run_guarded
+from pgvision.cli.options import (
     BIGINT_ID,
+    build_embedder,
     database_url_option,
-    json_text,
-    open_database,
+    model_options,
     read_url_option,
-    run_guarded,
+    search_options,
 )
-from pgvision.cli.load import build_embedder, model_options
-from pgvision.ingest.files import display
 from pgvision.server.connection import read_url_source, resolve_read_url
-
-#: A PostgreSQL ``integer`` (past it, "integer out of range" would not name the option).
-SQL_INT = click.IntRange(-(2**31), 2**31 - 1)
+from pgvision.text import display
 
 COLUMNS = ("image_id", "distance", "similarity", "label", "uri")
-
-
-def search_options(func):
-    # -k and --ef-search are checked by pgvision._check_query (one line naming the limits)
-    options = [
-        click.option("-k", "k", type=SQL_INT, default=10, show_default=True, help="Rows wanted (1..1000)."),
-        click.option("--label", metavar="LABEL", help="Only images with this label [default: all]."),
-        click.option("--ef-search", type=SQL_INT, default=None, metavar="N",
-                     help="HNSW candidate list size (recall/speed) [default: the model's, 40]."),
-        click.option("--json", "as_json", is_flag=True, help="Print a JSON array instead of a table."),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
 
 
 def format_table(rows: list[dict], header: bool = True) -> str:
@@ -106,34 +89,16 @@ def search(image, k, label, ef_search, as_json, model, weights, output, dims, me
       pgvision search ./query.jpg -k 5
       pgvision search ./query.jpg --label tench --json
     """
-    from pgvision.errors import ModelMismatch
-    from pgvision.ingest.images import ImageSkipped
-    from pgvision.load_images import embed_files
-    from pgvision.registry import get_model
+    from pgvision.load_images import embed_probe
+    from pgvision.registry import check_probe_model, require_image_model
 
     with open_database(database_url, create=False) as conn:  # before the model loads: fail fast
-        if not conn.execute("SELECT EXISTS (SELECT FROM pgvision.models WHERE kind = 'image')").fetchone()[0]:
-            raise click.ClickException(
-                "no image model is loaded yet, so there is nothing to search: "
-                "run pgvision load PATH (or pgvision load-vectors FILE) first"
-            )
+        require_image_model(conn)
     embedder = build_embedder(model, weights, output, dims, metric, name, device)
     spec = embedder.spec
-    try:
-        probe = embed_files(embedder, [image])[0]
-    except ImageSkipped as exc:
-        detail = f"{exc.reason}: {exc.detail}" if exc.detail else exc.reason
-        raise click.ClickException(f"cannot use {display(image)} as a probe: {detail}") from None
+    probe = embed_probe(embedder, image)
     with open_database(resolve_read_url(read_url, database_url), source=read_url_source(read_url), create=False) as conn:
-        row = get_model(conn, spec.name)
-        if row["dims"] != spec.dims or (
-            row["weights_sha256"] and spec.weights_sha256 and row["weights_sha256"] != spec.weights_sha256
-        ):
-            raise ModelMismatch(
-                f"model {spec.name!r} is stored with {row['dims']}-d vectors (weights "
-                f"{str(row['weights_sha256'])[:12]}) but this probe was embedded with {spec.dims}-d "
-                f"(weights {str(spec.weights_sha256)[:12]}): pass the --weights/--model used to load it"
-            )
+        check_probe_model(conn, spec)
         from pgvector import Vector
 
         rows = _fetch(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from pgvision.cli.common import database_url_option, run_guarded
+from pgvision.cli.common import run_guarded
+from pgvision.cli.options import database_url_option
 
 
 class _Size(click.ParamType):
@@ -48,10 +49,7 @@ def tune(ram: int | None, cores: int | None, disk: str, dry_run: bool, database_
     here = tuning.this_machine()
     given = ram is not None or cores is not None
     machine = tuning.Machine(ram_bytes=ram or here.ram_bytes, cores=cores or here.cores, disk=disk)
-    try:
-        settings = tuning.settings_for(machine)
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
+    settings = tuning.settings_for(machine)
     if database_url or dry_run:
         click.echo(tuning.alter_system_lines(machine, settings, measured_here=not given), nl=False)
         if database_url:

@@ -6,7 +6,8 @@ import sys
 
 import click
 
-from pgvision.cli.common import database_url_option, run_guarded
+from pgvision.cli.common import run_guarded
+from pgvision.cli.options import database_url_option
 
 
 @click.group()

@@ -13,6 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
+from pgvision.errors import InvalidValue
 from pgvision.faces.detect import Face
 
 
@@ -34,9 +35,9 @@ def align_faces(pixels: np.ndarray, faces: Sequence[Face], size: int, padding: f
     import dlib
 
     if size < 32:
-        raise ValueError(f"chip size must be at least 32 px, got {size}")
+        raise InvalidValue(f"chip size must be at least 32 px, got {size}")
     if padding < 0:
-        raise ValueError(f"padding must be >= 0, got {padding}")
+        raise InvalidValue(f"padding must be >= 0, got {padding}")
     if not faces:
         return np.zeros((0, size, size, 3), dtype=np.uint8)
     shapes = dlib.full_object_detections()

@@ -45,7 +45,7 @@ people to enroll otherwise.
 Published thresholds (dlib L2 0.6, DeepFace's FaceNet cosine 0.30/0.40) are set for
 one-to-one verification on LFW pairs. Open-set search compares a stranger with every
 enrolled identity, so the false matches add up: on LFW with 20 enrolled people, dlib's 0.6
-accepted a third of the strangers (issue 4). The threshold is therefore measured on the
+accepted a third of the strangers (docs/faces.md). The threshold is therefore measured on the
 user's own gallery, for the distance the SQL rule actually thresholds:
 
 - genuine comparisons: each enrolled face against its own identity, leave-one-out (its
@@ -84,6 +84,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import psycopg
 
+from pgvision.errors import InvalidValue, PgvisionError
 from pgvision.faces.decide import identity_distances
 from pgvision.registry import get_model
 
@@ -94,7 +95,7 @@ METHODS = ("auto", "empirical", "normal")
 CANDIDATES = 5
 
 
-class CalibrationError(ValueError):
+class CalibrationError(PgvisionError, ValueError):
     """The gallery cannot calibrate a threshold (too few identities or faces)."""
 
 
@@ -224,9 +225,9 @@ def threshold_at_far(impostor: np.ndarray, target_far: float, method: str = "emp
         ValueError: target_far outside (0, 1), or unknown method.
     """
     if not 0 < target_far < 1:
-        raise ValueError(f"target FAR must be between 0 and 1 (exclusive), got {target_far}")
+        raise InvalidValue(f"target FAR must be between 0 and 1 (exclusive), got {target_far}")
     if method not in ("empirical", "normal"):
-        raise ValueError(f"method must be empirical or normal, got {method!r}")
+        raise InvalidValue(f"method must be empirical or normal, got {method!r}")
     imp = np.sort(np.asarray(impostor, dtype=np.float64))
     if method == "normal":
         from scipy.stats import norm
@@ -314,9 +315,9 @@ def per_comparison_target(target_fpir: float, identities: int) -> float:
         ValueError: target_fpir outside (0, 1) or identities < 1.
     """
     if not 0 < target_fpir < 1:
-        raise ValueError(f"target FPIR must be between 0 and 1 (exclusive), got {target_fpir}")
+        raise InvalidValue(f"target FPIR must be between 0 and 1 (exclusive), got {target_fpir}")
     if identities < 1:
-        raise ValueError(f"identities must be at least 1, got {identities}")
+        raise InvalidValue(f"identities must be at least 1, got {identities}")
     return 1.0 - (1.0 - target_fpir) ** (1.0 / identities)
 
 
@@ -353,12 +354,12 @@ def threshold_at_fpir(scores: OpenSetScores, target_fpir: float, min_margin: flo
         ValueError: target_fpir outside (0, 1), unknown method, or no stranger scores.
     """
     if not 0 < target_fpir < 1:
-        raise ValueError(f"target FPIR must be between 0 and 1 (exclusive), got {target_fpir}")
+        raise InvalidValue(f"target FPIR must be between 0 and 1 (exclusive), got {target_fpir}")
     d = np.asarray(scores.stranger_distance, dtype=np.float64)
     if not len(d):
-        raise ValueError("no stranger scores: calibration needs at least 2 enrolled identities")
+        raise InvalidValue("no stranger scores: calibration needs at least 2 enrolled identities")
     if method != "empirical":
-        raise ValueError(f"method must be empirical (the Gaussian estimate is threshold_at_fpir_pooled), got {method!r}")
+        raise InvalidValue(f"method must be empirical (the Gaussian estimate is threshold_at_fpir_pooled), got {method!r}")
     # Strangers that the margin rejects can never be accepted: they sit at +inf for the threshold.
     eligible = np.where(np.asarray(scores.stranger_margin) >= min_margin, d, np.inf)
     k = int(np.floor(target_fpir * len(eligible)))
@@ -412,12 +413,12 @@ def calibrate(conn: psycopg.Connection, model: str, target_fpir: float | None = 
             "2 identities and one with 2 or more faces: pgvision enroll NAME IMAGE... (or faces load --identity-from parent-dir)"
         )
     if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+        raise InvalidValue(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     if target_far is None and target_fpir is None:
-        raise ValueError("give a target: --target-fpir (open-set, per search) or --target-far (per comparison)")
+        raise InvalidValue("give a target: --target-fpir (open-set, per search) or --target-far (per comparison)")
     for name, value in (("FPIR", target_fpir), ("FAR", target_far)):
         if value is not None and not 0 < value < 1:
-            raise ValueError(f"target {name} must be between 0 and 1 (exclusive), got {value}")
+            raise InvalidValue(f"target {name} must be between 0 and 1 (exclusive), got {value}")
     metric = row["metric"]
     ident, dist = identity_distances(emb, emb, labels, metric, probe_index=np.arange(len(emb)))
     own = labels[:, None] == ident[None, :]

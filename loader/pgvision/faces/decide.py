@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pgvision.errors import InvalidValue
+
 
 def pairwise_distances(a: np.ndarray, b: np.ndarray, metric: str) -> np.ndarray:
     """Distances between rows of ``a`` (P, D) and ``b`` (G, D), float64 (P, G).
@@ -36,7 +38,7 @@ def pairwise_distances(a: np.ndarray, b: np.ndarray, metric: str) -> np.ndarray:
         return 1.0 - an @ bn.T
     if metric == "inner_product":
         return -(a @ b.T)
-    raise ValueError(f"metric must be l2, cosine or inner_product, got {metric!r}")
+    raise InvalidValue(f"metric must be l2, cosine or inner_product, got {metric!r}")
 
 
 def rowwise_distances(a: np.ndarray, b: np.ndarray, metric: str) -> np.ndarray:
@@ -49,7 +51,7 @@ def rowwise_distances(a: np.ndarray, b: np.ndarray, metric: str) -> np.ndarray:
         return 1.0 - (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
     if metric == "inner_product":
         return -(a * b).sum(1)
-    raise ValueError(f"metric must be l2, cosine or inner_product, got {metric!r}")
+    raise InvalidValue(f"metric must be l2, cosine or inner_product, got {metric!r}")
 
 
 def identity_distances(probes: np.ndarray, gallery: np.ndarray, labels: np.ndarray, metric: str,

@@ -36,6 +36,8 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from pgvision.errors import InvalidValue, PgvisionError
+
 if TYPE_CHECKING:  # pragma: no cover
     import dlib
 
@@ -65,7 +67,7 @@ def looks_like_crop(height: int, width: int) -> bool:
 MIN_FACE_PX = 40
 
 
-class FaceModelFilesMissing(RuntimeError):
+class FaceModelFilesMissing(PgvisionError, RuntimeError):
     """face-recognition-models is not installed."""
 
 
@@ -157,11 +159,11 @@ class FaceDetector:
         import dlib
 
         if detector not in DETECTORS:
-            raise ValueError(f"detector must be one of {', '.join(DETECTORS)}, got {detector!r}")
+            raise InvalidValue(f"detector must be one of {', '.join(DETECTORS)}, got {detector!r}")
         if crop not in CROPS:
-            raise ValueError(f"crop must be one of {', '.join(CROPS)}, got {crop!r}")
+            raise InvalidValue(f"crop must be one of {', '.join(CROPS)}, got {crop!r}")
         if not 0 <= upsample <= 3:
-            raise ValueError(f"upsample must be between 0 and 3, got {upsample}")
+            raise InvalidValue(f"upsample must be between 0 and 3, got {upsample}")
         self.crop = crop
         self.detector = WHOLE if crop == "whole" else detector
         self.upsample = upsample
@@ -194,7 +196,7 @@ class FaceDetector:
             ValueError: pixels is not (H, W, 3) uint8.
         """
         if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype != np.uint8:
-            raise ValueError(f"pixels must be (H, W, 3) uint8 RGB, got {pixels.shape} {pixels.dtype}")
+            raise InvalidValue(f"pixels must be (H, W, 3) uint8 RGB, got {pixels.shape} {pixels.dtype}")
         faces, too_small = [], []
         boxes = [] if self.crop == "whole" else self._boxes(pixels)
         whole = self.crop == "whole" or (not boxes and looks_like_crop(*pixels.shape[:2]))

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from pgvision.errors import InvalidValue
 from pgvision.faces.detect import model_file
 
 #: dlib's L2 threshold, dlib.net "High Quality Face Recognition with Deep Metric Learning"
@@ -85,7 +86,7 @@ class FaceModel:
         """
         expected = (self.chip_size, self.chip_size, 3)
         if chips.ndim != 4 or chips.shape[1:] != expected:
-            raise ValueError(f"{self.name} needs chips of shape (N, {self.chip_size}, {self.chip_size}, 3), got {chips.shape}")
+            raise InvalidValue(f"{self.name} needs chips of shape (N, {self.chip_size}, {self.chip_size}, 3), got {chips.shape}")
         if len(chips) == 0:
             return np.zeros((0, self.dims), dtype=np.float32)
         if self.name == "dlib":
@@ -120,7 +121,7 @@ def resolve_device(device: str) -> str:
         ValueError: unknown device, or ``cuda`` asked for without a GPU.
     """
     if device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
+        raise InvalidValue(f"device must be auto, cpu or cuda, got {device!r}")
     if device == "cpu":
         return "cpu"
     import torch
@@ -128,7 +129,7 @@ def resolve_device(device: str) -> str:
     if torch.cuda.is_available():
         return "cuda"
     if device == "cuda":
-        raise ValueError("device cuda was asked for but torch sees no GPU; pass --device cpu")
+        raise InvalidValue("device cuda was asked for but torch sees no GPU; pass --device cpu")
     return "cpu"
 
 
@@ -156,13 +157,13 @@ def load_face_model(name: str, weights: str | Path | None = None, device: str = 
         )
     if name == "facenet":
         if weights is None:
-            raise ValueError(
+            raise InvalidValue(
                 "model facenet needs its weights; pass --weights FILE "
                 "(e.g. ../shared/weights/facenet_inception_resnet_v1_casia_webface_20180408-102900.pt)"
             )
         path = Path(weights)
         if not path.is_file():
-            raise ValueError(f"weights file {path} does not exist; pass --weights with a facenet-pytorch state_dict")
+            raise InvalidValue(f"weights file {path} does not exist; pass --weights with a facenet-pytorch state_dict")
         import torch
 
         from pgvision.faces.inception_resnet_v1 import InceptionResnetV1
@@ -172,7 +173,7 @@ def load_face_model(name: str, weights: str | Path | None = None, device: str = 
             state = torch.load(path, map_location="cpu", weights_only=True)
             net.load_state_dict(state, strict=True)
         except Exception as exc:  # torch raises RuntimeError/UnpicklingError/KeyError variants
-            raise ValueError(
+            raise InvalidValue(
                 f"{path} is not an InceptionResnetV1 state_dict in facenet-pytorch key names ({type(exc).__name__}); "
                 "pass the facenet_inception_resnet_v1_*.pt file"
             ) from None
@@ -184,4 +185,4 @@ def load_face_model(name: str, weights: str | Path | None = None, device: str = 
             preprocessing="dlib 5-point get_face_chip 160px padding 0.50; (x-127.5)/128; InceptionResnetV1",
             _net=net, _device=dev,
         )
-    raise ValueError(f"face model must be one of {', '.join(FACE_MODELS)}, got {name!r}")
+    raise InvalidValue(f"face model must be one of {', '.join(FACE_MODELS)}, got {name!r}")

@@ -91,7 +91,7 @@ def check_identity_name(name: str) -> str:
             most its first 40 characters, escaped for a terminal.
     """
     if not name or len(name) > MAX_NAME_CHARS:
-        from pgvision.ingest.files import display
+        from pgvision.text import display
 
         shown = display(name[:40]) + ("..." if len(name) > 40 else "")
         raise BadIdentityName(
@@ -268,3 +268,13 @@ def store_photos(conn: psycopg.Connection, model_id: int, dims: int, detector: s
                 [(image_ids[p.record.sha256], detector, len(p.faces)) for p in photos],
             )
     return counts
+
+
+def gallery_size(conn: psycopg.Connection, name: str, model: str) -> int:
+    """Number of gallery faces identity ``name`` has embedded with face model ``model``."""
+    return conn.execute(
+        "SELECT count(*) FROM pgvision.faces f JOIN pgvision.identities i USING (identity_id) "
+        "JOIN pgvision.face_embeddings e ON e.face_id = f.face_id "
+        "JOIN pgvision.models m ON m.model_id = e.model_id AND m.name = %s WHERE i.name = %s",
+        (model, name),
+    ).fetchone()[0]

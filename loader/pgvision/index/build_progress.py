@@ -8,7 +8,7 @@
   shows phase and tuples done / total in a tqdm bar.
 - :func:`index_mb` and :func:`analyze` report the index size and refresh the planner's
   statistics (an ``identify`` call took 272 ms instead of 9 ms on 30k faces right after a
-  bulk load, before ANALYZE: issue 13).
+  bulk load, before ANALYZE).
 
 Warnings go to the ``pgvision.index.build_progress`` logger; with no logging set up, Python
 prints WARNING records on stderr as the bare message.

@@ -30,6 +30,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from pgvision.errors import InvalidValue
 from pgvision.index import build_progress
 from pgvision.registry import get_model, get_model_by_id
 
@@ -63,10 +64,10 @@ def index_ddl(model: dict[str, Any], *, concurrently: bool = True) -> sql.Compos
     """
     method = model["index_method"]
     if method not in ("hnsw", "ivfflat"):
-        raise ValueError(f"model {model['name']!r} has index_method {method!r}: nothing to build")
+        raise InvalidValue(f"model {model['name']!r} has index_method {method!r}: nothing to build")
     dims = model["dims"]
     if dims > MAX_INDEX_DIMS:
-        raise ValueError(
+        raise InvalidValue(
             f"model {model['name']!r} has {dims} dims; pgvector indexes at most {MAX_INDEX_DIMS} (halfvec): "
             "searches stay exact; reduce the dimension to index it"
         )
@@ -168,7 +169,7 @@ def set_index(
             cannot be rebuilt; nothing is changed (the old index stays).
     """
     if quantization is not None and quantization not in QUANTIZATIONS:
-        raise ValueError(f"unknown quantization {quantization!r}: use one of {', '.join(QUANTIZATIONS)}")
+        raise InvalidValue(f"unknown quantization {quantization!r}: use one of {', '.join(QUANTIZATIONS)}")
     model = get_model(conn, model_name)
     rows = stored_rows(conn, model)
     if method == "ivfflat":

@@ -12,12 +12,12 @@ when it is one of those k, or when its full-precision distance ties the k-th exa
 (relative tolerance :data:`TIE`, float rounding only; :func:`full_precision`: a halfvec
 index's own distances are rounded). That is recall@k as a user's benchmark counts it (the
 share of the true top-k ids returned), and ``pgvision.recall_at_k`` counts the same way
-since its v3 (migration 0010). Both counted as ann-benchmarks does before
-(ann_benchmarks/plotting/metrics.py: within the k-th exact distance + 1e-3): on 1M x 512
+(migration 0010). Counting as ann-benchmarks does
+(ann_benchmarks/plotting/metrics.py: within the k-th exact distance + 1e-3) overstates it: on 1M x 512
 clustered unit vectors, where the 10th and 30th nearest differ by less than 1e-3 of
 cosine distance, that epsilon counted recall 0.892 at ef_search 40 and 0.955 at 200
 while the true share of ids was about 0.75 and 0.90, and the target was "reached" at a
-setting whose held-out recall was 0.886 (issue 13, item 4; docs/benchmarks.md section 6).
+setting whose held-out recall was 0.886 (docs/benchmarks.md section 6).
 The ANN rows come from the same unfiltered path as ``search_images`` (k + 1 rows, the
 query itself dropped). Unlike calling ``recall_at_k`` once per rung, the exact scans run
 once, not once per setting tried: at 1M rows an exact scan is the expensive half.
@@ -25,8 +25,8 @@ once, not once per setting tried: at 1M rows an exact scan is the expensive half
 Re-check rule: a model whose setting was chosen for a target is measured again by
 :func:`recheck` (the loaders call it after every load) once it holds more than
 :data:`REMEASURE_GROWTH` (50 %) more rows than at the last measurement: HNSW recall at
-a fixed ``ef_search`` falls as the graph grows (issue 13: 0.743 at ef_search 40 on 1M x 512
-clustered vectors), IVFFlat recall as lists fill. Models with no target get
+a fixed ``ef_search`` falls as the graph grows (0.743 at ef_search 40 on 1M x 512 clustered
+vectors, docs/benchmarks.md), IVFFlat recall as lists fill. Models with no target get
 :data:`DEFAULT_TARGET` after a load or build once they hold :data:`APPLY_FROM_ROWS` rows;
 below that, pgvector's defaults already give recall@10 near 1 and a measurement would cost
 more than it tells.
@@ -41,11 +41,12 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from pgvision.errors import InvalidValue
 from pgvision.index.ddl import embeddings_table, index_exists, stored_rows
 from pgvision.registry import get_model, get_model_by_id
 
-#: Recall@10 applied to models that were given none (issue 13: "the default search reaches
-#: recall@10 >= 0.95 at 1M").
+#: Recall@10 applied to models that were given none (the product goal: the default search
+#: reaches recall@10 >= 0.95 at 1M rows).
 DEFAULT_TARGET = 0.95
 #: Rows from which the default target is applied after a load or an index build.
 APPLY_FROM_ROWS = 10_000
@@ -208,7 +209,7 @@ def choose_setting(conn: psycopg.Connection, model_name: str, target: float = DE
         pgvision.registry.UnknownModel: unknown model.
     """
     if not 0 < target <= 1:
-        raise ValueError(f"target recall must be in (0, 1], got {target}: e.g. --target-recall 0.95")
+        raise InvalidValue(f"target recall must be in (0, 1], got {target}: e.g. --target-recall 0.95")
     model = get_model(conn, model_name)
     if model["index_method"] == "none" or not index_exists(conn, model):
         return None

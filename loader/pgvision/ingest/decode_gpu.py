@@ -57,7 +57,7 @@ import torch
 from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms.v2 import functional as F
 
-from pgvision.errors import PgvisionError
+from pgvision.errors import InvalidValue, PgvisionError
 from pgvision.ingest.images import ImageHeader, ImageSkipped, decode_image, read_header
 
 __all__ = ["DECODE_CHOICES", "DecodeUnavailable", "DeviceFailure", "TensorDecoder", "choose_decoder", "deferrable",
@@ -408,12 +408,12 @@ def choose_decoder(decode: "str | TensorDecoder", device: torch.device, preproce
 
     Raises:
         DecodeUnavailable: ``gpu`` without a CUDA device for the model.
-        ValueError: an unknown name.
+        pgvision.errors.InvalidValue: an unknown name.
     """
     if isinstance(decode, TensorDecoder):
         return decode
     if decode not in DECODE_CHOICES:
-        raise ValueError(f"--decode must be one of {', '.join(DECODE_CHOICES)}, got {decode!r}")
+        raise InvalidValue(f"--decode must be one of {', '.join(DECODE_CHOICES)}, got {decode!r}")
     if decode in ("cpu", "auto"):
         return None
     if device.type != "cuda":
@@ -422,3 +422,13 @@ def choose_decoder(decode: "str | TensorDecoder", device: torch.device, preproce
         raise DecodeUnavailable("--decode gpu decodes on the model's GPU but the model runs on the cpu; "
                                 "pass --device cuda, or --decode cpu")
     return TensorDecoder(device, preprocessing)
+
+
+def check_decode_option(decode: str, device: str) -> None:
+    """Refuse ``--decode gpu`` with ``--device`` ``cpu`` or ``auto`` without a GPU, before any model loads.
+
+    Raises:
+        DecodeUnavailable: as :func:`choose_decoder` would, after the model had loaded.
+    """
+    if decode == "gpu" and device in ("auto", "cpu"):
+        choose_decoder(decode, torch.device("cuda" if device == "auto" and torch.cuda.is_available() else "cpu"), {})

@@ -25,9 +25,10 @@ from typing import Callable, Sequence
 import torch
 from torch.utils.data import Dataset
 
-from pgvision.ingest.files import FileSkipped, file_uri, name_text, read_file
+from pgvision.ingest.files import FileSkipped, file_uri, read_file
 from pgvision.ingest.images import ImageSkipped, decode_image, sha256_bytes
 from pgvision.ingest.pg_copy import ImageRecord
+from pgvision.text import name_text
 
 __all__ = ["FileItem", "DecodedItem", "DecodedBatch", "ImageFileDataset", "collate_decoded", "cpu_finish"]
 

@@ -9,12 +9,11 @@ Nothing here needs Pillow or torch (the core install reads vectors files through
   :func:`max_file_bytes` bytes, opening with ``O_NONBLOCK`` and checking the opened file
   descriptor (``fstat``), so a file swapped for a FIFO after it was found cannot hang a
   reader either.
-* :func:`file_uri` and :func:`name_text` store names losslessly: a file URI is
-  percent-encoded bytes (RFC 8089), so any byte string a POSIX file name can hold
-  round-trips, UTF-8 or not; a name used as text (a label, an identity) keeps its valid
-  UTF-8 and writes each undecodable byte as ``\\xNN``.
-* :func:`display` is what every message that prints a path uses: control characters and
-  undecodable bytes are escaped, so a file name cannot drive the terminal.
+* :func:`file_uri` stores a name losslessly: a file URI is percent-encoded bytes (RFC
+  8089), so any byte string a POSIX file name can hold round-trips, UTF-8 or not (a name
+  used as text, a label or an identity, goes through :func:`pgvision.text.name_text`).
+* Every message that prints a path uses :func:`pgvision.text.display`, so a file name
+  cannot drive the terminal.
 
 The size limit is :data:`DEFAULT_MAX_FILE_BYTES` (256 MiB), changed with the environment
 variable :data:`MAX_FILE_BYTES_ENV` (``PGVISION_MAX_FILE_BYTES``, a number of bytes).
@@ -26,12 +25,12 @@ import errno
 import hashlib
 import os
 import stat
-import unicodedata
 from pathlib import Path
 from typing import Callable, Iterable
 from urllib.parse import quote_from_bytes
 
-from pgvision.errors import PgvisionError
+from pgvision.errors import PathNotFound, PgvisionError
+from pgvision.text import display
 
 #: Largest file read, in bytes (256 MiB: far above any photo; a 24-bit 89-megapixel
 #: uncompressed bitmap, Pillow's pixel limit, is 256 MiB).
@@ -56,13 +55,13 @@ SKIP_REASONS: tuple[str, ...] = ("empty", "not-an-image", "truncated", "decompre
 OnSkip = Callable[[str, str, str], None]
 
 
-class FileSkipped(Exception):
+class FileSkipped(PgvisionError):
     """A file that cannot be used; ``reason`` is a short machine-readable word.
 
     Attributes:
         reason: one of :data:`SKIP_REASONS` (``too-large``, ``truncated``, ...).
         detail: what the check or the decoder said, for the per-file report.
-        path: the file, when known (``str(exc)`` then starts with its :func:`display` form).
+        path: the file, when known (``str(exc)`` then starts with its :func:`pgvision.text.display` form).
     """
 
     def __init__(self, reason: str, detail: str = "", path: str | os.PathLike | None = None) -> None:
@@ -113,44 +112,6 @@ def max_file_bytes() -> int:
             f"(e.g. {DEFAULT_MAX_FILE_BYTES}) or unset it"
         )
     return value
-
-
-def display(path: str | os.PathLike | bytes | None) -> str:
-    """``path`` made safe to print: control, format and undecodable characters escaped.
-
-    Undecodable bytes (which Python holds as lone surrogates, PEP 383) become ``\\xNN``;
-    C0/C1 controls, DEL, and other non-printing code points (Unicode categories ``C*``,
-    e.g. a bidirectional override) become ``\\xNN`` / ``\\uNNNN``; a backslash stays as is.
-    """
-    if path is None:
-        return "None"
-    if isinstance(path, bytes):
-        text = os.fsdecode(path)
-    else:
-        text = os.fspath(path)
-        if isinstance(text, bytes):
-            text = os.fsdecode(text)
-    out = []
-    for ch in text:
-        code = ord(ch)
-        if 0xDC80 <= code <= 0xDCFF:  # surrogateescape'd byte
-            out.append(f"\\x{code - 0xDC00:02x}")
-        elif unicodedata.category(ch).startswith("C"):
-            out.append(f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}")
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
-def name_text(name: str) -> str:
-    """A file or folder name as valid text (for a label or an identity name).
-
-    A name that is valid UTF-8 is returned unchanged; each byte that is not (a Latin-1
-    folder name, say) is written ``\\xNN`` (Python's ``backslashreplace``), so
-    ``caf\\xe9`` for the Latin-1 bytes of ``café``. The same name always gives the same
-    text, so a rerun finds the same label. The lossless form is the file URI.
-    """
-    return os.fsencode(name).decode("utf-8", errors="backslashreplace")
 
 
 def file_uri(path: str | os.PathLike) -> str:
@@ -296,7 +257,7 @@ def find_files(
     for raw in paths:
         root = Path(raw).expanduser()
         if not os.path.lexists(root):
-            raise FileNotFoundError(f"no such file or folder: {display(raw)}")
+            raise PathNotFound(f"no such file or folder: {display(raw)}")
         if root.is_dir():
             candidates = []
 

@@ -26,6 +26,8 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from pgvision.errors import InvalidValue
+
 #: First key of pgvision's advisory locks ('pgvs'); the second is the model_id.
 LOCK_CLASS = 0x70677673
 
@@ -109,21 +111,21 @@ def check_embeddings(embeddings: np.ndarray, dims: int, names: Sequence[str]) ->
     """
     emb = np.ascontiguousarray(embeddings, dtype=np.float32)
     if emb.ndim != 2 or emb.shape[0] != len(names):
-        raise ValueError(f"expected embeddings of shape ({len(names)}, {dims}), got {tuple(emb.shape)}")
+        raise InvalidValue(f"expected embeddings of shape ({len(names)}, {dims}), got {tuple(emb.shape)}")
     if emb.shape[1] != dims:
-        raise ValueError(
+        raise InvalidValue(
             f"the model is registered with {dims}-d vectors but this batch has {emb.shape[1]}-d: "
             "load under another model name"
         )
     bad = ~np.isfinite(emb).all(axis=1)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"embedding of {names[i]} has NaN or infinite values; pgvector stores finite floats only")
+        raise InvalidValue(f"embedding of {names[i]} has NaN or infinite values; pgvector stores finite floats only")
     if emb.shape[1] > HALFVEC_ABOVE:
         big = (np.abs(emb) > HALFVEC_MAX).any(axis=1)
         if big.any():
             i = int(np.flatnonzero(big)[0])
-            raise ValueError(
+            raise InvalidValue(
                 f"embedding of {names[i]} has values beyond +-{HALFVEC_MAX:,.0f}, which the halfvec index of a "
                 f"{emb.shape[1]}-d model cannot hold (largest: {float(np.abs(emb[i]).max()):.4g}): "
                 "L2-normalize the vectors or scale them down"

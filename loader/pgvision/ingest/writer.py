@@ -25,6 +25,7 @@ from typing import Callable, Sequence
 import numpy as np
 import psycopg
 
+from pgvision.errors import InvalidValue
 from pgvision.ingest import pg_copy
 from pgvision.ingest.pg_copy import ImageRecord
 from pgvision.server.connection import lost_connection
@@ -62,7 +63,7 @@ class BatchWriter:
         on_batch: Callable[[int], None] | None = None,
     ) -> None:
         if depth < 1:
-            raise ValueError(f"depth must be at least 1, got {depth}")
+            raise InvalidValue(f"depth must be at least 1, got {depth}")
         self.conn, self.model_id, self.dims, self.total_files = conn, model_id, dims, total_files
         self.on_batch = on_batch
         self.loaded = self.already_present = self.files_done = 0

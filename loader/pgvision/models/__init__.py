@@ -42,7 +42,7 @@ def load_state_dict_file(path, model: str) -> dict:
     """
     import torch
 
-    from pgvision.ingest.files import display
+    from pgvision.text import display
 
     fix = "pass the .pth that torch.save(model.state_dict()) wrote"
     try:

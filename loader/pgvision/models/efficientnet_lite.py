@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import torch
 
+from pgvision.errors import InvalidValue
 from pgvision.models.embed import ModelSpec, preprocessing_dict, sha256_hex_file
 
 NAME = "efficientnet-lite0"
@@ -56,11 +57,11 @@ def remap_state_dict(lukemelas_sd: dict[str, torch.Tensor], timm_sd: dict[str, t
         ValueError: the two state dicts differ in length or in any tensor's shape.
     """
     if len(lukemelas_sd) != len(timm_sd):
-        raise ValueError(f"weights hold {len(lukemelas_sd)} tensors, the model {len(timm_sd)}")
+        raise InvalidValue(f"weights hold {len(lukemelas_sd)} tensors, the model {len(timm_sd)}")
     out = {}
     for (src_key, src), (dst_key, dst) in zip(lukemelas_sd.items(), timm_sd.items()):
         if src.shape != dst.shape:
-            raise ValueError(f"weights tensor {src_key} {tuple(src.shape)} does not fit {dst_key} {tuple(dst.shape)}")
+            raise InvalidValue(f"weights tensor {src_key} {tuple(src.shape)} does not fit {dst_key} {tuple(dst.shape)}")
         out[dst_key] = src
     return out
 

@@ -25,6 +25,7 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2 as T
 
+from pgvision.errors import InvalidValue
 from pgvision.ingest.vector_files import (
     l2_normalize,  # numpy only: the core install's load-vectors uses it
 )
@@ -105,9 +106,9 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was given but torch sees no CUDA GPU; pass --device cpu")
+        raise InvalidValue("--device cuda was given but torch sees no CUDA GPU; pass --device cpu")
     if device not in ("cpu", "cuda"):
-        raise ValueError(f"unknown device {device!r}; use auto, cpu or cuda")
+        raise InvalidValue(f"unknown device {device!r}; use auto, cpu or cuda")
     return torch.device(device)
 
 
@@ -220,7 +221,7 @@ class ImageEmbedder:
 
     def _stored(self, out: np.ndarray) -> np.ndarray:
         if out.shape[1] != self.spec.dims:
-            raise ValueError(
+            raise InvalidValue(
                 f"model {self.spec.name} gave {out.shape[1]}-d vectors but {self.spec.dims} were "
                 f"declared; pass --dims {out.shape[1]}"
             )

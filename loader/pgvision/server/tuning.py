@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
+from pgvision.errors import InvalidValue
+
 #: Bump when a formula below changes: an embedded server applied with an older version
 #: is re-tuned on its next start.
 FORMULA_VERSION = 1
@@ -123,11 +125,11 @@ def settings_for(machine: Machine) -> list[Setting]:
     maintenance_work_mem 3GB, 1 parallel maintenance worker, work_mem 61MB.
     """
     if machine.ram_bytes < 256 * MB:
-        raise ValueError(f"RAM {machine.ram_bytes} bytes is under 256 MB: give the machine's RAM in bytes")
+        raise InvalidValue(f"RAM {machine.ram_bytes} bytes is under 256 MB: give the machine's RAM in bytes")
     if machine.cores < 1:
-        raise ValueError(f"cores {machine.cores} is under 1: give the number of CPU cores")
+        raise InvalidValue(f"cores {machine.cores} is under 1: give the number of CPU cores")
     if machine.disk not in ("ssd", "hdd"):
-        raise ValueError(f"disk kind {machine.disk!r} is unknown: use ssd or hdd")
+        raise InvalidValue(f"disk kind {machine.disk!r} is unknown: use ssd or hdd")
     ram_mb, cores = machine.ram_bytes // MB, machine.cores
     shared_buffers = ram_mb // 4
     maintenance = max(64, min(ram_mb // 8, MAINTENANCE_WORK_MEM_CAP // MB))
@@ -206,7 +208,7 @@ def parse_size(text: str) -> int:
     except ValueError:
         value = None
     if value is None or unit not in units or value <= 0:
-        raise ValueError(f"size {text!r} is not a size: write e.g. 24GB, 512MB or a number of bytes")
+        raise InvalidValue(f"size {text!r} is not a size: write e.g. 24GB, 512MB or a number of bytes")
     return int(value * units[unit])
 
 
@@ -234,7 +236,7 @@ def alter_system_lines(machine: Machine, settings: list[Setting], *, measured_he
     for s in settings:
         out.append(f"-- {s.reason}")
         if not _PARAMETER.fullmatch(s.name):
-            raise ValueError(f"setting name {s.name!r} is not a PostgreSQL parameter name")
+            raise InvalidValue(f"setting name {s.name!r} is not a PostgreSQL parameter name")
         out.append(sql.SQL("ALTER SYSTEM SET {} = {};").format(sql.SQL(s.name), sql.Literal(s.value)).as_string())
     return "\n".join(out) + "\n"
 
