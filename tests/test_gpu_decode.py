@@ -430,6 +430,9 @@ def test_decoding_while_a_forward_pass_is_queued_corrupts_nothing(lite0_cuda):
     inputs = resize_normalize(pixels, lite0_cuda.spec.preprocessing, cuda).repeat(64, 1, 1, 1)  # 256 rows
     torch.cuda.synchronize()
     expected = lite0_cuda.embed_async(inputs.clone()).result()
+    pillow = torch.stack([lite0_cuda.transform(decode_image(d, draft_size=256).image) for d in datas])
+    cpu_path = lite0_cuda.embed_batch(pillow)  # the CPU decoding path's embeddings of the same files
+    assert (expected[: len(datas)] * cpu_path).sum(axis=1).min() > COSINE_FLOOR
     for _ in range(50):
         batch = inputs.clone()
         pending = lite0_cuda.embed_async(batch)  # queued, not run
@@ -437,6 +440,7 @@ def test_decoding_while_a_forward_pass_is_queued_corrupts_nothing(lite0_cuda):
         decoded = decode_batch(datas, cuda)
         got = pending.result()
         assert np.abs(got - expected).max() < 1e-4
+        assert (got[: len(datas)] * cpu_path).sum(axis=1).min() > COSINE_FLOOR
         assert all(torch.equal(d, p) for d, p in zip(decoded, pixels))
 
 
