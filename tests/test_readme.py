@@ -27,7 +27,7 @@ pytest.importorskip("dlib", reason="the README's identity example enrolls a face
 
 def examples() -> list[tuple[str, str | None]]:
     """(sql, output or None) pairs: a ```sql block and the plain ``` block right after it."""
-    blocks = re.findall(r"```(\w*)\n(.*?)```", README.read_text(), re.S)
+    blocks = re.findall(r"```(\w*)\n(.*?)```", README.read_text(), re.DOTALL)
     pairs = []
     for i, (lang, body) in enumerate(blocks):
         if lang == "sql":
@@ -67,12 +67,11 @@ def same(expected: str, got) -> bool:
 @pytest.fixture(scope="module")
 def loaded(server_conninfo, template_db):
     """One database for the module, with the fixture photos loaded by `pgvision load`."""
+    import torch
     from click.testing import CliRunner
     from conftest import _drop, _fresh_database
     from pgvision.cli import main
     from psycopg.conninfo import make_conninfo
-
-    import torch
 
     name = _fresh_database(server_conninfo, template_db)
     url = make_conninfo(server_conninfo, dbname=name)
