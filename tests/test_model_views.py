@@ -176,3 +176,21 @@ def test_a_view_with_dependents_refuses_to_follow_and_nothing_changes(conn):
     assert columns(conn, "vectors_dep")[-1] == ("embedding", "vector(3)")
     assert conn.execute("SELECT count(*) FROM pg_indexes WHERE indexname = %s",
                         (f"image_embeddings_model_{model_id}_hnsw",)).fetchone() == (1,)  # the old index stays
+
+
+def test_migration_0013_rebuilds_views_both_ways(database_url):
+    from pgvision.server.connection import connect
+
+    with connect(database_url, autocommit=True) as c:
+        register_model(c, ModelSpec("half", "image", 3, "l2"))
+        c.execute("UPDATE pgvision.models SET quantization = 'halfvec' WHERE name = 'half'")
+        assert columns(c, "vectors_half")[-1] == ("embedding", "halfvec(3)")
+    migrate.downgrade(database_url, "0012")
+    with connect(database_url, autocommit=True) as c:
+        assert columns(c, "vectors_half")[-1] == ("embedding", "vector(3)")  # as the registration trigger made it
+        assert c.execute("SELECT view_name FROM pgvision.models").fetchall() == [("vectors_half",)]
+        assert c.execute("SELECT has_table_privilege('pgvision_reader', 'pgvision.vectors_half', 'SELECT')"
+                         ).fetchone() == (True,)
+    migrate.upgrade(database_url)
+    with connect(database_url, autocommit=True) as c:
+        assert columns(c, "vectors_half")[-1] == ("embedding", "halfvec(3)")

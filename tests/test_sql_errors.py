@@ -113,3 +113,23 @@ def test_the_comments_list_reads_as_written(conn):
         "22004 NULL image_id or k; 22023 k or ef_search outside 1..1000, a face model named, or several image "
         "models and none the default; P0002 no such image, or no embedding of that model for it; 42704 unknown "
         "model; 55000 no image model loaded yet.")
+
+
+def test_downgrade_gives_the_comments_back_as_they_were(database_url):
+    from pgvision import migrate
+    from pgvision.server.connection import connect
+
+    query = ("SELECT p.proname, obj_description(p.oid, 'pg_proc') FROM pg_proc p "
+             "JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'pgvision' "
+             "AND p.proname IN ('search_images', 'similar_images', 'identify', 'identify_face', 'recall_at_k') "
+             "ORDER BY 1")
+    migrate.downgrade(database_url, "0012")
+    with connect(database_url, autocommit=True) as c:
+        before = c.execute(query).fetchall()
+    assert not any("Fails (SQLSTATE)" in text for _, text in before)
+    migrate.upgrade(database_url)
+    with connect(database_url, autocommit=True) as c:
+        assert all("Fails" in text for _, text in c.execute(query).fetchall())
+    migrate.downgrade(database_url, "0012")
+    with connect(database_url, autocommit=True) as c:
+        assert c.execute(query).fetchall() == before
