@@ -1,12 +1,12 @@
 """fast defaults at scale: index shape by size, range search, deeper re-rank (reserved: no schema change yet).
 
-Revision ID: 0017
-Revises: 0016
+Revision ID: 0016
+Revises: 0015
 Create Date: 2026-12-04
 """
 
-revision = "0017"
-down_revision = "0016"
+revision = "0016"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
