@@ -26,6 +26,8 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from pgvision.registry import embeddings_table
+
 log = logging.getLogger(__name__)
 
 #: Bytes of one graph element besides its vector and neighbour lists: pgvector's
@@ -194,8 +196,6 @@ def build(conn: psycopg.Connection, model: dict[str, Any], ddl: sql.Composable, 
                          desc=f"indexing {model['name']}", rows=rows):
         conn.execute(ddl)
     seconds = time.perf_counter() - t
-    from pgvision.index.ddl import embeddings_table
-
     analyze(conn, embeddings_table(model["kind"]))
     return seconds
 

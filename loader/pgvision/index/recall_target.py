@@ -42,8 +42,8 @@ import psycopg
 from psycopg import sql
 
 from pgvision.errors import InvalidValue
-from pgvision.index.ddl import embeddings_table, index_exists, stored_rows
-from pgvision.registry import get_model, get_model_by_id
+from pgvision.index.ddl import index_exists, stored_rows
+from pgvision.registry import embeddings_table, get_model, get_model_by_id
 
 #: Recall@10 applied to models that were given none (the product goal: the default search
 #: reaches recall@10 >= 0.95 at 1M rows).

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from pgvision.errors import InvalidValue
+from pgvision.errors import InvalidValue, ModelUnavailable
 from pgvision.models.embed import ModelSpec, preprocessing_dict, sha256_hex_file
 
 NAME = "efficientnet-lite0"
@@ -80,7 +80,7 @@ def build(output: str = "features", weights: str | None = None) -> tuple[ModelSp
 
     path = weights or weights_path()
     module = timm.create_model("tf_efficientnet_lite0", pretrained=False)
-    from pgvision.models import ModelUnavailable, load_state_dict_file
+    from pgvision.models.weights import load_state_dict_file
 
     state = load_state_dict_file(path, NAME)
     try:

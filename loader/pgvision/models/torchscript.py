@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from pgvision.errors import ModelUnavailable
 from pgvision.models.embed import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -43,7 +44,6 @@ def build(
         pgvision.models.ModelUnavailable: missing file/dims/metric, not TorchScript, or
             an output width other than ``dims``.
     """
-    from pgvision.models import ModelUnavailable
 
     if not os.path.isfile(path):
         raise ModelUnavailable(f"no such TorchScript file: {path}")
