@@ -133,7 +133,9 @@ def start(port: int | None, listen: str) -> None:
       pgvision db start --port 5433
     """
     if port is None and listen != "127.0.0.1":
-        raise click.ClickException(f"--listen {listen} needs --port: e.g. pgvision db start --port 5433 --listen {listen}")
+        raise click.ClickException(
+            f"--listen {listen} needs --port: e.g. pgvision db start --port 5433 --listen {listen}"
+        )
     click.echo(embedded.start(port=port, listen=listen))
     tcp = embedded.tcp_url()
     if tcp:
@@ -271,7 +273,11 @@ def index(model: str, method: str, m: int | None, ef_construction: int | None, l
         size = index_mb(conn, name)
         built = f"{name}, {size:.1f} MB, built in {seconds:.1f} s" if size is not None else None
         click.echo(f"{model}: {built or name or 'no index (exact scans)'}", err=True)
-        if name and target_recall is None and stored_rows(conn, get_model(conn, model)) >= recall_target.APPLY_FROM_ROWS:
+        if (
+            name
+            and target_recall is None
+            and stored_rows(conn, get_model(conn, model)) >= recall_target.APPLY_FROM_ROWS
+        ):
             target_recall = recall_target.DEFAULT_TARGET
         choice = recall_target.choose_setting(conn, model, target_recall) if name and target_recall else None
     if choice is not None:

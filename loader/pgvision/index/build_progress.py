@@ -154,7 +154,13 @@ class ProgressWatcher:
                         (self.pid,),
                     ).fetchone()
                     if row is not None:
-                        seen = dict(zip(("phase", "tuples_done", "tuples_total", "blocks_done", "blocks_total"), row))
+                        seen = dict(
+                            zip(
+                                ("phase", "tuples_done", "tuples_total", "blocks_done", "blocks_total"),
+                                row,
+                                strict=True,
+                            )
+                        )
                         if not self.phases or self.phases[-1] != seen["phase"]:
                             self.phases.append(seen["phase"])
                         if self.on_progress:

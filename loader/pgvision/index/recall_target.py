@@ -151,7 +151,7 @@ def measure(conn: psycopg.Connection, model: dict[str, Any], probes: list[tuple[
             exact distance.
     """
     found = 0
-    for (pid, q), (ids, kth) in zip(probes, truth):
+    for (pid, q), (ids, kth) in zip(probes, truth, strict=True):
         rows = [(i, d) for i, d in _nearest(conn, model["model_id"], q, k + 1, ef_search=ef_search) if i != pid][:k]
         found += hits(full_precision(conn, model, q, rows), ids, kth)
     return found / (k * len(probes))
@@ -276,5 +276,17 @@ def describe(choice: Choice) -> str:
             "(pgvision db index MODEL --m 32 --ef-construction 128, or IVFFlat with more --lists)")
 
 
-__all__ = ["Choice", "choose_setting", "recheck", "describe", "measure", "exact_truth", "hits", "ivfflat_ladder", "DEFAULT_TARGET",
-           "APPLY_FROM_ROWS", "REMEASURE_GROWTH", "HNSW_LADDER"]
+__all__ = [
+    "Choice",
+    "choose_setting",
+    "recheck",
+    "describe",
+    "measure",
+    "exact_truth",
+    "hits",
+    "ivfflat_ladder",
+    "DEFAULT_TARGET",
+    "APPLY_FROM_ROWS",
+    "REMEASURE_GROWTH",
+    "HNSW_LADDER",
+]

@@ -59,7 +59,7 @@ def remap_state_dict(lukemelas_sd: dict[str, torch.Tensor], timm_sd: dict[str, t
     if len(lukemelas_sd) != len(timm_sd):
         raise InvalidValue(f"weights hold {len(lukemelas_sd)} tensors, the model {len(timm_sd)}")
     out = {}
-    for (src_key, src), (dst_key, dst) in zip(lukemelas_sd.items(), timm_sd.items()):
+    for (src_key, src), (dst_key, dst) in zip(lukemelas_sd.items(), timm_sd.items(), strict=True):
         if src.shape != dst.shape:
             raise InvalidValue(f"weights tensor {src_key} {tuple(src.shape)} does not fit {dst_key} {tuple(dst.shape)}")
         out[dst_key] = src

@@ -32,5 +32,7 @@ def load_state_dict_file(path, model: str) -> dict:
         ) from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         kind = type(state).__name__ if not isinstance(state, dict) else "dict of non-tensors (a checkpoint?)"
-        raise ModelUnavailable(f"weights file {display(path)} holds a {kind}, not a state_dict of tensors for {model}: {fix}")
+        raise ModelUnavailable(
+            f"weights file {display(path)} holds a {kind}, not a state_dict of tensors for {model}: {fix}"
+        )
     return state
