@@ -12,6 +12,7 @@ from sqlhelpers import add_images
 
 TABLES = {"calibrations", "face_embeddings", "face_scans", "faces", "identities", "identity_templates", "image_embeddings",
           "images", "models"}
+TABLES |= {"cluster_passes", "cluster_edges", "cluster_deferred", "people_audit"}  # 0014 people
 FUNCTIONS = {"search_images", "similar_images", "identify", "identify_face", "recall_at_k"}
 
 
@@ -30,7 +31,7 @@ def test_upgrade_downgrade_upgrade(empty_database_url):
     tables, funcs, views = schema_objects(url)
     assert tables == TABLES
     assert FUNCTIONS <= funcs
-    assert views == {"labels", "gallery", "model_stats"}
+    assert views == {"labels", "gallery", "model_stats"} | {"people", "unassigned_faces"}
     migrate.downgrade(url, "base")
     assert schema_objects(url) == (set(), set(), set())
     with psycopg.connect(url) as c:
