@@ -133,10 +133,14 @@ def start(port: int | None, listen: str) -> None:
       pgvision db start --port 5433
     """
     if port is None and listen != "127.0.0.1":
-        raise click.ClickException(
-            f"--listen {listen} needs --port: e.g. pgvision db start --port 5433 --listen {listen}"
-        )
-    click.echo(embedded.start(port=port, listen=listen))
+        raise click.ClickException(f"--listen {listen} needs --port: e.g. pgvision db start --port 5433 --listen {listen}")
+    before = embedded.status()
+    tcp_before = embedded.tcp_settings()
+    url = embedded.start(port=port, listen=listen)
+    if before.running and port is not None and embedded.tcp_settings() != tcp_before:
+        click.echo(f"restarted the running embedded server to listen on {listen} port {port} "
+                   "(its open connections were closed)", err=True)
+    click.echo(url)
     tcp = embedded.tcp_url()
     if tcp:
         click.echo(f"tcp: {tcp} (password required: pgvision db user create NAME --role reader)", err=True)
@@ -145,13 +149,19 @@ def start(port: int | None, listen: str) -> None:
 @db.command()
 @run_guarded
 def stop() -> None:
-    """Stop the embedded server.
+    """Stop the embedded server (its replicas keep running: it says which).
 
     \b
     Example:
       pgvision db stop
     """
+    from pgvision.server import replicas
+
     click.echo("stopped" if embedded.stop() else f"not running ({embedded.data_dir()})", err=True)
+    running = [r.name for r in replicas.list_replicas() if r.running]
+    if running:
+        click.echo(f"replicas still running (serving reads, reconnecting when the primary is back): {', '.join(running)}; "
+                   f"stop them with pgvision db replica stop NAME", err=True)
 
 
 @db.command()
