@@ -201,3 +201,221 @@ def test_migration_0016_round_trip_with_data(database_url):
             "SELECT has_function_privilege('pgvision_reader', 'pgvision.search_images'::regproc, "
             "'EXECUTE')"
         ).fetchone() == (True,)
+
+
+# --- The index shape chosen by size -------------------------------------------------------
+
+GIB = 1024**3
+
+
+@pytest.mark.parametrize(
+    "rows, dims, memory, expected",
+    [
+        (100_000, 512, 24 * GIB, (16, 64, "none")),
+        (199_999, 512, 24 * GIB, (16, 64, "none")),
+        (200_000, 512, 24 * GIB, (32, 128, "none")),
+        # 1M x 512 at m 32: (112 + 2,056 + 1,057) bytes a vector = 3.0 GiB of graph:
+        # within a quarter of 24 GiB (6), above a quarter of 8 GiB (2)
+        (1_000_000, 512, 24 * GIB, (32, 128, "none")),
+        (1_000_000, 512, 8 * GIB, (32, 128, "halfvec")),
+        # over 2,000 dims the index is halfvec whatever the rule (ddl.HALFVEC_ABOVE)
+        (1_000_000, 3000, 1 * GIB, (32, 128, "none")),
+    ],
+)
+def test_shape_rule(rows, dims, memory, expected):
+    from pgvision.index.shape import choose_shape
+
+    got = choose_shape(rows, dims, memory)
+    assert (got.m, got.ef_construction, got.quantization) == expected
+
+
+def test_shape_reason_names_the_rule():
+    from pgvision.index.shape import choose_shape
+
+    assert choose_shape(1_000_000, 512, 8 * GIB).reason == (
+        "1,000,000 rows >= 200,000: m 32, ef_construction 128; graph 3.0 GB > 25% of 8.0 GB: halfvec"
+    )
+
+
+def test_server_memory_is_effective_cache_size_over_three_quarters(conn):
+    from pgvision.index.shape import server_memory_bytes
+
+    conn.execute("SET effective_cache_size = '3GB'")
+    assert server_memory_bytes(conn) == 4 * GIB
+
+
+def _reloptions(conn, name):
+    return conn.execute(
+        "SELECT reloptions FROM pg_class WHERE relname = %s", (name,)
+    ).fetchone()[0]
+
+
+def _vectors(n, dims, seed=0):
+    rng = np.random.default_rng(seed)
+    return [
+        (f"v{i}", None, [float(x) for x in row])
+        for i, row in enumerate(rng.standard_normal((n, dims)))
+    ]
+
+
+def test_build_after_load_takes_the_shape_of_the_size(conn, monkeypatch):
+    """An auto model built with 300 rows, the dense rule moved to 200 rows: m 32 / 128."""
+    from pgvision.index import ddl, shape
+
+    add_images(conn, "auto", _vectors(300, 4))
+    model_id = conn.execute(
+        "SELECT model_id FROM pgvision.models WHERE name = 'auto'"
+    ).fetchone()[0]
+    monkeypatch.setattr(shape, "DENSE_FROM_ROWS", 200)
+    conn.execute(
+        f"DROP INDEX IF EXISTS pgvision.image_embeddings_model_{model_id}_hnsw"
+    )
+    name = ddl.ensure_index(conn, model_id)
+    assert _reloptions(conn, name) == ["m=32", "ef_construction=128"]
+    assert conn.execute(
+        "SELECT hnsw_m, hnsw_ef_construction, index_shape FROM pgvision.models"
+    ).fetchone() == (32, 128, "auto")
+    # a shape given by hand is kept: the model becomes manual
+    ddl.set_index(conn, "auto", m=8, ef_construction=32)
+    assert _reloptions(conn, name) == ["m=8", "ef_construction=32"]
+    assert conn.execute("SELECT index_shape FROM pgvision.models").fetchone() == (
+        "manual",
+    )
+    conn.execute(f"DROP INDEX pgvision.{name}")
+    ddl.ensure_index(conn, model_id)
+    assert _reloptions(conn, name) == ["m=8", "ef_construction=32"]
+
+
+def test_rebuild_to_target_swaps_the_index(conn):
+    from pgvision.index import ddl
+    from pgvision.index.rebuild import rebuild_to_target
+
+    got = add_images(conn, "r", _vectors(500, 8))
+    model_id = conn.execute(
+        "SELECT model_id FROM pgvision.models WHERE name = 'r'"
+    ).fetchone()[0]
+    name = ddl.ensure_index(conn, model_id)
+    q = "[1,0,0,0,0,0,0,0]"
+    exact = ids(
+        conn,
+        "SELECT image_id FROM pgvision.image_embeddings ORDER BY embedding <-> %s LIMIT 5",
+        q,
+    )
+    done = rebuild_to_target(conn, "r", m=8, ef_construction=32)
+    assert done.index == name
+    assert _reloptions(conn, name) == ["m=8", "ef_construction=32"]
+    assert conn.execute(
+        "SELECT count(*) FROM pg_indexes WHERE indexname LIKE %s",
+        (f"%model_{model_id}%",),
+    ).fetchone() == (1,)
+    assert conn.execute(
+        "SELECT hnsw_m, hnsw_ef_construction, index_shape FROM pgvision.models"
+    ).fetchone() == (8, 32, "manual")
+    assert ids(conn, "SELECT image_id FROM pgvision.search_images(%s, 5)", q) == exact
+    assert len(got) == 500
+
+
+def test_rebuild_killed_mid_build_leaves_the_old_index(database_url, conn):
+    """kill -9 of the rebuilding process while its CONCURRENTLY build waits for a writer:
+    the old index stays, valid and used; the model's row is unchanged; a rerun completes."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from pgvision.index import ddl
+    from pgvision.index.rebuild import rebuild_to_target
+    from pgvision.server.connection import connect
+    from psycopg.conninfo import make_conninfo
+
+    add_images(conn, "r", _vectors(500, 8))
+    model_id = conn.execute(
+        "SELECT model_id FROM pgvision.models WHERE name = 'r'"
+    ).fetchone()[0]
+    name = ddl.ensure_index(conn, model_id)
+    old_oid = conn.execute(
+        "SELECT %s::regclass::oid", (f"pgvision.{name}",)
+    ).fetchone()[0]
+    blocker = psycopg.connect(
+        database_url
+    )  # an open writer: CREATE INDEX CONCURRENTLY waits for it
+    blocker.execute(
+        "UPDATE pgvision.image_embeddings SET embedding = embedding WHERE image_id = "
+        "(SELECT min(image_id) FROM pgvision.image_embeddings)"
+    )
+    url = make_conninfo(database_url, application_name="pgvision-rebuild-killed")
+    code = (
+        "import sys; from pgvision.server.connection import connect; from pgvision.index.rebuild import "
+        "rebuild_to_target; rebuild_to_target(connect(sys.argv[1], autocommit=True), 'r', m=8, ef_construction=32)"
+    )
+    loader = str(Path(__file__).resolve().parents[1] / "loader")
+    child = subprocess.Popen(
+        [sys.executable, "-c", code, url],
+        env={
+            **os.environ,
+            "PYTHONPATH": loader + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        },
+    )
+    try:
+        for _ in range(300):
+            phase = conn.execute(
+                "SELECT phase FROM pg_stat_progress_create_index WHERE relid = "
+                "'pgvision.image_embeddings'::regclass"
+            ).fetchone()
+            if phase and phase[0].startswith("waiting for writers"):
+                break
+            assert child.poll() is None, "the rebuild ended before it could be killed"
+            time.sleep(0.1)
+        else:
+            pytest.fail("the rebuild never reached its build")
+        assert conn.execute(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = %s::regclass",
+            (f"pgvision.{name}_rebuild",),
+        ).fetchone() == (False,)
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+        # client_connection_check_interval: the server ends the build whose client is gone
+        for _ in range(100):
+            if conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                "'pgvision-rebuild-killed'"
+            ).fetchone() == (0,):
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the killed client's build still runs on the server")
+    finally:
+        blocker.rollback()
+        blocker.close()
+        if child.poll() is None:
+            child.kill()
+    assert conn.execute(
+        "SELECT %s::regclass::oid", (f"pgvision.{name}",)
+    ).fetchone() == (old_oid,)
+    assert conn.execute(
+        "SELECT indisvalid FROM pg_index WHERE indexrelid = %s", (old_oid,)
+    ).fetchone() == (True,)
+    assert _reloptions(conn, name) == ["m=16", "ef_construction=64"]
+    assert conn.execute(
+        "SELECT hnsw_m, index_shape FROM pgvision.models"
+    ).fetchone() == (16, "auto")
+    q = "[1,0,0,0,0,0,0,0]"
+    with conn.transaction():
+        conn.execute("SET LOCAL enable_seqscan = off")
+        plan = "\n".join(
+            r[0]
+            for r in conn.execute(
+                f"EXPLAIN SELECT image_id FROM pgvision.image_embeddings WHERE model_id = {model_id} "
+                f"ORDER BY embedding::vector(8) <-> '{q}'::vector(8) LIMIT 5"
+            )
+        )
+    assert f"Index Scan using {name} " in plan
+    # the rerun drops the leftover and completes
+    with connect(database_url, autocommit=True) as c:
+        rebuild_to_target(c, "r", m=8, ef_construction=32)
+    assert _reloptions(conn, name) == ["m=8", "ef_construction=32"]
+    assert conn.execute(
+        "SELECT to_regclass(%s)", (f"pgvision.{name}_rebuild",)
+    ).fetchone() == (None,)

@@ -17,7 +17,13 @@ Create Date: 2026-12-04
   search_images' generated branches apply ``max_distance``. The trigger is fired once to
   rewrite both for the models registered so far.
 
-Downgrade drops v5 and re-applies ``search_images.v4`` (with the SQLSTATE list revision 0013
+* ``models.index_shape``: ``auto`` (the default: an HNSW index's ``m``, ``ef_construction``
+  and halfvec follow the row count, dims and the server's memory when it is built,
+  ``pgvision.index.shape``) or ``manual`` (the user chose them with ``pgvision db index``).
+  Models registered before are ``manual`` when their shape is not pgvector's default
+  (m 16, ef_construction 64, full precision), ``auto`` otherwise.
+
+Downgrade drops the column and v5 and re-applies ``search_images.v4`` (with the SQLSTATE list revision 0013
 appended to its comment), ``_nearest.v3`` and ``_model_ann.v2``, and fires the trigger again.
 """
 
@@ -71,6 +77,19 @@ def _fire_models_trigger() -> None:
 
 
 def upgrade() -> None:
+    op.execute(
+        "ALTER TABLE pgvision.models ADD COLUMN index_shape text NOT NULL DEFAULT 'auto' "
+        "CHECK (index_shape IN ('auto', 'manual'))"
+    )
+    op.execute(
+        "UPDATE pgvision.models SET index_shape = 'manual' "
+        "WHERE (hnsw_m, hnsw_ef_construction, quantization) <> (16, 64, 'none')"
+    )
+    op.execute(
+        "COMMENT ON COLUMN pgvision.models.index_shape IS 'auto: the HNSW index''s m, ef_construction and halfvec "
+        "follow the row count, dims and server memory when it is built (pgvision.index.shape); manual: chosen "
+        "with pgvision db index'"
+    )
     op.execute(_DROP_SEARCH_IMAGES)
     apply_sql(op, "functions/search_images.v5.sql")
     op.execute(_GRANT_SEARCH_IMAGES)
@@ -94,3 +113,4 @@ def downgrade() -> None:
     apply_sql(op, "functions/_nearest.v3.sql")
     apply_sql(op, "functions/_model_ann.v2.sql")
     _fire_models_trigger()
+    op.execute("ALTER TABLE pgvision.models DROP COLUMN index_shape")
