@@ -419,3 +419,44 @@ def test_rebuild_killed_mid_build_leaves_the_old_index(database_url, conn):
     assert conn.execute(
         "SELECT to_regclass(%s)", (f"pgvision.{name}_rebuild",)
     ).fetchone() == (None,)
+
+
+def test_db_index_rebuild_to_target_command(database_url, conn):
+    """500 rows: below the default target's 10,000 rows, so no ef_search is chosen."""
+    from click.testing import CliRunner
+
+    from pgvision.cli import main
+
+    add_images(conn, "r", _vectors(500, 8))
+    runner = CliRunner()
+    args = [
+        "db",
+        "index",
+        "r",
+        "--rebuild-to-target",
+        "-q",
+        "--database-url",
+        database_url,
+    ]
+    out = runner.invoke(main, args)
+    assert out.exit_code == 0, out.output
+    assert out.output.startswith(
+        "image_embeddings_model_1_hnsw: rebuilt with m 16, ef_construction 64 "
+        "(500 rows < 200,000: m 16, ef_construction 64; graph 0.0 GB <= 25% of "
+    )
+    assert (
+        "500 rows, " in out.output
+        and "while the old index served searches" in out.output
+    )
+    out = runner.invoke(main, [*args, "--quantization", "binary"])
+    assert out.exit_code == 1
+    assert out.output == (
+        "Error: --rebuild-to-target builds full-precision or halfvec indexes, got quantization 'binary': "
+        "use pgvision db index MODEL --quantization binary instead\n"
+    )
+    out = runner.invoke(main, [*args, "--m", "40", "--ef-construction", "64"])
+    assert out.exit_code == 1
+    assert (
+        out.output
+        == "Error: ef_construction must be at least 2 x m = 80, got 64: pass --ef-construction 80 or more\n"
+    )
