@@ -424,7 +424,6 @@ def test_rebuild_killed_mid_build_leaves_the_old_index(database_url, conn):
 def test_db_index_rebuild_to_target_command(database_url, conn):
     """500 rows: below the default target's 10,000 rows, so no ef_search is chosen."""
     from click.testing import CliRunner
-
     from pgvision.cli import main
 
     add_images(conn, "r", _vectors(500, 8))
