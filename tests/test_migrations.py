@@ -22,6 +22,7 @@ TABLES = {
     "images",
     "models",
 }
+TABLES |= {"cluster_passes", "cluster_edges", "cluster_deferred", "people_audit"}  # people
 FUNCTIONS = {"search_images", "similar_images", "identify", "identify_face", "recall_at_k"}
 
 
@@ -45,7 +46,7 @@ def test_upgrade_downgrade_upgrade(empty_database_url):
     tables, funcs, views = schema_objects(url)
     assert tables == TABLES
     assert FUNCTIONS <= funcs
-    assert views == {"labels", "gallery", "model_stats"}
+    assert views == {"labels", "gallery", "model_stats"} | {"people", "unassigned_faces"}
     migrate.downgrade(url, "base")
     assert schema_objects(url) == (set(), set(), set())
     with psycopg.connect(url) as c:

@@ -238,15 +238,21 @@ def test_replica_of_a_tcp_primary_listens_on_tcp():
         embedded.start(primary)
         embedded.stop(primary)
         port = find_suitable_port("127.0.0.1")
-        embedded._pg_ctl(
-            primary, ["-w", "-o", f"-h 127.0.0.1 -p {port} -k {primary}", "-l", str(primary / "tcp.log"), "start"]
-        )
+        embedded._pg_ctl(primary, ["-w", "-o", f"-h 127.0.0.1 -p {port} -k {primary}", "-l", str(primary / "tcp.log"), "start"])
+        url = f"postgresql://postgres@/pgvision?host={primary}&port={port}"
+        migrate.upgrade(url)
+        with psycopg.connect(url, autocommit=True) as conn:  # TCP takes passwords only: a login user
+            conn.execute("CREATE ROLE bi LOGIN PASSWORD 'pw-of-bi' IN ROLE pgvision_reader")
         r = replicas.add("tcp1", primary=primary)
         assert r.listen_addresses == "127.0.0.1"
         assert r.port != port
-        assert r.tcp_url == f"postgresql://postgres@127.0.0.1:{r.port}/pgvision"
-        with psycopg.connect(r.tcp_url) as conn:
+        assert r.tcp_url == f"postgresql://USER@127.0.0.1:{r.port}/pgvision"
+        with psycopg.connect(r.tcp_url.replace("USER", "bi:pw-of-bi")) as conn:
             assert conn.execute("SELECT pg_is_in_recovery(), inet_server_port()").fetchone() == (True, r.port)
+        with pytest.raises(psycopg.OperationalError, match="password"):  # no password, no login
+            psycopg.connect(r.tcp_url.replace("USER", "postgres")).close()
+        with psycopg.connect(r.url) as conn:  # the printed socket URL works for this OS user
+            assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
     finally:
         for rep in replicas.list_replicas(primary):
             replicas.stop(rep.name, primary)

@@ -11,6 +11,7 @@ from pgvision.cli.common import json_text, open_database, run_guarded
 from pgvision.cli.options import (
     FiniteFloatRange,
     build_pipeline,
+    collection_option,
     database_url_option,
     face_model_options,
     quiet_option,
@@ -44,10 +45,11 @@ def faces() -> None:
 @click.option("--reassign", is_flag=True,
               help="With --identity-from: move a face already in another person's gallery (else: refused).")
 @quiet_option
+@collection_option
 @database_url_option
 @run_guarded
 def faces_load(paths, model, weights, detector, upsample, min_face_px, device, crop, identity_from, batch_size,
-               reassign, quiet, database_url):
+               reassign, quiet, collection, database_url):
     """Detect every face of the photos under PATH..., align, embed and store it.
 
     Idempotent and resumable: photos already scanned with this detector and embedded with
@@ -58,13 +60,14 @@ def faces_load(paths, model, weights, detector, upsample, min_face_px, device, c
     Example:
       pgvision faces load ./people --identity-from parent-dir
       pgvision faces load ./photos --model facenet --weights facenet.pt --detector cnn
+      pgvision faces load ./acme_people --identity-from parent-dir --collection acme
     """
     from pgvision.load_faces import load_faces
 
     pipeline = build_pipeline(model, weights, detector, upsample, min_face_px, device, crop)
     with open_database(database_url) as conn:
         summary = load_faces(conn, paths, pipeline, identity_from=identity_from, batch_size=batch_size,
-                             progress=not quiet, reassign=reassign)
+                             progress=not quiet, reassign=reassign, collection=collection)
     click.echo(summary.format())
 
 
@@ -75,9 +78,11 @@ def faces_load(paths, model, weights, detector, upsample, min_face_px, device, c
 @click.option("--reassign", is_flag=True,
               help="Move a face that is already in another person's gallery to NAME (else: refused).")
 @quiet_option
+@collection_option
 @database_url_option
 @run_guarded
-def enroll(name, images, model, weights, detector, upsample, min_face_px, device, crop, reassign, quiet, database_url):
+def enroll(name, images, model, weights, detector, upsample, min_face_px, device, crop, reassign, quiet, collection,
+           database_url):
     """Enroll NAME with the largest face of each of IMAGE... (its gallery).
 
     Several photos per person make a better gallery: the decision rule uses the mean of
@@ -86,13 +91,15 @@ def enroll(name, images, model, weights, detector, upsample, min_face_px, device
     \b
     Example:
       pgvision enroll "Ann Lee" ann1.jpg ann2.jpg ann3.jpg
+      pgvision enroll "Ann Lee" ann1.jpg --collection acme
     """
     from pgvision.faces.store import gallery_size
     from pgvision.load_faces import load_faces
 
     pipeline = build_pipeline(model, weights, detector, upsample, min_face_px, device, crop)
     with open_database(database_url) as conn:
-        summary = load_faces(conn, images, pipeline, identity=name, progress=not quiet, reassign=reassign)
+        summary = load_faces(conn, images, pipeline, identity=name, progress=not quiet, reassign=reassign,
+                             collection=collection)
         total = gallery_size(conn, name, model)
     click.echo(summary.format())
     click.echo(f"{display(name)}: {total} gallery faces for model {model}")

@@ -30,6 +30,16 @@ read_url_option = click.option(
 )
 
 
+collection_option = click.option(
+    "--collection",
+    default="default",
+    show_default=True,
+    metavar="NAME",
+    help="Collection (tenant) the rows go into; created when absent if you own the schema, else it must be "
+    "granted to your role (pgvision db user create NAME --collection NAME). See docs/collections.md.",
+)
+
+
 class FiniteFloatRange(click.FloatRange):
     """``click.FloatRange`` that also refuses ``nan`` and ``inf``.
 

@@ -272,8 +272,9 @@ def describe(choice: Choice) -> str:
         return (f"{choice.model}: {choice.setting} {choice.value} reaches recall@10 {choice.recall:.3f} "
                 f">= {choice.target} on {choice.rows:,} rows (tried {steps})")
     return (f"{choice.model}: recall@10 {choice.recall:.3f} at {choice.setting} {choice.value}, below the target "
-            f"{choice.target} on {choice.rows:,} rows (tried {steps}); rebuild the index denser "
-            "(pgvision db index MODEL --m 32 --ef-construction 128, or IVFFlat with more --lists)")
+            f"{choice.target} on {choice.rows:,} rows (tried {steps}); rebuild the index denser, beside the old "
+            f"one: pgvision db index {choice.model} --rebuild-to-target (or --m 32 --ef-construction 128; "
+            "IVFFlat: more --lists)")
 
 
 __all__ = [
