@@ -18,15 +18,19 @@ import os
 import numpy as np
 import psycopg
 import pytest
+from psycopg import sql
+
 from pgvision.ingest.pg_copy import copy_vectors
 from pgvision.registry import ModelSpec, register_model
 from pgvision.tenancy.collection import CollectionError, grant_collections, use_collection
-from psycopg import sql
 from sqlhelpers import add_images
 
 IMAGES = {
     "acme": [("acme-1", "acme-label", [1.0, 0.0]), ("acme-2", "acme-label", [0.0, 1.0])],
-    "bravo": [("bravo-secret-1", "bravo-secret-label", [0.9, 0.1]), ("bravo-secret-2", "bravo-secret-label", [1.0, 0.05])],
+    "bravo": [
+        ("bravo-secret-1", "bravo-secret-label", [0.9, 0.1]),
+        ("bravo-secret-2", "bravo-secret-label", [1.0, 0.05]),
+    ],
 }
 FACES = {"acme": ("acme-person", [1.0, 0.0]), "bravo": ("bravo-secret-person", [1.0, 0.1])}
 #: The SQL API's public functions this file calls as a collection reader; a new one must be added
@@ -66,7 +70,7 @@ def tenants(conn):
     """(ids, reader of acme, loader of acme): login roles in pgvision_reader / pgvision_loader granted acme only."""
     ids = _load_tenants(conn)
     roles = [f"acme_reader_{os.getpid()}", f"acme_loader_{os.getpid()}"]
-    for role, group in zip(roles, ("pgvision_reader", "pgvision_loader")):
+    for role, group in zip(roles, ("pgvision_reader", "pgvision_loader"), strict=True):
         conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
         conn.execute(sql.SQL("CREATE ROLE {} LOGIN IN ROLE {}").format(sql.Identifier(role), sql.Identifier(group)))
         grant_collections(conn, role, ["acme"])
@@ -84,8 +88,10 @@ def _as(conn, role):
 
 def test_the_owner_sees_both_collections_and_each_row_has_its_own(conn, tenants):
     ids, _, _ = tenants
-    rows = conn.execute("SELECT c.name, count(*) FROM pgvision.images i JOIN pgvision.collections c USING (collection_id) "
-                        "GROUP BY c.name ORDER BY c.name").fetchall()
+    rows = conn.execute(
+        "SELECT c.name, count(*) FROM pgvision.images i JOIN pgvision.collections c USING (collection_id) "
+        "GROUP BY c.name ORDER BY c.name"
+    ).fetchall()
     assert rows == [("acme", 3), ("bravo", 3)]
     # embeddings, faces and templates follow their parent's collection
     assert conn.execute(
@@ -133,18 +139,24 @@ def test_a_reader_of_one_collection_calls_every_function(conn, tenants):
     a1, a2 = ids["image"]["acme-1"], ids["image"]["acme-2"]
     b1 = ids["image"]["bravo-secret-1"]
     _as(conn, reader)
-    assert conn.execute("SELECT image_id, round(distance::numeric, 3)::float8 FROM pgvision.search_images('[1,0]', 10, 'img2')"
-                        ).fetchall() == [(a1, 0), (a2, 1.414)]
-    assert conn.execute("SELECT image_id FROM pgvision.search_images('[1,0]', 10, 'img2', label => 'bravo-secret-label')"
-                        ).fetchall() == []
+    assert conn.execute(
+        "SELECT image_id, round(distance::numeric, 3)::float8 FROM pgvision.search_images('[1,0]', 10, 'img2')"
+    ).fetchall() == [(a1, 0), (a2, 1.414)]
+    assert (
+        conn.execute(
+            "SELECT image_id FROM pgvision.search_images('[1,0]', 10, 'img2', label => 'bravo-secret-label')"
+        ).fetchall()
+        == []
+    )
     assert conn.execute("SELECT image_id FROM pgvision.similar_images(%s, 5, 'img2')", (a1,)).fetchall() == [(a2,)]
     # another collection's image is answered as a missing one: same code, same text
     assert _sqlstate(conn, "SELECT * FROM pgvision.similar_images(%s, 5, 'img2')", b1) == (
         "P0002", f"no image with image_id {b1}")
     assert _sqlstate(conn, "SELECT * FROM pgvision.similar_images(%s, 5, 'img2')", 10**12) == (
         "P0002", f"no image with image_id {10**12}")
-    assert conn.execute("SELECT name, round(distance::numeric, 3)::float8, is_match FROM pgvision.identify('[1,0.1]', 'face2')"
-                        ).fetchall() == [("acme-person", 0.1, True)]
+    assert conn.execute(
+        "SELECT name, round(distance::numeric, 3)::float8, is_match FROM pgvision.identify('[1,0.1]', 'face2')"
+    ).fetchall() == [("acme-person", 0.1, True)]
     # the enrolled face itself is left out of its own search: acme's gallery is then empty
     assert conn.execute("SELECT name FROM pgvision.identify_face(%s, 'face2')", (ids["face"]["acme"],)).fetchall() == []
     b_face = ids["face"]["bravo"]
@@ -161,9 +173,12 @@ def test_no_security_definer_function_is_a_way_around(conn, tenants):
     """Every SECURITY DEFINER function of the schema is a trigger function nobody may call."""
     _, reader, loader = tenants
     definers = conn.execute(
-        "SELECT p.oid::regprocedure::text, p.prorettype = 'trigger'::regtype, has_function_privilege(%s, p.oid, 'EXECUTE'), "
+        "SELECT p.oid::regprocedure::text, p.prorettype = 'trigger'::regtype, "
+        "has_function_privilege(%s, p.oid, 'EXECUTE'), "
         "has_function_privilege(%s, p.oid, 'EXECUTE') FROM pg_proc p "
-        "WHERE p.pronamespace = 'pgvision'::regnamespace AND p.prosecdef ORDER BY 1", (reader, loader)).fetchall()
+        "WHERE p.pronamespace = 'pgvision'::regnamespace AND p.prosecdef ORDER BY 1",
+        (reader, loader),
+    ).fetchall()
     assert [d[0] for d in definers] == ["pgvision._model_ann()", "pgvision._model_view()", "pgvision._sync_templates()"]
     _as(conn, reader)
     for name, is_trigger, reader_may, loader_may in definers:
@@ -209,8 +224,10 @@ def test_a_loader_of_one_collection_writes_only_there(conn, tenants):
     assert use_collection(conn, "acme") == ids["collection"]["acme"]
     with pytest.raises(CollectionError) as err:
         use_collection(conn, "bravo")
-    assert str(err.value) == (f"collection 'bravo' does not exist or is not granted to role {loader}: check the name, "
-                              "or ask the database owner to grant it (pgvision db user create NAME --collection 'bravo')")
+    assert str(err.value) == (
+        f"collection 'bravo' does not exist or is not granted to role {loader}: check the name, "
+        "or ask the database owner to grant it (pgvision db user create NAME --collection 'bravo')"
+    )
     with pytest.raises(CollectionError) as missing:
         use_collection(conn, "nowhere")
     assert str(missing.value).startswith(f"collection 'nowhere' does not exist or is not granted to role {loader}")
@@ -269,6 +286,7 @@ def test_db_user_create_grants_the_collections_named(conn, database_url):
 
 def test_load_vectors_into_a_collection_from_the_cli(database_url, tmp_path):
     from click.testing import CliRunner
+
     from pgvision.cli import main
 
     np.save(tmp_path / "v.npy", np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32))
@@ -277,5 +295,7 @@ def test_load_vectors_into_a_collection_from_the_cli(database_url, tmp_path):
                                            "--collection", coll, "-q", "--database-url", database_url])
         assert result.exit_code == 0, result.output
     with psycopg.connect(database_url) as c:
-        assert c.execute("SELECT c.name, count(*) FROM pgvision.image_embeddings e JOIN pgvision.collections c "
-                         "USING (collection_id) GROUP BY c.name ORDER BY c.name").fetchall() == [("acme", 2), ("bravo", 2)]
+        assert c.execute(
+            "SELECT c.name, count(*) FROM pgvision.image_embeddings e JOIN pgvision.collections c "
+            "USING (collection_id) GROUP BY c.name ORDER BY c.name"
+        ).fetchall() == [("acme", 2), ("bravo", 2)]

@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import psycopg
 import pytest
+
 from sqlhelpers import add_images
 
 ZERO = "0" * 64
@@ -64,10 +65,16 @@ def test_same_tier_needs_hash_and_embedding(conn, tiny):
     """Same at max_distance 0.01, 10 bits: a, b, c (d's hash agrees but its embedding is 1.0
     away; e's embedding agrees but its hash is 32 bits away). Keeper b (most pixels);
     distances to b: a 0.00496, c 0.0, hash: a 3, c 3."""
-    rows = conn.execute("SELECT group_id, image_id, label, is_keeper, round(distance::numeric, 5), hash_distance, width "
-                        "FROM pgvision.duplicate_groups('same', max_distance => 0.01)").fetchall()
+    rows = conn.execute(
+        "SELECT group_id, image_id, label, is_keeper, round(distance::numeric, 5), hash_distance, width "
+        "FROM pgvision.duplicate_groups('same', max_distance => 0.01)"
+    ).fetchall()
     a, b, c = tiny["a"], tiny["b"], tiny["c"]
-    assert rows == [(b, b, "x", True, 0, 0, 64), (b, c, "y", False, 0, 3, 32), (b, a, "x", False, Decimal("0.00496"), 3, 32)]
+    assert rows == [
+        (b, b, "x", True, 0, 0, 64),
+        (b, c, "y", False, 0, 3, 32),
+        (b, a, "x", False, Decimal("0.00496"), 3, 32),
+    ]
 
 
 def test_similar_tier_is_embedding_only(conn, tiny):
@@ -110,7 +117,9 @@ def test_default_thresholds_refuse_a_non_cosine_model(conn):
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="model 'l2model' uses l2 distance and the default "
                        "thresholds are cosine distances: pass max_distance"):
         conn.execute("SELECT * FROM pgvision.duplicate_groups()")
-    assert conn.execute("SELECT count(*) FROM pgvision.duplicate_groups('similar', max_distance => 2)").fetchone() == (2,)
+    assert conn.execute("SELECT count(*) FROM pgvision.duplicate_groups('similar', max_distance => 2)").fetchone() == (
+        2,
+    )
 
 
 def test_reader_may_read_duplicates(conn, tiny):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import psycopg
 import pytest
+
 from pgvision import migrate
 from sqlhelpers import add_images
 
@@ -325,10 +326,11 @@ def test_rebuild_killed_mid_build_leaves_the_old_index(database_url, conn):
     import time
     from pathlib import Path
 
+    from psycopg.conninfo import make_conninfo
+
     from pgvision.index import ddl
     from pgvision.index.rebuild import rebuild_to_target
     from pgvision.server.connection import connect
-    from psycopg.conninfo import make_conninfo
 
     add_images(conn, "r", _vectors(500, 8))
     model_id = conn.execute(
@@ -424,6 +426,7 @@ def test_rebuild_killed_mid_build_leaves_the_old_index(database_url, conn):
 def test_db_index_rebuild_to_target_command(database_url, conn):
     """500 rows: below the default target's 10,000 rows, so no ef_search is chosen."""
     from click.testing import CliRunner
+
     from pgvision.cli import main
 
     add_images(conn, "r", _vectors(500, 8))

@@ -11,7 +11,6 @@ that need a second OS user skip, saying why, otherwise.
 from __future__ import annotations
 
 import os
-import signal
 import stat
 import subprocess
 import sys
@@ -23,12 +22,15 @@ import psutil
 import psycopg
 import pytest
 from click.testing import CliRunner
-from pgvision.cli import main
-from pgvision.server import embedded, replicas
 from psycopg.conninfo import conninfo_to_dict
 
+from pgvision.cli import main
+from pgvision.server import embedded, replicas
+
 AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
-needs_root = pytest.mark.skipif(not AS_ROOT, reason="the server runs as another OS user only when started by root (as CI)")
+needs_root = pytest.mark.skipif(
+    not AS_ROOT, reason="the server runs as another OS user only when started by root (as CI)"
+)
 
 
 def cli(args, env):
@@ -118,10 +120,13 @@ def test_no_ancestor_directory_is_widened(server_home):
     result = cli(["db", "start"], {"PGVISION_DATA_DIR": str(secret / "sub" / "pg")})
     assert result.exit_code == 1
     assert result.output == (
-        f"Error: the embedded server runs as the system user embedded_postgres, which cannot enter {secret} (mode 0700) "
+        "Error: the embedded server runs as the system user embedded_postgres, "
+        f"which cannot enter {secret} (mode 0700) "
         f"on the way to the data directory {secret / 'sub' / 'pg'}: choose a directory it can reach (e.g. "
-        f"PGVISION_DATA_DIR=/var/lib/pgvision/pg18), or grant it search permission yourself (chmod o+x {secret}); "
-        "pgvision never widens a directory's permissions\n")
+        "PGVISION_DATA_DIR=/var/lib/pgvision/pg18), "
+        f"or grant it search permission yourself (chmod o+x {secret}); "
+        "pgvision never widens a directory's permissions\n"
+    )
     assert _mode(secret) == 0o700
     # directories pgvision creates itself can be entered whatever the umask
     old = os.umask(0o077)
@@ -162,8 +167,10 @@ def test_a_replica_inside_the_primarys_data_directory_is_refused_up_front(primar
                  {"PGVISION_DATA_DIR": str(path)})
     assert result.exit_code == 1
     assert result.output == (
-        f"Error: --data-dir {path / 'base' / 'evil'} is inside the primary's data directory {path}: the copy would copy "
-        "itself; pass a directory outside it (default: beside it, in ../replicas)\n")
+        f"Error: --data-dir {path / 'base' / 'evil'} is inside the primary's data directory {path}: "
+        "the copy would copy "
+        "itself; pass a directory outside it (default: beside it, in ../replicas)\n"
+    )
     assert not (path / "base" / "evil").exists() and _mode(path) == before == 0o700
     assert _slots(url) == [] and replicas.list_replicas(path) == []
 
@@ -174,7 +181,9 @@ def test_a_replica_under_a_closed_directory_is_refused_and_the_directory_stays_c
     secret = server_home / "secret"
     secret.mkdir(mode=0o700)
     os.chmod(secret, 0o700)
-    with pytest.raises(embedded.DataDirError, match=rf"cannot enter {secret} \(mode 0700\) on the way to the replica's"):
+    with pytest.raises(
+        embedded.DataDirError, match=rf"cannot enter {secret} \(mode 0700\) on the way to the replica's"
+    ):
         replicas.add("closed", secret / "sub" / "rep", primary=path)
     assert _mode(secret) == 0o700 and not (secret / "sub").exists()
     assert _slots(url) == [] and replicas.list_replicas(path) == []

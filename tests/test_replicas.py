@@ -238,7 +238,9 @@ def test_replica_of_a_tcp_primary_listens_on_tcp():
         embedded.start(primary)
         embedded.stop(primary)
         port = find_suitable_port("127.0.0.1")
-        embedded._pg_ctl(primary, ["-w", "-o", f"-h 127.0.0.1 -p {port} -k {primary}", "-l", str(primary / "tcp.log"), "start"])
+        embedded._pg_ctl(
+            primary, ["-w", "-o", f"-h 127.0.0.1 -p {port} -k {primary}", "-l", str(primary / "tcp.log"), "start"]
+        )
         url = f"postgresql://postgres@/pgvision?host={primary}&port={port}"
         migrate.upgrade(url)
         with psycopg.connect(url, autocommit=True) as conn:  # TCP takes passwords only: a login user
