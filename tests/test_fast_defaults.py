@@ -13,20 +13,12 @@ import psycopg
 import pytest
 
 from pgvision import migrate
-from sqlhelpers import add_images
-
-ROWS = [
-    ("a", "cat", [1.0, 0.0, 0.0]),
-    ("b", "cat", [0.9, 0.1, 0.0]),
-    ("c", "dog", [0.0, 1.0, 0.0]),
-    ("d", "dog", [0.0, 0.0, 1.0]),
-    ("e", "bird", [0.5, 0.5, 0.0]),
-]
+from sqlhelpers import TINY_ROWS, add_images
 
 
 @pytest.fixture
 def tiny(conn):
-    return add_images(conn, "tiny", ROWS)
+    return add_images(conn, "tiny", TINY_ROWS)
 
 
 def ids(conn, sql, *args):
@@ -175,7 +167,7 @@ def test_migration_0016_round_trip_with_data(database_url):
     from pgvision.server.connection import connect
 
     with connect(database_url, autocommit=True) as c:
-        got = add_images(c, "tiny", ROWS)
+        got = add_images(c, "tiny", TINY_ROWS)
     migrate.downgrade(database_url, "0015")
     with connect(database_url, autocommit=True) as c:
         assert ids(c, "SELECT image_id FROM pgvision.search_images('[1,0,0]', 2)") == [
