@@ -309,3 +309,33 @@ def test_kill_9_in_a_batch_leaves_whole_batches_and_a_rerun_goes_on(database_url
         pass
     assert groups(conn, ids) == [A, C]
     assert conn.execute("SELECT count(*) FROM pgvision.cluster_edges").fetchone() == (0,)
+
+
+def test_migration_round_trip_with_people(empty_database_url):
+    """0013 -> head with an enrolled face, cluster, then down to 0013 (the unnamed people go,
+    the named one and every face stay) and up again."""
+    from pgvision import migrate
+    from pgvision.server.connection import connect
+
+    url = empty_database_url
+    migrate.upgrade(url, "0013")
+    with connect(url, autocommit=True) as conn:
+        ids = add_faces(conn, LOOKALIKES)
+        ann = conn.execute("INSERT INTO pgvision.identities (name) VALUES ('ann') RETURNING identity_id").fetchone()[0]
+        conn.execute("UPDATE pgvision.faces SET identity_id = %s WHERE face_id = %s", (ann, ids["a0"]))
+    migrate.upgrade(url, "0014")
+    with connect(url, autocommit=True) as conn:
+        assert conn.execute("SELECT assigned_by FROM pgvision.faces WHERE face_id = %s", (ids["a0"],)).fetchone() == ("hand",)
+        assert cluster(conn, "full") == ("full", "done", 7, 1, 3)  # a1-a3 join ann (3 close pairs); C is new
+        assert groups(conn, ids) == [A, C]
+    migrate.downgrade(url, "0013")
+    with connect(url, autocommit=True) as conn:
+        assert groups(conn, ids) == [A]
+        assert conn.execute("SELECT name FROM pgvision.identities").fetchall() == [("ann",)]
+        assert conn.execute("SELECT count(*) FROM pgvision.faces").fetchone() == (11,)
+    migrate.upgrade(url)
+    with connect(url, autocommit=True) as conn:
+        assert conn.execute("SELECT DISTINCT assigned_by FROM pgvision.faces WHERE identity_id IS NOT NULL").fetchall() == [
+            ("hand",)]
+        assert cluster(conn, "full") == ("full", "done", 4, 1, 3)
+        assert groups(conn, ids) == [A, C]
