@@ -38,11 +38,13 @@ def faces() -> None:
               help="Photos per transaction (a batch lands whole or not at all).")
 @click.option("--reassign", is_flag=True,
               help="With --identity-from: move a face already in another person's gallery (else: refused).")
+@click.option("--cluster", "cluster", is_flag=True,
+              help="Afterwards, group the faces without a person into people (as pgvision people cluster).")
 @quiet_option
 @database_url_option
 @run_guarded
 def faces_load(paths, model, weights, detector, upsample, min_face_px, device, crop, identity_from, batch_size,
-               reassign, quiet, database_url):
+               reassign, cluster, quiet, database_url):
     """Detect every face of the photos under PATH..., align, embed and store it.
 
     Idempotent and resumable: photos already scanned with this detector and embedded with
@@ -53,6 +55,7 @@ def faces_load(paths, model, weights, detector, upsample, min_face_px, device, c
     Example:
       pgvision faces load ./people --identity-from parent-dir
       pgvision faces load ./photos --model facenet --weights facenet.pt --detector cnn
+      pgvision faces load ./photos --cluster
     """
     from pgvision.load_faces import load_faces
 
@@ -60,7 +63,11 @@ def faces_load(paths, model, weights, detector, upsample, min_face_px, device, c
     with open_database(database_url) as conn:
         summary = load_faces(conn, paths, pipeline, identity_from=identity_from, batch_size=batch_size,
                              progress=not quiet, reassign=reassign)
-    click.echo(summary.format())
+        click.echo(summary.format())
+        if cluster:
+            from pgvision.people.cluster import run_pass
+
+            click.echo(run_pass(conn, model, "incremental", progress=not quiet).format())
 
 
 @click.command("enroll")
