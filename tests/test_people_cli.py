@@ -101,7 +101,7 @@ def test_people_pages_render_in_chromium(conn, database_url, tmp_path):
     assert out.output.splitlines()[-1] == f"page: {one} (3 thumbnails, 0 not shown)"
     images = assert_all_rendered(one)
     assert [im["marked"] for im in images] == [True, True, True]  # named: hand-placed
-    assert "person {}: Andre &lt;Agassi&gt; (3 faces)".format(person) in one.read_text()
+    assert f"person {person}: Andre &lt;Agassi&gt; (3 faces)" in one.read_text()
 
 
 @pytest.mark.slow

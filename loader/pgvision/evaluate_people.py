@@ -53,11 +53,11 @@ class ClusterEval:
         lines = [
             self.load.format(),
             r.format(),
-            f"labelled faces {s.items} ({s.labels} people): BCubed precision {s.bcubed_precision:.4f}, "
+            (f"labelled faces {s.items} ({s.labels} people): BCubed precision {s.bcubed_precision:.4f}, "
             f"recall {s.bcubed_recall:.4f}, F1 {s.bcubed_f1:.4f}; pairwise precision {s.pairwise_precision:.4f}, "
-            f"recall {s.pairwise_recall:.4f}, F1 {s.pairwise_f1:.4f}",
-            f"people found {s.clusters} (true {s.labels}); unassigned {s.unassigned} of {s.items} "
-            f"({s.unassigned / s.items:.1%})",
+            f"recall {s.pairwise_recall:.4f}, F1 {s.pairwise_f1:.4f}"),
+            (f"people found {s.clusters} (true {s.labels}); unassigned {s.unassigned} of {s.items} "
+            f"({s.unassigned / s.items:.1%})"),
         ]
         if self.sweep:
             lines.append(f"{'max_distance':>12}{'BCubed P':>10}{'BCubed R':>10}{'F1':>8}{'people':>8}{'unassigned':>12}")

@@ -8,7 +8,13 @@ from __future__ import annotations
 import click
 
 from pgvision.cli.common import json_text, open_database, run_guarded
-from pgvision.cli.options import BIGINT_ID, FiniteFloatRange, database_url_option, face_model_options, quiet_option
+from pgvision.cli.options import (
+    BIGINT_ID,
+    FiniteFloatRange,
+    database_url_option,
+    face_model_options,
+    quiet_option,
+)
 from pgvision.text import display
 
 _CLUSTER_HELP = {
@@ -283,8 +289,8 @@ def eval_cluster(directory, model, weights, detector, upsample, min_face_px, dev
     """
     from pgvision.cli.options import build_pipeline
     from pgvision.errors import InvalidValue
-    from pgvision.evaluate_people import evaluate_clustering, plot_sweep
     from pgvision.evaluate_faces import scratch_database
+    from pgvision.evaluate_people import evaluate_clustering, plot_sweep
     from pgvision.server.connection import connect, resolve_url
 
     distances = []

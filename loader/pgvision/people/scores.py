@@ -40,6 +40,10 @@ class ClusterScores:
         return dict(self.__dict__)
 
 
+def _pairs(k: int) -> int:
+    return k * (k - 1) // 2
+
+
 def _f1(p: float, r: float) -> float:
     return 2 * p * r / (p + r) if p + r else 0.0
 
@@ -59,10 +63,9 @@ def score_clustering(labels: list[str], clusters: list[int | None]) -> ClusterSc
     n = len(labels)
     precision = sum(both[(c, lab)] / size_c[c] for c, lab in zip(keyed, labels)) / n
     recall = sum(both[(c, lab)] / size_l[lab] for c, lab in zip(keyed, labels)) / n
-    pairs = lambda k: k * (k - 1) // 2  # noqa: E731
-    together_right = sum(pairs(k) for k in both.values())
-    together = sum(pairs(k) for k in size_c.values())
-    same_label = sum(pairs(k) for k in size_l.values())
+    together_right = sum(_pairs(k) for k in both.values())
+    together = sum(_pairs(k) for k in size_c.values())
+    same_label = sum(_pairs(k) for k in size_l.values())
     pp = together_right / together if together else 1.0
     pr = together_right / same_label if same_label else 1.0
     return ClusterScores(precision, recall, _f1(precision, recall), pp, pr, _f1(pp, pr), n,
