@@ -13,6 +13,7 @@ import textwrap
 
 import psycopg
 import pytest
+
 from peoplehelpers import LOOKALIKES, add_faces, groups, people_of
 
 A = {"a0", "a1", "a2", "a3"}
@@ -42,7 +43,10 @@ def test_lookalike_groups_joined_by_one_close_pair_stay_two_people(conn, mode):
     assert unassigned == [("file:///n0.jpg", True), ("file:///p0.jpg", True), ("file:///p1.jpg", True)]
     people = conn.execute("SELECT name, faces, photos, hand_faces, cover_uri, cover_box FROM pgvision.people "
                           "ORDER BY identity_id").fetchall()
-    assert people == [(None, 4, 4, 0, "file:///a0.jpg", [0, 0, 10, 10]), (None, 4, 4, 0, "file:///c0.jpg", [0, 0, 10, 10])]
+    assert people == [
+        (None, 4, 4, 0, "file:///a0.jpg", [0, 0, 10, 10]),
+        (None, 4, 4, 0, "file:///c0.jpg", [0, 0, 10, 10]),
+    ]
     assert conn.execute("SELECT DISTINCT assigned_by FROM pgvision.faces WHERE identity_id IS NOT NULL").fetchall() == [
         ("cluster",)]
 
@@ -63,7 +67,9 @@ def test_new_faces_join_with_two_close_pairs_and_one_face_per_photo(conn):
     assert cluster(conn) == ("incremental", "done", 1, 0, 5)
     person_a = people_of(conn, ids)["a0"]
     assert people_of(conn, new) == {"x": person_a, "w": None, "y": None}
-    assert conn.execute("SELECT assigned_by FROM pgvision.faces WHERE face_id = %s", (new["x"],)).fetchone() == ("cluster",)
+    assert conn.execute("SELECT assigned_by FROM pgvision.faces WHERE face_id = %s", (new["x"],)).fetchone() == (
+        "cluster",
+    )
     # nothing new near the deferred faces: a rerun changes nothing
     assert cluster(conn) == ("incremental", "done", 0, 0, 5)
 
@@ -84,7 +90,10 @@ def test_full_pass_keeps_names_hand_faces_and_ids(conn):
     assert {k for k, v in after.items() if v == pa} == A | {"p0"}
     assert {k for k, v in after.items() if v == pc} == C
     assert (after["n0"], after["p1"]) == (None, None)
-    assert conn.execute("SELECT name, hand_faces FROM pgvision.people WHERE identity_id = %s", (pa,)).fetchone() == ("Ann", 5)
+    assert conn.execute("SELECT name, hand_faces FROM pgvision.people WHERE identity_id = %s", (pa,)).fetchone() == (
+        "Ann",
+        5,
+    )
     assert [(a, i, f) for a, i, f, _ in audit(conn)] == [
         ("name", [pa], sorted(ids[k] for k in A)), ("move", [pa], [ids["p0"]])]
 
@@ -107,9 +116,13 @@ def test_identify_returns_an_unnamed_person(conn):
     ids = add_faces(conn, LOOKALIKES)
     cluster(conn, "full")
     person_a = people_of(conn, ids)["a0"]
-    row = conn.execute("SELECT identity_id, name, is_match FROM pgvision.identify('[0.05,0.05]', 'face2d') LIMIT 1").fetchone()
+    row = conn.execute(
+        "SELECT identity_id, name, is_match FROM pgvision.identify('[0.05,0.05]', 'face2d') LIMIT 1"
+    ).fetchone()
     assert row == (person_a, None, True)
-    row = conn.execute("SELECT identity_id, name FROM pgvision.identify_face(%s, 'face2d') LIMIT 1", (ids["a1"],)).fetchone()
+    row = conn.execute(
+        "SELECT identity_id, name FROM pgvision.identify_face(%s, 'face2d') LIMIT 1", (ids["a1"],)
+    ).fetchone()
     assert row == (person_a, None)
 
 
@@ -123,12 +136,16 @@ def test_merge_split_move_ignore_are_audited(conn):
     new = conn.execute("SELECT identity_id, name, faces FROM pgvision.people_split(%s, ARRAY[%s, %s]::bigint[])",
                        (pa, ids["c2"], ids["c3"])).fetchone()
     assert new[1:] == (None, 2)
-    moved = conn.execute("SELECT identity_id, faces FROM pgvision.people_move(ARRAY[%s]::bigint[])", (ids["n0"],)).fetchone()
+    moved = conn.execute(
+        "SELECT identity_id, faces FROM pgvision.people_move(ARRAY[%s]::bigint[])", (ids["n0"],)
+    ).fetchone()
     assert moved[1] == 1
     assert conn.execute("SELECT * FROM pgvision.people_ignore(ARRAY[%s]::bigint[])", (ids["n0"],)).fetchall() == [
         (ids["n0"], True)]
     # the person n0 alone made is gone with it (unnamed, no face left)
-    assert conn.execute("SELECT count(*) FROM pgvision.identities WHERE identity_id = %s", (moved[0],)).fetchone() == (0,)
+    assert conn.execute("SELECT count(*) FROM pgvision.identities WHERE identity_id = %s", (moved[0],)).fetchone() == (
+        0,
+    )
     assert conn.execute("SELECT uri FROM pgvision.unassigned_faces ORDER BY face_id").fetchall() == [
         ("file:///p0.jpg",), ("file:///p1.jpg",)]
     rows = audit(conn)
@@ -143,23 +160,58 @@ def test_merge_split_move_ignore_are_audited(conn):
 
 
 BAD_CALLS = [
-    ("SELECT pgvision.people_name({pa}, 'Cy')", ("the name 'Cy' is already person {pc}'s: merge the two with "
-     "pgvision.people_merge({pc}, {pa}), or pick another name"), "23505"),
-    ("SELECT pgvision.people_name({pa}, '')", ("a name must be 1 to 200 characters, got 0: give a shorter, non-empty "
-     "name (or NULL to remove it)"), "22023"),
+    (
+        "SELECT pgvision.people_name({pa}, 'Cy')",
+        (
+            "the name 'Cy' is already person {pc}'s: merge the two with "
+            "pgvision.people_merge({pc}, {pa}), or pick another name"
+        ),
+        "23505",
+    ),
+    (
+        "SELECT pgvision.people_name({pa}, '')",
+        ("a name must be 1 to 200 characters, got 0: give a shorter, non-empty name (or NULL to remove it)"),
+        "22023",
+    ),
     ("SELECT pgvision.people_name(999, 'x')", "no person with identity_id 999", "P0002"),
-    ("SELECT pgvision.people_merge({pa}, {pa})", "cannot merge person {pa} into itself: pass two different people", "22023"),
-    ("SELECT pgvision.people_move(ARRAY[{y}]::bigint[], {pa})", ("person {pa} already has face {a0} in the photo of "
-     "face {y} (image {img}): a person has at most one face per photo; move face {a0} out first"), "23505"),
-    ("SELECT pgvision.people_split({pa}, ARRAY[{c1}]::bigint[])", ("face {c1} is not person {pa}'s (it is person {pc}): "
-     "split takes faces of the person only"), "22023"),
-    ("SELECT pgvision.people_split({pc}, ARRAY[{c0}, {c1}, {c2}, {c3}]::bigint[])", ("face_ids hold every face of person "
-     "{pc}: leave at least one (or rename the person with people_name)"), "22023"),
-    ("SELECT pgvision.people_move('{{}}'::bigint[])", ("face_ids must name at least one face: pass ARRAY[face_id, ...] "
-     "from pgvision.faces"), "22004"),
-    ("SELECT pgvision.cluster_faces('face2d', 'nightly')", "mode must be 'incremental' or 'full', got 'nightly'", "22023"),
-    ("SELECT pgvision.cluster_faces('face2d', max_distance => 'NaN')", ("max_distance must be a finite distance > 0, "
-     "got NaN: pass max_distance => a distance such as 0.5 (dlib, L2)"), "22023"),
+    (
+        "SELECT pgvision.people_merge({pa}, {pa})",
+        "cannot merge person {pa} into itself: pass two different people",
+        "22023",
+    ),
+    (
+        "SELECT pgvision.people_move(ARRAY[{y}]::bigint[], {pa})",
+        (
+            "person {pa} already has face {a0} in the photo of "
+            "face {y} (image {img}): a person has at most one face per photo; move face {a0} out first"
+        ),
+        "23505",
+    ),
+    (
+        "SELECT pgvision.people_split({pa}, ARRAY[{c1}]::bigint[])",
+        ("face {c1} is not person {pa}'s (it is person {pc}): split takes faces of the person only"),
+        "22023",
+    ),
+    (
+        "SELECT pgvision.people_split({pc}, ARRAY[{c0}, {c1}, {c2}, {c3}]::bigint[])",
+        ("face_ids hold every face of person {pc}: leave at least one (or rename the person with people_name)"),
+        "22023",
+    ),
+    (
+        "SELECT pgvision.people_move('{{}}'::bigint[])",
+        ("face_ids must name at least one face: pass ARRAY[face_id, ...] from pgvision.faces"),
+        "22004",
+    ),
+    (
+        "SELECT pgvision.cluster_faces('face2d', 'nightly')",
+        "mode must be 'incremental' or 'full', got 'nightly'",
+        "22023",
+    ),
+    (
+        "SELECT pgvision.cluster_faces('face2d', max_distance => 'NaN')",
+        ("max_distance must be a finite distance > 0, got NaN: pass max_distance => a distance such as 0.5 (dlib, L2)"),
+        "22023",
+    ),
     ("SELECT pgvision.cluster_faces('face2d', min_faces => 0)", "min_faces must be between 1 and 1000, got 0", "22023"),
 ]
 
@@ -178,7 +230,10 @@ def test_bad_calls_say_what_and_change_nothing(conn):
         with pytest.raises(psycopg.Error) as err:
             conn.execute(call.format(**fmt))
         assert (err.value.diag.message_primary, err.value.sqlstate) == (message.format(**fmt), sqlstate)
-    assert conn.execute("SELECT face_id, identity_id, assigned_by, ignored FROM pgvision.faces ORDER BY 1").fetchall() == before
+    assert (
+        conn.execute("SELECT face_id, identity_id, assigned_by, ignored FROM pgvision.faces ORDER BY 1").fetchall()
+        == before
+    )
     assert conn.execute("SELECT count(*) FROM pgvision.people_audit").fetchone() == n_audit
 
 
@@ -186,7 +241,9 @@ def test_one_face_per_photo_is_a_constraint(conn):
     ids = add_faces(conn, {"a": (0, 0), "b": (0, 0.1)}, photo={"b": "a"})
     ann = conn.execute("INSERT INTO pgvision.identities (name) VALUES ('ann') RETURNING identity_id").fetchone()[0]
     conn.execute("UPDATE pgvision.faces SET identity_id = %s WHERE face_id = %s", (ann, ids["a"]))
-    assert conn.execute("SELECT assigned_by FROM pgvision.faces WHERE face_id = %s", (ids["a"],)).fetchone() == ("hand",)
+    assert conn.execute("SELECT assigned_by FROM pgvision.faces WHERE face_id = %s", (ids["a"],)).fetchone() == (
+        "hand",
+    )
     with pytest.raises(psycopg.errors.ExclusionViolation):
         conn.execute("UPDATE pgvision.faces SET identity_id = %s WHERE face_id = %s", (ann, ids["b"]))
     # one statement may swap the two faces (checked at its end)
@@ -222,7 +279,9 @@ def test_reader_reads_the_views_and_loader_runs_everything(conn):
     assert cluster(conn, "full") == ("full", "done", 8, 2, 3)
     pa, pc = people_of(conn, ids)["a0"], people_of(conn, ids)["c0"]
     conn.execute("SELECT pgvision.people_name(%s, 'Ann')", (pa,))
-    new = conn.execute("SELECT identity_id FROM pgvision.people_split(%s, ARRAY[%s]::bigint[])", (pc, ids["c3"])).fetchone()[0]
+    new = conn.execute(
+        "SELECT identity_id FROM pgvision.people_split(%s, ARRAY[%s]::bigint[])", (pc, ids["c3"])
+    ).fetchone()[0]
     conn.execute("SELECT pgvision.people_merge(%s, %s)", (pc, new))
     conn.execute("SELECT pgvision.people_move(ARRAY[%s]::bigint[])", (ids["p0"],))
     conn.execute("SELECT pgvision.people_ignore(ARRAY[%s]::bigint[])", (ids["p0"],))
@@ -230,7 +289,10 @@ def test_reader_reads_the_views_and_loader_runs_everything(conn):
     assert audit(conn)[0][3] == "pgvision_loader"
     conn.execute("RESET ROLE")
     conn.execute("SET ROLE pgvision_reader")
-    assert conn.execute("SELECT name, faces FROM pgvision.people ORDER BY identity_id").fetchall() == [("Ann", 4), (None, 4)]
+    assert conn.execute("SELECT name, faces FROM pgvision.people ORDER BY identity_id").fetchall() == [
+        ("Ann", 4),
+        (None, 4),
+    ]
     assert conn.execute("SELECT count(*) FROM pgvision.unassigned_faces").fetchone() == (2,)
     assert len(conn.execute("SELECT * FROM pgvision.people_audit").fetchall()) == 7
     conn.execute("RESET ROLE")
@@ -304,7 +366,9 @@ def test_kill_9_in_a_batch_leaves_whole_batches_and_a_rerun_goes_on(database_url
         assert assigned == 0  # the assign step is one transaction: nothing of it
     # no person without faces, no face marked without a person
     assert conn.execute("SELECT count(*) FROM pgvision.people WHERE faces = 0").fetchone() == (0,)
-    assert conn.execute("SELECT pass_id FROM pgvision.cluster_start('face2d', %s)", (mode,)).fetchone()[0] == pass_row[0]
+    assert (
+        conn.execute("SELECT pass_id FROM pgvision.cluster_start('face2d', %s)", (mode,)).fetchone()[0] == pass_row[0]
+    )
     while conn.execute("SELECT phase FROM pgvision.cluster_step(%s, 2)", (pass_row[0],)).fetchone()[0] != "done":
         pass
     assert groups(conn, ids) == [A, C]
@@ -325,7 +389,9 @@ def test_migration_round_trip_with_people(empty_database_url):
         conn.execute("UPDATE pgvision.faces SET identity_id = %s WHERE face_id = %s", (ann, ids["a0"]))
     migrate.upgrade(url, "0014")
     with connect(url, autocommit=True) as conn:
-        assert conn.execute("SELECT assigned_by FROM pgvision.faces WHERE face_id = %s", (ids["a0"],)).fetchone() == ("hand",)
+        assert conn.execute("SELECT assigned_by FROM pgvision.faces WHERE face_id = %s", (ids["a0"],)).fetchone() == (
+            "hand",
+        )
         assert cluster(conn, "full") == ("full", "done", 7, 1, 3)  # a1-a3 join ann (3 close pairs); C is new
         assert groups(conn, ids) == [A, C]
     migrate.downgrade(url, "0013")
@@ -335,8 +401,9 @@ def test_migration_round_trip_with_people(empty_database_url):
         assert conn.execute("SELECT count(*) FROM pgvision.faces").fetchone() == (11,)
     migrate.upgrade(url)
     with connect(url, autocommit=True) as conn:
-        assert conn.execute("SELECT DISTINCT assigned_by FROM pgvision.faces WHERE identity_id IS NOT NULL").fetchall() == [
-            ("hand",)]
+        assert conn.execute(
+            "SELECT DISTINCT assigned_by FROM pgvision.faces WHERE identity_id IS NOT NULL"
+        ).fetchall() == [("hand",)]
         assert cluster(conn, "full") == ("full", "done", 4, 1, 3)
         assert groups(conn, ids) == [A, C]
 

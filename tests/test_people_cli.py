@@ -8,8 +8,9 @@ import shutil
 
 import psycopg
 import pytest
-from browser import assert_all_rendered
 from click.testing import CliRunner
+
+from browser import assert_all_rendered
 from conftest import shared_path
 from peoplehelpers import LOOKALIKES, add_faces, people_of
 from pgvision.cli import main
@@ -37,7 +38,10 @@ def test_cluster_list_show_and_the_verbs(conn, database_url):
     out = invoke(["people", "split", str(pc), str(ids["c3"])], database_url)
     new = conn.execute("SELECT identity_id FROM pgvision.faces WHERE face_id = %s", (ids["c3"],)).fetchone()[0]
     assert out.output == f"split off as person {new}: (unnamed), 1 faces\n"
-    assert invoke(["people", "merge", str(pc), str(new)], database_url).output == f"merged into person {pc}: (unnamed), 4 faces\n"
+    assert (
+        invoke(["people", "merge", str(pc), str(new)], database_url).output
+        == f"merged into person {pc}: (unnamed), 4 faces\n"
+    )
     out = invoke(["people", "move", str(ids["n0"]), "--to", "new"], database_url)
     assert out.output.startswith("moved to person ") and out.output.endswith(": (unnamed), 1 faces\n")
     assert invoke(["people", "ignore", str(ids["n0"])], database_url).output == f"ignored: faces {ids['n0']}\n"
@@ -45,7 +49,10 @@ def test_cluster_list_show_and_the_verbs(conn, database_url):
     assert out.output.splitlines() == [f"person {pa}: Ann (4 faces)"] + [
         f"  face {ids[k]}  file:///{k}.jpg  box [0, 0, 10, 10]  hand" for k in ("a0", "a1", "a2", "a3")]
     shown = json.loads(invoke(["people", "show", str(pa), "--json"], database_url).output)
-    assert (shown["name"], [f["face_id"] for f in shown["face_list"]]) == ("Ann", [ids[k] for k in ("a0", "a1", "a2", "a3")])
+    assert (shown["name"], [f["face_id"] for f in shown["face_list"]]) == (
+        "Ann",
+        [ids[k] for k in ("a0", "a1", "a2", "a3")],
+    )
     actions = [r[0] for r in conn.execute("SELECT action FROM pgvision.people_audit ORDER BY audit_id")]
     assert actions == ["cluster", "name", "split", "merge", "move", "ignore"]
 
@@ -86,7 +93,9 @@ def _lfw_gallery(conn, people=("Andre_Agassi", "Colin_Powell"), per_person=3):
 
 def test_people_pages_render_in_chromium(conn, database_url, tmp_path):
     ids = _lfw_gallery(conn)
-    assert invoke(["people", "cluster", "--model", "face2d", "--max-distance", "0.3", "-q"], database_url).exit_code == 0
+    assert (
+        invoke(["people", "cluster", "--model", "face2d", "--max-distance", "0.3", "-q"], database_url).exit_code == 0
+    )
     page = tmp_path / "people.html"
     out = invoke(["people", "list", "--html", str(page)], database_url)
     assert out.output.splitlines()[-1] == f"page: {page} (6 thumbnails, 0 not shown)"

@@ -60,10 +60,14 @@ class ClusterEval:
             f"({s.unassigned / s.items:.1%})"),
         ]
         if self.sweep:
-            lines.append(f"{'max_distance':>12}{'BCubed P':>10}{'BCubed R':>10}{'F1':>8}{'people':>8}{'unassigned':>12}")
+            lines.append(
+                f"{'max_distance':>12}{'BCubed P':>10}{'BCubed R':>10}{'F1':>8}{'people':>8}{'unassigned':>12}"
+            )
             for x in self.sweep:
-                lines.append(f"{x.run.max_distance:>12.4f}{x.scores.bcubed_precision:>10.4f}{x.scores.bcubed_recall:>10.4f}"
-                             f"{x.scores.bcubed_f1:>8.4f}{x.scores.clusters:>8}{x.scores.unassigned / x.scores.items:>12.1%}")
+                lines.append(
+                    f"{x.run.max_distance:>12.4f}{x.scores.bcubed_precision:>10.4f}{x.scores.bcubed_recall:>10.4f}"
+                    f"{x.scores.bcubed_f1:>8.4f}{x.scores.clusters:>8}{x.scores.unassigned / x.scores.items:>12.1%}"
+                )
         return "\n".join(lines)
 
     def as_dict(self) -> dict:
@@ -74,9 +78,11 @@ class ClusterEval:
 def labelled_faces(conn: psycopg.Connection, detector: str) -> list[tuple[int, str]]:
     """(face_id, folder name) of the largest face of every photo, in face_id order."""
     rows = conn.execute(
-        "SELECT DISTINCT ON (f.image_id) f.face_id, i.uri FROM pgvision.faces f JOIN pgvision.images i USING (image_id) "
-        "WHERE f.detector = %s ORDER BY f.image_id, (f.box_right - f.box_left) * (f.box_bottom - f.box_top) DESC, f.face_id",
-        (detector,)).fetchall()
+        "SELECT DISTINCT ON (f.image_id) f.face_id, i.uri "
+        "FROM pgvision.faces f JOIN pgvision.images i USING (image_id) WHERE f.detector = %s "
+        "ORDER BY f.image_id, (f.box_right - f.box_left) * (f.box_bottom - f.box_top) DESC, f.face_id",
+        (detector,),
+    ).fetchall()
     return sorted((face_id, Path(path_of(uri)).parent.name) for face_id, uri in rows)
 
 

@@ -49,9 +49,15 @@ def people() -> None:
 @click.option("--full", is_flag=True,
               help="Cluster every automatic person again (named people and people with hand-placed faces keep "
                    "their faces); default: only faces without a person (incremental).")
-@click.option("--max-distance", type=FiniteFloatRange(min=0, min_open=True), metavar="DIST", help=_CLUSTER_HELP["max_distance"])
-@click.option("--min-faces", type=click.IntRange(1, 1000), default=3, show_default=True, help=_CLUSTER_HELP["min_faces"])
-@click.option("--neighbours", type=click.IntRange(1, 1000), default=16, show_default=True, help=_CLUSTER_HELP["neighbours"])
+@click.option(
+    "--max-distance", type=FiniteFloatRange(min=0, min_open=True), metavar="DIST", help=_CLUSTER_HELP["max_distance"]
+)
+@click.option(
+    "--min-faces", type=click.IntRange(1, 1000), default=3, show_default=True, help=_CLUSTER_HELP["min_faces"]
+)
+@click.option(
+    "--neighbours", type=click.IntRange(1, 1000), default=16, show_default=True, help=_CLUSTER_HELP["neighbours"]
+)
 @click.option("--batch-size", type=click.IntRange(1, 100000), default=1000, show_default=True,
               help="Faces per transaction (a kill leaves whole batches; a rerun resumes the pass).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
@@ -113,7 +119,9 @@ def people_list(unnamed, limit, as_json, html, faces_per_person, database_url):
         if as_json:
             click.echo(json_text(p.as_dict()))
         else:
-            click.echo(f"{p.identity_id:>8}  {_name(p.name)}: {p.faces} faces, {p.photos} photos, {p.hand_faces} by hand")
+            click.echo(
+                f"{p.identity_id:>8}  {_name(p.name)}: {p.faces} faces, {p.photos} photos, {p.hand_faces} by hand"
+            )
     if not found and not as_json:
         click.echo("no people yet: run pgvision people cluster (or enroll someone)")
     if html:
@@ -263,9 +271,15 @@ def people_ignore(faces, undo, database_url):
 @click.command("cluster")
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
 @face_model_options
-@click.option("--max-distance", type=FiniteFloatRange(min=0, min_open=True), metavar="DIST", help=_CLUSTER_HELP["max_distance"])
-@click.option("--min-faces", type=click.IntRange(1, 1000), default=3, show_default=True, help=_CLUSTER_HELP["min_faces"])
-@click.option("--neighbours", type=click.IntRange(1, 1000), default=16, show_default=True, help=_CLUSTER_HELP["neighbours"])
+@click.option(
+    "--max-distance", type=FiniteFloatRange(min=0, min_open=True), metavar="DIST", help=_CLUSTER_HELP["max_distance"]
+)
+@click.option(
+    "--min-faces", type=click.IntRange(1, 1000), default=3, show_default=True, help=_CLUSTER_HELP["min_faces"]
+)
+@click.option(
+    "--neighbours", type=click.IntRange(1, 1000), default=16, show_default=True, help=_CLUSTER_HELP["neighbours"]
+)
 @click.option("--sweep", metavar="D1,D2,...", help="Also score a full pass at each of these max distances (the curve).")
 @click.option("--plot", type=click.Path(dir_okay=False, writable=True), metavar="FILE.png",
               help="Draw BCubed precision / recall against max distance (needs --sweep and matplotlib).")
@@ -298,7 +312,9 @@ def eval_cluster(directory, model, weights, detector, upsample, min_face_px, dev
         try:
             distances = [float(x) for x in sweep.split(",") if x.strip()]
         except ValueError:
-            raise InvalidValue(f"--sweep takes distances separated by commas, e.g. 0.4,0.5,0.6; got {sweep!r}") from None
+            raise InvalidValue(
+                f"--sweep takes distances separated by commas, e.g. 0.4,0.5,0.6; got {sweep!r}"
+            ) from None
         if not distances or not all(0 < d < float("inf") for d in distances):
             raise InvalidValue(f"--sweep takes finite distances > 0, got {sweep!r}")
     if plot and not distances:

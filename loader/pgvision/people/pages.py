@@ -14,7 +14,9 @@ from pgvision.review.page import PageCounts, Section, Thumb, write_page
 
 def person_title(person: Person) -> str:
     """``person 12: Ann (5 faces)`` or ``person 12: unnamed (5 faces)``."""
-    return f"person {person.identity_id}: {person.name if person.name is not None else 'unnamed'} ({person.faces} faces)"
+    return (
+        f"person {person.identity_id}: {person.name if person.name is not None else 'unnamed'} ({person.faces} faces)"
+    )
 
 
 def write_people_page(path: str | os.PathLike, people: list[tuple[Person, list[PersonFace]]],

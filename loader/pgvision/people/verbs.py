@@ -109,4 +109,6 @@ def split_person(conn: psycopg.Connection, identity_id: int, face_ids: list[int]
 
 def ignore_faces(conn: psycopg.Connection, face_ids: list[int], ignore: bool = True) -> list[tuple[int, bool]]:
     """Mark faces as not a face (``ignore``) or take the mark back; returns (face_id, ignored) rows."""
-    return conn.execute("SELECT * FROM pgvision.people_ignore(%s::bigint[], %s::boolean)", (face_ids, ignore)).fetchall()
+    return conn.execute(
+        "SELECT * FROM pgvision.people_ignore(%s::bigint[], %s::boolean)", (face_ids, ignore)
+    ).fetchall()
