@@ -47,3 +47,7 @@ main.add_command(enroll)
 main.add_command(identify)
 main.add_command(calibrate)
 main.add_command(eval_group)
+
+from pgvision.cli.duplicates import duplicates  # noqa: E402
+
+main.add_command(duplicates)
