@@ -10,8 +10,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from browser import assert_all_rendered
 from click.testing import CliRunner
+
+from browser import assert_all_rendered
 from conftest import shared_path
 from pgvision.cli import main
 from pgvision.duplicates.fill import fill_hashes
@@ -128,7 +129,8 @@ def test_similar_html_page_in_rank_order(database_url, loaded, tmp_path):
         original = conn.execute("SELECT image_id FROM pgvision.images WHERE uri LIKE %s",
                                 ("%" + SAME[0],)).fetchone()[0]
     page = tmp_path / "similar.html"
-    out = runner.invoke(main, ["similar", str(original), "-k", "4", "--html", str(page), "--database-url", database_url])
+    out = runner.invoke(main, ["similar", str(original), "-k", "4", "--html", str(page),
+                               "--database-url", database_url])
     assert out.exit_code == 0, out.output
     images = assert_all_rendered(page)
     assert len(images) == 5  # the query, then four results

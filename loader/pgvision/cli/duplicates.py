@@ -30,11 +30,12 @@ def format_groups(rows: list[dict]) -> str:
             display(r["label"]) if r["label"] is not None else "", display(r["uri"]),
         ])
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(COLUMNS)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths)).rstrip(), "  ".join("-" * w for w in widths)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths, strict=True)).rstrip(),
+             "  ".join("-" * w for w in widths)]
     for i, row in enumerate(cells):
         if i and rows[i]["group_id"] != rows[i - 1]["group_id"]:
             lines.append("")
-        lines.append("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+        lines.append("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
     return "\n".join(lines)
 
 
@@ -44,7 +45,8 @@ def format_groups(rows: list[dict]) -> str:
                    "similar: near-identical shots: embedding distance only.")
 @click.option("--of", "of_id", type=BIGINT_ID, metavar="IMAGE_ID",
               help="Only this image and its direct duplicates (pgvision.duplicates_of).")
-@click.option("--model", metavar="NAME", help="Image model whose embeddings compare [default: the default image model].")
+@click.option("--model", metavar="NAME",
+              help="Image model whose embeddings compare [default: the default image model].")
 @click.option("--max-distance", type=FiniteFloatRange(min=0), metavar="D",
               help="Embedding distance limit in the model's metric [default: the tier's, same 0.20, similar 0.25 "
                    "cosine distance; docs/duplicates.md].")
@@ -80,15 +82,16 @@ def duplicates(tier, of_id, model, max_distance, max_hash_distance, as_json, htm
         with open_database(database_url, create=False) as conn:
             report = fill(conn, progress=not quiet)
         click.echo(report.text(), err=True)
-    with open_database(resolve_read_url(read_url, database_url), source=read_url_source(read_url), create=False) as conn:
+    read = resolve_read_url(read_url, database_url)
+    with open_database(read, source=read_url_source(read_url), create=False) as conn:
         if of_id is not None:
             rows = find_duplicates_of(conn, of_id, tier, model, max_distance, max_hash_distance)
         else:
             rows = find_groups(conn, tier, model, max_distance, max_hash_distance)
         missing = images_without_hash(conn) if tier == "same" and not quiet else 0
     if missing:
-        click.echo(f"note: {missing} images have no perceptual hash yet and cannot be in a 'same' group: "
-                   "run pgvision duplicates --fill-hashes", err=True)
+        click.echo(f"note: {missing} images have no perceptual hash yet and cannot be in a 'same' "
+                   "group: run pgvision duplicates --fill-hashes", err=True)
     if as_json:
         click.echo(json_text(rows, indent=2))
     else:

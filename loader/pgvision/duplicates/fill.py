@@ -12,14 +12,14 @@ reason and left NULL.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Callable
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from urllib.parse import unquote_to_bytes
 
 import psycopg
 from tqdm import tqdm
 
-from pgvision.after_load import LoadReport
 from pgvision.errors import InvalidValue
 from pgvision.ingest.files import FileSkipped, read_file, sha256_bytes
 from pgvision.ingest.images import decode_image
@@ -32,24 +32,35 @@ __all__ = ["HASH_DRAFT_SIZE", "FillReport", "fill_hashes"]
 HASH_DRAFT_SIZE: int = 256
 
 
-@dataclass(kw_only=True)
-class FillReport(LoadReport):
+@dataclass
+class FillReport:
     """What :func:`fill_hashes` did.
 
     Attributes:
         hashed: images whose hashes this run stored.
         remaining: images still without a hash afterwards (skipped ones included).
-        (and :class:`pgvision.after_load.LoadReport`'s ``skipped`` by reason; the extra
-        reasons here are ``changed``: the file's bytes are no longer the stored image's,
-        and ``not-a-file``: the URI is not a ``file://`` URI.)
+        skipped: ``{reason: count}`` of images whose file could not be used: the loader's
+            reasons (:data:`pgvision.ingest.files.SKIP_REASONS`), ``changed`` (the file's
+            bytes are no longer the stored image's) and ``not-a-file`` (not a ``file://`` URI).
+        skipped_files: ``[(path or uri, reason, detail)]`` in the order met.
     """
 
     hashed: int = 0
     remaining: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    skipped_files: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def skip(self, path: str, reason: str, detail: str = "") -> None:
+        """Record one image whose file could not be used."""
+        self.skipped[reason] += 1
+        self.skipped_files.append((path, reason, detail))
 
     def text(self) -> str:
-        """``hashed 120 images; skipped 2: 1 unreadable, 1 changed; 2 still without a hash``."""
-        return f"hashed {self.hashed} images; {self.skipped_text()}; {self.remaining} still without a hash"
+        """``hashed 120 images; skipped 2 (1 changed, 1 unreadable); 2 still without a hash``."""
+        total = sum(self.skipped.values())
+        reasons = ", ".join(f"{n} {r}" for r, n in sorted(self.skipped.items()))
+        skipped = f"skipped {total} ({reasons})" if total else "skipped 0"
+        return f"hashed {self.hashed} images; {skipped}; {self.remaining} still without a hash"
 
 
 def _path(uri: str) -> str | None:
