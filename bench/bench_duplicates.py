@@ -116,15 +116,16 @@ def make_copy(src: Path, kind: str, out: Path, rng: random.Random) -> Path:
     return path
 
 
-def build_set(root: Path, seed: int = 0, distractors: int = 3) -> dict:
-    """Write the labelled set under ``root``; return counts."""
+def build_set(root: Path, seed: int = 0, distractors: int = 3, people: int | None = None,
+              imagenet: int | None = None) -> dict:
+    """Write the labelled set under ``root`` (``people`` / ``imagenet``: fewer sources, for a
+    quick try); return counts."""
     import shutil
 
     rng = random.Random(seed)
-    sources = sorted((SHARED / "imagenet_samples").glob("*.JPEG"))
-    people = sorted(p for p in (SHARED / "lfw_faces").iterdir() if p.is_dir())
+    sources = sorted((SHARED / "imagenet_samples").glob("*.JPEG"))[:imagenet]
     others = []
-    for person in people:
+    for person in sorted(p for p in (SHARED / "lfw_faces").iterdir() if p.is_dir())[:people]:
         photos = sorted(person.glob("*.jpg"))
         sources.append(photos[0])
         others.extend(photos[1 : 1 + distractors])
@@ -226,7 +227,7 @@ def calibrate(args) -> dict:
     with tempfile.TemporaryDirectory(prefix="pgvision-dups-") as tmp, \
             common.bench_database("duplicates", args.data_dir) as url:
         root = Path(tmp) / "set"
-        counts = build_set(root, seed=args.seed)
+        counts = build_set(root, seed=args.seed, people=args.people, imagenet=args.imagenet)
         print(f"labelled set: {counts}")
         t = time.perf_counter()
         subprocess.run([sys.executable, "-c", "from pgvision.cli import main; main()", "load", str(root),
@@ -257,9 +258,83 @@ def calibrate(args) -> dict:
         common.print_table(["tier", "limits", "max_distance", "max_hash", "half", "precision", "recall",
                             "pairs predicted", "true pairs", "seconds (all images)"], rows,
                            title=f"pair precision / recall ({counts['images']} images, loaded in {load_s:.0f} s)")
-        results = {"set": counts, "machine": info, "limits": limits, "rows": rows, "load_seconds": load_s}
+        kinds = distances_by_kind(conn, pairs, label)
+        misses = errors_on_test(conn, label, halves["test"])
+        results = {"set": counts, "machine": info, "limits": limits, "rows": rows, "load_seconds": load_s,
+                   "by_kind": kinds, "test_errors": misses}
         common.write_results("duplicates_calibrate", results)
         return results
+
+
+def _stats(xs: list[float]) -> list[str]:
+    xs = sorted(xs)
+    if not xs:
+        return ["", "", "", ""]
+    return [fmt_num(xs[0]), fmt_num(common.percentile(xs, 50)), fmt_num(common.percentile(xs, 95)), fmt_num(xs[-1])]
+
+
+def fmt_num(x: float) -> str:
+    return f"{x:.3f}" if isinstance(x, float) and not float(x).is_integer() else f"{x:g}"
+
+
+def distances_by_kind(conn, pairs, label: dict[int, str]) -> dict:
+    """Hash and embedding distance of each copy to its original, by kind of copy; and of the
+    nearest different photos (candidate pairs of two families or distractors)."""
+    rows = conn.execute(
+        "SELECT regexp_replace(c.uri, '^.*/([a-z]+)\\.[a-z]+$', '\\1'),"
+        " pgvision._hash_distance(o.phash, o.phash_crops, c.phash, c.phash_crops),"
+        " (eo.embedding OPERATOR(public.<=>) ec.embedding)::float8"
+        " FROM pgvision.images o JOIN pgvision.images c ON c.label = o.label AND c.image_id <> o.image_id"
+        " JOIN pgvision.image_embeddings eo ON eo.image_id = o.image_id"
+        " JOIN pgvision.image_embeddings ec ON ec.image_id = c.image_id"
+        " WHERE o.uri ~ '/original\\.[a-z]+$'").fetchall()
+    out = {}
+    table = []
+    for kind in KINDS:
+        hs = [h for k, h, _ in rows if k == kind]
+        ds = [d for k, _, d in rows if k == kind]
+        out[kind] = {"hash": _stats(hs), "distance": _stats(ds)}
+        table.append([kind, len(hs), *_stats(hs), *_stats(ds)])
+    neg = [(h, d) for a, b, d, h in pairs if label[a] != label[b]]
+    hs = [h for h, _ in neg if h is not None]
+    ds = [d for _, d in neg]
+    out["different photos (nearest candidates)"] = {"hash": _stats(hs), "distance": _stats(ds)}
+    table.append(["different photos*", len(neg), *_stats(hs), *_stats(ds)])
+    common.print_table(["copy", "pairs", "hash min", "hash median", "hash p95", "hash max", "dist min",
+                        "dist median", "dist p95", "dist max"], table,
+                       title="copy to its original: hash distance (bits) and cosine distance "
+                             "(*: candidate pairs of two different photos, the nearest ones)")
+    return out
+
+
+def errors_on_test(conn, label: dict[int, str], keep: set[int]) -> dict:
+    """Tier same at the functions' defaults, test half: missed copies by kind, false pairs."""
+    rows = conn.execute(
+        "SELECT g.image_id, g.group_id, i.uri FROM pgvision.duplicate_groups('same') g "
+        "JOIN pgvision.images i USING (image_id)").fetchall()
+    group = {i: g for i, g, _ in rows}
+    uris = dict(conn.execute("SELECT image_id, uri FROM pgvision.images").fetchall())
+    originals = {label[i]: i for i, u in uris.items() if "/original." in u}
+    missed: dict[str, int] = {}
+    for i, u in uris.items():
+        if i not in keep or "/original." in u or not label[i].startswith("fam"):
+            continue
+        o = originals[label[i]]
+        if group.get(i) is None or group.get(i) != group.get(o):
+            kind = u.rsplit("/", 1)[-1].split(".")[0]
+            missed[kind] = missed.get(kind, 0) + 1
+    false_pairs = []
+    by_group: dict[int, list[int]] = {}
+    for i, g in group.items():
+        if i in keep:
+            by_group.setdefault(g, []).append(i)
+    for members in by_group.values():
+        labels = sorted({label[i] for i in members})
+        if len(labels) > 1:
+            false_pairs.append(labels)
+    print(f"\ntier same, defaults, test half: copies not grouped with their original, by kind: {missed}")
+    print(f"groups mixing different photos (labels): {false_pairs}")
+    return {"missed_by_kind": missed, "mixed_groups": false_pairs}
 
 
 # ---------------------------------------------------------------- scale
@@ -344,6 +419,9 @@ def main() -> None:
     ap.add_argument("--scale", type=int, metavar="N", help="time duplicate_groups on N synthetic images")
     ap.add_argument("--dims", type=int, default=512, help="--scale: embedding dimensions (default 512)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--people", type=int, default=None, help="--calibrate: only the first N LFW people (default all 40)")
+    ap.add_argument("--imagenet", type=int, default=None,
+                    help="--calibrate: only the first N ImageNet samples (default all 100)")
     common.add_server_args(ap)
     args = ap.parse_args()
     if args.scale:

@@ -48,10 +48,10 @@ def format_groups(rows: list[dict]) -> str:
 @click.option("--model", metavar="NAME",
               help="Image model whose embeddings compare [default: the default image model].")
 @click.option("--max-distance", type=FiniteFloatRange(min=0), metavar="D",
-              help="Embedding distance limit in the model's metric [default: the tier's, same 0.20, similar 0.25 "
+              help="Embedding distance limit in the model's metric [default: the tier's, same 0.22, similar 0.11 "
                    "cosine distance; docs/duplicates.md].")
 @click.option("--max-hash-distance", type=click.IntRange(0, 64), metavar="BITS",
-              help="Perceptual-hash limit for tier same, in bits of 64 [default: 10].")
+              help="Perceptual-hash limit for tier same, in bits of 64 [default: 12].")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of rows instead of a table.")
 @click.option("--html", "html_file", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
               help="Also write one self-contained HTML page of thumbnails, the groups side by side, keepers marked.")
