@@ -396,7 +396,7 @@ def _initdb(path: Path) -> None:
     result = subprocess.run(
         [str(Path(POSTGRES_BIN_PATH) / "initdb"), "-D", str(path), "--auth-local=peer", "--auth-host=scram-sha-256",
          "--encoding=utf8", "-U", "postgres"],
-        user=_run_as(), capture_output=True, text=True, timeout=_start_timeout() + 60)
+        user=_run_as(), capture_output=True, text=True, timeout=_start_timeout() + 60, check=False)
     if result.returncode != 0:
         reason = (result.stderr.strip().splitlines() or [f"exit status {result.returncode}"])[-1]
         raise ServerStartError(f"initdb of the embedded server at {path} failed: {reason}")
