@@ -17,13 +17,14 @@ import numpy as np
 import psycopg
 import pytest
 from click.testing import CliRunner
+from psycopg.conninfo import conninfo_to_dict
+
 from conftest import server_dir
 from pgvision import migrate
 from pgvision.cli import main
 from pgvision.ingest.pg_copy import copy_vectors
 from pgvision.registry import ModelSpec, register_model
 from pgvision.server import embedded, replicas
-from psycopg.conninfo import conninfo_to_dict
 
 VECTORS = np.array([[i, i % 3, 1, 0] for i in range(12)], dtype=np.float32)
 
@@ -47,8 +48,11 @@ def _load_faces(url: str) -> dict[str, int]:
                 "INSERT INTO pgvision.images (sha256, uri) VALUES (%s, %s) RETURNING image_id",
                 (hashlib.sha256(key.encode()).digest(), f"file:///{key}.jpg")).fetchone()[0]
             face_id = conn.execute(
-                "INSERT INTO pgvision.faces (image_id, detector, box_left, box_top, box_right, box_bottom, identity_id) "
-                "VALUES (%s, 'test', 0, 0, 10, 10, %s) RETURNING face_id", (image_id, people.get(who))).fetchone()[0]
+                "INSERT INTO pgvision.faces "
+                "(image_id, detector, box_left, box_top, box_right, box_bottom, identity_id) "
+                "VALUES (%s, 'test', 0, 0, 10, 10, %s) RETURNING face_id",
+                (image_id, people.get(who)),
+            ).fetchone()[0]
             copy_vectors(conn, "face_embeddings", "face_id", model_id, np.array([face_id]),
                          np.array([vec], np.float32))
             faces[key] = face_id
@@ -117,7 +121,9 @@ READS = [
 ]
 
 
-@pytest.mark.parametrize("query, face", READS, ids=[q.split("pgvision.")[1].split("(")[0].split(" ")[0] for q, _ in READS])
+@pytest.mark.parametrize(
+    "query, face", READS, ids=[q.split("pgvision.")[1].split("(")[0].split(" ")[0] for q, _ in READS]
+)
 def test_every_read_returns_the_same_rows_on_the_replica(cluster, query, face):
     url, (r1, _), faces = cluster
     params = tuple(faces[f] for f in face)

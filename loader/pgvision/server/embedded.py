@@ -173,7 +173,9 @@ def check_data_dir(path: Path) -> None:
         DataDirError: ``path`` is not a directory, holds files but no PostgreSQL data
             directory (no ``PG_VERSION``), or cannot be created or written.
     """
-    where = f"the embedded server's data directory {display(path)}" + (" (PGVISION_DATA_DIR)" if os.environ.get("PGVISION_DATA_DIR") else "")
+    where = f"the embedded server's data directory {display(path)}" + (
+        " (PGVISION_DATA_DIR)" if os.environ.get("PGVISION_DATA_DIR") else ""
+    )
     fix = "point PGVISION_DATA_DIR at a new or empty directory, or unset it"
     if path.exists() and not path.is_dir():
         raise DataDirError(f"{where} is not a directory: {fix}")
@@ -632,8 +634,10 @@ def _wait_ready(path: Path, timeout: float | None = None) -> None:
         if waited >= timeout:
             raise ServerStartError(
                 f"the embedded server at {path} is still starting after {waited:.0f} s (crash recovery: it replays "
-                f"the WAL written since its last checkpoint; progress in {path / 'log'}): it goes on in the background, "
-                "rerun the command when it is done, or wait longer with PGVISION_START_TIMEOUT=SECONDS")
+                f"the WAL written since its last checkpoint; progress in {path / 'log'}): "
+                "it goes on in the background, rerun the command when it is done, "
+                "or wait longer with PGVISION_START_TIMEOUT=SECONDS"
+            )
         if waited > 2.0 and not told:
             print(f"pgvision: waiting for the embedded server to accept connections (up to {timeout:.0f} s, "
                   "PGVISION_START_TIMEOUT): after an unclean stop it first replays its WAL (crash recovery), "
