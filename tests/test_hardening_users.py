@@ -72,3 +72,24 @@ def test_the_server_gets_a_verifier_of_the_password_as_given_never_the_password(
     ("  two words  \n", "  two words  "), ("pw\r\n", "pw"), ("pw", "pw"), ("pw\n\n", "pw\n")])
 def test_password_stdin_cuts_one_final_newline_and_keeps_spaces(piped, password):
     assert _one_final_newline_cut(piped) == password
+
+
+def test_a_load_waiting_for_a_held_model_lock_says_who_holds_it(conn, database_url, capfd):
+    """Any role may take an advisory lock; a load blocked by one names the holder at once."""
+    import threading
+
+    import psycopg
+    from pgvision.ingest.pg_copy import LOCK_CLASS, lock_model
+    from pgvision.registry import ModelSpec, register_model
+
+    model_id = register_model(conn, ModelSpec("img2d", "image", 2, "l2"))
+    conn.commit()
+    with psycopg.connect(database_url, application_name="a reader's psql") as other:
+        other.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_CLASS, model_id))
+        pid = other.info.backend_pid
+        threading.Timer(1.0, other.rollback).start()  # the holder lets go after 1 s
+        with conn.transaction():
+            lock_model(conn, model_id, timeout_s=30, quiet_s=0.2)  # returns once it is free
+    assert capfd.readouterr().err == (
+        f"pgvision: waiting for model {model_id}'s load lock, held by pid {pid} (user postgres, application "
+        "a reader's psql) (up to 30 s in all)\n")
