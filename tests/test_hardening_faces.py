@@ -48,18 +48,18 @@ def test_identify_on_a_gallery_never_calibrated_says_so_once(conn):
 
 
 def test_a_degenerate_calibration_is_refused_and_the_good_threshold_kept(conn):
-    """The same two photos (x = 0 and 0.01) enrolled under three names: every genuine search
-    ties with two other names, so no threshold identifies anyone (expected TPIR 0)."""
+    """The same two photos (x = 0 and 0.01) enrolled under three names: each face's twin under
+    another name is nearer (0) than its own identity's other photo (0.01), so no genuine
+    search finds its own identity first."""
     _gallery(conn, [(f"{who}{i}", who, x) for who in ("ann", "bob", "cat") for i, x in ((1, 0.0), (2, 0.01))])
     conn.execute("UPDATE pgvision.models SET threshold = 0.45 WHERE name = 'line2d'")  # a good one, kept
     cal = calibrate(conn, "line2d", target_fpir=0.2, method="empirical")
-    assert cal.expected_tpir == 0
+    assert cal.expected_tpir == 0 and cal.open_set.genuine_correct.tolist() == [False] * 6
     with pytest.raises(CalibrationError) as err:
         store_calibration(conn, cal)
     assert str(err.value) == (
-        f"calibration of 'line2d' not stored: at threshold {cal.threshold:.4f} no gallery face finds its own identity "
-        "(expected TPIR 0 over 6 genuine searches), so identify would recognise nobody; the model keeps its "
-        "threshold 0.4500. Check the gallery (the same face enrolled under several names?) and rerun; --dry-run "
-        "prints the table")
+        "calibration of 'line2d' not stored: no gallery face finds its own identity first (0 of 6 genuine searches), "
+        "so identify would recognise nobody at any threshold; the model keeps its threshold 0.4500. Check the gallery "
+        "(the same face enrolled under several names?) and rerun; --dry-run prints the table")
     assert get_model(conn, "line2d")["threshold"] == pytest.approx(0.45)
     assert conn.execute("SELECT count(*) FROM pgvision.calibrations").fetchone() == (0,)
