@@ -19,3 +19,18 @@ def test_models_differing_only_by_case_get_free_view_names(conn):
     assert views == [(a, "vectors_coll"), (b, f"vectors_coll_{n + 1}"), (c, f"vectors_coll_{n + 1}_2")]
     for _, view in views:
         assert conn.execute(f"SELECT count(*) FROM pgvision.{view}").fetchone() == (0,)
+
+
+def test_migration_0018_round_trip_keeps_the_views(database_url):
+    from pgvision import migrate
+    from pgvision.server.connection import connect
+
+    with connect(database_url, autocommit=True) as c:
+        register_model(c, ModelSpec("coll", "image", 2, "l2"))
+    for step in ("0017", "head"):
+        (migrate.downgrade if step == "0017" else migrate.upgrade)(database_url, step)
+        with connect(database_url, autocommit=True) as c:
+            src = c.execute("SELECT prosrc FROM pg_proc WHERE proname = '_model_view'").fetchone()[0]
+            assert ("WHILE to_regclass" in src) == (step == "head")
+            assert c.execute("SELECT view_name FROM pgvision.models").fetchall() == [("vectors_coll",)]
+            assert c.execute("SELECT count(*) FROM pgvision.vectors_coll").fetchone() == (0,)
