@@ -5,12 +5,16 @@ from __future__ import annotations
 import numpy as np
 from click.testing import CliRunner
 from numpy.lib import format as npy_format
+
 from pgvision.cli import main
 
 
 def _load(path, database_url, model="toy"):
-    return CliRunner().invoke(main, ["load-vectors", str(path), "--model", model, "--metric", "l2", "--quiet"],
-                              env={"DATABASE_URL": database_url})
+    return CliRunner().invoke(
+        main,
+        ["load-vectors", str(path), "--model", model, "--metric", "l2", "--quiet"],
+        env={"DATABASE_URL": database_url},
+    )
 
 
 def test_a_header_declaring_a_huge_shape_is_one_line(tmp_path, database_url):
@@ -22,7 +26,8 @@ def test_a_header_declaring_a_huge_shape_is_one_line(tmp_path, database_url):
     assert result.exit_code == 1
     assert result.output == (
         f"Error: {path} declares a 1000000000000 x 512 float32 array (2,048,000,000,000,000 bytes) but holds 24 bytes "
-        "of data: the file is cut short or its header is wrong; save it again with numpy.save\n")
+        "of data: the file is cut short or its header is wrong; save it again with numpy.save\n"
+    )
 
 
 def test_a_file_cut_short_is_one_line(tmp_path, database_url):
@@ -33,7 +38,8 @@ def test_a_file_cut_short_is_one_line(tmp_path, database_url):
     result = _load(cut, database_url)
     assert result.output == (
         f"Error: {cut} declares a 2 x 3 float32 array (24 bytes) but holds 12 bytes of data: the file is cut short "
-        "or its header is wrong; save it again with numpy.save\n")
+        "or its header is wrong; save it again with numpy.save\n"
+    )
     header_cut = tmp_path / "header_cut.npy"
     header_cut.write_bytes(whole.read_bytes()[:30])
     result = _load(header_cut, database_url)

@@ -12,6 +12,7 @@ import hmac
 from pathlib import Path
 
 import pytest
+
 from pgvision.cli.users import _one_final_newline_cut
 from pgvision.server.users import UserError, create_user
 
@@ -34,15 +35,21 @@ def _verifies(verifier: str, password: str) -> bool:
 
 def _server_log(conn) -> str:
     return (Path(conn.execute("SELECT current_setting('data_directory')").fetchone()[0]) / "log").read_text(
-        errors="replace")
+        errors="replace"
+    )
 
 
-@pytest.mark.parametrize(("name", "message"), [
-    ("", "the user name is empty: give one, e.g. pgvision db user create metabase --role reader"),
-    ("u" * 70, "user name 'uuuuuuuuuuuuuuuuuuuu'... is 70 bytes: PostgreSQL keeps at most 63; give a shorter one"),
-    ("pg_metabase", ("user name 'pg_metabase' starts with pg_, which PostgreSQL reserves for its own roles: "
-                     "give another one")),
-])
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("", "the user name is empty: give one, e.g. pgvision db user create metabase --role reader"),
+        ("u" * 70, "user name 'uuuuuuuuuuuuuuuuuuuu'... is 70 bytes: PostgreSQL keeps at most 63; give a shorter one"),
+        (
+            "pg_metabase",
+            ("user name 'pg_metabase' starts with pg_, which PostgreSQL reserves for its own roles: give another one"),
+        ),
+    ],
+)
 def test_names_postgresql_would_refuse_or_cut_are_refused_before_any_sql(conn, name, message):
     conn.autocommit = True
     conn.execute("SET log_statement = 'all'")
@@ -68,8 +75,9 @@ def test_the_server_gets_a_verifier_of_the_password_as_given_never_the_password(
     assert f"CREATE ROLE \"bi_reader\" LOGIN PASSWORD '{stored}'" in log and "two words" not in log
 
 
-@pytest.mark.parametrize(("piped", "password"), [
-    ("  two words  \n", "  two words  "), ("pw\r\n", "pw"), ("pw", "pw"), ("pw\n\n", "pw\n")])
+@pytest.mark.parametrize(
+    ("piped", "password"), [("  two words  \n", "  two words  "), ("pw\r\n", "pw"), ("pw", "pw"), ("pw\n\n", "pw\n")]
+)
 def test_password_stdin_cuts_one_final_newline_and_keeps_spaces(piped, password):
     assert _one_final_newline_cut(piped) == password
 
@@ -79,6 +87,7 @@ def test_a_load_waiting_for_a_held_model_lock_says_who_holds_it(conn, database_u
     import threading
 
     import psycopg
+
     from pgvision.ingest.pg_copy import LOCK_CLASS, lock_model
     from pgvision.registry import ModelSpec, register_model
 
@@ -92,4 +101,5 @@ def test_a_load_waiting_for_a_held_model_lock_says_who_holds_it(conn, database_u
             lock_model(conn, model_id, timeout_s=30, quiet_s=0.2)  # returns once it is free
     assert capfd.readouterr().err == (
         f"pgvision: waiting for model {model_id}'s load lock, held by pid {pid} (user postgres, application "
-        "a reader's psql) (up to 30 s in all)\n")
+        "a reader's psql) (up to 30 s in all)\n"
+    )

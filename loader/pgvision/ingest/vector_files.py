@@ -245,7 +245,8 @@ def _check_npy_size(path: Path) -> None:
             offset = fh.tell()
     except (ValueError, OSError, EOFError, SyntaxError) as exc:
         raise VectorFileError(
-            f"{display(path)} has a broken .npy header ({str(exc).splitlines()[0][:120]}): save it again with numpy.save"
+            f"{display(path)} has a broken .npy header ({str(exc).splitlines()[0][:120]}): "
+            "save it again with numpy.save"
         ) from None
     if dtype.hasobject:
         return  # refused by np.load(allow_pickle=False) with its own line
@@ -254,7 +255,8 @@ def _check_npy_size(path: Path) -> None:
     if need != have:
         raise VectorFileError(
             f"{display(path)} declares a {' x '.join(map(str, shape)) or 'scalar'} {dtype} array ({need:,} bytes) but "
-            f"holds {have:,} bytes of data: the file is cut short or its header is wrong; save it again with numpy.save")
+            f"holds {have:,} bytes of data: the file is cut short or its header is wrong; "
+            "save it again with numpy.save")
 
 
 def read_npy(path: str | os.PathLike) -> VectorSet:

@@ -253,8 +253,8 @@ def check_reachable(path: Path, what: str) -> None:
             raise DataDirError(
                 f"the embedded server runs as the system user {name}, which cannot enter {parent} (mode "
                 f"{stat.S_IMODE(st.st_mode):04o}) on the way to {what} {path}: choose a directory it can reach (e.g. "
-                f"PGVISION_DATA_DIR=/var/lib/pgvision/pg18), or grant it search permission yourself (chmod o+x {parent}); "
-                "pgvision never widens a directory's permissions")
+                "PGVISION_DATA_DIR=/var/lib/pgvision/pg18), or grant it search permission yourself "
+                f"(chmod o+x {parent}); pgvision never widens a directory's permissions")
 
 
 def _own_private(path: Path) -> None:
