@@ -41,6 +41,7 @@ from pgvision.ingest.images import (
     find_images,
     sha256_file,
 )
+from pgvision.tenancy.collection import DEFAULT_COLLECTION, check_collection_name, use_collection
 from pgvision.text import name_text
 
 IDENTITY_FROM = ("parent-dir", "none")
@@ -98,6 +99,7 @@ def load_faces(
     progress: bool = True,
     build_index: bool = True,
     reassign: bool = False,
+    collection: str = DEFAULT_COLLECTION,
 ) -> FaceLoadSummary:
     """Detect, align, embed and store every face of the photos under ``paths``.
 
@@ -116,6 +118,9 @@ def load_faces(
         reassign: enrolling may move a face out of another identity's gallery; without it
             such a face stops the load with :class:`pgvision.errors.AlreadyEnrolled`
             (batches committed before stay).
+        collection: the collection (tenant) photos, faces and identities go into, created
+            when absent and the role may (:func:`pgvision.tenancy.collection.use_collection`);
+            an identity name is unique within its collection.
 
     Returns:
         :class:`FaceLoadSummary`.
@@ -129,11 +134,14 @@ def load_faces(
         pgvision.faces.store.BadIdentityName: ``identity`` is empty or too long (before
             anything is read or written).
         pgvision.errors.ModelMismatch: the model name is registered with other weights.
+        pgvision.tenancy.collection.CollectionError: ``collection`` is not a valid name, or
+            not granted to this role; nothing is written.
     """
     if identity_from not in IDENTITY_FROM:
         raise InvalidValue(f"identity-from must be one of {', '.join(IDENTITY_FROM)}, got {identity_from!r}")
     if identity is not None:
         check_identity_name(identity)
+    check_collection_name(collection)
     model, detector = pipeline.model, pipeline.detector.detector
     t_total = time.perf_counter()
     summary = FaceLoadSummary(model.name, 0, detector)
@@ -144,14 +152,24 @@ def load_faces(
     name_of = _identity_of(identity, identity_from)
     pending: list[Path] = []
     with connection_lost_guard(lambda: summary.photos, lambda: len(pending or files) - summary.photos):
+        use_collection(conn, collection)
         summary.model_id = register_face_model(conn, model)
-        hashed = _hash_stage(files, summary, name_of, check_folder_names=identity is None and identity_from == "parent-dir")
+        hashed = _hash_stage(
+            files, summary, name_of, check_folder_names=identity is None and identity_from == "parent-dir"
+        )
         pending = _drop_done(conn, summary, hashed, name_of, reassign)
         _scan_and_store(conn, pipeline, pending, summary, name_of, batch_size=batch_size, reassign=reassign,
                         progress=progress)
-    finish_load(conn, summary, summary.model_id, tables=("images", "faces", "face_scans", "identities", "face_embeddings"),
-                changed=bool(summary.photos or summary.enrolled), build_index=build_index, progress=progress,
-                loaded=summary.photos)
+    finish_load(
+        conn,
+        summary,
+        summary.model_id,
+        tables=("images", "faces", "face_scans", "identities", "face_embeddings"),
+        changed=bool(summary.photos or summary.enrolled),
+        build_index=build_index,
+        progress=progress,
+        loaded=summary.photos,
+    )
     summary.seconds["total"] = time.perf_counter() - t_total
     return summary
 

@@ -64,6 +64,7 @@ from pgvision.ingest.images import (
 )
 from pgvision.ingest.writer import BatchWriter
 from pgvision.models.embed import ImageEmbedder
+from pgvision.tenancy.collection import DEFAULT_COLLECTION, check_collection_name, use_collection
 from pgvision.text import display
 
 LABEL_FROM = ("parent-dir", "none")
@@ -102,6 +103,7 @@ def load_images(
     on_batch: Callable[[int], None] | None = None,
     decode: str | TensorDecoder = "auto",
     startup_seconds: float = 0.0,
+    collection: str = DEFAULT_COLLECTION,
 ) -> LoadSummary:
     """Load image files into ``pgvision.images`` / ``image_embeddings``; idempotent.
 
@@ -125,6 +127,9 @@ def load_images(
             :class:`pgvision.ingest.decode_gpu.TensorDecoder` (tests: the device path on the CPU).
         startup_seconds: seconds the caller spent before this call (imports, model
             loading), added to ``seconds["startup"]`` and ``seconds["total"]``.
+        collection: the collection (tenant) the images go into, created when absent and the
+            role may (:func:`pgvision.tenancy.collection.use_collection`); the same file in
+            two collections is two images.
 
     Returns:
         :class:`LoadSummary`.
@@ -141,8 +146,11 @@ def load_images(
             committed stays (an out-of-memory instead stops device decoding only: see
             ``LoadSummary.device_failure``).
         pgvision.errors.InvalidValue: ``label_from``, ``batch_size``, ``workers`` or ``decode`` out of range.
+        pgvision.tenancy.collection.CollectionError: ``collection`` is not a valid name, or
+            not granted to this role; nothing is written.
     """
     _check_options(label_from, batch_size, workers)
+    check_collection_name(collection)
     t_start = time.perf_counter()
     spec = embedder.spec
     decoder = choose_decoder(decode, embedder.device, spec.preprocessing)
@@ -162,6 +170,7 @@ def load_images(
     summary.found = len(files)
     if not files:  # before the model is registered: an empty folder leaves nothing behind
         raise NoFilesFound.under(paths, IMAGE_EXTENSIONS, summary.skipped)
+    use_collection(conn, collection)
     summary.model_id = registry.register_model(conn, spec)
     todo = _hash_stage(conn, summary, files, skip)
     summary.seconds["hash"] = time.perf_counter() - t

@@ -16,6 +16,7 @@ from pgvision import registry
 from pgvision.after_load import LoadSummary, connection_lost_guard, finish_load
 from pgvision.ingest import pg_copy, row_limits
 from pgvision.ingest.vector_files import l2_normalize
+from pgvision.tenancy.collection import DEFAULT_COLLECTION, use_collection
 
 
 def load_vectors(
@@ -26,6 +27,7 @@ def load_vectors(
     batch_size: int = 5000,
     build_index: bool = True,
     progress: bool = True,
+    collection: str = DEFAULT_COLLECTION,
 ) -> LoadSummary:
     """Store vectors computed elsewhere (:class:`pgvision.ingest.vector_files.VectorSet`); idempotent.
 
@@ -35,6 +37,8 @@ def load_vectors(
         spec: the :class:`pgvision.registry.ModelSpec` to register them under; vectors are
             L2-normalised first when ``spec.normalized``.
         batch_size: rows per transaction (default 5,000).
+        collection: the collection (tenant) the rows go into, created when absent and the
+            role may (:func:`pgvision.tenancy.collection.use_collection`).
 
     Returns:
         :class:`LoadSummary` (``decode`` is the file's parse time, not counted here).
@@ -42,8 +46,11 @@ def load_vectors(
     Raises:
         pgvision.errors.ModelMismatch: ``spec.name`` exists with other dims or metric.
         pgvision.errors.DatabaseUnreachable: connection lost; a rerun loads the rest.
+        pgvision.tenancy.collection.CollectionError: ``collection`` is not a valid name, or
+            not granted to this role; nothing is written.
     """
     t_start = time.perf_counter()
+    use_collection(conn, collection)
     model_id = registry.register_model(conn, spec)
     summary = LoadSummary(model=spec.name, model_id=model_id, found=len(vector_set.ids), unit="vectors")
     summary.seconds = {"embed": 0.0, "copy": 0.0, "index": 0.0}

@@ -134,7 +134,13 @@ def start(port: int | None, listen: str) -> None:
     """
     if port is None and listen != "127.0.0.1":
         raise click.ClickException(f"--listen {listen} needs --port: e.g. pgvision db start --port 5433 --listen {listen}")
-    click.echo(embedded.start(port=port, listen=listen))
+    before = embedded.status()
+    tcp_before = embedded.tcp_settings()
+    url = embedded.start(port=port, listen=listen)
+    if before.running and port is not None and embedded.tcp_settings() != tcp_before:
+        click.echo(f"restarted the running embedded server to listen on {listen} port {port} "
+                   "(its open connections were closed)", err=True)
+    click.echo(url)
     tcp = embedded.tcp_url()
     if tcp:
         click.echo(f"tcp: {tcp} (password required: pgvision db user create NAME --role reader)", err=True)
@@ -143,13 +149,19 @@ def start(port: int | None, listen: str) -> None:
 @db.command()
 @run_guarded
 def stop() -> None:
-    """Stop the embedded server.
+    """Stop the embedded server (its replicas keep running: it says which).
 
     \b
     Example:
       pgvision db stop
     """
+    from pgvision.server import replicas
+
     click.echo("stopped" if embedded.stop() else f"not running ({embedded.data_dir()})", err=True)
+    running = [r.name for r in replicas.list_replicas() if r.running]
+    if running:
+        click.echo(f"replicas still running (serving reads, reconnecting when the primary is back): {', '.join(running)}; "
+                   f"stop them with pgvision db replica stop NAME", err=True)
 
 
 @db.command()
@@ -286,7 +298,11 @@ def index(model: str, method: str, m: int | None, ef_construction: int | None, l
         size = index_mb(conn, name)
         built = f"{name}, {size:.1f} MB, built in {seconds:.1f} s" if size is not None else None
         click.echo(f"{model}: {built or name or 'no index (exact scans)'}", err=True)
-        if name and target_recall is None and stored_rows(conn, get_model(conn, model)) >= recall_target.APPLY_FROM_ROWS:
+        if (
+            name
+            and target_recall is None
+            and stored_rows(conn, get_model(conn, model)) >= recall_target.APPLY_FROM_ROWS
+        ):
             target_recall = recall_target.DEFAULT_TARGET
         choice = recall_target.choose_setting(conn, model, target_recall) if name and target_recall else None
     if choice is not None:

@@ -11,6 +11,7 @@ from pgvision.cli.common import json_text, open_database, run_guarded
 from pgvision.cli.options import (
     FiniteFloatRange,
     build_pipeline,
+    collection_option,
     database_url_option,
     face_model_options,
     quiet_option,
@@ -32,17 +33,23 @@ def faces() -> None:
 @faces.command("load")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
 @face_model_options
-@click.option("--identity-from", type=click.Choice(["parent-dir", "none"]), default="none", show_default=True,
-              help="parent-dir: enroll the largest face of each photo under its folder's name (people/Ann/1.jpg -> Ann).")
+@click.option(
+    "--identity-from",
+    type=click.Choice(["parent-dir", "none"]),
+    default="none",
+    show_default=True,
+    help="parent-dir: enroll the largest face of each photo under its folder's name (people/Ann/1.jpg -> Ann).",
+)
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=32, show_default=True,
               help="Photos per transaction (a batch lands whole or not at all).")
 @click.option("--reassign", is_flag=True,
               help="With --identity-from: move a face already in another person's gallery (else: refused).")
 @quiet_option
+@collection_option
 @database_url_option
 @run_guarded
 def faces_load(paths, model, weights, detector, upsample, min_face_px, device, crop, identity_from, batch_size,
-               reassign, quiet, database_url):
+               reassign, quiet, collection, database_url):
     """Detect every face of the photos under PATH..., align, embed and store it.
 
     Idempotent and resumable: photos already scanned with this detector and embedded with
@@ -53,13 +60,14 @@ def faces_load(paths, model, weights, detector, upsample, min_face_px, device, c
     Example:
       pgvision faces load ./people --identity-from parent-dir
       pgvision faces load ./photos --model facenet --weights facenet.pt --detector cnn
+      pgvision faces load ./acme_people --identity-from parent-dir --collection acme
     """
     from pgvision.load_faces import load_faces
 
     pipeline = build_pipeline(model, weights, detector, upsample, min_face_px, device, crop)
     with open_database(database_url) as conn:
         summary = load_faces(conn, paths, pipeline, identity_from=identity_from, batch_size=batch_size,
-                             progress=not quiet, reassign=reassign)
+                             progress=not quiet, reassign=reassign, collection=collection)
     click.echo(summary.format())
 
 
@@ -70,9 +78,11 @@ def faces_load(paths, model, weights, detector, upsample, min_face_px, device, c
 @click.option("--reassign", is_flag=True,
               help="Move a face that is already in another person's gallery to NAME (else: refused).")
 @quiet_option
+@collection_option
 @database_url_option
 @run_guarded
-def enroll(name, images, model, weights, detector, upsample, min_face_px, device, crop, reassign, quiet, database_url):
+def enroll(name, images, model, weights, detector, upsample, min_face_px, device, crop, reassign, quiet, collection,
+           database_url):
     """Enroll NAME with the largest face of each of IMAGE... (its gallery).
 
     Several photos per person make a better gallery: the decision rule uses the mean of
@@ -81,13 +91,15 @@ def enroll(name, images, model, weights, detector, upsample, min_face_px, device
     \b
     Example:
       pgvision enroll "Ann Lee" ann1.jpg ann2.jpg ann3.jpg
+      pgvision enroll "Ann Lee" ann1.jpg --collection acme
     """
     from pgvision.faces.store import gallery_size
     from pgvision.load_faces import load_faces
 
     pipeline = build_pipeline(model, weights, detector, upsample, min_face_px, device, crop)
     with open_database(database_url) as conn:
-        summary = load_faces(conn, images, pipeline, identity=name, progress=not quiet, reassign=reassign)
+        summary = load_faces(conn, images, pipeline, identity=name, progress=not quiet, reassign=reassign,
+                             collection=collection)
         total = gallery_size(conn, name, model)
     click.echo(summary.format())
     click.echo(f"{display(name)}: {total} gallery faces for model {model}")
@@ -137,7 +149,9 @@ def identify(image, model, weights, detector, upsample, min_face_px, device, cro
     from pgvision.server.connection import read_url_source, resolve_read_url
 
     pipeline = build_pipeline(model, weights, detector, upsample, min_face_px, device, crop)
-    with open_database(resolve_read_url(read_url, database_url), source=read_url_source(read_url), create=False, autocommit=False) as conn:
+    with open_database(
+        resolve_read_url(read_url, database_url), source=read_url_source(read_url), create=False, autocommit=False
+    ) as conn:
         verdicts = identify_photo(conn, image, pipeline, threshold, min_margin, candidates)
     if not verdicts:
         click.echo(f"{display(image)}: no face found")
@@ -175,8 +189,10 @@ def print_calibration(cal) -> None:
         fpir, tpir = cal.open_set.rates(t, cal.min_margin)
         click.echo(f"{label:<20}{t:>10.4f}{far:>10.4f}{frr:>10.4f}{tar:>10.4f}{fpir:>10.4f}{tpir:>10.4f}")
     if cal.target_far is not None and cal.impostor_pairs * cal.target_far < 10:
-        click.echo(f"note: {cal.impostor_pairs} impostor comparisons put fewer than 10 under a FAR of {cal.target_far:g}: "
-                   "the empirical quantile is unreliable there; enroll more people for a measured FAR.")
+        click.echo(
+            f"note: {cal.impostor_pairs} impostor comparisons put fewer than 10 under a FAR of {cal.target_far:g}: "
+            "the empirical quantile is unreliable there; enroll more people for a measured FAR."
+        )
     note = cal.support_note()
     if note:
         click.echo(f"note: {note}")
@@ -233,7 +249,7 @@ def calibrate(model, target_fpir, target_far, margin_frr, method, plot, dry_run,
             store_calibration(conn, cal)
     if not quiet:
         print_calibration(cal)
-    target = f"FAR {target_far:g}" if target_far is not None else f"FPIR {target_fpir:g}"
+    target = cal.target_label()
     click.echo(f"{'stored' if not dry_run else 'would store'}: threshold {cal.threshold:.4f} ({target}, {cal.method}), "
                f"min_margin {cal.min_margin:.4f}; expected FPIR {cal.expected_fpir:.4f} "
                f"(over {cal.strangers} stranger searches), expected TPIR {cal.expected_tpir:.4f} "

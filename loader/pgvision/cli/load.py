@@ -12,7 +12,7 @@ import time
 import click
 
 from pgvision.cli.common import open_database, run_guarded
-from pgvision.cli.options import build_embedder, database_url_option, model_options
+from pgvision.cli.options import build_embedder, collection_option, database_url_option, model_options
 
 CPUS = os.cpu_count() or 1
 #: Default decode processes: half the cores (at most 8). Measured with bench/bench_loader.py
@@ -42,10 +42,11 @@ DEFAULT_WORKERS = min(8, max(1, CPUS // 2))
 @click.option("--index/--no-index", default=True, show_default=True,
               help="Build the model's ANN index after loading if it is missing.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar, no per-file skip lines; the summary only.")
+@collection_option
 @database_url_option
 @run_guarded
 def load(paths, model, weights, output, dims, metric, name, device, batch_size, workers, threads, decode,
-         label_from, limit, index, quiet, database_url):
+         label_from, limit, index, quiet, collection, database_url):
     """Embed the images under PATHS and store them for search; rerun to resume.
 
     Finds jpg/jpeg/png/webp/bmp/pgm/tiff files recursively; an image is keyed by the SHA-256
@@ -63,6 +64,7 @@ def load(paths, model, weights, output, dims, metric, name, device, batch_size, 
       pgvision load ./photos --model resnet50 --weights resnet50.pth --batch-size 64
       pgvision load ./photos --model torchscript:my.pt --dims 512 --metric cosine
       pgvision load ./photos --device cuda --decode gpu --batch-size 256 --workers 4
+      pgvision load ./acme_photos --collection acme
     """
     started = time.perf_counter()
     from pgvision.ingest.decode_gpu import check_decode_option
@@ -94,6 +96,7 @@ def load(paths, model, weights, output, dims, metric, name, device, batch_size, 
             on_skip=on_skip,
             decode=decode,
             startup_seconds=time.perf_counter() - started,
+            collection=collection,
         )
     click.echo(summary.format())
 
@@ -113,9 +116,10 @@ def load(paths, model, weights, output, dims, metric, name, device, batch_size, 
 @click.option("--index/--no-index", default=True, show_default=True,
               help="Build the model's ANN index after loading if it is missing.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar; the summary only.")
+@collection_option
 @database_url_option
 @run_guarded
-def load_vectors(file, model, metric, normalize, fmt, batch_size, index, quiet, database_url):
+def load_vectors(file, model, metric, normalize, fmt, batch_size, index, quiet, collection, database_url):
     """Store vectors computed elsewhere: a .npy file or the AnalyticDB tutorial's text.
 
     FILE.npy is an (N, D) array; FILE.ids.txt, FILE.labels.txt and FILE.uris.txt beside it
@@ -126,6 +130,7 @@ def load_vectors(file, model, metric, normalize, fmt, batch_size, index, quiet, 
     Example:
       pgvision load-vectors features.npy --model my-features --metric cosine
       pgvision load-vectors cifar_squeezenet.txt --model squeezenet1_1-analyticdb --metric l2
+      pgvision load-vectors acme.npy --model my-features --collection acme
     """
     from pgvision.ingest.vector_files import read_vectors
     from pgvision.load_vectors import load_vectors as run_load_vectors
@@ -142,5 +147,6 @@ def load_vectors(file, model, metric, normalize, fmt, batch_size, index, quiet, 
         preprocessing={"source": "load-vectors", "file": os.path.basename(file)},
     )
     with open_database(database_url) as conn:
-        summary = run_load_vectors(conn, vector_set, spec, batch_size=batch_size, build_index=index, progress=not quiet)
+        summary = run_load_vectors(conn, vector_set, spec, batch_size=batch_size, build_index=index, progress=not quiet,
+                                   collection=collection)
     click.echo(summary.format())

@@ -26,18 +26,22 @@ def user() -> None:
 @click.option("--role", type=click.Choice(["reader", "loader"]), required=True,
               help="reader: search and read; loader: also insert what `pgvision load` writes.")
 @click.option("--password-stdin", is_flag=True, help="Read the password from stdin instead of generating one.")
+@click.option("--collection", "collections", multiple=True, metavar="NAME",
+              help="A collection the user sees (a loader: also writes); repeat for several; created when absent. "
+              "[default: default]")
 @database_url_option
 @run_guarded
-def create(name: str, role: str, password_stdin: bool, database_url: str | None) -> None:
+def create(name: str, role: str, password_stdin: bool, collections: tuple[str, ...], database_url: str | None) -> None:
     """Create login user NAME in pgvision_<ROLE>; print its URLs (with the password) once.
 
     The password (generated unless --password-stdin) is printed here and stored nowhere:
-    keep the URL.
+    keep the URL. The user sees only the rows of its collections (row-level security).
 
     \b
     Example:
       pgvision db user create metabase --role reader
       printf %s "$PW" | pgvision db user create app --role loader --password-stdin
+      pgvision db user create acme_bi --role reader --collection acme --collection acme-archive
     """
     from pgvision.server.connection import connect, require_schema, resolve_url
     from pgvision.server.users import create_user
@@ -46,8 +50,9 @@ def create(name: str, role: str, password_stdin: bool, database_url: str | None)
     url = resolve_url(database_url)
     with connect(url, autocommit=True) as conn:
         require_schema(conn)
-        new = create_user(conn, url, name, role, password)
-    click.echo(f"user {new.name} created in pgvision_{role}; its password is shown once, below", err=True)
+        new = create_user(conn, url, name, role, password, collections or ("default",))
+    click.echo(f"user {new.name} created in pgvision_{role}, collections {', '.join(collections or ('default',))}; "
+               "its password is shown once, below", err=True)
     click.echo(f"url:  {new.url}")
     click.echo(f"jdbc: {new.jdbc_url}")
 

@@ -23,6 +23,7 @@ from pgvision.faces.embed import FaceModel
 from pgvision.ingest import pg_copy
 from pgvision.ingest.pg_copy import ImageRecord
 from pgvision.registry import ModelSpec, register_model
+from pgvision.tenancy.collection import SESSION_COLLECTION_SQL
 
 
 @dataclass
@@ -95,24 +96,27 @@ def check_identity_name(name: str) -> str:
 
         shown = display(name[:40]) + ("..." if len(name) > 40 else "")
         raise BadIdentityName(
-            f"an identity name must be 1 to {MAX_NAME_CHARS} characters, got {len(name)} ('{shown}'): give a shorter, non-empty name"
+            f"an identity name must be 1 to {MAX_NAME_CHARS} characters, got {len(name)} ('{shown}'): "
+            "give a shorter, non-empty name"
         )
     return name
 
 
 def ensure_identity(conn: psycopg.Connection, name: str) -> int:
-    """``identity_id`` of ``name``, created when absent.
+    """``identity_id`` of ``name`` in the session's collection, created when absent.
 
     Raises:
         BadIdentityName: see :func:`check_identity_name`.
     """
     check_identity_name(name)
     row = conn.execute(
-        "INSERT INTO pgvision.identities (name) VALUES (%s) ON CONFLICT (name) DO NOTHING RETURNING identity_id",
+        "INSERT INTO pgvision.identities (name) VALUES (%s) ON CONFLICT (collection_id, name) DO NOTHING "
+        "RETURNING identity_id",
         (name,),
     ).fetchone()
     if row is None:
-        row = conn.execute("SELECT identity_id FROM pgvision.identities WHERE name = %s", (name,)).fetchone()
+        row = conn.execute("SELECT identity_id FROM pgvision.identities WHERE name = %s "
+                           f"AND collection_id = {SESSION_COLLECTION_SQL}", (name,)).fetchone()
     return row[0]
 
 
@@ -122,10 +126,10 @@ def done_sha256(conn: psycopg.Connection, model_id: int, detector: str, digests:
     if not digests:
         return set()
     rows = conn.execute(
-        """
+        f"""
         SELECT i.sha256 FROM pgvision.images i
         JOIN pgvision.face_scans s ON s.image_id = i.image_id AND s.detector = %(det)s
-        WHERE i.sha256 = ANY(%(d)s)
+        WHERE i.sha256 = ANY(%(d)s) AND i.collection_id = {SESSION_COLLECTION_SQL}
           AND s.faces = (SELECT count(*) FROM pgvision.faces f
                          JOIN pgvision.face_embeddings e ON e.face_id = f.face_id AND e.model_id = %(m)s
                          WHERE f.image_id = i.image_id AND f.detector = %(det)s)
@@ -178,10 +182,10 @@ def enroll_stored(conn: psycopg.Connection, detector: str, digests: Sequence[byt
     with conn.transaction():
         identity_id = ensure_identity(conn, identity)
         largest = [r[0] for r in conn.execute(
-            """
+            f"""
             SELECT DISTINCT ON (f.image_id) f.face_id
             FROM pgvision.faces f JOIN pgvision.images i ON i.image_id = f.image_id
-            WHERE i.sha256 = ANY(%s) AND f.detector = %s
+            WHERE i.sha256 = ANY(%s) AND f.detector = %s AND i.collection_id = {SESSION_COLLECTION_SQL}
             ORDER BY f.image_id, (f.box_right - f.box_left) DESC, f.face_id
             """,
             (list(digests), detector),
@@ -271,10 +275,12 @@ def store_photos(conn: psycopg.Connection, model_id: int, dims: int, detector: s
 
 
 def gallery_size(conn: psycopg.Connection, name: str, model: str) -> int:
-    """Number of gallery faces identity ``name`` has embedded with face model ``model``."""
+    """Number of gallery faces identity ``name`` (of the session's collection) has embedded with
+    face model ``model``."""
     return conn.execute(
         "SELECT count(*) FROM pgvision.faces f JOIN pgvision.identities i USING (identity_id) "
         "JOIN pgvision.face_embeddings e ON e.face_id = f.face_id "
-        "JOIN pgvision.models m ON m.model_id = e.model_id AND m.name = %s WHERE i.name = %s",
+        "JOIN pgvision.models m ON m.model_id = e.model_id AND m.name = %s "
+        f"WHERE i.name = %s AND i.collection_id = {SESSION_COLLECTION_SQL}",
         (model, name),
     ).fetchone()[0]

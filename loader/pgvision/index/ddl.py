@@ -32,18 +32,13 @@ from psycopg import sql
 
 from pgvision.errors import InvalidValue
 from pgvision.index import build_progress, shape
-from pgvision.registry import get_model, get_model_by_id
+from pgvision.registry import embeddings_table, get_model, get_model_by_id
 
 _OPS = {"cosine": "cosine_ops", "l2": "l2_ops", "inner_product": "ip_ops"}
 HALFVEC_ABOVE = 2000
 MAX_INDEX_DIMS = 4000
 #: Index quantizations: the index expression's type (see the module docstring).
 QUANTIZATIONS = ("none", "halfvec", "binary")
-
-
-def embeddings_table(kind: str) -> str:
-    """``image_embeddings`` or ``face_embeddings``."""
-    return "image_embeddings" if kind == "image" else "face_embeddings"
 
 
 def index_name(model: dict[str, Any], method: str | None = None) -> str:

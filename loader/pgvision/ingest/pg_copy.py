@@ -6,7 +6,8 @@ Per batch, in one transaction:
    batch (embedding, the slow part, still runs in parallel), so the existence check
    below cannot race and no duplicate is ever attempted;
 2. the batch's images are upserted (``INSERT ... SELECT FROM unnest(arrays) ON CONFLICT
-   (sha256) DO NOTHING``: one round trip) and their ``image_id``s read back;
+   (collection_id, sha256) DO NOTHING``: one round trip) and their ``image_id``s read back;
+   an image is unique within its collection, the session's (:mod:`pgvision.tenancy.collection`);
 3. embeddings not stored yet for this model go straight into ``image_embeddings`` by binary
    ``COPY``, the rows encoded by numpy in one vectorised pass (no per-row Python).
 
@@ -27,6 +28,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from pgvision.errors import InvalidValue
+from pgvision.tenancy.collection import SESSION_COLLECTION_SQL
 
 #: First key of pgvision's advisory locks ('pgvs'); the second is the model_id.
 LOCK_CLASS = 0x70677673
@@ -51,6 +53,10 @@ class ImageRecord:
         label: class or folder name; None when unlabelled.
         width, height: pixels of the upright image; None when unknown.
         metadata: any JSON object (``search_images(filter => ...)`` matches it with ``@>``).
+        phash: 64 ``'0'``/``'1'`` characters, the image's pHash (``images.phash``); None
+            when not computed (``pgvision duplicates --fill-hashes`` fills it in later).
+        phash_crops: 576 ``'0'``/``'1'`` characters, its nine crops' pHashes
+            (:mod:`pgvision.ingest.perceptual_hash`); None with ``phash``.
     """
 
     sha256: bytes
@@ -59,6 +65,8 @@ class ImageRecord:
     width: int | None = None
     height: int | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    phash: str | None = None
+    phash_crops: str | None = None
 
 
 def encode_copy_binary(model_id: int, ids: np.ndarray, embeddings: np.ndarray) -> bytes:
@@ -138,14 +146,32 @@ def copy_vectors(conn: psycopg.Connection, table: str, item_column: str, model_i
     """Binary ``COPY`` of ``(model_id, item_column, embedding)`` rows into ``pgvision.<table>``.
 
     Runs in the caller's transaction; no existence check (see :func:`copy_image_embeddings`).
+    For a role under row-level security (a loader scoped to collections: PostgreSQL refuses
+    ``COPY FROM`` into a table whose policies apply to the caller) the rows are copied into a
+    temporary table (dropped at commit) first and moved by one ``INSERT ... SELECT``, which
+    the policies check; the schema owner copies straight into the table.
     """
     if len(ids) == 0:
         return
-    stmt = sql.SQL("COPY pgvision.{} (model_id, {}, embedding) FROM STDIN (FORMAT BINARY)").format(
-        sql.Identifier(table), sql.Identifier(item_column)
-    )
-    with conn.cursor() as cur, cur.copy(stmt) as copy:
-        copy.write(encode_copy_binary(model_id, ids, embeddings))
+    payload = encode_copy_binary(model_id, ids, embeddings)
+    item = sql.Identifier(item_column)
+    target = sql.SQL("pgvision.{}").format(sql.Identifier(table))
+    if not conn.execute("SELECT row_security_active(%s::regclass)", (f"pgvision.{table}",)).fetchone()[0]:
+        with conn.cursor() as cur, cur.copy(
+                sql.SQL("COPY {} (model_id, {}, embedding) FROM STDIN (FORMAT BINARY)").format(target, item)) as copy:
+            copy.write(payload)
+        return
+    stage = sql.SQL("pg_temp.{}").format(sql.Identifier(f"pgvision_stage_{table}"))
+    with conn.transaction():
+        conn.execute(sql.SQL("CREATE TEMPORARY TABLE IF NOT EXISTS {} ON COMMIT DROP AS "
+                             "SELECT model_id, {}, embedding FROM {} WITH NO DATA").format(stage, item, target))
+        conn.execute(sql.SQL("TRUNCATE {}").format(stage))
+        with conn.cursor() as cur, cur.copy(
+                sql.SQL("COPY {} (model_id, {}, embedding) FROM STDIN (FORMAT BINARY)").format(stage, item)) as copy:
+            copy.write(payload)
+        conn.execute(sql.SQL("INSERT INTO {0} (model_id, {1}, embedding) SELECT model_id, {1}, embedding FROM {2}")
+                     .format(target, item, stage))
+        conn.execute(sql.SQL("TRUNCATE {}").format(stage))
 
 
 #: Longest wait, in seconds, for another session's per-model batch lock. A batch holds it
@@ -196,7 +222,11 @@ def lock_model(conn: psycopg.Connection, model_id: int, timeout_s: float = MODEL
 
 
 def upsert_images(conn: psycopg.Connection, records: Sequence[ImageRecord]) -> dict[bytes, int]:
-    """Insert images not stored yet (by sha256) and return ``{sha256: image_id}`` for all."""
+    """Insert images not stored yet (by sha256) and return ``{sha256: image_id}`` for all.
+
+    Images are looked up and inserted in the session's collection
+    (:func:`pgvision.tenancy.collection.use_collection`; ``default`` when none was set).
+    """
     return _upsert_images(conn, records)[0]
 
 
@@ -215,11 +245,12 @@ def _upsert_images(conn: psycopg.Connection, records: Sequence[ImageRecord]) -> 
     # arrays cost 5-10x less on the server (bench/bench_ingest.py).
     rows = conn.execute(
         """
-        INSERT INTO pgvision.images (sha256, uri, label, width, height, metadata)
-        SELECT u.sha256, u.uri, u.label, u.width, u.height, coalesce(u.metadata, '{}')
-        FROM unnest(%b::bytea[], %b::text[], %b::text[], %b::int[], %b::int[], %b::jsonb[])
-             AS u(sha256, uri, label, width, height, metadata)
-        ON CONFLICT (sha256) DO NOTHING
+        INSERT INTO pgvision.images (sha256, uri, label, width, height, metadata, phash, phash_crops)
+        SELECT u.sha256, u.uri, u.label, u.width, u.height, coalesce(u.metadata, '{}'),
+               u.phash::bit(64), u.phash_crops::bit(576)
+        FROM unnest(%b::bytea[], %b::text[], %b::text[], %b::int[], %b::int[], %b::jsonb[], %b::text[], %b::text[])
+             AS u(sha256, uri, label, width, height, metadata, phash, phash_crops)
+        ON CONFLICT (collection_id, sha256) DO NOTHING
         RETURNING sha256, image_id
         """,
         (
@@ -229,6 +260,8 @@ def _upsert_images(conn: psycopg.Connection, records: Sequence[ImageRecord]) -> 
             [r.width for r in records],
             [r.height for r in records],
             [Jsonb(r.metadata) if r.metadata else None for r in records],
+            [r.phash for r in records],
+            [r.phash_crops for r in records],
         ),
     ).fetchall()
     ids = {bytes(sha): image_id for sha, image_id in rows}
@@ -236,24 +269,26 @@ def _upsert_images(conn: psycopg.Connection, records: Sequence[ImageRecord]) -> 
     missing = list({r.sha256 for r in records} - new)
     if missing:
         rows = conn.execute(
-            "SELECT sha256, image_id FROM pgvision.images WHERE sha256 = ANY(%b)", (missing,)
+            "SELECT sha256, image_id FROM pgvision.images WHERE sha256 = ANY(%b) "
+            f"AND collection_id = {SESSION_COLLECTION_SQL}", (missing,)
         ).fetchall()
         ids.update((bytes(sha), image_id) for sha, image_id in rows)
     return ids, new
 
 
 def loaded_sha256(conn: psycopg.Connection, model_id: int, digests: Sequence[bytes]) -> set[bytes]:
-    """The digests among ``digests`` whose image already has an embedding of ``model_id``.
+    """The digests among ``digests`` whose image (in the session's collection) already has an
+    embedding of ``model_id``.
 
     The loader asks this before decoding, so a rerun skips loaded files at hashing cost.
     """
     if not digests:
         return set()
     rows = conn.execute(
-        """
+        f"""
         SELECT i.sha256 FROM pgvision.images i
         JOIN pgvision.image_embeddings e ON e.image_id = i.image_id AND e.model_id = %s
-        WHERE i.sha256 = ANY(%b)
+        WHERE i.sha256 = ANY(%b) AND i.collection_id = {SESSION_COLLECTION_SQL}
         """,
         (model_id, list(digests)),
     ).fetchall()

@@ -5,13 +5,16 @@ functions, views, SELECT on the tables) or ``pgvision_loader`` (what ``pgvision 
 writes); see sql/roles.v1.sql. Its password is generated with :func:`secrets.token_urlsafe`
 (32 bytes, 43 URL-safe characters) unless given, and sent as a literal of ``CREATE ROLE``
 (PostgreSQL hashes it with SCRAM-SHA-256, ``password_encryption``); it is returned to the
-caller once and stored nowhere else.
+caller once and stored nowhere else. A user sees (and a loader writes) only the rows of the
+collections granted to it (``pgvision.collection_grants``, enforced by row-level security;
+docs/collections.md): ``default`` unless others are named.
 """
 
 from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from typing import Sequence
 from urllib.parse import quote
 
 import psycopg
@@ -19,6 +22,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from pgvision.errors import PgvisionError
+from pgvision.tenancy.collection import DEFAULT_COLLECTION, check_collection_name, grant_collections
 
 ROLES = {"reader": "pgvision_reader", "loader": "pgvision_loader"}
 
@@ -77,7 +81,7 @@ def tcp_endpoint(conn: psycopg.Connection, database_url: str) -> tuple[str, int]
 
 
 def create_user(conn: psycopg.Connection, database_url: str, name: str, role: str,
-                password: str | None = None) -> NewUser:
+                password: str | None = None, collections: Sequence[str] = (DEFAULT_COLLECTION,)) -> NewUser:
     """Create login role ``name``, member of ``pgvision_<role>``, and return how to connect.
 
     Args:
@@ -86,20 +90,29 @@ def create_user(conn: psycopg.Connection, database_url: str, name: str, role: st
         name: the role's name (any PostgreSQL identifier; quoted, never interpolated).
         role: ``reader`` or ``loader``.
         password: the password; default a new :func:`secrets.token_urlsafe` of 32 bytes.
+        collections: the collections it may see (a loader: also write), created when
+            absent; default ``default``. Role and grants are made in one transaction.
 
     Raises:
         UserError: unknown role, empty password, the name is taken, or no TCP listener.
+        pgvision.tenancy.collection.CollectionError: a collection name is empty or too long.
     """
     if role not in ROLES:
         raise UserError(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
+    if not collections:
+        raise UserError("a user needs at least one collection: pass --collection NAME (default: default)")
+    for collection in collections:
+        check_collection_name(collection)
     if password is not None and not password.strip():
         raise UserError("the password read from stdin is empty: pipe a password, or leave --password-stdin out")
     host, port = tcp_endpoint(conn, database_url)
     if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone():
         raise UserError(f"role {name!r} exists already: pick another name, or pgvision db user drop {name}")
     password = password.strip() if password is not None else secrets.token_urlsafe(32)
-    conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} IN ROLE {}").format(
-        sql.Identifier(name), sql.Literal(password), sql.Identifier(ROLES[role])))
+    with conn.transaction():
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} IN ROLE {}").format(
+            sql.Identifier(name), sql.Literal(password), sql.Identifier(ROLES[role])))
+        grant_collections(conn, name, collections)
     if not conn.autocommit:
         conn.commit()
     database = conn.execute("SELECT current_database()").fetchone()[0]
@@ -121,6 +134,10 @@ def drop_user(conn: psycopg.Connection, name: str) -> None:
     if not (row[0] and row[1]):
         raise UserError(f"role {name!r} is not a pgvision user (a login member of pgvision_reader/loader): "
                         "drop it yourself with DROP ROLE")
-    conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+    with conn.transaction():
+        # Its grants go with it (a later role of the same name must not inherit them).
+        conn.execute("DELETE FROM pgvision.collection_grants g USING pg_roles r "
+                     "WHERE r.oid = g.role::oid AND r.rolname = %s", (name,))
+        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
     if not conn.autocommit:
         conn.commit()
