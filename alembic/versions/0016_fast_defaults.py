@@ -27,9 +27,9 @@ Downgrade drops the column and v5 and re-applies ``search_images.v4`` (with the 
 appended to its comment), ``_nearest.v3`` and ``_model_ann.v2``, and fires the trigger again.
 """
 
-from pgvision.migrate import apply_sql
-
 from alembic import op
+
+from pgvision.migrate import apply_sql
 
 revision = "0016"
 down_revision = "0015"
