@@ -8,9 +8,9 @@ import textwrap
 import psycopg
 import pytest
 from pgvision import migrate
-from sqlhelpers import add_images
+from sqlhelpers import add_images, grant_default
 
-TABLES = {"calibrations", "face_embeddings", "face_scans", "faces", "identities", "identity_templates", "image_embeddings",
+TABLES = {"calibrations", "collection_grants", "collections", "face_embeddings", "face_scans", "faces", "identities", "identity_templates", "image_embeddings",
           "images", "models"}
 FUNCTIONS = {"search_images", "similar_images", "identify", "identify_face", "recall_at_k"}
 
@@ -100,6 +100,7 @@ def test_deployment_migration_adds_a_models_index(empty_database_url, tmp_path):
 
 def test_reader_role_can_search_but_not_write(conn):
     ids = add_images(conn, "tiny", [("a", "cat", [1.0, 0.0]), ("b", "dog", [0.0, 1.0])])
+    grant_default(conn, "pgvision_reader")
     conn.execute("SET ROLE pgvision_reader")
     assert len(conn.execute("SELECT * FROM pgvision.search_images('[1,0]', 2)").fetchall()) == 2
     assert len(conn.execute("SELECT * FROM pgvision.similar_images(%s, 1)", (ids["a"],)).fetchall()) == 1
@@ -114,6 +115,7 @@ def test_reader_role_can_search_but_not_write(conn):
 
 
 def test_loader_role_can_load(conn):
+    grant_default(conn, "pgvision_loader")
     conn.execute("SET ROLE pgvision_loader")
     add_images(conn, "tiny", [("a", "cat", [1.0, 0.0])])
     conn.execute("RESET ROLE")

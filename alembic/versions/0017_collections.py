@@ -245,5 +245,5 @@ def downgrade() -> None:
                    f"REFERENCES pgvision.{parent} {actions}")
     for table in TENANT_TABLES:
         op.execute(f"ALTER TABLE pgvision.{table} DROP COLUMN collection_id")
-    op.execute("DROP TABLE pgvision.collection_grants")
-    op.execute("DROP TABLE pgvision.collections")
+    # One statement: the policy on collections reads collection_grants.
+    op.execute("DROP TABLE pgvision.collection_grants, pgvision.collections")
