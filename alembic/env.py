@@ -9,11 +9,11 @@ run shares one transaction: a failure leaves nothing half-created.
 from logging.config import fileConfig
 
 import psycopg
+from alembic import context
 from sqlalchemy import create_engine, pool
 
-from alembic import context
-from pgvision.server.connection import connect, resolve_url
 from pgvision.migrate import VERSION_TABLE
+from pgvision.server.connection import connect, resolve_url
 
 #: First key of the advisory lock that serialises migrations ('pgvm').
 MIGRATION_LOCK_CLASS = 0x7067766D

@@ -91,31 +91,6 @@ def store(conn, name: str, x: np.ndarray, who: np.ndarray, metric: str, threshol
     return model_id, ident
 
 
-class BruteForce:
-    """Every gallery vector compared in Python (numpy), identify v2's rule."""
-
-    def __init__(self, x: np.ndarray, who: np.ndarray, metric: str) -> None:
-        self.x, self.who, self.metric = x, who, metric
-        n_ids = int(who.max()) + 1
-        sums = np.zeros((n_ids, x.shape[1]), dtype=np.float64)
-        np.add.at(sums, who, x)
-        self.templates = (sums / np.bincount(who, minlength=n_ids)[:, None]).astype(np.float32)
-
-    def dist(self, m: np.ndarray, q: np.ndarray) -> np.ndarray:
-        if self.metric == "l2":
-            return np.linalg.norm(m - q, axis=1)
-        return 1.0 - (m @ q) / np.linalg.norm(m, axis=1)
-
-    def identify(self, q: np.ndarray, candidates: int = 5) -> list[tuple[int, float]]:
-        d = self.dist(self.x, q)
-        nearest = np.full(self.templates.shape[0], np.inf, dtype=np.float32)
-        np.minimum.at(nearest, self.who, d)
-        best = np.minimum(nearest, self.dist(self.templates, q))
-        top = np.argpartition(best, candidates)[:candidates]
-        top = top[np.argsort(best[top])]
-        return [(int(i), float(best[i])) for i in top]
-
-
 def run(url: str, n: int, dims: int, a) -> dict:
     metric, threshold = ("l2", 0.6) if dims <= 128 else ("cosine", 0.4)
     name = f"faces-{n}-{dims}"
@@ -130,7 +105,7 @@ def run(url: str, n: int, dims: int, a) -> dict:
     build_s = time.perf_counter() - t
     index_mb = conn.execute("SELECT pg_relation_size(%s::regclass)", (f"pgvision.{index}",)).fetchone()[0] / 2**20
     table_mb = conn.execute("SELECT pg_total_relation_size('pgvision.face_embeddings')").fetchone()[0] / 2**20
-    brute = BruteForce(x, who, metric)
+    brute = common.BruteForce(x, who, metric)
     sql = "SELECT identity_id, distance, is_match FROM pgvision.identify(%s, model => %s)"
     for q in probes[:10]:  # warm: plans, caches
         conn.execute(sql, (q, name)).fetchall()

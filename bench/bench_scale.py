@@ -12,8 +12,7 @@ Images (clustered synthetic vectors, ``common.clustered``, 1,000 clusters), for 
   applies from 10k rows) and the recall@10 it measured on stored vectors;
 * for held-out queries: recall@10 against numpy's exact top-10, p50 / p99 ms (client
   wall clock, one client, round trip included) and QPS of ``search_images`` and of raw
-  ``ORDER BY embedding::vector(512) <=> q LIMIT 10`` at the same ef_search (ids only, as the
-  issue states it), of the same raw query joined to ``images`` for the uri and label that
+  ``ORDER BY embedding::vector(512) <=> q LIMIT 10`` at the same ef_search (ids only), of the same raw query joined to ``images`` for the uri and label that
   search_images returns ("raw + images": like for like), and numpy brute force over the
   matrix in memory.
 
@@ -22,8 +21,10 @@ Faces (families of 5 look-alike people, 1..19 photos each, ``families()`` below)
 * identify p50 / p99 *before ANALYZE* (right after the bulk load, as a user would run it)
   and after;
 * agreement of identify's best identity with the exact answer of the same rule (numpy: an
-  identity's distance = min(nearest photo, mean of its photos)), for candidates 5, 25, 50
-  (identify v4 looks at the owners of max(200, 20 x candidates) nearest faces);
+  identity's distance = min(nearest photo, mean of its photos)), for ``--candidates``
+  (identify looks at the owners of max(200, 20 x candidates) nearest faces and the
+  identities of the nearest templates); ``--identify-variants`` adds released earlier
+  versions (v4: photos only; v5 at photo depth 100) installed side by side;
 * numpy brute force p50.
 
 Prints the server's memory settings with every run. Example::
@@ -42,7 +43,6 @@ from pathlib import Path
 import numpy as np
 
 import common
-from bench_identify import BruteForce
 from pgvision.index import ddl
 from pgvision.ingest import pg_copy
 from pgvision.index import recall_target
@@ -75,24 +75,6 @@ def families(n_photos: int, dims: int, seed: int, family_size: int = 5, max_phot
         j = min(len(who), i + 100_000)
         photos[i:j] = unit(people[who[i:j]] + person_spread * unit(rng.standard_normal((j - i, dims)).astype(np.float32)))
     return photos, who, people.astype(np.float32)
-
-
-def install_variant(conn, schema: str, name: str, sql_path: str, rename: dict[str, str]) -> None:
-    """A released SQL API file installed under another name, for side-by-side timing in one run.
-
-    ``rename`` maps text of the file to its replacement (the function's qualified name, a
-    constant); pgvector's schema token is replaced as ``migrate.apply_sql`` does.
-    """
-    from pgvision.migrate import SECURE_SEARCH_PATH, sql_file, vector_schema
-
-    text = sql_file(sql_path).replace("@extschema:vector@", vector_schema(conn.cursor()))
-    for old, new in rename.items():
-        assert old in text, (sql_path, old)
-        text = text.replace(old, new)
-    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-    conn.execute("SELECT set_config('search_path', %s, false)", (SECURE_SEARCH_PATH,))
-    conn.execute(text)
-    conn.execute("RESET search_path")
 
 
 def timed(fn, probes):
@@ -163,7 +145,7 @@ def measure_images(url, conn, name, model, x, queries, truth, row_of, quantizati
     ef = choice.value
     api = "SELECT image_id FROM pgvision.search_images(%s, 10, %s)"
     # search_images v2 (0006: every call plans _nearest's query text), same run, same index
-    install_variant(conn, "bench_prev", "search_images", "functions/search_images.v2.sql",
+    common.install_variant(conn, "bench_prev", "search_images", "functions/search_images.v2.sql",
                     {"pgvision.search_images(": "bench_prev.search_images_v2(",
                      "search_images.label": "search_images_v2.label"})
     api_v2 = "SELECT image_id FROM bench_prev.search_images_v2(%s, 10, %s)"
@@ -280,7 +262,7 @@ def run_faces(url: str, n: int, a) -> dict:
     conn.execute("ANALYZE pgvision.faces")
     conn.execute("ANALYZE pgvision.face_embeddings")
     conn.execute("ANALYZE pgvision.identity_templates")
-    brute = BruteForce(x, who, "l2")
+    brute = common.BruteForce(x, who, "l2")
     b_lat, b_best = timed(lambda q: brute.identify(q)[0][0], probes)
     exact = [int(ident[b]) for b in b_best]
     out = {"faces": len(x), "people": len(people), "dims": dims, "load_s": load_s, "build_s": build_s,
@@ -311,9 +293,9 @@ def run_faces(url: str, n: int, a) -> dict:
           f"{out['photo_ann_has_nearest_photo']:.3f}; exact nearest template among the template index's 21 "
           f"(ef_search 105): {out['template_ann_has_nearest_template']:.3f}", flush=True)
     # identify v4 (0006) and v5 with a smaller photo depth, side by side with v5 in one run
-    install_variant(conn, "bench_prev", "_identify_v4", "functions/_identify.v4.sql",
+    common.install_variant(conn, "bench_prev", "_identify_v4", "functions/_identify.v4.sql",
                     {"pgvision._identify(": "bench_prev._identify_v4("})
-    install_variant(conn, "bench_prev", "_identify_v5_d100", "functions/_identify.v5.sql",
+    common.install_variant(conn, "bench_prev", "_identify_v5_d100", "functions/_identify.v5.sql",
                     {"pgvision._identify(": "bench_prev._identify_v5_d100(",
                      "c_min_depth constant integer := 200;": "c_min_depth constant integer := 100;"})
     variants = {"v5": sql}

@@ -25,7 +25,6 @@ import numpy as np
 import psycopg
 
 import common
-from bench_ingest import encode_bare
 
 STORAGES = {
     "default": ("", ""),
@@ -49,7 +48,7 @@ def copy_rows(conn, table: str, emb: np.ndarray, batch: int = 5000) -> None:
     for i in range(0, len(emb), batch):
         with conn.transaction(), conn.cursor() as cur, \
                 cur.copy(f"COPY {table} (id, embedding) FROM STDIN (FORMAT BINARY)") as cp:
-            cp.write(encode_bare(ids[i:i + batch], emb[i:i + batch]))
+            cp.write(common.encode_bare(ids[i:i + batch], emb[i:i + batch]))
 
 
 def main() -> None:

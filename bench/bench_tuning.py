@@ -1,12 +1,12 @@
-"""HNSW build with the old fixed server settings against the settings sized to this machine.
+"""HNSW build with one fixed setting for every machine against the settings sized to this machine.
 
 ``--rows`` x ``--dims`` clustered vectors are stored once through pgvision's COPY path;
 then the model's HNSW index (m 16, ef_construction 64; :func:`pgvision.index.ddl.index_ddl`
 without ``CONCURRENTLY``, so that only the build is timed) is dropped and rebuilt, in
 interleaved rounds, under:
 
-* ``old fixed``: what ``pgvision.server.embedded.SERVER_SETTINGS`` set on every machine before
-  issue 13 (maintenance_work_mem 1GB, max_parallel_maintenance_workers 2);
+* ``fixed``: one setting for every machine (maintenance_work_mem 1GB,
+  max_parallel_maintenance_workers 2), what an untuned server of that kind gets;
 * ``tuned``: :func:`pgvision.server.tuning.settings_for` this machine (``--ram``/``--cores`` to
   size for another one).
 
@@ -26,7 +26,6 @@ import argparse
 import re
 
 import common
-from bench_search import load
 from pgvision.index import build_progress
 from pgvision.index import ddl
 from pgvision.server import tuning
@@ -45,7 +44,7 @@ def main() -> None:
     machine = tuning.Machine(a.ram or here.ram_bytes, a.cores or here.cores)
     tuned = {s.name: s.value for s in tuning.settings_for(machine)}
     configs = {  # name: (max_parallel_maintenance_workers, maintenance_work_mem)
-        "old fixed": (2, "1GB"),
+        "fixed": (2, "1GB"),
         "tuned": (int(tuned["max_parallel_maintenance_workers"]), tuned["maintenance_work_mem"]),
     }
     results = {"benchmark": "tuning", "args": {k: str(v) for k, v in vars(a).items()},
@@ -56,7 +55,7 @@ def main() -> None:
         common.print_machine(results["machine"])
         x = common.normalize(common.clustered(a.rows, a.dims, clusters=max(10, a.rows // 100), seed=3))
         name = f"tune-{a.rows}-{a.dims}"
-        load(conn, name, x)
+        common.store_image_vectors(conn, name, x)
         model = get_model(conn, name)
         statement = ddl.index_ddl(model, concurrently=False)
         graph_mb = build_progress.hnsw_graph_bytes(a.rows, a.dims, model["hnsw_m"]) / 2**20
@@ -84,10 +83,10 @@ def main() -> None:
         size_mb = build_progress.index_mb(conn, ddl.index_name(model))
         conn.close()
     med = {c: common.median(t) for c, t in times.items()}
-    rows = [[c, configs[c][0], configs[c][1], med[c], min(times[c]), max(times[c]), med["old fixed"] / med[c],
+    rows = [[c, configs[c][0], configs[c][1], med[c], min(times[c]), max(times[c]), med["fixed"] / med[c],
              fits.get(c, "?")] for c in configs]
     common.print_table(["settings", "workers", "maintenance_work_mem", "median s", "min s", "max s",
-                        "speed-up vs old", "graph fits"], rows,
+                        "speed-up vs fixed", "graph fits"], rows,
                        f"HNSW build, {a.rows:,} x {a.dims} (index {size_mb:.0f} MB, estimated graph {graph_mb:.0f} MB), "
                        f"tuned for {machine.describe()}, median of {a.reps}")
     results.update(seconds=times, median_s=med, fits=fits, index_mb=size_mb, graph_mb_estimate=graph_mb)

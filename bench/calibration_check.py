@@ -1,4 +1,4 @@
-"""Does ``calibrate``'s open-set estimate predict the FPIR the probes then see? (issue 10)
+"""Does ``calibrate``'s open-set estimate predict the FPIR the probes then see?
 
 The ``normal`` open-set method (pgvision.faces.calibrate) predicts, for a threshold t,
 ``FPIR(t) = 1 - (1 - Phi((t - mu) / sigma))^N``: a Gaussian fitted to every impostor
@@ -12,7 +12,7 @@ It runs the protocol in numpy, without a database: every photo of the folder emb
 (dlib, HOG, largest face), the same enrolled / gallery / probe sets as
 ``evaluate_identification`` (``enrolled_identities``, first ``--enroll-per-identity`` photos
 with a face), the same rule (``identity_distances``, rule v2, which SQL ``identify_face``
-agreed with on 700 of 700 probes in the eval runs, docs/faces.md) and the same threshold
+agreed with on every probe in the eval runs, docs/faces.md) and the same threshold
 function (``threshold_at_fpir_pooled``).
 
 ``--augment`` re-embeds with test-time augmentation instead of dlib's single pass, to see
@@ -40,39 +40,6 @@ import common
 from pgvision.faces.calibrate import fpir_from_fmr, per_comparison_target, threshold_at_fpir_pooled
 from pgvision.faces.decide import identity_distances, rank_identities
 from pgvision.evaluate_faces import enrolled_identities
-
-
-#: dlib's num_jitters for ``--augment jitter``.
-JITTERS = 10
-
-
-def augmented_descriptors(model, chips: np.ndarray, augment: str) -> np.ndarray:
-    """(N, 128) float32 dlib descriptors of (N, 150, 150, 3) uint8 chips, with ``augment``."""
-    if augment == "none":
-        return model.embed(chips)
-    if augment == "flip":
-        return (model.embed(chips) + model.embed(np.ascontiguousarray(chips[:, :, ::-1]))) / 2
-    out = model._net.compute_face_descriptor([np.ascontiguousarray(c) for c in chips], JITTERS)
-    return np.asarray([np.asarray(v) for v in out], dtype=np.float32)
-
-
-def embed_folder(root: Path, augment: str = "none") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(names (P,), embeddings (P, 128) float32, has_face (P,)) of every photo under root/<name>/."""
-    from pgvision.faces.detect import FaceDetector
-    from pgvision.faces.embed import load_face_model
-    from pgvision.faces.pipeline import FacePipeline, read_photo
-    from pgvision.ingest.images import find_images
-
-    pipe = FacePipeline(load_face_model("dlib", None, "cpu"), FaceDetector("hog", 1, 40, "detect"))
-    names, embs, has = [], [], []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        for path in find_images([folder]):
-            faces, chips, _ = pipe.scan(read_photo(path).pixels)
-            e = augmented_descriptors(pipe.model, chips[:1], augment) if len(faces) else None
-            names.append(folder.name)
-            has.append(bool(len(faces)))
-            embs.append(e[0] if len(faces) else np.zeros(pipe.model.dims, np.float32))
-    return np.array(names), np.stack(embs).astype(np.float32), np.array(has)
 
 
 def check(names, emb, has, split: str, per_identity: int, target: float, grid) -> dict:
@@ -129,7 +96,7 @@ def main() -> None:
     ap.add_argument("--augment", choices=("none", "flip", "jitter"), default="none",
                     help="test-time augmentation of the dlib descriptors (see above)")
     a = ap.parse_args()
-    names, emb, has = embed_folder(a.folder, a.augment)
+    names, emb, has = common.face_descriptors(a.folder, a.augment)
     grid = np.round(np.arange(0.40, 0.561, 0.02), 2)
     results = {"benchmark": "calibration_check", "args": {k: str(v) for k, v in vars(a).items()}, "splits": []}
     rows = []

@@ -13,6 +13,7 @@ repetitions; ratios are computed from medians measured in the same run.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import platform
@@ -234,3 +235,184 @@ def clustered(n: int, dims: int, clusters: int, seed: int = 0, spread: float = 0
 
 def normalize(x: np.ndarray) -> np.ndarray:
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+# --- shared by several benchmarks (no benchmark imports another) -------------------------
+
+
+def store_image_vectors(conn, name: str, x: np.ndarray, labels=None, batch: int = 5000) -> tuple[int, np.ndarray]:
+    """Store ``x`` (N, D) float32 under a new cosine image model ``name`` through pgvision's
+    COPY path (:func:`pgvision.ingest.pg_copy.copy_image_embeddings`), then ``VACUUM ANALYZE``.
+
+    Returns:
+        (model_id, image_id of each row of ``x``).
+    """
+    from pgvision.ingest import pg_copy
+    from pgvision.registry import ModelSpec, register_model
+
+    model_id = register_model(conn, ModelSpec(name, "image", x.shape[1], "cosine", normalized=True))
+    recs = [pg_copy.ImageRecord(hashlib.sha256(f"{name}-{i}".encode()).digest(), f"bench:{name}/{i}",
+                                None if labels is None else str(labels[i])) for i in range(len(x))]
+    for i in range(0, len(x), batch):
+        pg_copy.copy_image_embeddings(conn, model_id, recs[i:i + batch], x[i:i + batch])
+    rows = conn.execute("SELECT image_id, uri FROM pgvision.images WHERE uri LIKE %s", (f"bench:{name}/%",)).fetchall()
+    ids = np.zeros(len(x), dtype=np.int64)
+    for image_id, uri in rows:
+        ids[int(uri.rsplit("/", 1)[1])] = image_id
+    conn.execute("VACUUM ANALYZE pgvision.image_embeddings")
+    conn.execute("VACUUM ANALYZE pgvision.images")
+    return model_id, ids
+
+
+def encode_bare(ids: np.ndarray, emb: np.ndarray) -> bytes:
+    """Binary COPY payload of (id bigint, embedding vector) rows, built by numpy in one pass."""
+    from pgvision.ingest import pg_copy
+
+    n, d = emb.shape
+    row = np.dtype([("nf", ">i2"), ("l1", ">i4"), ("id", ">i8"), ("l2", ">i4"), ("dims", ">i2"),
+                    ("unused", ">i2"), ("v", ">f4", (d,))])
+    r = np.empty(n, dtype=row)
+    r["nf"], r["l1"], r["id"], r["l2"], r["dims"], r["unused"], r["v"] = 2, 8, ids, 4 + 4 * d, d, 0, emb
+    return pg_copy._HEADER + r.tobytes() + pg_copy._TRAILER
+
+
+def install_variant(conn, schema: str, name: str, sql_path: str, rename: dict[str, str]) -> None:
+    """A released SQL API file installed under another name, for side-by-side timing in one run.
+
+    ``rename`` maps text of the file to its replacement (the function's qualified name, a
+    constant); pgvector's schema token is replaced as ``migrate.apply_sql`` does.
+    """
+    from pgvision.migrate import SECURE_SEARCH_PATH, sql_file, vector_schema
+
+    text = sql_file(sql_path).replace("@extschema:vector@", vector_schema(conn.cursor()))
+    for old, new in rename.items():
+        if old not in text:
+            raise ValueError(f"{sql_path} has no {old!r} to rename")
+        text = text.replace(old, new)
+    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+    conn.execute("SELECT set_config('search_path', %s, false)", (SECURE_SEARCH_PATH,))
+    conn.execute(text)
+    conn.execute("RESET search_path")
+
+
+class BruteForce:
+    """Every gallery vector compared in numpy with identify's rule (the exact answer).
+
+    Identity distance = min(nearest gallery face, distance to the identity's mean
+    embedding), as ``sql/functions/_identify.v5.sql``; ``x`` (N, D) float32, ``who`` (N,)
+    identity index of each row, ``metric`` "l2" or "cosine".
+    """
+
+    def __init__(self, x: np.ndarray, who: np.ndarray, metric: str) -> None:
+        self.x, self.who, self.metric = x, who, metric
+        n_ids = int(who.max()) + 1
+        sums = np.zeros((n_ids, x.shape[1]), dtype=np.float64)
+        np.add.at(sums, who, x)
+        self.templates = (sums / np.bincount(who, minlength=n_ids)[:, None]).astype(np.float32)
+
+    def dist(self, m: np.ndarray, q: np.ndarray) -> np.ndarray:
+        if self.metric == "l2":
+            return np.linalg.norm(m - q, axis=1)
+        return 1.0 - (m @ q) / np.linalg.norm(m, axis=1)
+
+    def identify(self, q: np.ndarray, candidates: int = 5) -> list[tuple[int, float]]:
+        """(identity index, identity distance) of the ``candidates`` best identities, best first."""
+        d = self.dist(self.x, q)
+        nearest = np.full(self.templates.shape[0], np.inf, dtype=np.float32)
+        np.minimum.at(nearest, self.who, d)
+        best = np.minimum(nearest, self.dist(self.templates, q))
+        top = np.argpartition(best, candidates)[:candidates]
+        top = top[np.argsort(best[top])]
+        return [(int(i), float(best[i])) for i in top]
+
+
+def true_recall(truth_ids: np.ndarray, truth_d: np.ndarray, got: list[np.ndarray], got_d: list[np.ndarray]) -> float:
+    """recall@k counted by true ids, as pgvision counts it (``recall_target.hits``).
+
+    A returned row is a hit when it is one of the query's exact top-k rows, or when its
+    exact distance ties the k-th exact distance up to float rounding (relative 1e-9); a
+    near miss is not a hit (no ann-benchmarks 1e-3 epsilon).
+
+    Args:
+        truth_ids: (Q, k) row indices of the exact top-k.
+        truth_d: (Q, k) their exact distances, ascending.
+        got: per query, the row indices returned.
+        got_d: per query, the exact distances of the rows returned.
+    """
+    k = truth_ids.shape[1]
+    hits = 0
+    for ids, td, rows, d in zip(truth_ids, truth_d, got, got_d):
+        kth = float(td[k - 1])
+        ids = set(int(i) for i in ids)
+        hits += sum(int(r) in ids or float(x) <= kth + 1e-9 * abs(kth) for r, x in zip(rows, d))
+    return hits / (k * len(truth_ids))
+
+
+def round_ratios(times: dict[str, list[float]], a: str, b: str) -> list[float]:
+    """Speed of ``a`` over ``b`` (time of b / time of a) in each interleaved round."""
+    return [tb / ta for ta, tb in zip(times[a], times[b])]
+
+
+def verdict(ratios: list[float], goal: float) -> str:
+    """"met" when every interleaved round reaches ``goal``, "missed" when none does, else
+    "not shown" (the spread of the rounds straddles the goal)."""
+    if min(ratios) >= goal:
+        return "met"
+    if max(ratios) < goal:
+        return "missed"
+    return "not shown"
+
+
+def spread(ratios: list[float]) -> str:
+    """``median (min-max)`` of per-round ratios, for tables."""
+    return f"{median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
+
+
+#: dlib's num_jitters for ``face_descriptors(..., augment="jitter")``.
+JITTERS = 10
+
+
+def _augmented(model, chips: np.ndarray, augment: str) -> np.ndarray:
+    """(N, 128) float32 dlib descriptors of (N, 150, 150, 3) uint8 chips, with ``augment``."""
+    if augment == "none":
+        return model.embed(chips)
+    if augment == "flip":
+        return (model.embed(chips) + model.embed(np.ascontiguousarray(chips[:, :, ::-1]))) / 2
+    out = model._net.compute_face_descriptor([np.ascontiguousarray(c) for c in chips], JITTERS)
+    return np.asarray([np.asarray(v) for v in out], dtype=np.float32)
+
+
+def face_descriptors(root: Path, augment: str = "none") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """dlib descriptors of every photo under ``root/<identity>/``, as ``pgvision faces load``
+    finds them (HOG detector, the photo's largest face, 5-point alignment).
+
+    ``augment``: ``none`` (pgvision's single pass), ``flip`` (mean with the mirrored chip) or
+    ``jitter`` (dlib's ``num_jitters=10``). Cached in ``bench/out/`` by folder and augment
+    (embedding 800 photos takes minutes on 2 cores).
+
+    Returns:
+        (identity name of each photo (P,), descriptors (P, 128) float32 (zeros where no
+        face), has_face (P,) bool), photos in sorted folder and file order.
+    """
+    cache = OUT / f"faces_{Path(root).resolve().name}_{augment}.npz"
+    if cache.exists():
+        z = np.load(cache)
+        return z["names"], z["emb"], z["has"]
+    from pgvision.faces.detect import FaceDetector
+    from pgvision.faces.embed import load_face_model
+    from pgvision.faces.pipeline import FacePipeline, read_photo
+    from pgvision.ingest.images import find_images
+
+    pipe = FacePipeline(load_face_model("dlib", None, "cpu"), FaceDetector("hog", 1, 40, "detect"))
+    names, embs, has = [], [], []
+    for folder in sorted(p for p in Path(root).iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for path in find_images([folder]):
+            faces, chips, _ = pipe.scan(read_photo(path).pixels)
+            e = _augmented(pipe.model, chips[:1], augment) if len(faces) else None
+            names.append(folder.name)
+            has.append(bool(len(faces)))
+            embs.append(e[0] if len(faces) else np.zeros(pipe.model.dims, np.float32))
+    out = np.array(names), np.stack(embs).astype(np.float32), np.array(has)
+    OUT.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, names=out[0], emb=out[1], has=out[2])
+    return out

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from pgvision import migrate
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
+
+from pgvision import migrate
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

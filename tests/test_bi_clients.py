@@ -15,6 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from click.testing import CliRunner
+
 from conftest import remove_server_dir, server_dir
 from pgvision.cli import main
 from pgvision.server import embedded
@@ -79,7 +80,9 @@ def test_tcp_takes_passwords_only_and_the_socket_is_unchanged(tcp_server):
         psycopg.connect(f"postgresql://bi:wrong@127.0.0.1:{port}/pgvision", connect_timeout=5)
     with psycopg.connect(tcp_server["socket_url"]) as c:  # the OS user, no password, as before
         assert c.execute("SELECT current_user").fetchone() == ("postgres",)
-        assert c.execute("SELECT rolpassword LIKE 'SCRAM-SHA-256$%' FROM pg_authid WHERE rolname = 'bi'").fetchone() == (True,)
+        assert c.execute(
+            "SELECT rolpassword LIKE 'SCRAM-SHA-256$%' FROM pg_authid WHERE rolname = 'bi'"
+        ).fetchone() == (True,)
 
 
 def test_the_reader_cannot_write(tcp_server):
@@ -106,7 +109,7 @@ def comparable(tsv: str) -> list[list[str]]:
         elif line == "":
             header = None
             continue
-        out.append(["" if h in MACHINE_DEPENDENT else f for h, f in zip(header, fields)])
+        out.append(["" if h in MACHINE_DEPENDENT else f for h, f in zip(header, fields, strict=True)])
     return out
 
 
@@ -147,17 +150,20 @@ def test_readme_sql_example_with_sqlalchemy_and_pandas(tcp_server, index):
     finally:
         engine.dispose()
     with psycopg.connect(tcp_server["url"]) as c:
-        for stmt, frame in zip(stmts, frames):
+        for stmt, frame in zip(stmts, frames, strict=True):
             cur = c.execute(stmt)
             rows = cur.fetchall()
             assert list(frame.columns) == [d.name for d in cur.description]
             assert len(frame) == len(rows) > 0
             names = [d.name for d in cur.description]
-            for got, want in zip(frame.itertuples(index=False), rows):
-                for name, g, w in zip(names, got, want):
+            for got, want in zip(frame.itertuples(index=False), rows, strict=True):
+                for name, g, w in zip(names, got, want, strict=True):
                     if name in MACHINE_DEPENDENT:
                         continue
-                    assert g == w or (g is None and w is None) or (pd.isna(g) and w is None) or float(g) == float(w), (g, w)
+                    assert g == w or (g is None and w is None) or (pd.isna(g) and w is None) or float(g) == float(w), (
+                        g,
+                        w,
+                    )
 
 
 def test_tcp_setting_survives_a_restart(tcp_server):

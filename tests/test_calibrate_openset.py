@@ -26,6 +26,7 @@ import hashlib
 import numpy as np
 import pytest
 from click.testing import CliRunner
+
 from pgvision.cli import main
 from pgvision.faces.calibrate import (
     OpenSetScores,

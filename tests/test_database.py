@@ -14,6 +14,7 @@ import numpy as np
 import psycopg
 import pytest
 from click.testing import CliRunner
+
 from pgvision import migrate
 from pgvision.cli import main
 from pgvision.errors import DatabaseUnreachable, ExtensionMissing
@@ -29,7 +30,9 @@ def test_stopped_server_gives_one_line_with_url_and_fix(tmp_path):
         connect(url)
     msg = str(err.value)
     assert msg.startswith(f"cannot connect to {url}: ")
-    assert msg.endswith("start that server, fix DATABASE_URL, or unset it to use the embedded server (pgvision db start)")
+    assert msg.endswith(
+        "start that server, fix DATABASE_URL, or unset it to use the embedded server (pgvision db start)"
+    )
     assert "\n" not in msg
 
 
@@ -57,7 +60,12 @@ def _debian_pg_bin() -> Path | None:
 def server_without_pgvector():
     """A real PostgreSQL without pgvector: Debian's packaged server (bookworm has no pgvector)."""
     bindir = _debian_pg_bin()
-    if bindir is None or (bindir.parent.parent.parent / "share" / "postgresql" / bindir.parent.name / "extension" / "vector.control").exists():
+    if (
+        bindir is None
+        or (
+            bindir.parent.parent.parent / "share" / "postgresql" / bindir.parent.name / "extension" / "vector.control"
+        ).exists()
+    ):
         pytest.skip("needs a Debian PostgreSQL without pgvector (apt install postgresql) to prove the error")
     run_as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
     top = Path(tempfile.mkdtemp(prefix="pgv-nopgvector-"))  # pytest's tmp is 0700: postgres could not enter
@@ -83,7 +91,10 @@ def test_server_without_pgvector_is_refused_and_nothing_is_created(server_withou
     url = server_without_pgvector
     with pytest.raises(ExtensionMissing) as err:
         migrate.upgrade(url)
-    assert str(err.value).startswith(f"the server at {url} has no pgvector extension: install it (Debian/Ubuntu: apt install postgresql-<major>-pgvector;")
+    assert str(err.value).startswith(
+        f"the server at {url} has no pgvector extension: "
+        "install it (Debian/Ubuntu: apt install postgresql-<major>-pgvector;"
+    )
     with psycopg.connect(url) as c:
         assert c.execute("SELECT count(*) FROM pg_namespace WHERE nspname = 'pgvision'").fetchone()[0] == 0
         assert c.execute("SELECT to_regclass('public.pgvision_alembic_version')").fetchone()[0] is None
@@ -170,7 +181,9 @@ def test_wheel_carries_migrations_and_sql(tmp_path, server_home, build_backend):
     `pgvision load-vectors` on a .npy file with no checkout around."""
     wheel = build_wheel(REPO, tmp_path / "wheels", build_backend)
     site = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)], check=True
+    )
     assert (site / "pgvision" / "_alembic" / "versions" / "0001_schema.py").exists()
     assert (site / "pgvision" / "_sql" / "functions" / "search_images.v1.sql").exists()
     assert not (site / "alembic").exists()  # `import alembic` stays the library
@@ -179,7 +192,9 @@ def test_wheel_carries_migrations_and_sql(tmp_path, server_home, build_backend):
     blocked = tmp_path / "no-extras"  # first on the path: the extras' modules fail to import
     for name in ("torch", "torchvision", "PIL", "timm", "dlib", "scipy", "matplotlib"):
         (blocked / name).mkdir(parents=True)
-        (blocked / name / "__init__.py").write_text(f"raise ModuleNotFoundError('No module named {name!r}', name={name!r})\n")
+        (blocked / name / "__init__.py").write_text(
+            f"raise ModuleNotFoundError('No module named {name!r}', name={name!r})\n"
+        )
     np.save(work / "v.npy", np.eye(3, 4, dtype=np.float32))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocked), str(site)]),
            "PGVISION_DATA_DIR": str(server_home / "pg")}

@@ -13,12 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+
 from conftest import shared_path
 from pgvision.load_images import embed_files
 from pgvision.models import ModelUnavailable, load_image_model
 from pgvision.models.efficientnet_lite import PREPROCESSING, weights_path
 from pgvision.models.embed import build_transform, l2_normalize, sha256_hex_file
-from PIL import Image
 
 PHOTOS = Path(__file__).resolve().parent / "fixtures" / "photos"
 
@@ -62,7 +63,7 @@ def test_efficientnet_lite0_top1_on_imagenet_samples(lite0_logits):
     preds = []
     for i in range(0, len(files), 25):
         preds += [p[0] for p in top_classes(lite0_logits, files[i : i + 25])]
-    top1 = np.mean([p == t for p, t in zip(preds, truth)])
+    top1 = np.mean([p == t for p, t in zip(preds, truth, strict=True)])
     assert top1 >= 0.86, f"top-1 {top1:.2f} on imagenet_samples (measured 0.89)"
 
 
@@ -139,7 +140,9 @@ def test_torchvision_offline_without_weights_names_both_ways(tmp_path, monkeypat
 
 def test_wrong_weights_file_and_unknown_name(tmp_path):
     weights = random_weights(tmp_path, "resnet18")
-    with pytest.raises(ModelUnavailable, match=r"weights file .*resnet18-random.pth does not fit torchvision's squeezenet1_1"):
+    with pytest.raises(
+        ModelUnavailable, match=r"weights file .*resnet18-random.pth does not fit torchvision's squeezenet1_1"
+    ):
         load_image_model("squeezenet1_1", weights=weights, device="cpu")
     with pytest.raises(ModelUnavailable, match="unknown model 'resnet5'; use efficientnet-lite0, torchscript:PATH"):
         load_image_model("resnet5", device="cpu")

@@ -17,6 +17,8 @@ import numpy as np
 import psycopg
 import pytest
 from click.testing import CliRunner
+from PIL import Image
+
 from pgvision.cli import main
 from pgvision.faces.calibrate import (
     CalibrationError,
@@ -27,7 +29,6 @@ from pgvision.faces.calibrate import (
 from pgvision.faces.decide import assign_identities, identity_distances, rank_identities
 from pgvision.ingest.pg_copy import copy_vectors
 from pgvision.registry import ModelSpec, register_model
-from PIL import Image
 
 PHOTOS = Path(__file__).resolve().parent / "fixtures" / "photos"
 ASTRONAUT = PHOTOS / "astronaut_eileen_collins.jpg"
@@ -214,7 +215,7 @@ def test_sql_and_numpy_rules_agree(conn, gallery):
     probes = np.array([[0.5, 0.45], [0.2, -0.3], [-0.3, 0.6], [0.9, 0.1]], np.float32)
     ids, dist = identity_distances(probes, vecs, labels, "l2")
     ranked = rank_identities(ids, dist)
-    for p, best, d, m in zip(probes, ranked.best, ranked.distance, ranked.margin):
+    for p, best, d, m in zip(probes, ranked.best, ranked.distance, ranked.margin, strict=True):
         row = conn.execute("SELECT name, distance, margin FROM pgvision.identify(%s::vector) LIMIT 1",
                            (p,)).fetchone()
         assert row[0] == ("ann", "bob")[best]
@@ -244,7 +245,9 @@ def test_calibration_on_hand_distances():
 
 def test_calibrate_refuses_a_gallery_too_small(conn):
     register_model(conn, ModelSpec("face2d", "face", 2, "l2", threshold=0.5))
-    with pytest.raises(CalibrationError, match="model 'face2d' has 0 enrolled faces of 0 identities; calibration needs"):
+    with pytest.raises(
+        CalibrationError, match="model 'face2d' has 0 enrolled faces of 0 identities; calibration needs"
+    ):
         calibrate(conn, "face2d")
 
 
@@ -293,7 +296,10 @@ def test_faces_load_records_photos_without_a_face_and_is_idempotent(database_url
         landmarks, score = conn.execute("SELECT landmarks, detector_score FROM pgvision.faces").fetchone()
         assert len(landmarks) == 10 and score > 0
     again = runner.invoke(main, args)
-    assert again.exit_code == 0 and "loaded 0 photos, 0 faces (0 new embeddings), enrolled 0, already done 4" in again.output
+    assert (
+        again.exit_code == 0
+        and "loaded 0 photos, 0 faces (0 new embeddings), enrolled 0, already done 4" in again.output
+    )
 
 
 def test_enroll_then_identify_two_faces_of_one_person(database_url, tmp_path):
@@ -325,7 +331,9 @@ def test_identify_errors_are_one_line(database_url, tmp_path):
     assert result.output.strip() == "Error: unknown model 'dlib': the registered models are none yet"
     result = runner.invoke(main, ["calibrate", "--model", "dlib", "--database-url", database_url])
     assert result.exit_code == 1 and result.output.startswith("Error: unknown model 'dlib'")
-    result = runner.invoke(main, ["faces", "load", str(ASTRONAUT), "--model", "facenet", "--database-url", database_url])
+    result = runner.invoke(
+        main, ["faces", "load", str(ASTRONAUT), "--model", "facenet", "--database-url", database_url]
+    )
     assert result.exit_code == 1 and "model facenet needs its weights; pass --weights FILE" in result.output
 
 
@@ -347,8 +355,11 @@ def test_migration_0002_switches_the_rule_and_back(empty_database_url):
             image_id = conn.execute("INSERT INTO pgvision.images (sha256, uri) VALUES (%s, %s) RETURNING image_id",
                                     (hashlib.sha256(key.encode()).digest(), key)).fetchone()[0]
             face_id = conn.execute(
-                "INSERT INTO pgvision.faces (image_id, detector, box_left, box_top, box_right, box_bottom, identity_id) "
-                "VALUES (%s, 'test', 0, 0, 10, 10, %s) RETURNING face_id", (image_id, ann)).fetchone()[0]
+                "INSERT INTO pgvision.faces "
+                "(image_id, detector, box_left, box_top, box_right, box_bottom, identity_id) "
+                "VALUES (%s, 'test', 0, 0, 10, 10, %s) RETURNING face_id",
+                (image_id, ann),
+            ).fetchone()[0]
             copy_vectors(conn, "face_embeddings", "face_id", model_id, np.array([face_id]), np.array([vec], np.float32))
     assert ann_distance() == 0.05                                  # v2: the gallery mean [0.5, 0.5]
     migrate.downgrade(url, "0001")
@@ -362,8 +373,19 @@ def test_identity_from_parent_dir_enrolls_the_largest_face(database_url, tmp_pat
     folder.mkdir()
     (folder / "two.jpg").write_bytes(two_astronauts(tmp_path).read_bytes())
     (folder / "cat.jpg").write_bytes((PHOTOS / "chelsea_cat.jpg").read_bytes())
-    result = CliRunner().invoke(main, ["faces", "load", str(tmp_path / "Eileen Collins"), "--identity-from", "parent-dir",
-                                       "-q", "--database-url", database_url])
+    result = CliRunner().invoke(
+        main,
+        [
+            "faces",
+            "load",
+            str(tmp_path / "Eileen Collins"),
+            "--identity-from",
+            "parent-dir",
+            "-q",
+            "--database-url",
+            database_url,
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "loaded 2 photos, 2 faces (2 new embeddings), enrolled 1" in result.output
     with psycopg.connect(database_url) as conn:

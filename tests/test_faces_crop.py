@@ -13,8 +13,9 @@ import numpy as np
 import psycopg
 import pytest
 from click.testing import CliRunner
-from pgvision.cli import main
 from PIL import Image
+
+from pgvision.cli import main
 
 PHOTOS = Path(__file__).resolve().parent / "fixtures" / "photos"
 ASTRONAUT = PHOTOS / "astronaut_eileen_collins.jpg"
@@ -92,7 +93,10 @@ def test_faces_load_crop_whole_is_idempotent_and_recorded(database_url, tmp_path
     assert result.exit_code == 0, result.output
     assert "loaded 1 photos, 1 faces (1 new embeddings)" in result.output
     again = runner.invoke(main, args)
-    assert again.exit_code == 0 and "loaded 0 photos, 0 faces (0 new embeddings), enrolled 0, already done 1" in again.output
+    assert (
+        again.exit_code == 0
+        and "loaded 0 photos, 0 faces (0 new embeddings), enrolled 0, already done 1" in again.output
+    )
     # the default mode scans it again under its own detector: HOG finds nothing, the fallback keeps it
     result = runner.invoke(main, ["faces", "load", str(path), "--quiet", *db])
     assert result.exit_code == 0 and "loaded 1 photos, 1 faces (1 new embeddings)" in result.output

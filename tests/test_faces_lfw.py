@@ -15,6 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from click.testing import CliRunner
+
 from pgvision.cli import main
 
 LFW = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "lfw_faces"

@@ -35,6 +35,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image, ImageOps
+
 from pgvision.ingest import decode_gpu
 from pgvision.ingest.decode_gpu import (
     DecodeUnavailable,
@@ -51,7 +53,6 @@ from pgvision.ingest.images import decode_image
 from pgvision.load_images import load_images
 from pgvision.models import load_image_model
 from pgvision.server.connection import connect
-from PIL import Image, ImageOps
 from test_loader import write_bad_and_odd_files
 
 PHOTOS = Path(__file__).resolve().parent / "fixtures" / "photos"
@@ -182,6 +183,7 @@ def test_cli_decode_gpu_without_cuda_is_one_line(database_url, tmp_path):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA: --decode gpu is available")
     from click.testing import CliRunner
+
     from pgvision.cli import main
 
     shutil.copy(PHOTOS / "coffee_cup.jpg", tmp_path)
@@ -205,7 +207,7 @@ class CountingDecoder(TensorDecoder):
 
     def decode(self, datas):
         out = super().decode(datas)
-        return [None if d in self.refuse else im for d, im in zip(datas, out)]
+        return [None if d in self.refuse else im for d, im in zip(datas, out, strict=True)]
 
 
 def test_load_through_the_tensor_path_matches_the_cpu_path(database_url, lite0, tmp_path):
@@ -297,7 +299,7 @@ def test_cuda_decode_and_resize_agree_with_the_cpu_run_of_the_same_functions(lit
     on_gpu = decode_batch(datas, cuda)
     on_cpu = decode_batch(datas, CPU)
     assert all(g is not None and g.device.type == "cuda" for g in on_gpu)
-    for g, c in zip(on_gpu, on_cpu):  # nvJPEG vs libjpeg-turbo: same sizes, IDCTs a few levels apart
+    for g, c in zip(on_gpu, on_cpu, strict=True):  # nvJPEG vs libjpeg-turbo: same sizes, IDCTs a few levels apart
         assert g.shape == c.shape and (g.cpu().float() - c.float()).abs().mean() < 3
     x = resize_normalize(on_gpu, lite0.spec.preprocessing, cuda)
     assert x.device.type == "cuda" and x.shape == (len(datas), 3, 224, 224)
@@ -314,6 +316,7 @@ def test_decode_auto_means_the_cpu_even_for_a_model_on_cuda():
 
 def test_cli_help_says_what_decode_auto_means():
     from click.testing import CliRunner
+
     from pgvision.cli import main
 
     result = CliRunner().invoke(main, ["load", "--help"])
@@ -352,7 +355,9 @@ def test_a_device_failure_is_raised_at_once_not_retried_file_by_file(monkeypatch
 def test_bad_data_is_still_retried_file_by_file(monkeypatch):
     good = (PHOTOS / "coffee_cup.jpg").read_bytes()
     calls: list[int] = []
-    monkeypatch.setattr(decode_gpu, "decode_jpeg", raising(RuntimeError("Not a JPEG file: starts with 0x00 0x00"), calls))
+    monkeypatch.setattr(
+        decode_gpu, "decode_jpeg", raising(RuntimeError("Not a JPEG file: starts with 0x00 0x00"), calls)
+    )
     assert decode_batch([good, good], CPU) == [None, None]
     assert calls == [2, 1, 1]
     assert device_failure(RuntimeError("Not a JPEG file: starts with 0x00 0x00"), CPU) is None
@@ -441,7 +446,7 @@ def test_decoding_while_a_forward_pass_is_queued_corrupts_nothing(lite0_cuda):
         got = pending.result()
         assert np.abs(got - expected).max() < 1e-4
         assert (got[: len(datas)] * cpu_path).sum(axis=1).min() > COSINE_FLOOR
-        assert all(torch.equal(d, p) for d, p in zip(decoded, pixels))
+        assert all(torch.equal(d, p) for d, p in zip(decoded, pixels, strict=True))
 
 
 @needs_cuda

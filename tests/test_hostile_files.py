@@ -20,10 +20,11 @@ from urllib.parse import unquote_to_bytes
 import numpy as np
 import psycopg
 import pytest
+from PIL import Image
+
 from pgvision.ingest.files import FileSkipped, file_uri, read_file, sha256_file
 from pgvision.ingest.images import ImageSkipped, decode_image, find_images
 from pgvision.text import display, name_text
-from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTOS = REPO / "tests" / "fixtures" / "photos"
@@ -47,11 +48,15 @@ def fsname(parent: Path, raw: bytes) -> Path:
     return parent / os.fsdecode(raw)
 
 
-def cli(args: list[str], env: dict | None = None, timeout: int = 300, pythonpath: list[Path] = ()) -> subprocess.CompletedProcess:
+def cli(
+    args: list[str], env: dict | None = None, timeout: int = 300, pythonpath: list[Path] = ()
+) -> subprocess.CompletedProcess:
     """The real ``pgvision`` command in a fresh interpreter, killed after ``timeout`` s."""
     env = dict(os.environ, **(env or {}))
     env["PYTHONPATH"] = os.pathsep.join([*map(str, pythonpath), str(REPO / "loader"), env.get("PYTHONPATH", "")])
-    return subprocess.run(CLI + args, env=env, capture_output=True, timeout=timeout, text=True, errors="surrogateescape")
+    return subprocess.run(
+        CLI + args, env=env, capture_output=True, timeout=timeout, text=True, errors="surrogateescape"
+    )
 
 
 def hostile_folder(top: Path) -> Path:
@@ -150,7 +155,9 @@ def test_find_images_skips_loops_broken_links_fifos_devices_and_big_files(tmp_pa
     assert details["fifo.jpg"] == "a FIFO; only regular files are read"
     assert details["zero.jpg"] == "a character device; only regular files are read"
     assert details["broken.jpg"] == "the link's target missing.jpg does not exist"
-    assert details["big.jpg"] == "100001 bytes is over the limit of 100000 bytes (raise it with PGVISION_MAX_FILE_BYTES)"
+    assert (
+        details["big.jpg"] == "100001 bytes is over the limit of 100000 bytes (raise it with PGVISION_MAX_FILE_BYTES)"
+    )
 
 
 def test_readers_refuse_a_fifo_without_blocking_and_name_the_file(tmp_path):
@@ -232,7 +239,10 @@ def test_faces_load_of_a_hostile_folder_stores_non_utf8_names(database_url, tmp_
     person = fsname(top, b"Eileen Coll\xefns")
     person.mkdir()
     shutil.copy(PHOTOS / "astronaut_eileen_collins.jpg", fsname(person, b"\xe9ileen.jpg"))
-    run = cli(["faces", "load", str(top), "--identity-from", "parent-dir", "--quiet"], env=dict(LIMIT_ENV, DATABASE_URL=database_url))
+    run = cli(
+        ["faces", "load", str(top), "--identity-from", "parent-dir", "--quiet"],
+        env=dict(LIMIT_ENV, DATABASE_URL=database_url),
+    )
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines()[0] == (
         "loaded 4 photos, 1 faces (1 new embeddings), enrolled 1, already done 0, skipped 11: "
@@ -252,7 +262,9 @@ def test_faces_load_of_a_hostile_folder_stores_non_utf8_names(database_url, tmp_
     probe = top / "cats" / "wide.png"
     run = cli(["identify", str(probe)], env={"DATABASE_URL": database_url}, timeout=120)
     assert (run.returncode, run.stderr) == (
-        1, f"Error: cannot read the photo: {probe}: decompression-bomb: 16000x1 px is more elongated than the limit of 100:1\n"
+        1,
+        f"Error: cannot read the photo: {probe}: decompression-bomb: "
+        "16000x1 px is more elongated than the limit of 100:1\n",
     )
 
 
@@ -334,7 +346,9 @@ def blocked_modules(top: Path, *names: str) -> Path:
     """A folder that, first on PYTHONPATH, makes ``import NAME`` fail as if NAME were not installed."""
     for name in names:
         (top / name).mkdir(parents=True)
-        (top / name / "__init__.py").write_text(f"raise ModuleNotFoundError(\"No module named '{name}'\", name={name!r})\n")
+        (top / name / "__init__.py").write_text(
+            f"raise ModuleNotFoundError(\"No module named '{name}'\", name={name!r})\n"
+        )
     return top
 
 
@@ -356,13 +370,26 @@ def test_core_install_runs_db_upgrade_and_load_vectors_without_torch_or_pillow(e
 @pytest.mark.parametrize(
     "args, blocked, message",
     [
-        (["load", "PHOTOS"], ("torch",), "this command needs torch, which is not installed: pip install 'pgvision[images]'"),
-        (["search", "PHOTOS/chelsea_cat.jpg"], ("PIL",),
-         "this command needs Pillow, which is not installed: pip install 'pgvision[images]'"),
-        (["enroll", "Ann", "PHOTOS/astronaut_eileen_collins.jpg"], ("PIL",),
-         "this command needs Pillow, which is not installed: pip install 'pgvision[images]'"),
-        (["enroll", "Ann", "PHOTOS/astronaut_eileen_collins.jpg"], ("dlib",),
-         "this command needs dlib-bin, which is not installed: pip install 'pgvision[faces]'"),
+        (
+            ["load", "PHOTOS"],
+            ("torch",),
+            "this command needs torch, which is not installed: pip install 'pgvision[images]'",
+        ),
+        (
+            ["search", "PHOTOS/chelsea_cat.jpg"],
+            ("PIL",),
+            "this command needs Pillow, which is not installed: pip install 'pgvision[images]'",
+        ),
+        (
+            ["enroll", "Ann", "PHOTOS/astronaut_eileen_collins.jpg"],
+            ("PIL",),
+            "this command needs Pillow, which is not installed: pip install 'pgvision[images]'",
+        ),
+        (
+            ["enroll", "Ann", "PHOTOS/astronaut_eileen_collins.jpg"],
+            ("dlib",),
+            "this command needs dlib-bin, which is not installed: pip install 'pgvision[faces]'",
+        ),
     ],
 )
 def test_missing_extra_is_one_line_naming_it(database_url, tmp_path, args, blocked, message):
@@ -381,7 +408,9 @@ def test_load_vectors_refuses_a_fifo_and_non_utf8_side_files_in_one_line(databas
     os.mkfifo(tmp_path / "v.npy")
     run = cli(["load-vectors", str(tmp_path / "v.npy"), "--model", "x"], env={"DATABASE_URL": database_url}, timeout=60)
     assert (run.returncode, run.stderr) == (
-        1, f"Error: cannot read the vectors file {tmp_path}/v.npy: not-a-regular-file: a FIFO; only regular files are read\n"
+        1,
+        f"Error: cannot read the vectors file {tmp_path}/v.npy: "
+        "not-a-regular-file: a FIFO; only regular files are read\n",
     )
     np.save(tmp_path / "w.npy", np.eye(2, 3, dtype=np.float32))
     (tmp_path / "w.labels.txt").write_bytes(b"ok\ncaf\xe9\n")
@@ -399,25 +428,57 @@ def _npz(path: Path) -> None:
 
 # (file name, how it is written, the one-line message after "Error: <dir>/")
 VECTOR_FILES = [
-    ("obj.npy", lambda p: np.save(p, np.array([{"a": 1}], dtype=object), allow_pickle=True),
-     "obj.npy holds Python objects, which are never loaded (unpickling runs code): save a numeric array with numpy.save"),
+    (
+        "obj.npy",
+        lambda p: np.save(p, np.array([{"a": 1}], dtype=object), allow_pickle=True),
+        "obj.npy holds Python objects, which are never loaded (unpickling runs code): "
+        "save a numeric array with numpy.save",
+    ),
     ("z.npy", _npz, "z.npy is a .npz archive (no .npy header); save one array with numpy.save"),
-    ("junk.npy", lambda p: p.write_bytes(b"\x80\x04junk"),
-     "junk.npy is not a NumPy .npy array (no .npy header); save one array with numpy.save"),
-    ("c.npy", lambda p: np.save(p, np.zeros((2, 4), np.complex64)),
-     "c.npy holds complex values; pgvector stores real numbers: save a float32 array"),
+    (
+        "junk.npy",
+        lambda p: p.write_bytes(b"\x80\x04junk"),
+        "junk.npy is not a NumPy .npy array (no .npy header); save one array with numpy.save",
+    ),
+    (
+        "c.npy",
+        lambda p: np.save(p, np.zeros((2, 4), np.complex64)),
+        "c.npy holds complex values; pgvector stores real numbers: save a float32 array",
+    ),
     ("empty.npy", lambda p: np.save(p, np.zeros((0, 4), np.float32)), "empty.npy holds no vectors"),
-    ("d0.npy", lambda p: np.save(p, np.zeros((3, 0), np.float32)),
-     "d0.npy holds vectors of 0 dimensions; expected an (N, D) array with D >= 1"),
-    ("wide.npy", lambda p: np.save(p, np.zeros((1, 16001), np.float32)),
-     "wide.npy holds 16001-dimensional vectors; pgvector's vector type stores at most 16000: reduce them (e.g. PCA) before loading"),
-    ("big.npy", lambda p: np.save(p, np.array([[1.0, 2.0], [3.0, -1e39]])),
-     "big.npy: row 1 (id 1) has the value -1e+39, beyond float32's range (+-3.40282e+38) that pgvector stores: scale the vectors"),
-    ("big.txt", lambda p: p.write_text("a|cat|{1,2}\nb|dog|{1e39,2}\n"),
-     "big.txt: row 1 (id b) has the value 1e+39, beyond float32's range (+-3.40282e+38) that pgvector stores: scale the vectors"),
-    ("inf.txt", lambda p: p.write_text("a|cat|{1,inf}\n"), "inf.txt: row 0 (id a) has NaN or infinite values; pgvector stores finite floats only"),
-    ("s.npy", lambda p: (np.save(p, np.ones((2, 2), np.float32)), np.save(p.with_suffix(".ids.npy"), np.zeros((2, 2)))),
-     "s.ids.npy holds a 2-d array; expected one id per row (1-d)"),
+    (
+        "d0.npy",
+        lambda p: np.save(p, np.zeros((3, 0), np.float32)),
+        "d0.npy holds vectors of 0 dimensions; expected an (N, D) array with D >= 1",
+    ),
+    (
+        "wide.npy",
+        lambda p: np.save(p, np.zeros((1, 16001), np.float32)),
+        "wide.npy holds 16001-dimensional vectors; pgvector's vector type stores at most 16000: "
+        "reduce them (e.g. PCA) before loading",
+    ),
+    (
+        "big.npy",
+        lambda p: np.save(p, np.array([[1.0, 2.0], [3.0, -1e39]])),
+        "big.npy: row 1 (id 1) has the value -1e+39, "
+        "beyond float32's range (+-3.40282e+38) that pgvector stores: scale the vectors",
+    ),
+    (
+        "big.txt",
+        lambda p: p.write_text("a|cat|{1,2}\nb|dog|{1e39,2}\n"),
+        "big.txt: row 1 (id b) has the value 1e+39, "
+        "beyond float32's range (+-3.40282e+38) that pgvector stores: scale the vectors",
+    ),
+    (
+        "inf.txt",
+        lambda p: p.write_text("a|cat|{1,inf}\n"),
+        "inf.txt: row 0 (id a) has NaN or infinite values; pgvector stores finite floats only",
+    ),
+    (
+        "s.npy",
+        lambda p: (np.save(p, np.ones((2, 2), np.float32)), np.save(p.with_suffix(".ids.npy"), np.zeros((2, 2)))),
+        "s.ids.npy holds a 2-d array; expected one id per row (1-d)",
+    ),
 ]
 
 
@@ -437,8 +498,11 @@ def test_vector_files_of_every_wrong_kind_are_one_line_errors(tmp_path, name, wr
 
 def test_load_vectors_refuses_too_many_dimensions_in_one_line_and_registers_nothing(database_url, tmp_path):
     np.save(tmp_path / "wide.npy", np.zeros((1, 20000), np.float32))
-    run = cli(["load-vectors", str(tmp_path / "wide.npy"), "--model", "too-wide", "-q"], env={"DATABASE_URL": database_url},
-              timeout=60)
+    run = cli(
+        ["load-vectors", str(tmp_path / "wide.npy"), "--model", "too-wide", "-q"],
+        env={"DATABASE_URL": database_url},
+        timeout=60,
+    )
     assert (run.returncode, run.stderr) == (
         1, f"Error: {tmp_path}/wide.npy holds 20000-dimensional vectors; pgvector's vector type stores at most 16000:"
            " reduce them (e.g. PCA) before loading\n")
@@ -468,6 +532,7 @@ def test_every_float_option_refuses_nan_and_infinity():
     them is run to show the refusal is one line naming the option, before any work."""
     import click
     from click.testing import CliRunner
+
     from pgvision.cli import main
     from pgvision.cli.options import FiniteFloatRange
 
@@ -478,7 +543,10 @@ def test_every_float_option_refuses_nan_and_infinity():
     for value in ("nan", "inf", "-inf"):
         result = CliRunner().invoke(main, ["db", "index", "some-model", "--target-recall", value])
         assert result.exit_code == 2
-        assert result.output.splitlines()[-1] == f"Error: Invalid value for '--target-recall': {value!r} is not a finite number."
+        assert (
+            result.output.splitlines()[-1]
+            == f"Error: Invalid value for '--target-recall': {value!r} is not a finite number."
+        )
     result = CliRunner().invoke(main, ["identify", "--threshold", "NaN", "x.jpg"])
     assert result.output.splitlines()[-1] == "Error: Invalid value for '--threshold': 'NaN' is not a finite number."
 
@@ -490,6 +558,7 @@ def test_identity_names_are_checked_before_any_work_and_printed_escaped(database
     parent-dir, or typed) is stored as given but printed escaped by enroll and identify, as
     are labels in search's table."""
     from click.testing import CliRunner
+
     from pgvision.cli import main
     from pgvision.cli.search import format_table
 
@@ -499,7 +568,10 @@ def test_identity_names_are_checked_before_any_work_and_printed_escaped(database
     for name, shown in [("", "got 0 ('')"), ("x" * 5000, f"got 5000 ('{'x' * 40}...')")]:
         result = runner.invoke(main, ["enroll", name, photo, "-q", *db])
         assert result.exit_code == 1
-        assert result.output == f"Error: an identity name must be 1 to 200 characters, {shown}: give a shorter, non-empty name\n"
+        assert (
+            result.output
+            == f"Error: an identity name must be 1 to 200 characters, {shown}: give a shorter, non-empty name\n"
+        )
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT (SELECT count(*) FROM pgvision.identities), (SELECT count(*) FROM pgvision.faces)"
                             ).fetchone() == (0, 0)
@@ -520,6 +592,7 @@ def test_a_folder_name_no_identity_can_take_skips_its_photos_only(database_url, 
     there with an error, and every rerun again; now its photos are skipped with a reason and
     the other folders enroll."""
     from click.testing import CliRunner
+
     from pgvision.cli import main
 
     long_name = "L" * 230
@@ -579,17 +652,24 @@ def test_weights_files_that_are_not_state_dicts_are_one_line_and_never_run_code(
     expected = {
         "text": unreadable,
         "tensor": re.escape("holds a Tensor, not a state_dict of tensors for resnet18"),
-        "checkpoint": re.escape("holds a dict of non-tensors (a checkpoint?), not a state_dict of tensors for resnet18"),
+        "checkpoint": re.escape(
+            "holds a dict of non-tensors (a checkpoint?), not a state_dict of tensors for resnet18"
+        ),
         "truncated": unreadable,
         "code": unreadable,
     }
     for kind, path in files.items():
         with pytest.raises(ModelUnavailable) as err:
             load_state_dict_file(path, "resnet18")
-        assert re.fullmatch(f"weights file {re.escape(str(path))} {expected[kind]}{fix}", str(err.value)), (kind, str(err.value))
+        assert re.fullmatch(f"weights file {re.escape(str(path))} {expected[kind]}{fix}", str(err.value)), (
+            kind,
+            str(err.value),
+        )
     assert not (tmp_path / "RAN").exists()
     run = cli(["load", str(PHOTOS), "--model", "resnet18", "--weights", str(files["code"]), "-q"],
               env={"DATABASE_URL": "postgresql://nobody@/none?host=/nonexistent"}, timeout=120)
     assert run.returncode == 1
-    assert re.fullmatch(f"Error: weights file {re.escape(str(files['code']))} {unreadable}{fix}\n", run.stderr), run.stderr
+    assert re.fullmatch(f"Error: weights file {re.escape(str(files['code']))} {unreadable}{fix}\n", run.stderr), (
+        run.stderr
+    )
     assert not (tmp_path / "RAN").exists()

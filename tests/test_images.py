@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from pgvision.ingest.images import (
     BACKGROUND_RGB,
     IMAGE_EXTENSIONS,
@@ -20,7 +22,6 @@ from pgvision.ingest.images import (
     find_images,
     sha256_file,
 )
-from PIL import Image
 
 PHOTOS = Path(__file__).resolve().parent / "fixtures" / "photos"
 CAT = PHOTOS / "chelsea_cat.jpg"

@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pytest
 from click.testing import CliRunner
+
 from pgvision.cli import main
 from pgvision.index import build_progress
 from pgvision.index.ddl import ensure_index
@@ -113,4 +114,6 @@ def test_db_index_reports_size_and_seconds_and_analyzes(database_url, conn):
 def test_graph_estimate_by_hand(dims, halfvec, per_vector):
     # 112 + 8 + dims x (4 or 2) + 546.13 neighbour bytes (m 16), truncated once for all rows
     assert build_progress.hnsw_graph_bytes(1, dims, 16, halfvec=halfvec) == per_vector
-    assert build_progress.hnsw_graph_bytes(1000, dims, 16, halfvec=halfvec) == int(1000 * (120 + dims * (2 if halfvec else 4) + 546.1333333))
+    assert build_progress.hnsw_graph_bytes(1000, dims, 16, halfvec=halfvec) == int(
+        1000 * (120 + dims * (2 if halfvec else 4) + 546.1333333)
+    )

@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+
 from conftest import shared_path
 from pgvision.errors import DatabaseUnreachable, ModelMismatch
 from pgvision.ingest.vector_files import VectorFileError, read_vectors
@@ -29,7 +31,6 @@ from pgvision.load_vectors import load_vectors
 from pgvision.models import load_image_model
 from pgvision.registry import ModelSpec
 from pgvision.server.connection import connect
-from PIL import Image
 
 PHOTOS = Path(__file__).resolve().parent / "fixtures" / "photos"
 CLI = [sys.executable, "-c", "from pgvision.cli import main; main()"]
@@ -64,7 +65,12 @@ def test_main_job_imagenet_samples_load_then_sql_search(database_url, lite0):
     folder = shared_path("data", "imagenet_samples")
     with connect(database_url, autocommit=True) as conn:
         summary = load_images(conn, [folder], lite0, batch_size=32, workers=1, label_from="none", progress=False)
-        assert (summary.found, summary.loaded, summary.already_present, sum(summary.skipped.values())) == (100, 100, 0, 0)
+        assert (summary.found, summary.loaded, summary.already_present, sum(summary.skipped.values())) == (
+            100,
+            100,
+            0,
+            0,
+        )
         assert summary.index == f"image_embeddings_model_{summary.model_id}_hnsw"
         assert set(summary.seconds) == {"startup", "hash", "decode", "wait", "embed", "copy", "index", "total"}
         model = conn.execute(
@@ -80,6 +86,7 @@ def test_main_job_imagenet_samples_load_then_sql_search(database_url, lite0):
         assert row[1:] == (*Image.open(tench).size, None, "JPEG")
         # The probe, embedded again, finds its own stored image first at distance ~0.
         from pgvector import Vector
+
         from pgvision.load_images import embed_files
 
         probe = embed_files(lite0, [tench])[0]
@@ -88,11 +95,18 @@ def test_main_job_imagenet_samples_load_then_sql_search(database_url, lite0):
         ).fetchall()
         assert hits[0][0] == row[0] and hits[0][1] < 1e-4
         # Every stored vector is unit length (cosine model).
-        norms = conn.execute("SELECT min(vector_norm(embedding)), max(vector_norm(embedding)) FROM pgvision.image_embeddings").fetchone()
+        norms = conn.execute(
+            "SELECT min(vector_norm(embedding)), max(vector_norm(embedding)) FROM pgvision.image_embeddings"
+        ).fetchone()
         assert abs(norms[0] - 1) < 1e-4 and abs(norms[1] - 1) < 1e-4
 
         rerun = load_images(conn, [folder], lite0, label_from="none", progress=False)
-        assert (rerun.loaded, rerun.already_present, rerun.seconds["decode"], rerun.seconds["embed"]) == (0, 100, 0.0, 0.0)
+        assert (rerun.loaded, rerun.already_present, rerun.seconds["decode"], rerun.seconds["embed"]) == (
+            0,
+            100,
+            0.0,
+            0.0,
+        )
         assert count(conn, "images") == 100 and count(conn, "image_embeddings") == 100
 
 
@@ -232,6 +246,7 @@ def test_lost_connection_keeps_committed_batches_and_rerun_loads_the_rest(databa
 def invoke(args, database_url):
     """Run the real CLI in this process (no torch start-up per call)."""
     from click.testing import CliRunner
+
     from pgvision.cli import main
 
     return CliRunner().invoke(main, args, env={"DATABASE_URL": database_url}, catch_exceptions=False)
@@ -250,7 +265,10 @@ def test_sigkill_mid_run_loses_nothing_committed_and_rerun_loads_only_the_rest(d
     with connect(database_url, autocommit=True) as conn:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:
-            if conn.execute("SELECT to_regclass('pgvision.image_embeddings')").fetchone()[0] and count(conn, "image_embeddings") >= 4:
+            if (
+                conn.execute("SELECT to_regclass('pgvision.image_embeddings')").fetchone()[0]
+                and count(conn, "image_embeddings") >= 4
+            ):
                 break
             time.sleep(0.05)
         proc.send_signal(signal.SIGKILL)
@@ -274,12 +292,12 @@ def test_two_loaders_on_one_folder_store_each_image_once(database_url, tmp_path)
     args = ["load", str(tmp_path / "p"), "--batch-size", "4", "--workers", "0", "--threads", "1", "--quiet"]
     procs = [run_cli(args, database_url) for _ in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
-    for p, (out, err) in zip(procs, outs):
+    for p, (_, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err
     loaded = [int(re.search(r"loaded (\d+), already present (\d+)", out).group(1)) for out, _ in outs]
     present = [int(re.search(r"loaded (\d+), already present (\d+)", out).group(2)) for out, _ in outs]
     assert sum(loaded) == len(files)
-    assert [a + b for a, b in zip(loaded, present)] == [len(files)] * 2
+    assert [a + b for a, b in zip(loaded, present, strict=True)] == [len(files)] * 2
     with connect(database_url, autocommit=True) as conn:
         assert count(conn, "images") == count(conn, "image_embeddings") == len(files)
         assert conn.execute("SELECT count(*) FROM pgvision.models").fetchone()[0] == 1
@@ -339,7 +357,7 @@ def test_load_vectors_npy_and_analyticdb_text_idempotent(database_url, tmp_path)
     (tmp_path / "feats.labels.txt").write_text("cat\ncat\ndog\n\ndog\n")
     text = tmp_path / "cifar_squeezenet.txt"
     text.write_text("".join(f"{i}|{lab}|{{{','.join(str(v) for v in row)}}}\n"
-                            for i, (lab, row) in enumerate(zip(["ship", "ship", "frog"], vecs[:3]))))
+                            for i, (lab, row) in enumerate(zip(["ship", "ship", "frog"], vecs[:3], strict=True))))
     vs = read_vectors(tmp_path / "feats.npy")
     assert vs.ids == ["a", "b", "c", "d", "e"] and vs.labels == ["cat", "cat", "dog", None, "dog"]
     with connect(database_url, autocommit=True) as conn:
@@ -350,7 +368,7 @@ def test_load_vectors_npy_and_analyticdb_text_idempotent(database_url, tmp_path)
             "SELECT i.metadata->>'external_id', i.label, e.embedding FROM pgvision.images i "
             "JOIN pgvision.image_embeddings e USING (image_id) ORDER BY 1"
         ).fetchall()
-        assert [(r[0], r[1]) for r in stored] == list(zip(vs.ids, vs.labels))
+        assert [(r[0], r[1]) for r in stored] == list(zip(vs.ids, vs.labels, strict=True))
         np.testing.assert_allclose(stored[0][2].to_numpy(), vecs[0] / np.linalg.norm(vecs[0]), rtol=1e-6)
         # AnalyticDB tutorial text through the CLI, L2 metric, not normalised.
         for _ in range(2):

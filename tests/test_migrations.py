@@ -7,19 +7,36 @@ import textwrap
 
 import psycopg
 import pytest
+
 from pgvision import migrate
 from sqlhelpers import add_images, grant_default
 
-TABLES = {"calibrations", "collection_grants", "collections", "face_embeddings", "face_scans", "faces", "identities", "identity_templates", "image_embeddings",
-          "images", "models"}
+TABLES = {
+    "calibrations",
+    "face_embeddings",
+    "face_scans",
+    "faces",
+    "identities",
+    "identity_templates",
+    "image_embeddings",
+    "images",
+    "models",
+}
+TABLES |= {"cluster_passes", "cluster_edges", "cluster_deferred", "people_audit"}  # people
+TABLES |= {"collections", "collection_grants"}  # collections
 FUNCTIONS = {"search_images", "similar_images", "identify", "identify_face", "recall_at_k"}
 
 
 def schema_objects(url):
     with psycopg.connect(url) as c:
         tables = {r[0] for r in c.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'pgvision'")}
-        funcs = {r[0] for r in c.execute(
-            "SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'pgvision'")}
+        funcs = {
+            r[0]
+            for r in c.execute(
+                "SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+                "WHERE n.nspname = 'pgvision'"
+            )
+        }
         views = {r[0] for r in c.execute("SELECT viewname FROM pg_views WHERE schemaname = 'pgvision'")}
     return tables, funcs, views
 
@@ -30,7 +47,7 @@ def test_upgrade_downgrade_upgrade(empty_database_url):
     tables, funcs, views = schema_objects(url)
     assert tables == TABLES
     assert FUNCTIONS <= funcs
-    assert views == {"labels", "gallery", "model_stats"}
+    assert views == {"labels", "gallery", "model_stats"} | {"people", "unassigned_faces"}
     migrate.downgrade(url, "base")
     assert schema_objects(url) == (set(), set(), set())
     with psycopg.connect(url) as c:
@@ -88,14 +105,19 @@ def test_deployment_migration_adds_a_models_index(empty_database_url, tmp_path):
     url = empty_database_url
     migrate.upgrade(url, "heads", [tmp_path])
     with psycopg.connect(url) as c:
-        indexdef = c.execute("SELECT index_definition FROM pgvision.model_stats WHERE model = 'clip-vit-b32'").fetchone()[0]
+        indexdef = c.execute(
+            "SELECT index_definition FROM pgvision.model_stats WHERE model = 'clip-vit-b32'"
+        ).fetchone()[0]
     assert indexdef == (
         "CREATE INDEX image_embeddings_model_1_hnsw ON pgvision.image_embeddings USING hnsw "
         "(((embedding)::vector(512)) vector_cosine_ops) WITH (m='24', ef_construction='100') WHERE (model_id = 1)")
     migrate.downgrade(url, "deployment@base", [tmp_path])
     with psycopg.connect(url) as c:
         assert c.execute("SELECT count(*) FROM pgvision.models").fetchone()[0] == 0
-        assert c.execute("SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'image_embeddings_model_%'").fetchone()[0] == 0
+        assert (
+            c.execute("SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'image_embeddings_model_%'").fetchone()[0]
+            == 0
+        )
 
 
 def test_reader_role_can_search_but_not_write(conn):
@@ -122,7 +144,12 @@ def test_loader_role_can_load(conn):
     assert conn.execute("SELECT count(*) FROM pgvision.image_embeddings").fetchone()[0] == 1
 
 
-HOSTILE = ["' OR 1=1 --", "x'); DROP TABLE pgvision.images; --", "cat' UNION SELECT 1,'a','b',0,0 --", '"; DELETE FROM pgvision.images; --']
+HOSTILE = [
+    "' OR 1=1 --",
+    "x'); DROP TABLE pgvision.images; --",
+    "cat' UNION SELECT 1,'a','b',0,0 --",
+    '"; DELETE FROM pgvision.images; --',
+]
 
 
 @pytest.mark.parametrize("evil", HOSTILE)
@@ -130,8 +157,12 @@ def test_injection_strings_change_nothing(conn, evil):
     add_images(conn, "tiny", [("a", "cat", [1.0, 0.0], {"k": "v"}), ("b", "dog", [0.0, 1.0])])
     before = conn.execute("SELECT count(*) FROM pgvision.images").fetchone()[0]
     assert conn.execute("SELECT * FROM pgvision.search_images('[1,0]', 10, label => %s)", (evil,)).fetchall() == []
-    assert conn.execute("SELECT * FROM pgvision.search_images('[1,0]', 10, filter => jsonb_build_object('k', %s::text))",
-                        (evil,)).fetchall() == []
+    assert (
+        conn.execute(
+            "SELECT * FROM pgvision.search_images('[1,0]', 10, filter => jsonb_build_object('k', %s::text))", (evil,)
+        ).fetchall()
+        == []
+    )
     with pytest.raises(psycopg.errors.UndefinedObject):
         conn.execute("SELECT * FROM pgvision.search_images('[1,0]', 10, model => %s)", (evil,))
     assert conn.execute("SELECT count(*) FROM pgvision.images").fetchone()[0] == before
@@ -140,11 +171,14 @@ def test_injection_strings_change_nothing(conn, evil):
 
 def test_db_index_command_switches_method(database_url, conn):
     from click.testing import CliRunner
+
     from pgvision.cli import main
 
     add_images(conn, "tiny", [("a", None, [1.0, 0.0]), ("b", None, [0.0, 1.0])])
     runner = CliRunner()
-    out = runner.invoke(main, ["db", "index", "tiny", "--method", "ivfflat", "--lists", "1", "--database-url", database_url])
+    out = runner.invoke(
+        main, ["db", "index", "tiny", "--method", "ivfflat", "--lists", "1", "--database-url", database_url]
+    )
     assert out.exit_code == 0, out.output
     assert conn.execute("SELECT index_method, index_name, probes FROM pgvision.model_stats").fetchone() == (
         "ivfflat", "image_embeddings_model_1_ivfflat", 1)

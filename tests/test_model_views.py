@@ -8,6 +8,7 @@ import hashlib
 import numpy as np
 import psycopg
 import pytest
+
 from pgvision import migrate
 from pgvision.index.ddl import ensure_index
 from pgvision.ingest.pg_copy import ImageRecord, copy_image_embeddings
@@ -37,8 +38,10 @@ def test_view_has_the_models_rows_typed_as_its_vector(conn):
     rows = conn.execute("SELECT label, embedding::text FROM pgvision.vectors_efficientnet_lite0 "
                         "ORDER BY embedding <-> '[0.9,0.1,0]' LIMIT 5").fetchall()
     assert rows == [("cat", "[1,0,0]"), ("dog", "[0,1,0]")]
-    assert conn.execute("SELECT has_table_privilege('pgvision_reader', 'pgvision.vectors_other', 'SELECT'), "
-                        "has_table_privilege('pgvision_reader', 'pgvision.vectors_other', 'INSERT')").fetchone() == (True, False)
+    assert conn.execute(
+        "SELECT has_table_privilege('pgvision_reader', 'pgvision.vectors_other', 'SELECT'), "
+        "has_table_privilege('pgvision_reader', 'pgvision.vectors_other', 'INSERT')"
+    ).fetchone() == (True, False)
 
 
 def test_view_is_dropped_with_the_model(conn):

@@ -1,5 +1,6 @@
-"""Every SQL example of the README runs on a real server, and where the README shows its
-output, the rows (ids, labels, distances to 3 decimals) are what the server returns.
+"""Every SQL example of the README and of docs/reference.md runs on a real server, and
+where the document shows its output, the rows (ids, labels, distances to 3 decimals) are
+what the server returns.
 
 The database holds the four fixture photos, loaded as the README's main job does, and
 the astronaut enrolled as the README's identity example does, both with the model and the
@@ -16,7 +17,10 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+#: The documents whose ```sql examples run here, in this order (test_bi_clients runs them too).
+DOCUMENTS = (README, ROOT / "docs" / "reference.md")
 PHOTOS = Path(__file__).resolve().parent / "fixtures" / "photos"
 #: The README's outputs are compared to 3 decimals: computed on the CPU on every machine.
 ON_CPU = ("--device", "cpu")
@@ -25,14 +29,15 @@ pytest.importorskip("torch", reason="the README's main job embeds photos: pip in
 pytest.importorskip("dlib", reason="the README's identity example enrolls a face: pip install -e '.[faces]'")
 
 
-def examples() -> list[tuple[str, str | None]]:
+def examples(documents=DOCUMENTS) -> list[tuple[str, str | None]]:
     """(sql, output or None) pairs: a ```sql block and the plain ``` block right after it."""
-    blocks = re.findall(r"```(\w*)\n(.*?)```", README.read_text(), re.DOTALL)
     pairs = []
-    for i, (lang, body) in enumerate(blocks):
-        if lang == "sql":
-            nxt = blocks[i + 1] if i + 1 < len(blocks) else None
-            pairs.append((body, nxt[1] if nxt and nxt[0] == "" else None))
+    for document in documents:
+        blocks = re.findall(r"```(\w*)\n(.*?)```", document.read_text(), re.DOTALL)
+        for i, (lang, body) in enumerate(blocks):
+            if lang == "sql":
+                nxt = blocks[i + 1] if i + 1 < len(blocks) else None
+                pairs.append((body, nxt[1] if nxt and nxt[0] == "" else None))
     return pairs
 
 
@@ -87,8 +92,12 @@ def loaded(server_conninfo, template_db):
     _drop(server_conninfo, name)
 
 
-def test_readme_has_sql_examples():
-    assert len(examples()) >= 5
+def test_readme_and_reference_have_sql_examples():
+    """The README keeps its main SQL examples; the reference holds the rest, each shown with output."""
+    assert len(examples([README])) == 5
+    in_reference = examples([DOCUMENTS[1]])
+    assert len(in_reference) == 3
+    assert all(output is not None for _, output in in_reference)
 
 
 @pytest.mark.parametrize("index", range(len(examples())))

@@ -17,13 +17,14 @@ import numpy as np
 import psycopg
 import pytest
 from click.testing import CliRunner
+from psycopg.conninfo import conninfo_to_dict
+
 from conftest import server_dir
 from pgvision import migrate
 from pgvision.cli import main
 from pgvision.ingest.pg_copy import copy_vectors
 from pgvision.registry import ModelSpec, register_model
 from pgvision.server import embedded, replicas
-from psycopg.conninfo import conninfo_to_dict
 
 VECTORS = np.array([[i, i % 3, 1, 0] for i in range(12)], dtype=np.float32)
 
@@ -47,8 +48,11 @@ def _load_faces(url: str) -> dict[str, int]:
                 "INSERT INTO pgvision.images (sha256, uri) VALUES (%s, %s) RETURNING image_id",
                 (hashlib.sha256(key.encode()).digest(), f"file:///{key}.jpg")).fetchone()[0]
             face_id = conn.execute(
-                "INSERT INTO pgvision.faces (image_id, detector, box_left, box_top, box_right, box_bottom, identity_id) "
-                "VALUES (%s, 'test', 0, 0, 10, 10, %s) RETURNING face_id", (image_id, people.get(who))).fetchone()[0]
+                "INSERT INTO pgvision.faces "
+                "(image_id, detector, box_left, box_top, box_right, box_bottom, identity_id) "
+                "VALUES (%s, 'test', 0, 0, 10, 10, %s) RETURNING face_id",
+                (image_id, people.get(who)),
+            ).fetchone()[0]
             copy_vectors(conn, "face_embeddings", "face_id", model_id, np.array([face_id]),
                          np.array([vec], np.float32))
             faces[key] = face_id
@@ -117,7 +121,9 @@ READS = [
 ]
 
 
-@pytest.mark.parametrize("query, face", READS, ids=[q.split("pgvision.")[1].split("(")[0].split(" ")[0] for q, _ in READS])
+@pytest.mark.parametrize(
+    "query, face", READS, ids=[q.split("pgvision.")[1].split("(")[0].split(" ")[0] for q, _ in READS]
+)
 def test_every_read_returns_the_same_rows_on_the_replica(cluster, query, face):
     url, (r1, _), faces = cluster
     params = tuple(faces[f] for f in face)
@@ -233,12 +239,20 @@ def test_replica_of_a_tcp_primary_listens_on_tcp():
         embedded.stop(primary)
         port = find_suitable_port("127.0.0.1")
         embedded._pg_ctl(primary, ["-w", "-o", f"-h 127.0.0.1 -p {port} -k {primary}", "-l", str(primary / "tcp.log"), "start"])
+        url = f"postgresql://postgres@/pgvision?host={primary}&port={port}"
+        migrate.upgrade(url)
+        with psycopg.connect(url, autocommit=True) as conn:  # TCP takes passwords only: a login user
+            conn.execute("CREATE ROLE bi LOGIN PASSWORD 'pw-of-bi' IN ROLE pgvision_reader")
         r = replicas.add("tcp1", primary=primary)
         assert r.listen_addresses == "127.0.0.1"
         assert r.port != port
-        assert r.tcp_url == f"postgresql://postgres@127.0.0.1:{r.port}/pgvision"
-        with psycopg.connect(r.tcp_url) as conn:
+        assert r.tcp_url == f"postgresql://USER@127.0.0.1:{r.port}/pgvision"
+        with psycopg.connect(r.tcp_url.replace("USER", "bi:pw-of-bi")) as conn:
             assert conn.execute("SELECT pg_is_in_recovery(), inet_server_port()").fetchone() == (True, r.port)
+        with pytest.raises(psycopg.OperationalError, match="password"):  # no password, no login
+            psycopg.connect(r.tcp_url.replace("USER", "postgres")).close()
+        with psycopg.connect(r.url) as conn:  # the printed socket URL works for this OS user
+            assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
     finally:
         for rep in replicas.list_replicas(primary):
             replicas.stop(rep.name, primary)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
+
 from browser import assert_all_rendered
 from conftest import shared_path
 from pgvision.ingest.files import FileSkipped, file_uri
@@ -32,7 +33,11 @@ def test_page_renders_photos_crops_and_placeholders(tmp_path):
         ]),
     ], size=96)
     assert (counts.sections, counts.thumbs, counts.placeholders) == (2, 6, 3)
-    assert [reason.split(":")[0] for _, reason in counts.problems] == ["unreadable", "not-an-image", "no file for this image"]
+    assert [reason.split(":")[0] for _, reason in counts.problems] == [
+        "unreadable",
+        "not-an-image",
+        "no file for this image",
+    ]
     text = page.read_text()
     assert "<script>" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
     assert "<title>Review &lt;&amp;&gt; &quot;test&quot;</title>" in text

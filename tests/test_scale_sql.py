@@ -8,6 +8,7 @@ import re
 import numpy as np
 import psycopg
 import pytest
+
 from pgvision.index import ddl, recall_target
 from pgvision.registry import get_model
 from sqlhelpers import add_gallery, add_images, clustered, families, grant_default
@@ -160,6 +161,7 @@ def test_unknown_quantization_says_what_to_use(conn):
 
 def test_db_index_target_recall_reports_the_choice(database_url, conn):
     from click.testing import CliRunner
+
     from pgvision.cli import main
 
     add_images(conn, "small", [(f"v{i}", None, v) for i, v in enumerate(clustered(500, 8, 10, seed=5))])
@@ -208,8 +210,10 @@ def test_templates_follow_the_gallery_in_the_same_transaction(conn):
     members[2].remove(gone)
     expect(members)
     deleted = members[3][-1]
-    conn.execute("DELETE FROM pgvision.images WHERE image_id = (SELECT image_id FROM pgvision.faces WHERE face_id = %s)",
-                 (face[deleted],))
+    conn.execute(
+        "DELETE FROM pgvision.images WHERE image_id = (SELECT image_id FROM pgvision.faces WHERE face_id = %s)",
+        (face[deleted],),
+    )
     members[3].remove(deleted)
     expect(members)
     conn.execute("DELETE FROM pgvision.face_embeddings WHERE face_id = ANY(%s)", ([face[r] for r in members[1]],))
@@ -278,14 +282,19 @@ def test_each_model_gets_a_static_ann_statement_and_template_index(conn):
     face_model, _ = add_gallery(conn, "faces8", photos, who)
     conn.execute("RESET ROLE")
     source = conn.execute("SELECT prosrc FROM pg_proc WHERE proname = '_ann'").fetchone()[0]
-    assert ("WHERE e.model_id = 1 ORDER BY e.embedding::\"public\".vector(4) OPERATOR(\"public\".<=>) query::\"public\".vector(4) "
-            "LIMIT 1000 LOOP") in source
+    assert (
+        "WHERE e.model_id = 1 ORDER BY e.embedding::\"public\".vector(4) "
+        "OPERATOR(\"public\".<=>) query::\"public\".vector(4) "
+        "LIMIT 1000 LOOP"
+    ) in source
     assert (f"WHERE e.model_id = {face_model} ORDER BY e.embedding::\"public\".vector(8) OPERATOR(\"public\".<->) "
             "query::\"public\".vector(8) LIMIT 1000 LOOP") in source
     index = f"identity_templates_model_{face_model}_hnsw"
     assert conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"pgvision.{index}",)).fetchone()[0]
     ddl.ensure_index(conn, 1)
-    plans = nested_plans(conn, "SELECT * FROM pgvision.search_images(%s, 1, 'img4')", (np.array([1.0, 0.1, 0, 0], dtype=np.float32),))
+    plans = nested_plans(
+        conn, "SELECT * FROM pgvision.search_images(%s, 1, 'img4')", (np.array([1.0, 0.1, 0, 0], dtype=np.float32),)
+    )
     assert "Index Scan using image_embeddings_model_1_hnsw" in plans
     assert conn.execute("SELECT uri FROM pgvision.search_images('[1,0.1,0,0]', 1, 'img4')").fetchall() == [
         ("file:///a.jpg",)]
@@ -350,7 +359,7 @@ def test_halfvec_recall_counts_ties_at_full_precision_in_sql_and_in_the_ladder(c
         3, pytest.approx(2 / 3))
     # The index's own (rounded) distances would have counted B as a tie: recall 1.
     by_index = 0
-    for (pid, q), (ids, kth) in zip(probes, truth):
+    for (pid, q), (ids, kth) in zip(probes, truth, strict=True):
         rows = [(i, d) for i, d in recall_target._nearest(conn, model["model_id"], q, 2) if i != pid][:1]
         by_index += recall_target.hits(rows, ids, kth)
     assert by_index == 3
@@ -376,8 +385,10 @@ def test_recall_at_k_counts_as_the_ladder_does_where_distances_crowd(conn):
         assert recall == pytest.approx(ids_share, abs=1e-12), ef
     # The case discriminates: counted with the epsilon, the same rows score higher.
     near = 0
-    for (pid, q), (_, kth) in zip(probes, truth):
-        rows = [(i, d) for i, d in recall_target._nearest(conn, model["model_id"], q, 11, ef_search=11) if i != pid][:10]
+    for (pid, q), (_, kth) in zip(probes, truth, strict=True):
+        rows = [(i, d) for i, d in recall_target._nearest(conn, model["model_id"], q, 11, ef_search=11) if i != pid][
+            :10
+        ]
         near += sum(d <= kth + 1e-3 for _, d in rows)
     assert near / 500 > recall_target.measure(conn, model, probes, truth, 10, 11) + 0.03
 
@@ -405,7 +416,7 @@ def test_search_images_holds_each_indexed_image_models_statement(conn):
             "(e.embedding::\"public\".vector(4) OPERATOR(\"public\".<=>) query::\"public\".vector(4))::float8 AS distance "
             "FROM pgvision.image_embeddings e JOIN pgvision.images i ON i.image_id = e.image_id WHERE e.model_id = 1 "
             "ORDER BY e.embedding::\"public\".vector(4) OPERATOR(\"public\".<=>) query::\"public\".vector(4) LIMIT k) s "
-            "ORDER BY s.distance, s.image_id;") in source
+            "WHERE max_distance IS NULL OR s.distance <= max_distance ORDER BY s.distance, s.image_id;") in source
     assert f"WHEN {face_model} THEN" not in source
     ddl.ensure_index(conn, 1)
     conn.execute("SET hnsw.ef_search = 7")
@@ -414,7 +425,10 @@ def test_search_images_holds_each_indexed_image_models_statement(conn):
                        (np.array(dup, dtype=np.float32),)).fetchall()
     assert [g[0] for g in got[:3]] == sorted([ids["d1"], ids["d2"], ids["d3"]])  # ties by image_id
     assert got[3][0] == ids["c"] and all(abs(g[1]) < 1e-6 for g in got[:3])
-    assert conn.execute("SELECT current_setting('hnsw.ef_search'), current_setting('enable_sort')").fetchone() == ("7", "on")
+    assert conn.execute("SELECT current_setting('hnsw.ef_search'), current_setting('enable_sort')").fetchone() == (
+        "7",
+        "on",
+    )
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="k must be between 1 and 1000, got 0"):
         conn.execute("SELECT * FROM pgvision.search_images('[1,0,0,0]', 0, 'img4')")
     ddl.set_index(conn, "img4", quantization="binary")

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from PIL import Image
+
 from pgvision.cli import main
 from pgvision.cli.search import format_table
 from pgvision.server.connection import connect
-from PIL import Image
 
 PHOTOS = Path(__file__).resolve().parent / "fixtures" / "photos"
 

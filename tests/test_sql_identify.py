@@ -12,6 +12,7 @@ import math
 import numpy as np
 import psycopg
 import pytest
+
 from pgvision.ingest.pg_copy import copy_vectors
 from pgvision.registry import ModelSpec, register_model
 
@@ -22,8 +23,8 @@ def gallery(conn):
     people = {name: conn.execute("INSERT INTO pgvision.identities (name) VALUES (%s) RETURNING identity_id",
                                  (name,)).fetchone()[0] for name in ("ann", "bob")}
     faces = {}
-    for i, (key, who, vec) in enumerate([("ann1", "ann", [1, 0]), ("ann2", "ann", [0.9, 0.1]),
-                                         ("bob1", "bob", [0, 1]), ("nobody", None, [0.95, 0])]):
+    for key, who, vec in [("ann1", "ann", [1, 0]), ("ann2", "ann", [0.9, 0.1]),
+                          ("bob1", "bob", [0, 1]), ("nobody", None, [0.95, 0])]:
         image_id = conn.execute(
             "INSERT INTO pgvision.images (sha256, uri) VALUES (%s, %s) RETURNING image_id",
             (hashlib.sha256(key.encode()).digest(), f"file:///{key}.jpg")).fetchone()[0]
@@ -93,11 +94,26 @@ def test_empty_gallery_returns_no_rows(conn):
 @pytest.mark.parametrize(
     "call, error, message",
     [
-        ("identify('[1,0,0]')", psycopg.errors.InvalidParameterValue,
-         "model 'face2d' gives 2-d vectors but the query has 3: pass a 2-d query, or the model that made it"),
-        ("identify(NULL)", psycopg.errors.NullValueNotAllowed, "query must not be NULL: pass a 2-d embedding from model 'face2d'"),
-        ("identify('[1,0]', candidates => 0)", psycopg.errors.InvalidParameterValue, "k must be between 1 and 1000, got 0"),
-        ("identify('[1,0]', 'nope')", psycopg.errors.UndefinedObject, "unknown model 'nope': the face models are 'face2d'"),
+        (
+            "identify('[1,0,0]')",
+            psycopg.errors.InvalidParameterValue,
+            "model 'face2d' gives 2-d vectors but the query has 3: pass a 2-d query, or the model that made it",
+        ),
+        (
+            "identify(NULL)",
+            psycopg.errors.NullValueNotAllowed,
+            "query must not be NULL: pass a 2-d embedding from model 'face2d'",
+        ),
+        (
+            "identify('[1,0]', candidates => 0)",
+            psycopg.errors.InvalidParameterValue,
+            "k must be between 1 and 1000, got 0",
+        ),
+        (
+            "identify('[1,0]', 'nope')",
+            psycopg.errors.UndefinedObject,
+            "unknown model 'nope': the face models are 'face2d'",
+        ),
         ("identify_face(424242)", psycopg.errors.NoDataFound, "no face with face_id 424242"),
     ],
 )

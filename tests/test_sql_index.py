@@ -11,6 +11,7 @@ import hashlib
 
 import numpy as np
 import pytest
+
 from pgvision.index.ddl import ensure_index, set_index
 from pgvision.ingest.pg_copy import ImageRecord, copy_image_embeddings
 from pgvision.registry import ModelSpec, register_model
@@ -23,9 +24,10 @@ N, DIMS = 20_000, 64
 def big_db(server_conninfo, template_db):
     """One database for the module: 20k clustered vectors under model 'clustered', with
     label 'rare' on 12 images, 'uncommon' on 2,500, 'common' on the rest."""
+    from psycopg.conninfo import make_conninfo
+
     from conftest import _drop, _fresh_database
     from pgvision.server.connection import connect
-    from psycopg.conninfo import make_conninfo
 
     name = _fresh_database(server_conninfo, template_db)
     url = make_conninfo(server_conninfo, dbname=name)

@@ -10,6 +10,7 @@ import math
 
 import psycopg
 import pytest
+
 from sqlhelpers import add_images
 
 ROWS = [
@@ -38,7 +39,11 @@ def test_search_images_returns_nearest_first_with_exact_rows(conn, tiny):
         (tiny["e"], "file:///e.jpg", "bird"),
     ]
     assert [round(r[3], 4) for r in rows] == [0.0, 0.1414, 0.7071]
-    assert [round(r[4], 4) for r in rows] == [1.0, round(1 / (1 + math.sqrt(0.02)), 4), round(1 / (1 + math.sqrt(0.5)), 4)]
+    assert [round(r[4], 4) for r in rows] == [
+        1.0,
+        round(1 / (1 + math.sqrt(0.02)), 4),
+        round(1 / (1 + math.sqrt(0.5)), 4),
+    ]
 
 
 def test_ties_are_broken_by_image_id(conn, tiny):
@@ -52,12 +57,16 @@ def test_label_filter(conn, tiny):
 
 
 def test_metadata_filter(conn, tiny):
-    rows = search(conn, """SELECT image_id FROM pgvision.search_images('[1,0,0]', 10, filter => '{"camera": "x100"}')""")
+    rows = search(
+        conn, """SELECT image_id FROM pgvision.search_images('[1,0,0]', 10, filter => '{"camera": "x100"}')"""
+    )
     assert [r[0] for r in rows] == [tiny["a"], tiny["c"]]
 
 
 def test_similar_images_excludes_the_probe(conn, tiny):
-    rows = search(conn, "SELECT image_id, round(distance::numeric, 4)::float8 FROM pgvision.similar_images(%s, 2)", tiny["a"])
+    rows = search(
+        conn, "SELECT image_id, round(distance::numeric, 4)::float8 FROM pgvision.similar_images(%s, 2)", tiny["a"]
+    )
     assert rows == [(tiny["b"], pytest.approx(0.1414)), (tiny["e"], pytest.approx(0.7071))]
 
 
@@ -94,15 +103,42 @@ def test_default_model_is_the_first_image_model(conn, tiny):
     "call, error, message",
     [
         ("search_images('[1,0,0]', 0)", psycopg.errors.InvalidParameterValue, "k must be between 1 and 1000, got 0"),
-        ("search_images('[1,0,0]', 1001)", psycopg.errors.InvalidParameterValue, "k must be between 1 and 1000, got 1001"),
-        ("search_images('[1,0,0]', NULL)", psycopg.errors.NullValueNotAllowed, "k must not be NULL: pass a number of rows between 1 and 1000"),
-        ("search_images(NULL, 5)", psycopg.errors.NullValueNotAllowed, "query must not be NULL: pass a 3-d embedding from model 'tiny'"),
-        ("search_images('[1,0]', 5)", psycopg.errors.InvalidParameterValue,
-         "model 'tiny' gives 3-d vectors but the query has 2: pass a 3-d query, or the model that made it"),
-        ("search_images('[1,0,0]', 5, 'nope')", psycopg.errors.UndefinedObject, "unknown model 'nope': the image models are 'tiny'"),
-        ("search_images('[1,0,0]', 5, ef_search => 0)", psycopg.errors.InvalidParameterValue, "ef_search must be between 1 and 1000, got 0"),
+        (
+            "search_images('[1,0,0]', 1001)",
+            psycopg.errors.InvalidParameterValue,
+            "k must be between 1 and 1000, got 1001",
+        ),
+        (
+            "search_images('[1,0,0]', NULL)",
+            psycopg.errors.NullValueNotAllowed,
+            "k must not be NULL: pass a number of rows between 1 and 1000",
+        ),
+        (
+            "search_images(NULL, 5)",
+            psycopg.errors.NullValueNotAllowed,
+            "query must not be NULL: pass a 3-d embedding from model 'tiny'",
+        ),
+        (
+            "search_images('[1,0]', 5)",
+            psycopg.errors.InvalidParameterValue,
+            "model 'tiny' gives 3-d vectors but the query has 2: pass a 3-d query, or the model that made it",
+        ),
+        (
+            "search_images('[1,0,0]', 5, 'nope')",
+            psycopg.errors.UndefinedObject,
+            "unknown model 'nope': the image models are 'tiny'",
+        ),
+        (
+            "search_images('[1,0,0]', 5, ef_search => 0)",
+            psycopg.errors.InvalidParameterValue,
+            "ef_search must be between 1 and 1000, got 0",
+        ),
         ("similar_images(999999, 5)", psycopg.errors.NoDataFound, "no image with image_id 999999"),
-        ("similar_images(NULL, 5)", psycopg.errors.NullValueNotAllowed, "image_id must not be NULL: pass an image_id from pgvision.images"),
+        (
+            "similar_images(NULL, 5)",
+            psycopg.errors.NullValueNotAllowed,
+            "image_id must not be NULL: pass an image_id from pgvision.images",
+        ),
     ],
 )
 def test_bad_arguments_raise_errcode_and_exact_text(conn, tiny, call, error, message):
@@ -122,7 +158,10 @@ def test_image_without_embedding_of_that_model(conn, tiny):
     add_images(conn, "other", [("zz", None, [1.0, 1.0])])
     with pytest.raises(psycopg.errors.NoDataFound) as err:
         conn.execute("SELECT * FROM pgvision.similar_images(%s, 5, 'other')", (tiny["a"],))
-    assert err.value.diag.message_primary == f"image {tiny['a']} has no 'other' embedding: load it with pgvision load --model other"
+    assert (
+        err.value.diag.message_primary
+        == f"image {tiny['a']} has no 'other' embedding: load it with pgvision load --model other"
+    )
 
 
 def test_settings_are_restored_after_a_search(conn, tiny):

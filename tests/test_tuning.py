@@ -9,6 +9,7 @@ import shutil
 import psycopg
 import pytest
 from click.testing import CliRunner
+
 from conftest import server_dir
 from pgvision.cli import main
 from pgvision.server import embedded, tuning
@@ -91,7 +92,9 @@ def test_db_tune_prints_alter_system_for_a_database_url_server():
     assert here.stdout.splitlines()[0] == (f"-- pgvision settings for {tuning.this_machine().describe()}: "
                                            "this machine's (pass --ram/--cores for the server's own)")
     bad = CliRunner().invoke(main, ["db", "tune", "--ram", "100", "--database-url", "postgresql://a@b/c"])
-    assert bad.exit_code == 1 and bad.output.endswith("Error: RAM 100 bytes is under 256 MB: give the machine's RAM in bytes\n")
+    assert bad.exit_code == 1 and bad.output.endswith(
+        "Error: RAM 100 bytes is under 256 MB: give the machine's RAM in bytes\n"
+    )
 
 
 def _settings(url: str) -> dict[str, str]:

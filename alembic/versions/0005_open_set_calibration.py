@@ -38,12 +38,17 @@ def upgrade() -> None:
             ADD COLUMN method text
         """
     )
-    op.execute("COMMENT ON COLUMN pgvision.calibrations.target_fpir IS "
-               "'Open-set target: highest share of strangers accepted as anyone (NULL: a per-comparison target_far chose the threshold)'")
+    op.execute(
+        "COMMENT ON COLUMN pgvision.calibrations.target_fpir IS "
+        "'Open-set target: highest share of strangers accepted as anyone "
+        "(NULL: a per-comparison target_far chose the threshold)'"
+    )
     op.execute("COMMENT ON COLUMN pgvision.calibrations.expected_fpir IS "
                "'Share of leave-one-person-out stranger searches (SQL identify_face) accepted at the threshold'")
-    op.execute("COMMENT ON COLUMN pgvision.calibrations.expected_tpir IS "
-               "'Share of leave-one-face-out genuine searches with the right identity first and accepted at the threshold'")
+    op.execute(
+        "COMMENT ON COLUMN pgvision.calibrations.expected_tpir IS "
+        "'Share of leave-one-face-out genuine searches with the right identity first and accepted at the threshold'"
+    )
     op.execute("COMMENT ON COLUMN pgvision.calibrations.strangers IS "
                "'Stranger searches the expected FPIR rests on (a target FPIR needs >= 3 / target_fpir: rule of three)'")
 

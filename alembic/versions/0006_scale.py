@@ -57,5 +57,6 @@ def downgrade() -> None:
     apply_sql(op, "functions/_identify.v3.sql")
     apply_sql(op, "functions/_nearest.v2.sql")
     op.execute(
-        "ALTER TABLE pgvision.models DROP COLUMN target_recall, DROP COLUMN measured_recall, DROP COLUMN recall_rows, DROP COLUMN quantization"
+        "ALTER TABLE pgvision.models DROP COLUMN target_recall, DROP COLUMN measured_recall, "
+        "DROP COLUMN recall_rows, DROP COLUMN quantization"
     )

@@ -59,8 +59,11 @@ def upgrade() -> None:
     )
     apply_sql(op, "functions/_sync_templates.v1.sql")
     op.execute("REVOKE ALL ON FUNCTION pgvision._sync_templates() FROM PUBLIC")
-    for event, tables in (("INSERT", "NEW TABLE AS new_rows"), ("UPDATE", "OLD TABLE AS old_rows NEW TABLE AS new_rows"),
-                          ("DELETE", "OLD TABLE AS old_rows")):
+    for event, tables in (
+        ("INSERT", "NEW TABLE AS new_rows"),
+        ("UPDATE", "OLD TABLE AS old_rows NEW TABLE AS new_rows"),
+        ("DELETE", "OLD TABLE AS old_rows"),
+    ):
         op.execute(f"CREATE TRIGGER templates_{event.lower()} AFTER {event} ON pgvision.face_embeddings "
                    f"REFERENCING {tables} FOR EACH STATEMENT EXECUTE FUNCTION pgvision._sync_templates()")
         if event != "INSERT":  # a new face has no embedding yet

@@ -25,9 +25,9 @@ The ``COMMENT ON FUNCTION`` of search_images, similar_images, identify and ident
 22004 for a NULL k or id) and are never edited. Downgrade removes the list again.
 """
 
-from pgvision.migrate import apply_sql
-
 from alembic import op
+
+from pgvision.migrate import apply_sql
 
 revision = "0013"
 down_revision = "0012"

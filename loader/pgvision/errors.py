@@ -52,3 +52,7 @@ class PathNotFound(PgvisionError, FileNotFoundError):
 
 class ProbeUnusable(PgvisionError):
     """The image given to search with cannot be used (not a regular file, not an image, ...)."""
+
+
+class ModelUnavailable(PgvisionError):
+    """A model name, weights file or TorchScript file cannot be used (message says why)."""

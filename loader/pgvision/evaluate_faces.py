@@ -124,9 +124,10 @@ class EvalResult:
 
     def format(self) -> str:
         c = self.calibration
-        target = f"FAR {c.target_far:g}" if c.target_far is not None else f"FPIR {c.target_fpir:g}"
+        target = c.target_label()
         lines = [
-            f"model {self.model}: {self.identities} identities, {self.enrolled} enrolled with {self.gallery_faces} faces; "
+            f"model {self.model}: {self.identities} identities, "
+            f"{self.enrolled} enrolled with {self.gallery_faces} faces; "
             f"probes: {self.mated} mated, {self.non_mated} non-mated ({self.no_face} without a face)",
             f"AT THE CALIBRATED THRESHOLD (what a deployment gets): TPIR {self.tpir:.3f}, FPIR {self.fpir:.3f} "
             f"(FNIR {1 - self.tpir:.3f}); closed-set rank-1 {self.rank1:.3f}",
@@ -139,7 +140,8 @@ class EvalResult:
         lines += [
             f"  over the {self.mated - self.mated_no_face} mated probes with a detected face: "
             f"rank-1 {self._with_face(self.rank1):.3f}, TPIR {self._with_face(self.tpir):.3f}",
-            f"SQL is_match agrees with the numpy rule on {self.sql_agrees} of {self.mated + self.non_mated - self.no_face} probes",
+            f"SQL is_match agrees with the numpy rule on {self.sql_agrees} "
+            f"of {self.mated + self.non_mated - self.no_face} probes",
             "oracle curve (threshold chosen on the probes themselves, for comparison):",
             "TPIR at FPIR <=    " + "  ".join(f"{f:<12g}" for f in (0.005, 0.01, 0.02, 0.05, 0.1)),
         ]
@@ -194,7 +196,9 @@ def evaluate_identification(conn: psycopg.Connection, root: str | Path, pipeline
     photos = {f.name: find_images([f]) for f in folders}
     photos = {k: v for k, v in photos.items() if v}
     if len(photos) < 2:
-        raise InvalidValue(f"{root} has {len(photos)} identity folders with photos; eval needs at least 2 (DIR/<identity>/*.jpg)")
+        raise InvalidValue(
+            f"{root} has {len(photos)} identity folders with photos; eval needs at least 2 (DIR/<identity>/*.jpg)"
+        )
     summary = load_faces(conn, [p for ps in photos.values() for p in ps], pipeline, progress=progress)
     model = pipeline.model.name
     detector = pipeline.detector.detector
@@ -232,13 +236,15 @@ def evaluate_identification(conn: psycopg.Connection, root: str | Path, pipeline
     def probe(face_id):
         if face_id is None:
             return None
-        row = conn.execute("SELECT name, distance, margin, is_match FROM pgvision.identify_face(%s, model => %s, candidates => 2)",
-                           (face_id, model)).fetchone()
+        row = conn.execute(
+            "SELECT name, distance, margin, is_match FROM pgvision.identify_face(%s, model => %s, candidates => 2)",
+            (face_id, model),
+        ).fetchone()
         return row
 
     mated_rows = [probe(f) for f, _ in mated]
     non_rows = [probe(f) for f, _ in non_mated]
-    correct = np.array([r is not None and r[0] == name for r, (_, name) in zip(mated_rows, mated)])
+    correct = np.array([r is not None and r[0] == name for r, (_, name) in zip(mated_rows, mated, strict=True)])
     sql_match_m = np.array([r is not None and r[3] for r in mated_rows])
     sql_match_n = np.array([r is not None and r[3] for r in non_rows])
 
@@ -254,7 +260,11 @@ def evaluate_identification(conn: psycopg.Connection, root: str | Path, pipeline
     for rule in ("v2 (SQL rule)", "v1 nearest face"):
         d_list, m_list, best_list = [], [], []
         for group in (mated, non_mated):
-            X = np.stack([emb[f] for f, _ in group if f is not None]) if any(f is not None for f, _ in group) else np.zeros((0, g_emb.shape[1]))
+            X = (
+                np.stack([emb[f] for f, _ in group if f is not None])
+                if any(f is not None for f, _ in group)
+                else np.zeros((0, g_emb.shape[1]))
+            )
             if rule.startswith("v2"):
                 ids, D = identity_distances(X, g_emb, g_lab, metric)
             else:
@@ -269,9 +279,13 @@ def evaluate_identification(conn: psycopg.Connection, root: str | Path, pipeline
         true_m = np.array([n for f, n in mated if f is not None])
         corr = best_list[0] == true_m
         if rule.startswith("v2"):
-            sql_agrees = int(((d_list[0] <= cal.threshold) & (m_list[0] >= cal.min_margin) == sql_match_m[have_m]).sum())
+            sql_agrees = int(
+                ((d_list[0] <= cal.threshold) & (m_list[0] >= cal.min_margin) == sql_match_m[have_m]).sum()
+            )
             have_n = np.array([f is not None for f, _ in non_mated])
-            sql_agrees += int(((d_list[1] <= cal.threshold) & (m_list[1] >= cal.min_margin) == sql_match_n[have_n]).sum())
+            sql_agrees += int(
+                ((d_list[1] <= cal.threshold) & (m_list[1] >= cal.min_margin) == sql_match_n[have_n]).sum()
+            )
         curves.append(_curve(rule, corr, d_list[0], m_list[0], d_list[1], m_list[1],
                              cal.min_margin if rule.startswith("v2") else 0.0, len(mated), len(non_mated)))
     return EvalResult(
@@ -294,10 +308,15 @@ def plot_tpir_fpir(result: EvalResult, path: str) -> None:
 
     floor = 0.5 / max(result.non_mated, 1)
     fig, ax = plt.subplots(figsize=(6, 4.5), dpi=110)
-    for curve, style in zip(result.curves, ("-", "--")):
+    for curve, style in zip(result.curves, ("-", "--"), strict=False):
         ax.step(np.maximum(curve.fpir, floor), curve.tpir, where="post", ls=style, lw=1.6, label=curve.rule)
-    ax.scatter([max(result.fpir, floor)], [result.tpir], color="C3", zorder=3,
-               label=f"calibrated ({'FAR ' + format(result.calibration.target_far, 'g') if result.calibration.target_far is not None else 'FPIR ' + format(result.calibration.target_fpir, 'g')}): TPIR {result.tpir:.3f}, FPIR {result.fpir:.3f}")
+    ax.scatter(
+        [max(result.fpir, floor)],
+        [result.tpir],
+        color="C3",
+        zorder=3,
+        label=f"calibrated ({result.calibration.target_label()}): TPIR {result.tpir:.3f}, FPIR {result.fpir:.3f}",
+    )
     ax.axvline(0.02, color="0.6", ls=":", lw=1)
     ax.set_xscale("log")
     ax.set_xlim(floor * 0.8, 1.0)

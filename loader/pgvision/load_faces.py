@@ -154,13 +154,22 @@ def load_faces(
     with connection_lost_guard(lambda: summary.photos, lambda: len(pending or files) - summary.photos):
         use_collection(conn, collection)
         summary.model_id = register_face_model(conn, model)
-        hashed = _hash_stage(files, summary, name_of, check_folder_names=identity is None and identity_from == "parent-dir")
+        hashed = _hash_stage(
+            files, summary, name_of, check_folder_names=identity is None and identity_from == "parent-dir"
+        )
         pending = _drop_done(conn, summary, hashed, name_of, reassign)
         _scan_and_store(conn, pipeline, pending, summary, name_of, batch_size=batch_size, reassign=reassign,
                         progress=progress)
-    finish_load(conn, summary, summary.model_id, tables=("images", "faces", "face_scans", "identities", "face_embeddings"),
-                changed=bool(summary.photos or summary.enrolled), build_index=build_index, progress=progress,
-                loaded=summary.photos)
+    finish_load(
+        conn,
+        summary,
+        summary.model_id,
+        tables=("images", "faces", "face_scans", "identities", "face_embeddings"),
+        changed=bool(summary.photos or summary.enrolled),
+        build_index=build_index,
+        progress=progress,
+        loaded=summary.photos,
+    )
     summary.seconds["total"] = time.perf_counter() - t_total
     return summary
 

@@ -11,9 +11,8 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-from alembic.config import Config
-
 from alembic import command
+from alembic.config import Config
 
 #: Alembic's version table, named so that it does not collide with an application's own.
 VERSION_TABLE = "pgvision_alembic_version"

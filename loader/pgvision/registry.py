@@ -20,6 +20,15 @@ METRICS = ("cosine", "l2", "inner_product")
 KINDS = ("image", "face")
 
 
+def embeddings_table(kind: str) -> str:
+    """The table of a model kind's vectors: ``image_embeddings`` or ``face_embeddings``.
+
+    Args:
+        kind: a model's ``kind``, one of ``KINDS``.
+    """
+    return "image_embeddings" if kind == "image" else "face_embeddings"
+
+
 #: Longest vector a ``vector`` column stores (pgvector's ``VECTOR_MAX_DIM``, src/vector.h).
 MAX_DIMS = 16000
 

@@ -78,7 +78,9 @@ def json_text(value, indent: int | None = None) -> str:
     return json.dumps(_finite(value), indent=indent, allow_nan=False)
 
 
-def open_database(database_url: str | None, *, create: bool = True, autocommit: bool = True, source: str = "DATABASE_URL"):
+def open_database(
+    database_url: str | None, *, create: bool = True, autocommit: bool = True, source: str = "DATABASE_URL"
+):
     """Connect for a command; the schema must be there, or is created when ``create``.
 
     Commands that load (``load``, ``load-vectors``, ``faces load``, ``enroll``) run

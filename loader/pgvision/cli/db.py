@@ -134,7 +134,13 @@ def start(port: int | None, listen: str) -> None:
     """
     if port is None and listen != "127.0.0.1":
         raise click.ClickException(f"--listen {listen} needs --port: e.g. pgvision db start --port 5433 --listen {listen}")
-    click.echo(embedded.start(port=port, listen=listen))
+    before = embedded.status()
+    tcp_before = embedded.tcp_settings()
+    url = embedded.start(port=port, listen=listen)
+    if before.running and port is not None and embedded.tcp_settings() != tcp_before:
+        click.echo(f"restarted the running embedded server to listen on {listen} port {port} "
+                   "(its open connections were closed)", err=True)
+    click.echo(url)
     tcp = embedded.tcp_url()
     if tcp:
         click.echo(f"tcp: {tcp} (password required: pgvision db user create NAME --role reader)", err=True)
@@ -143,13 +149,19 @@ def start(port: int | None, listen: str) -> None:
 @db.command()
 @run_guarded
 def stop() -> None:
-    """Stop the embedded server.
+    """Stop the embedded server (its replicas keep running: it says which).
 
     \b
     Example:
       pgvision db stop
     """
+    from pgvision.server import replicas
+
     click.echo("stopped" if embedded.stop() else f"not running ({embedded.data_dir()})", err=True)
+    running = [r.name for r in replicas.list_replicas() if r.running]
+    if running:
+        click.echo(f"replicas still running (serving reads, reconnecting when the primary is back): {', '.join(running)}; "
+                   f"stop them with pgvision db replica stop NAME", err=True)
 
 
 @db.command()
@@ -235,12 +247,17 @@ def psql(database_url: str | None, psql_args: tuple[str, ...]) -> None:
 @click.option("--target-recall", type=FiniteFloatRange(0, 1, min_open=True),
               help="After the build, measure recall@10 on 100 stored vectors and store the smallest ef_search "
               "(HNSW) / probes (IVFFlat) that reaches it [default: 0.95 from 10,000 rows; overrides --probes].")
+@click.option("--rebuild-to-target", is_flag=True,
+              help="Build the new HNSW index CONCURRENTLY beside the old one (searches keep using the old "
+              "one), swap them in one transaction, then choose ef_search for the target recall. Its shape: "
+              "--m / --ef-construction / --quantization when given, else the rule for the model's size "
+              "(docs/benchmarks.md). A killed run leaves the old index in place.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar; the summary only.")
 @database_url_option
 @run_guarded
 def index(model: str, method: str, m: int | None, ef_construction: int | None, lists: int | None,
-          probes: int | None, quantization: str | None, target_recall: float | None, quiet: bool,
-          database_url: str | None) -> None:
+          probes: int | None, quantization: str | None, target_recall: float | None, rebuild_to_target: bool,
+          quiet: bool, database_url: str | None) -> None:
     """(Re)build MODEL's ANN index with another method or parameters.
 
     The old index is dropped and the new one built CONCURRENTLY (loads go on), with a
@@ -253,6 +270,7 @@ def index(model: str, method: str, m: int | None, ef_construction: int | None, l
       pgvision db index efficientnet-lite0 --m 32 --ef-construction 128
       pgvision db index efficientnet-lite0 --target-recall 0.98
       pgvision db index efficientnet-lite0 --quantization binary
+      pgvision db index efficientnet-lite0 --rebuild-to-target
     """
     import time
 
@@ -262,6 +280,15 @@ def index(model: str, method: str, m: int | None, ef_construction: int | None, l
     from pgvision.registry import get_model
     from pgvision.server.connection import connect, require_schema
 
+    if rebuild_to_target:
+        from pgvision.index.rebuild import rebuild_to_target as rebuild
+
+        with connect(database_url, autocommit=True) as conn:
+            require_schema(conn)
+            done = rebuild(conn, model, m=m, ef_construction=ef_construction, quantization=quantization,
+                           target=target_recall, progress=not quiet)
+        click.echo(done.format(), err=True)
+        return
     with connect(database_url, autocommit=True) as conn:
         require_schema(conn)
         t = time.perf_counter()
@@ -271,7 +298,11 @@ def index(model: str, method: str, m: int | None, ef_construction: int | None, l
         size = index_mb(conn, name)
         built = f"{name}, {size:.1f} MB, built in {seconds:.1f} s" if size is not None else None
         click.echo(f"{model}: {built or name or 'no index (exact scans)'}", err=True)
-        if name and target_recall is None and stored_rows(conn, get_model(conn, model)) >= recall_target.APPLY_FROM_ROWS:
+        if (
+            name
+            and target_recall is None
+            and stored_rows(conn, get_model(conn, model)) >= recall_target.APPLY_FROM_ROWS
+        ):
             target_recall = recall_target.DEFAULT_TARGET
         choice = recall_target.choose_setting(conn, model, target_recall) if name and target_recall else None
     if choice is not None:

@@ -33,8 +33,13 @@ def faces() -> None:
 @faces.command("load")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
 @face_model_options
-@click.option("--identity-from", type=click.Choice(["parent-dir", "none"]), default="none", show_default=True,
-              help="parent-dir: enroll the largest face of each photo under its folder's name (people/Ann/1.jpg -> Ann).")
+@click.option(
+    "--identity-from",
+    type=click.Choice(["parent-dir", "none"]),
+    default="none",
+    show_default=True,
+    help="parent-dir: enroll the largest face of each photo under its folder's name (people/Ann/1.jpg -> Ann).",
+)
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=32, show_default=True,
               help="Photos per transaction (a batch lands whole or not at all).")
 @click.option("--reassign", is_flag=True,
@@ -144,7 +149,9 @@ def identify(image, model, weights, detector, upsample, min_face_px, device, cro
     from pgvision.server.connection import read_url_source, resolve_read_url
 
     pipeline = build_pipeline(model, weights, detector, upsample, min_face_px, device, crop)
-    with open_database(resolve_read_url(read_url, database_url), source=read_url_source(read_url), create=False, autocommit=False) as conn:
+    with open_database(
+        resolve_read_url(read_url, database_url), source=read_url_source(read_url), create=False, autocommit=False
+    ) as conn:
         verdicts = identify_photo(conn, image, pipeline, threshold, min_margin, candidates)
     if not verdicts:
         click.echo(f"{display(image)}: no face found")
@@ -182,8 +189,10 @@ def print_calibration(cal) -> None:
         fpir, tpir = cal.open_set.rates(t, cal.min_margin)
         click.echo(f"{label:<20}{t:>10.4f}{far:>10.4f}{frr:>10.4f}{tar:>10.4f}{fpir:>10.4f}{tpir:>10.4f}")
     if cal.target_far is not None and cal.impostor_pairs * cal.target_far < 10:
-        click.echo(f"note: {cal.impostor_pairs} impostor comparisons put fewer than 10 under a FAR of {cal.target_far:g}: "
-                   "the empirical quantile is unreliable there; enroll more people for a measured FAR.")
+        click.echo(
+            f"note: {cal.impostor_pairs} impostor comparisons put fewer than 10 under a FAR of {cal.target_far:g}: "
+            "the empirical quantile is unreliable there; enroll more people for a measured FAR."
+        )
     note = cal.support_note()
     if note:
         click.echo(f"note: {note}")
@@ -240,7 +249,7 @@ def calibrate(model, target_fpir, target_far, margin_frr, method, plot, dry_run,
             store_calibration(conn, cal)
     if not quiet:
         print_calibration(cal)
-    target = f"FAR {target_far:g}" if target_far is not None else f"FPIR {target_fpir:g}"
+    target = cal.target_label()
     click.echo(f"{'stored' if not dry_run else 'would store'}: threshold {cal.threshold:.4f} ({target}, {cal.method}), "
                f"min_margin {cal.min_margin:.4f}; expected FPIR {cal.expected_fpir:.4f} "
                f"(over {cal.strangers} stranger searches), expected TPIR {cal.expected_tpir:.4f} "

@@ -131,22 +131,57 @@ def search_options(func):
 def face_model_options(func):
     """``--model``, ``--weights``, ``--detector``, ``--upsample``, ``--min-face-px``, ``--device``, ``--crop``."""
     options = [
-        click.option("--model", type=click.Choice(["dlib", "facenet"]), default="dlib", show_default=True,
-                     help="Face model: dlib (ResNet, 128-d, L2) or facenet (InceptionResnetV1, 512-d, cosine; needs --weights)."),
-        click.option("--weights", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
-                     help="facenet only: InceptionResnetV1 state_dict in facenet-pytorch key names "
-                          "(e.g. facenet_inception_resnet_v1_casia_webface_20180408-102900.pt)."),
-        click.option("--detector", type=click.Choice(["hog", "cnn"]), default="hog", show_default=True,
-                     help="dlib face detector: hog (fast, frontal) or cnn (MMOD, finds more, several times slower on CPU)."),
-        click.option("--upsample", type=click.IntRange(0, 3), default=1, show_default=True,
-                     help="Times the photo is upsampled 2x before detection (each halves the smallest face found, doubles the time)."),
-        click.option("--min-face-px", type=click.IntRange(8, 10000), default=40, show_default=True,
-                     help="Faces narrower than this many pixels are counted as too small and not stored."),
-        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
-                     help="Where facenet runs; auto = cuda when available (dlib runs on the CPU)."),
-        click.option("--crop", type=click.Choice(["detect", "whole"]), default="detect", show_default=True,
-                     help="detect: find faces with --detector (a small face-sized photo where none is found is taken "
-                          "whole); whole: every photo is one pre-cropped face (ID photos, exported crops), no detector."),
+        click.option(
+            "--model",
+            type=click.Choice(["dlib", "facenet"]),
+            default="dlib",
+            show_default=True,
+            help="Face model: dlib (ResNet, 128-d, L2) or facenet (InceptionResnetV1, 512-d, cosine; needs --weights).",
+        ),
+        click.option(
+            "--weights",
+            type=click.Path(exists=True, dir_okay=False),
+            metavar="FILE",
+            help="facenet only: InceptionResnetV1 state_dict in facenet-pytorch key names "
+            "(e.g. facenet_inception_resnet_v1_casia_webface_20180408-102900.pt).",
+        ),
+        click.option(
+            "--detector",
+            type=click.Choice(["hog", "cnn"]),
+            default="hog",
+            show_default=True,
+            help="dlib face detector: hog (fast, frontal) or cnn (MMOD, finds more, several times slower on CPU).",
+        ),
+        click.option(
+            "--upsample",
+            type=click.IntRange(0, 3),
+            default=1,
+            show_default=True,
+            help="Times the photo is upsampled 2x before detection "
+            "(each halves the smallest face found, doubles the time).",
+        ),
+        click.option(
+            "--min-face-px",
+            type=click.IntRange(8, 10000),
+            default=40,
+            show_default=True,
+            help="Faces narrower than this many pixels are counted as too small and not stored.",
+        ),
+        click.option(
+            "--device",
+            type=click.Choice(["auto", "cpu", "cuda"]),
+            default="auto",
+            show_default=True,
+            help="Where facenet runs; auto = cuda when available (dlib runs on the CPU).",
+        ),
+        click.option(
+            "--crop",
+            type=click.Choice(["detect", "whole"]),
+            default="detect",
+            show_default=True,
+            help="detect: find faces with --detector (a small face-sized photo where none is found is taken "
+            "whole); whole: every photo is one pre-cropped face (ID photos, exported crops), no detector.",
+        ),
     ]
     return _apply(func, options)
 

@@ -32,9 +32,15 @@ def replica() -> None:
               help="Replica name, also its replication slot on the primary ([a-z0-9_], up to 63).")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
               help="The replica's data directory (absent or empty) [default: <primary data dir>/../replicas/NAME].")
+@click.option("--max-rate", metavar="RATE",
+              help="Limit the copy's reads of the primary (pg_basebackup --max-rate), e.g. 100M; kB/s without a unit.")
 @run_guarded
-def add(name: str, data_dir: Path | None) -> None:
+def add(name: str, data_dir: Path | None, max_rate: str | None) -> None:
     """Create a hot-standby replica of the embedded server (pg_basebackup), start it, print its URL.
+
+    The URL printed is the replica's Unix socket, for this OS user. Over TCP (when the
+    primary has a --port) only login users with a password get in: create one on the
+    primary with `pgvision db user create`; it is copied to every replica.
 
     \b
     Example:
@@ -42,9 +48,12 @@ def add(name: str, data_dir: Path | None) -> None:
     """
     from pgvision.server import replicas
 
-    r = replicas.add(name, data_dir)
+    r = replicas.add(name, data_dir, max_rate=max_rate)
     click.echo(f"replica {r.name} streaming from the primary in {r.data_dir}", err=True)
-    click.echo(r.tcp_url or r.url)
+    if r.tcp_url:
+        click.echo(f"tcp: {r.tcp_url} (USER: a login user with a password, made on the primary: "
+                   "pgvision db user create NAME --role reader)", err=True)
+    click.echo(r.url)
 
 
 @replica.command("list")
@@ -71,8 +80,8 @@ def list_(as_json: bool, urls: bool) -> None:
         click.echo("(no replicas)")
     else:
         for r in rows:
-            state = "running" if r.running else "stopped"
-            click.echo(f"{r.name}  {state}  {r.tcp_url or r.url or '-'}  {r.data_dir}")
+            state = "running" if r.running else ("adding" if r.state == replicas.ADDING else "stopped")
+            click.echo(f"{r.name}  {state}  {r.url or '-'}  {r.data_dir}")
 
 
 @replica.command()
@@ -88,7 +97,7 @@ def start(name: str) -> None:
     from pgvision.server import replicas
 
     r = replicas.start(name)
-    click.echo(r.tcp_url or r.url)
+    click.echo(r.url)
 
 
 @replica.command()
@@ -112,11 +121,15 @@ def stop(name: str) -> None:
 def remove(name: str) -> None:
     """Stop the replica NAME, drop its replication slot, delete its data directory.
 
+    Also cleans up a replica whose `add` failed or was killed. A stopped primary is started
+    to drop the slot and stopped again.
+
     \b
     Example:
       pgvision db replica remove r1
     """
     from pgvision.server import replicas
 
-    replicas.remove(name)
-    click.echo(f"removed {name}", err=True)
+    restarted = replicas.remove(name)
+    click.echo(f"removed {name}" + (" (the stopped primary was started to drop its slot, and stopped again)"
+                                     if restarted else ""), err=True)

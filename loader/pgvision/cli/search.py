@@ -39,10 +39,10 @@ def format_table(rows: list[dict], header: bool = True) -> str:
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(COLUMNS)]
     lines = []
     if header:
-        lines.append("  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths)).rstrip())
+        lines.append("  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths, strict=True)).rstrip())
         lines.append("  ".join("-" * w for w in widths))
     for row in cells:
-        lines.append("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+        lines.append("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
     return "\n".join(lines)
 
 
@@ -97,7 +97,9 @@ def search(image, k, label, ef_search, as_json, model, weights, output, dims, me
     embedder = build_embedder(model, weights, output, dims, metric, name, device)
     spec = embedder.spec
     probe = embed_probe(embedder, image)
-    with open_database(resolve_read_url(read_url, database_url), source=read_url_source(read_url), create=False) as conn:
+    with open_database(
+        resolve_read_url(read_url, database_url), source=read_url_source(read_url), create=False
+    ) as conn:
         check_probe_model(conn, spec)
         from pgvector import Vector
 
@@ -129,11 +131,14 @@ def similar(image_id, k, label, ef_search, as_json, model, database_url, read_ur
       pgvision similar 42 --model resnet50 --json
     """
 
-    with open_database(resolve_read_url(read_url, database_url), source=read_url_source(read_url), create=False) as conn:
+    with open_database(
+        resolve_read_url(read_url, database_url), source=read_url_source(read_url), create=False
+    ) as conn:
         rows = _fetch(
             conn,
             "SELECT image_id, distance, similarity, label, uri FROM pgvision.similar_images("
-            "%(id)s::bigint, k => %(k)s::integer, model => %(model)s, label => %(label)s, ef_search => %(ef)s::integer)",
+            "%(id)s::bigint, k => %(k)s::integer, model => %(model)s, label => %(label)s, "
+            "ef_search => %(ef)s::integer)",
             {"id": image_id, "k": k, "model": model, "label": label, "ef": ef_search},
         )
     _report(rows, as_json)

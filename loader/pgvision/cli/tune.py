@@ -22,6 +22,10 @@ class _Size(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
+def _gb(n: int) -> str:
+    return f"{n / 1024**3:g}GB"
+
+
 @click.command("tune")
 @click.option("--ram", type=_Size(), help="The server machine's RAM, e.g. 64GB [default: this machine's].")
 @click.option("--cores", type=click.IntRange(1, 4096), help="The server machine's CPU cores [default: this machine's].")
@@ -56,6 +60,14 @@ def tune(ram: int | None, cores: int | None, disk: str, dry_run: bool, database_
             click.echo("not applied: the server at DATABASE_URL is not pgvision's; run these as its administrator",
                        err=True)
         return
+    if machine.ram_bytes > here.ram_bytes or machine.cores > here.cores:
+        from pgvision.errors import InvalidValue
+
+        over = (f"--ram {_gb(machine.ram_bytes)}" if machine.ram_bytes > here.ram_bytes else f"--cores {machine.cores}")
+        raise InvalidValue(
+            f"{over} is more than this machine has ({here.describe()}), where the embedded server runs: its settings "
+            "would stop it from starting; give at most that, or leave --ram/--cores out (--dry-run prints the lines "
+            "for another server)")
     changed, restarted = embedded.tune(machine=machine if given or disk != "ssd" else None)
     if not changed:
         click.echo(f"embedded server already tuned for {machine.describe()}", err=True)

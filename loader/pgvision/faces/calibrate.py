@@ -36,7 +36,8 @@ function already does). How the threshold is found (``method``):
   docs/faces.md.) N is the whole gallery, as a stranger meets it in deployment.
 
 Expected FPIR (strangers accepted) and TPIR (genuine: right identity ranked first AND
-accepted) are counted on the SQL searches at the chosen threshold, whichever method chose it. With S stranger scores the smallest FPIR that can be measured is
+accepted) are counted on the SQL searches at the chosen threshold, whichever method chose
+it. With S stranger scores the smallest FPIR that can be measured is
 about 1/S, and zero false accepts among S only bound the FPIR by 3/S at 95 % confidence
 (the "rule of three", Hanley & Lippman-Hand, JAMA 249(13):1743, 1983): a target FPIR is
 called *supported* when S >= 3 / target_fpir, and the calibration says how many more
@@ -148,6 +149,10 @@ class Calibration:
     def far_fpir(self, identities: int | None = None) -> float:
         """``1 - (1 - FAR)^N``: the chance a stranger matches one of N identities, from the per-comparison FAR."""
         return fpir_from_fmr(self.far, identities or self.identities)
+
+    def target_label(self) -> str:
+        """The target that chose the threshold, e.g. ``FAR 0.001`` or ``FPIR 0.01``."""
+        return f"FAR {self.target_far:g}" if self.target_far is not None else f"FPIR {self.target_fpir:g}"
 
     def support_note(self) -> str | None:
         """None when the gallery supports ``target_fpir`` (S >= 3 / target), else the sentence saying what is missing.
@@ -359,7 +364,9 @@ def threshold_at_fpir(scores: OpenSetScores, target_fpir: float, min_margin: flo
     if not len(d):
         raise InvalidValue("no stranger scores: calibration needs at least 2 enrolled identities")
     if method != "empirical":
-        raise InvalidValue(f"method must be empirical (the Gaussian estimate is threshold_at_fpir_pooled), got {method!r}")
+        raise InvalidValue(
+            f"method must be empirical (the Gaussian estimate is threshold_at_fpir_pooled), got {method!r}"
+        )
     # Strangers that the margin rejects can never be accepted: they sit at +inf for the threshold.
     eligible = np.where(np.asarray(scores.stranger_margin) >= min_margin, d, np.inf)
     k = int(np.floor(target_fpir * len(eligible)))
@@ -410,15 +417,10 @@ def calibrate(conn: psycopg.Connection, model: str, target_fpir: float | None = 
     if len(ids) < 2 or counts.max(initial=0) < 2:
         raise CalibrationError(
             f"model {model!r} has {len(labels)} enrolled faces of {len(ids)} identities; calibration needs at least "
-            "2 identities and one with 2 or more faces: pgvision enroll NAME IMAGE... (or faces load --identity-from parent-dir)"
+            "2 identities and one with 2 or more faces: pgvision enroll NAME IMAGE... "
+            "(or faces load --identity-from parent-dir)"
         )
-    if method not in METHODS:
-        raise InvalidValue(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    if target_far is None and target_fpir is None:
-        raise InvalidValue("give a target: --target-fpir (open-set, per search) or --target-far (per comparison)")
-    for name, value in (("FPIR", target_fpir), ("FAR", target_far)):
-        if value is not None and not 0 < value < 1:
-            raise InvalidValue(f"target {name} must be between 0 and 1 (exclusive), got {value}")
+    _check_targets(method, target_fpir, target_far)
     metric = row["metric"]
     ident, dist = identity_distances(emb, emb, labels, metric, probe_index=np.arange(len(emb)))
     own = labels[:, None] == ident[None, :]
@@ -432,21 +434,69 @@ def calibrate(conn: psycopg.Connection, model: str, target_fpir: float | None = 
         if ok.any():
             min_margin = float(np.float32(np.quantile(scores.genuine_margin[ok], margin_frr)))
     if target_far is not None:
-        if method == "auto":
-            method = "normal" if target_far * len(impostor) < MIN_TAIL else "empirical"
-        threshold = threshold_at_far(impostor, target_far, method)
+        threshold, method = _threshold_for_far(impostor, target_far, method)
         target_fpir = None
     else:
-        if method == "auto":
-            method = "normal" if target_fpir * len(scores.stranger_distance) < MIN_TAIL else "empirical"
-        if method == "normal":
-            # (an empirical pooled quantile would need target_fpir / N x P x F x (P - 1) >= MIN_TAIL
-            # comparisons, about the target_fpir x P x F >= MIN_TAIL that makes auto take "empirical")
-            threshold = threshold_at_fpir_pooled(impostor, target_fpir, len(ids))
-        else:
-            threshold = threshold_at_fpir(scores, target_fpir, min_margin, method)
+        threshold, method = _threshold_for_fpir(scores, impostor, len(ids), target_fpir, min_margin, method)
     far, frr, tar = rates(genuine, impostor, threshold)
     expected_fpir, expected_tpir = scores.rates(threshold, min_margin)
+    table = _rates_table(genuine, impostor, published_threshold)
+    return Calibration(
+        model,
+        metric,
+        threshold,
+        method,
+        min_margin,
+        target_far,
+        far,
+        frr,
+        tar,
+        len(genuine),
+        len(impostor),
+        len(ids),
+        len(labels),
+        genuine,
+        impostor,
+        table,
+        target_fpir=target_fpir,
+        open_set=scores,
+        expected_fpir=expected_fpir,
+        expected_tpir=expected_tpir,
+    )
+
+
+def _check_targets(method: str, target_fpir: float | None, target_far: float | None) -> None:
+    """Raise :class:`InvalidValue` for an unknown method, no target, or a target outside (0, 1)."""
+    if method not in METHODS:
+        raise InvalidValue(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if target_far is None and target_fpir is None:
+        raise InvalidValue("give a target: --target-fpir (open-set, per search) or --target-far (per comparison)")
+    for name, value in (("FPIR", target_fpir), ("FAR", target_far)):
+        if value is not None and not 0 < value < 1:
+            raise InvalidValue(f"target {name} must be between 0 and 1 (exclusive), got {value}")
+
+
+def _threshold_for_far(impostor: np.ndarray, target_far: float, method: str) -> tuple[float, str]:
+    """(threshold, method used) for a per-comparison FAR target; ``auto`` resolved by tail size."""
+    if method == "auto":
+        method = "normal" if target_far * len(impostor) < MIN_TAIL else "empirical"
+    return threshold_at_far(impostor, target_far, method), method
+
+
+def _threshold_for_fpir(scores: OpenSetScores, impostor: np.ndarray, identities: int, target_fpir: float,
+                        min_margin: float, method: str) -> tuple[float, str]:
+    """(threshold, method used) for an open-set FPIR target; ``auto`` resolved by stranger count."""
+    if method == "auto":
+        method = "normal" if target_fpir * len(scores.stranger_distance) < MIN_TAIL else "empirical"
+    if method == "normal":
+        # (an empirical pooled quantile would need target_fpir / N x P x F x (P - 1) >= MIN_TAIL
+        # comparisons, about the target_fpir x P x F >= MIN_TAIL that makes auto take "empirical")
+        return threshold_at_fpir_pooled(impostor, target_fpir, identities), method
+    return threshold_at_fpir(scores, target_fpir, min_margin, method), method
+
+
+def _rates_table(genuine: np.ndarray, impostor: np.ndarray, published_threshold: float | None) -> list[tuple]:
+    """Rows (label, threshold, FAR, FRR, TAR) at FAR 0.0001..0.05 by both methods, plus the published one."""
     table = []
     for f in (0.0001, 0.001, 0.01, 0.05):
         for m in ("empirical", "normal"):
@@ -454,9 +504,7 @@ def calibrate(conn: psycopg.Connection, model: str, target_fpir: float | None = 
             table.append((f"FAR {f:g} {m}", t, *rates(genuine, impostor, t)))
     if published_threshold is not None:
         table.append(("published", published_threshold, *rates(genuine, impostor, published_threshold)))
-    return Calibration(model, metric, threshold, method, min_margin, target_far, far, frr, tar, len(genuine), len(impostor),
-                       len(ids), len(labels), genuine, impostor, table, target_fpir=target_fpir, open_set=scores,
-                       expected_fpir=expected_fpir, expected_tpir=expected_tpir)
+    return table
 
 
 def store_calibration(conn: psycopg.Connection, cal: Calibration) -> int:

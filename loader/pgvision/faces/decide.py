@@ -152,7 +152,7 @@ def assign_identities(costs: np.ndarray, acceptable: np.ndarray, unknown_cost: f
     matrix[np.arange(n_faces), n_ids + np.arange(n_faces)] = unknown_cost
     rows, cols = linear_sum_assignment(matrix)
     out = np.full(n_faces, -1)
-    for r, c in zip(rows, cols):
+    for r, c in zip(rows, cols, strict=True):
         if c < n_ids and ok[r, c]:
             out[r] = c
     return out

@@ -180,7 +180,7 @@ class FaceDetector:
     def _boxes(self, pixels: np.ndarray) -> list[tuple["dlib.rectangle", float]]:
         if self.detector == "hog":
             rects, scores, _ = self._detect.run(pixels, self.upsample, 0.0)
-            return list(zip(rects, scores))
+            return list(zip(rects, scores, strict=True))
         return [(d.rect, float(d.confidence)) for d in self._detect(pixels, self.upsample)]
 
     def detect(self, pixels: np.ndarray) -> Detections:

@@ -86,7 +86,9 @@ class FaceModel:
         """
         expected = (self.chip_size, self.chip_size, 3)
         if chips.ndim != 4 or chips.shape[1:] != expected:
-            raise InvalidValue(f"{self.name} needs chips of shape (N, {self.chip_size}, {self.chip_size}, 3), got {chips.shape}")
+            raise InvalidValue(
+                f"{self.name} needs chips of shape (N, {self.chip_size}, {self.chip_size}, 3), got {chips.shape}"
+            )
         if len(chips) == 0:
             return np.zeros((0, self.dims), dtype=np.float32)
         if self.name == "dlib":

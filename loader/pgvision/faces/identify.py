@@ -81,7 +81,7 @@ def decide_photo(per_face: list[list[Candidate]], threshold: float, min_margin: 
     costs = np.full((len(per_face), len(names)), np.inf)
     ok = np.zeros_like(costs, dtype=bool)
     for i, cands in enumerate(per_face):
-        for k, c in enumerate(cands):
+        for c in cands:
             costs[i, col[c.identity_id]] = c.distance
             others = [o.distance for o in cands if o.identity_id != c.identity_id]
             gap = (min(others) - c.distance) if others else np.inf
@@ -128,7 +128,7 @@ def identify_photo(conn: psycopg.Connection, path: str | Path, pipeline: FacePip
         thr = np.inf
     decisions = decide_photo(per_face, float(thr), float(mm or 0.0))
     verdicts = []
-    for face, cands, (k, flag) in zip(faces, per_face, decisions):
+    for face, cands, (k, flag) in zip(faces, per_face, decisions, strict=True):
         shown = cands[k] if k is not None else (cands[0] if cands else None)
         verdicts.append(FaceVerdict(
             box=face.box, detector_score=face.score,

@@ -82,7 +82,10 @@ def block8(scale: float, relu: bool = True) -> _Residual:
     """Inception-ResNet-C, 8x8 grid, 1792 channels."""
     return _Residual(
         1792,
-        [BasicConv2d(1792, 192, 1), _chain((1792, 192, 1), (192, 192, (1, 3), 1, (0, 1)), (192, 192, (3, 1), 1, (1, 0)))],
+        [
+            BasicConv2d(1792, 192, 1),
+            _chain((1792, 192, 1), (192, 192, (1, 3), 1, (0, 1)), (192, 192, (3, 1), 1, (1, 0))),
+        ],
         384,
         scale,
         relu,
@@ -120,7 +123,11 @@ class InceptionResnetV1(nn.Module):
         self.conv2d_4b = BasicConv2d(192, 256, 3, stride=2)
         self.repeat_1 = nn.Sequential(*(block35(0.17) for _ in range(5)))
         self.mixed_6a = _Reduction(
-            [BasicConv2d(256, 384, 3, stride=2), _chain((256, 192, 1), (192, 192, 3, 1, 1), (192, 256, 3, 2)), nn.MaxPool2d(3, stride=2)]
+            [
+                BasicConv2d(256, 384, 3, stride=2),
+                _chain((256, 192, 1), (192, 192, 3, 1, 1), (192, 256, 3, 2)),
+                nn.MaxPool2d(3, stride=2),
+            ]
         )
         self.repeat_2 = nn.Sequential(*(block17(0.10) for _ in range(10)))
         self.mixed_7a = _Reduction(

@@ -96,7 +96,8 @@ def check_identity_name(name: str) -> str:
 
         shown = display(name[:40]) + ("..." if len(name) > 40 else "")
         raise BadIdentityName(
-            f"an identity name must be 1 to {MAX_NAME_CHARS} characters, got {len(name)} ('{shown}'): give a shorter, non-empty name"
+            f"an identity name must be 1 to {MAX_NAME_CHARS} characters, got {len(name)} ('{shown}'): "
+            "give a shorter, non-empty name"
         )
     return name
 

@@ -26,6 +26,8 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from pgvision.registry import embeddings_table
+
 log = logging.getLogger(__name__)
 
 #: Bytes of one graph element besides its vector and neighbour lists: pgvector's
@@ -76,7 +78,7 @@ def memory_warning(conn: psycopg.Connection, model: dict[str, Any], rows: int) -
     """
     if model["index_method"] != "hnsw" or rows == 0:
         return None
-    need = hnsw_graph_bytes(rows, model["dims"], model["hnsw_m"], halfvec=model["dims"] > 2000)
+    need = hnsw_graph_bytes(rows, model["dims"], model["hnsw_m"], halfvec=model["dims"] > 2000 or model.get("quantization") == "halfvec")
     have = _setting_bytes(conn, "maintenance_work_mem")
     if need <= have:
         return None
@@ -152,7 +154,13 @@ class ProgressWatcher:
                         (self.pid,),
                     ).fetchone()
                     if row is not None:
-                        seen = dict(zip(("phase", "tuples_done", "tuples_total", "blocks_done", "blocks_total"), row))
+                        seen = dict(
+                            zip(
+                                ("phase", "tuples_done", "tuples_total", "blocks_done", "blocks_total"),
+                                row,
+                                strict=True,
+                            )
+                        )
                         if not self.phases or self.phases[-1] != seen["phase"]:
                             self.phases.append(seen["phase"])
                         if self.on_progress:
@@ -194,8 +202,6 @@ def build(conn: psycopg.Connection, model: dict[str, Any], ddl: sql.Composable, 
                          desc=f"indexing {model['name']}", rows=rows):
         conn.execute(ddl)
     seconds = time.perf_counter() - t
-    from pgvision.index.ddl import embeddings_table
-
     analyze(conn, embeddings_table(model["kind"]))
     return seconds
 

@@ -31,19 +31,14 @@ import psycopg
 from psycopg import sql
 
 from pgvision.errors import InvalidValue
-from pgvision.index import build_progress
-from pgvision.registry import get_model, get_model_by_id
+from pgvision.index import build_progress, shape
+from pgvision.registry import embeddings_table, get_model, get_model_by_id
 
 _OPS = {"cosine": "cosine_ops", "l2": "l2_ops", "inner_product": "ip_ops"}
 HALFVEC_ABOVE = 2000
 MAX_INDEX_DIMS = 4000
 #: Index quantizations: the index expression's type (see the module docstring).
 QUANTIZATIONS = ("none", "halfvec", "binary")
-
-
-def embeddings_table(kind: str) -> str:
-    """``image_embeddings`` or ``face_embeddings``."""
-    return "image_embeddings" if kind == "image" else "face_embeddings"
 
 
 def index_name(model: dict[str, Any], method: str | None = None) -> str:
@@ -56,8 +51,11 @@ def ivfflat_lists_for(rows: int) -> int:
     return max(1, rows // 1000 if rows <= 1_000_000 else int(math.sqrt(rows)))
 
 
-def index_ddl(model: dict[str, Any], *, concurrently: bool = True) -> sql.Composed:
+def index_ddl(model: dict[str, Any], *, concurrently: bool = True, name: str | None = None) -> sql.Composed:
     """The ``CREATE INDEX`` statement of a model's ANN index, from its registry row.
+
+    ``name`` = another name for the index than :func:`index_name`'s (a rebuild beside the
+    old index, :mod:`pgvision.index.rebuild`).
 
     Raises:
         ValueError: method ``none``, or more dims than an index can hold (4,000).
@@ -89,7 +87,7 @@ def index_ddl(model: dict[str, Any], *, concurrently: bool = True) -> sql.Compos
         "USING {method} ({expr}) WITH ({params}) WHERE model_id = {model_id}"
     ).format(
         conc=sql.SQL("CONCURRENTLY" if concurrently else ""),
-        name=sql.Identifier(index_name(model)),
+        name=sql.Identifier(name or index_name(model)),
         table=sql.Identifier(embeddings_table(model["kind"])),
         method=sql.SQL(method),
         expr=expr,
@@ -155,6 +153,9 @@ def set_index(
         probes: IVFFlat clusters searched; default sqrt(lists) (pgvector README).
         quantization: ``none`` (full precision), ``halfvec`` or ``binary`` (see the module
             docstring); None keeps the model's.
+            Giving ``m``, ``ef_construction`` or ``quantization`` makes the model's shape
+            ``manual``; without them an ``auto`` model's HNSW shape follows its size
+            (:mod:`pgvision.index.shape`).
         progress: show the build's progress bar (:mod:`pgvision.index.build_progress`).
 
     Returns:
@@ -180,10 +181,12 @@ def set_index(
         UPDATE pgvision.models SET index_method = %s,
                hnsw_m = coalesce(%s, hnsw_m), hnsw_ef_construction = coalesce(%s, hnsw_ef_construction),
                ivfflat_lists = coalesce(%s, ivfflat_lists), probes = coalesce(%s, probes),
-               quantization = coalesce(%s, quantization)
+               quantization = coalesce(%s, quantization),
+               index_shape = CASE WHEN %s THEN 'manual' ELSE index_shape END
         WHERE model_id = %s
         """,
-        (method, m, ef_construction, lists, probes, quantization, model["model_id"]),
+        (method, m, ef_construction, lists, probes, quantization,
+         m is not None or ef_construction is not None or quantization is not None, model["model_id"]),
     )  # first: when the model's view cannot follow (objects depend on it) nothing has changed
     drop_index(conn, model)
     return ensure_index(conn, model["model_id"], progress=progress)
@@ -216,6 +219,8 @@ def ensure_index(conn: psycopg.Connection, model_id: int, poll_seconds: float = 
     A build that fails (e.g. a value out of halfvec's range) drops the INVALID index it
     leaves behind before the error goes up.
 
+    An ``auto`` HNSW model gets the shape its row count calls for first
+    (:func:`pgvision.index.shape.apply_auto_shape`).
     A build warns first when the HNSW graph will not fit ``maintenance_work_mem``, shows a
     progress bar when ``progress``, and runs ANALYZE after (:func:`pgvision.index.build_progress.build`).
     """
@@ -245,6 +250,8 @@ def _ensure_index_locked(conn: psycopg.Connection, model_id: int, progress: bool
     if index_exists(conn, model):
         return index_name(model)
     rows = stored_rows(conn, model)
+    if shape.apply_auto_shape(conn, model, rows) is not None:
+        model = get_model_by_id(conn, model_id)
     if model["index_method"] == "ivfflat":
         if rows == 0:
             return None

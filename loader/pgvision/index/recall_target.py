@@ -42,8 +42,8 @@ import psycopg
 from psycopg import sql
 
 from pgvision.errors import InvalidValue
-from pgvision.index.ddl import embeddings_table, index_exists, stored_rows
-from pgvision.registry import get_model, get_model_by_id
+from pgvision.index.ddl import index_exists, stored_rows
+from pgvision.registry import embeddings_table, get_model, get_model_by_id
 
 #: Recall@10 applied to models that were given none (the product goal: the default search
 #: reaches recall@10 >= 0.95 at 1M rows).
@@ -151,7 +151,7 @@ def measure(conn: psycopg.Connection, model: dict[str, Any], probes: list[tuple[
             exact distance.
     """
     found = 0
-    for (pid, q), (ids, kth) in zip(probes, truth):
+    for (pid, q), (ids, kth) in zip(probes, truth, strict=True):
         rows = [(i, d) for i, d in _nearest(conn, model["model_id"], q, k + 1, ef_search=ef_search) if i != pid][:k]
         found += hits(full_precision(conn, model, q, rows), ids, kth)
     return found / (k * len(probes))
@@ -272,9 +272,22 @@ def describe(choice: Choice) -> str:
         return (f"{choice.model}: {choice.setting} {choice.value} reaches recall@10 {choice.recall:.3f} "
                 f">= {choice.target} on {choice.rows:,} rows (tried {steps})")
     return (f"{choice.model}: recall@10 {choice.recall:.3f} at {choice.setting} {choice.value}, below the target "
-            f"{choice.target} on {choice.rows:,} rows (tried {steps}); rebuild the index denser "
-            "(pgvision db index MODEL --m 32 --ef-construction 128, or IVFFlat with more --lists)")
+            f"{choice.target} on {choice.rows:,} rows (tried {steps}); rebuild the index denser, beside the old "
+            f"one: pgvision db index {choice.model} --rebuild-to-target (or --m 32 --ef-construction 128; "
+            "IVFFlat: more --lists)")
 
 
-__all__ = ["Choice", "choose_setting", "recheck", "describe", "measure", "exact_truth", "hits", "ivfflat_ladder", "DEFAULT_TARGET",
-           "APPLY_FROM_ROWS", "REMEASURE_GROWTH", "HNSW_LADDER"]
+__all__ = [
+    "Choice",
+    "choose_setting",
+    "recheck",
+    "describe",
+    "measure",
+    "exact_truth",
+    "hits",
+    "ivfflat_ladder",
+    "DEFAULT_TARGET",
+    "APPLY_FROM_ROWS",
+    "REMEASURE_GROWTH",
+    "HNSW_LADDER",
+]

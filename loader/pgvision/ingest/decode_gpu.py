@@ -280,7 +280,7 @@ def resize_normalize(images: Sequence[torch.Tensor], preprocessing: dict, device
     groups: dict[tuple[int, ...], list[int]] = {}
     for i, im in enumerate(images):
         groups.setdefault(tuple(im.shape), []).append(i)
-    for shape, index in groups.items():
+    for index in groups.values():
         x = torch.stack([images[i] for i in index]).to(device, non_blocking=True).float()
         x = F.resize(x, [size], interpolation=mode, antialias=True)
         x = F.center_crop(x.clamp_(0, 255).round_(), [crop, crop])
@@ -349,7 +349,7 @@ class TensorDecoder:
         for chunk in self._chunks(batch.deferred):
             images = self._decode_or_stop(chunk)
             good = []
-            for item, image in zip(chunk, images):
+            for item, image in zip(chunk, images, strict=True):
                 if image is not None:
                     good.append(orient(image, item.record.metadata.get("exif_orientation")))
                     device_records.append(item.record)

@@ -4,11 +4,14 @@ For each file to load (:class:`FileItem`: path + the SHA-256 found when hashing)
 :class:`ImageFileDataset` reads the bytes (:func:`pgvision.ingest.files.read_file`: regular files
 only, size limit, never blocks) and then either
 
-* decodes them with Pillow and applies the model's transform (the CPU path:
-  :func:`pgvision.ingest.images.decode_image` + :func:`pgvision.models.embed.build_transform`), or
+* decodes them with Pillow, applies the model's transform (the CPU path:
+  :func:`pgvision.ingest.images.decode_image` + :func:`pgvision.models.embed.build_transform`)
+  and takes the perceptual hash of the same pixels
+  (:func:`pgvision.ingest.perceptual_hash.perceptual_hash`), or
 * for a file the device decoder takes (``defer``: :func:`pgvision.ingest.decode_gpu.deferrable`,
   which checks the header's limits first), keeps the bytes and a record built from the
-  header, for :meth:`pgvision.ingest.decode_gpu.TensorDecoder.finish` in the main process.
+  header, for :meth:`pgvision.ingest.decode_gpu.TensorDecoder.finish` in the main process
+  (no Pillow pixels: such images get their hash from ``pgvision duplicates --fill-hashes``).
 
 Files that cannot be used become skip reasons (:data:`pgvision.ingest.files.SKIP_REASONS`), never
 exceptions. :func:`collate_decoded` makes a :class:`DecodedBatch` of ``batch_size`` items;
@@ -27,6 +30,7 @@ from torch.utils.data import Dataset
 
 from pgvision.ingest.files import FileSkipped, file_uri, read_file
 from pgvision.ingest.images import ImageSkipped, decode_image, sha256_bytes
+from pgvision.ingest.perceptual_hash import PerceptualHash, perceptual_hash
 from pgvision.ingest.pg_copy import ImageRecord
 from pgvision.text import name_text
 
@@ -95,7 +99,8 @@ class ImageFileDataset(Dataset):
         self.label_from = label_from
         self.defer = defer
 
-    def _record(self, path: Path, digest: bytes, width: int, height: int, metadata: dict, size: int) -> ImageRecord:
+    def _record(self, path: Path, digest: bytes, width: int, height: int, metadata: dict, size: int,
+                hashes: PerceptualHash | None = None) -> ImageRecord:
         return ImageRecord(
             sha256=digest,
             uri=file_uri(path),
@@ -103,6 +108,8 @@ class ImageFileDataset(Dataset):
             width=width,
             height=height,
             metadata=dict(metadata, bytes=size),
+            phash=hashes.phash if hashes else None,
+            phash_crops=hashes.crops if hashes else None,
         )
 
     def __len__(self) -> int:
@@ -127,7 +134,9 @@ class ImageFileDataset(Dataset):
             tensor = self.transform(decoded.image)
         except ImageSkipped as exc:
             return DecodedItem(None, None, item.path, exc.reason, exc.detail, time.perf_counter() - start)
-        record = self._record(path, digest, decoded.width, decoded.height, decoded.metadata, len(data))
+        # The perceptual hash from the pixels just decoded (no second decode).
+        hashes = perceptual_hash(decoded.image)
+        record = self._record(path, digest, decoded.width, decoded.height, decoded.metadata, len(data), hashes)
         return DecodedItem(tensor, record, item.path, seconds=time.perf_counter() - start)
 
 

@@ -84,7 +84,9 @@ class NoFilesFound(PgvisionError):
     """No file to load under the paths given (an empty folder, a typo, wrong extensions)."""
 
     @classmethod
-    def under(cls, paths: Iterable[str | os.PathLike], extensions: Iterable[str], skipped: dict | None = None) -> "NoFilesFound":
+    def under(
+        cls, paths: Iterable[str | os.PathLike], extensions: Iterable[str], skipped: dict | None = None
+    ) -> "NoFilesFound":
         """The error for ``paths``, naming them, the extensions looked for and what was skipped."""
         where = ", ".join(display(p) for p in paths)
         text = f"no image files found under {where} (looked for {', '.join(sorted(extensions))}"
@@ -201,7 +203,9 @@ def read_file(path: str | os.PathLike, max_bytes: int | None = None) -> bytes:
         except OSError as exc:
             raise _skip_for_oserror(exc, path) from None
     if len(data) > limit:
-        raise FileSkipped("too-large", f"more than the limit of {limit} bytes (raise it with {MAX_FILE_BYTES_ENV})", path)
+        raise FileSkipped(
+            "too-large", f"more than the limit of {limit} bytes (raise it with {MAX_FILE_BYTES_ENV})", path
+        )
     return data
 
 
@@ -258,37 +262,44 @@ def find_files(
         root = Path(raw).expanduser()
         if not os.path.lexists(root):
             raise PathNotFound(f"no such file or folder: {display(raw)}")
-        if root.is_dir():
-            candidates = []
-
-            def unreadable_folder(exc: OSError) -> None:
-                if on_skip:
-                    on_skip(exc.filename or str(root), "unreadable", exc.strerror or str(exc))
-
-            for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable_folder, followlinks=False):
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-                for name in filenames:
-                    if not name.startswith(".") and os.path.splitext(name)[1].lower() in exts:
-                        candidates.append(Path(dirpath, name))
-            candidates.sort(key=lambda p: str(p))
-        else:
-            candidates = [root]
+        candidates = _walk_folder(root, exts, on_skip) if root.is_dir() else [root]
         for path in candidates:
-            try:
-                check_file(path, limit_bytes)
-                resolved = Path(os.path.realpath(path))
-            except FileSkipped as exc:
-                if on_skip:
-                    on_skip(str(path), exc.reason, exc.detail)
-                continue
-            except (OSError, RuntimeError) as exc:  # realpath of a link changed meanwhile
-                if on_skip:
-                    on_skip(str(path), "unreadable", str(exc))
-                continue
-            if resolved in seen:
+            resolved = _checked_path(path, limit_bytes, on_skip)
+            if resolved is None or resolved in seen:
                 continue
             seen.add(resolved)
             found.append(resolved)
             if limit is not None and len(found) >= limit:
                 return found
     return found
+
+
+def _walk_folder(root: Path, exts: frozenset[str], on_skip: OnSkip | None) -> list[Path]:
+    """Files under ``root`` with one of ``exts``, hidden entries skipped, sorted by path string."""
+
+    def unreadable_folder(exc: OSError) -> None:
+        if on_skip:
+            on_skip(exc.filename or str(root), "unreadable", exc.strerror or str(exc))
+
+    candidates = []
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable_folder, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in filenames:
+            if not name.startswith(".") and os.path.splitext(name)[1].lower() in exts:
+                candidates.append(Path(dirpath, name))
+    candidates.sort(key=lambda p: str(p))
+    return candidates
+
+
+def _checked_path(path: Path, limit_bytes: int, on_skip: OnSkip | None) -> Path | None:
+    """``path`` with links resolved, or None (``on_skip`` told why) when it cannot be taken."""
+    try:
+        check_file(path, limit_bytes)
+        return Path(os.path.realpath(path))
+    except FileSkipped as exc:
+        if on_skip:
+            on_skip(str(path), exc.reason, exc.detail)
+    except (OSError, RuntimeError) as exc:  # realpath of a link changed meanwhile
+        if on_skip:
+            on_skip(str(path), "unreadable", str(exc))
+    return None

@@ -38,8 +38,19 @@ from pgvision.ingest.files import (
 )
 
 __all__ = [
-    "IMAGE_EXTENSIONS", "DECODED_FORMATS", "MAX_PIXELS", "MAX_ASPECT_RATIO", "SKIP_REASONS", "ImageSkipped", "DecodedImage",
-    "find_images", "sha256_bytes", "sha256_file", "decode_image", "ImageHeader", "read_header",
+    "IMAGE_EXTENSIONS",
+    "DECODED_FORMATS",
+    "MAX_PIXELS",
+    "MAX_ASPECT_RATIO",
+    "SKIP_REASONS",
+    "ImageSkipped",
+    "DecodedImage",
+    "find_images",
+    "sha256_bytes",
+    "sha256_file",
+    "decode_image",
+    "ImageHeader",
+    "read_header",
 ]
 
 #: File name extensions the loader reads (lower case; matched case-insensitively).

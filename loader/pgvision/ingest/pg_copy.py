@@ -53,6 +53,10 @@ class ImageRecord:
         label: class or folder name; None when unlabelled.
         width, height: pixels of the upright image; None when unknown.
         metadata: any JSON object (``search_images(filter => ...)`` matches it with ``@>``).
+        phash: 64 ``'0'``/``'1'`` characters, the image's pHash (``images.phash``); None
+            when not computed (``pgvision duplicates --fill-hashes`` fills it in later).
+        phash_crops: 576 ``'0'``/``'1'`` characters, its nine crops' pHashes
+            (:mod:`pgvision.ingest.perceptual_hash`); None with ``phash``.
     """
 
     sha256: bytes
@@ -61,6 +65,8 @@ class ImageRecord:
     width: int | None = None
     height: int | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    phash: str | None = None
+    phash_crops: str | None = None
 
 
 def encode_copy_binary(model_id: int, ids: np.ndarray, embeddings: np.ndarray) -> bytes:
@@ -239,10 +245,11 @@ def _upsert_images(conn: psycopg.Connection, records: Sequence[ImageRecord]) -> 
     # arrays cost 5-10x less on the server (bench/bench_ingest.py).
     rows = conn.execute(
         """
-        INSERT INTO pgvision.images (sha256, uri, label, width, height, metadata)
-        SELECT u.sha256, u.uri, u.label, u.width, u.height, coalesce(u.metadata, '{}')
-        FROM unnest(%b::bytea[], %b::text[], %b::text[], %b::int[], %b::int[], %b::jsonb[])
-             AS u(sha256, uri, label, width, height, metadata)
+        INSERT INTO pgvision.images (sha256, uri, label, width, height, metadata, phash, phash_crops)
+        SELECT u.sha256, u.uri, u.label, u.width, u.height, coalesce(u.metadata, '{}'),
+               u.phash::bit(64), u.phash_crops::bit(576)
+        FROM unnest(%b::bytea[], %b::text[], %b::text[], %b::int[], %b::int[], %b::jsonb[], %b::text[], %b::text[])
+             AS u(sha256, uri, label, width, height, metadata, phash, phash_crops)
         ON CONFLICT (collection_id, sha256) DO NOTHING
         RETURNING sha256, image_id
         """,
@@ -253,6 +260,8 @@ def _upsert_images(conn: psycopg.Connection, records: Sequence[ImageRecord]) -> 
             [r.width for r in records],
             [r.height for r in records],
             [Jsonb(r.metadata) if r.metadata else None for r in records],
+            [r.phash for r in records],
+            [r.phash_crops for r in records],
         ),
     ).fetchall()
     ids = {bytes(sha): image_id for sha, image_id in rows}

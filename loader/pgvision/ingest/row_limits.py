@@ -30,7 +30,9 @@ def oversized(record: ImageRecord) -> str | None:
     for what, value, limit in (("label", record.label, MAX_LABEL_BYTES), ("uri", record.uri, MAX_URI_BYTES)):
         if value is not None and len(value.encode("utf-8", "surrogateescape")) > limit:
             size = len(value.encode("utf-8", "surrogateescape"))
-            return f"{what} of {size:,} bytes is longer than the {limit:,}-byte limit: shorten it (e.g. rename the folder)"
+            return (
+                f"{what} of {size:,} bytes is longer than the {limit:,}-byte limit: shorten it (e.g. rename the folder)"
+            )
     size = len(json.dumps(record.metadata, ensure_ascii=False).encode("utf-8", "surrogateescape"))
     if size > MAX_METADATA_BYTES:
         return f"metadata of {size:,} bytes is larger than the {MAX_METADATA_BYTES:,}-byte limit: store less of it"

@@ -69,7 +69,7 @@ class VectorSet:
     def records(self) -> list[ImageRecord]:
         """One :class:`pgvision.ingest.pg_copy.ImageRecord` per row (see the module docstring for keys)."""
         out = []
-        for i, (ext_id, label, uri) in enumerate(zip(self.ids, self.labels, self.uris)):
+        for ext_id, label, uri in zip(self.ids, self.labels, self.uris, strict=True):
             out.append(
                 ImageRecord(
                     sha256=_row_digest(self.source, ext_id, uri),
@@ -162,7 +162,9 @@ def _checked_float32(values: np.ndarray, path: Path, ids: list[str]) -> np.ndarr
         bad = ~np.isfinite(values).all(axis=1)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise VectorFileError(f"{name}: row {i} (id {display(ids[i])}) has NaN or infinite values; pgvector stores finite floats only")
+            raise VectorFileError(
+                f"{name}: row {i} (id {display(ids[i])}) has NaN or infinite values; pgvector stores finite floats only"
+            )
         if values.dtype.itemsize > 4:
             big = (np.abs(values) > FLOAT32_MAX).any(axis=1)
             if big.any():
@@ -187,13 +189,18 @@ def _side_file(path: Path, what: str, n: int) -> list[str] | None:
     elif npy.is_file():
         side_values = _load_npy(npy)
         if side_values.ndim != 1:
-            raise VectorFileError(f"{display(npy)} holds a {side_values.ndim}-d array; expected one {what[:-1]} per row (1-d)")
+            raise VectorFileError(
+                f"{display(npy)} holds a {side_values.ndim}-d array; expected one {what[:-1]} per row (1-d)"
+            )
         values = [str(v) for v in side_values.tolist()]
         side = npy
     else:
         return None
     if len(values) != n:
-        raise VectorFileError(f"{display(side)} has {len(values)} entries but {display(path)} has {n} vectors: one entry per row is needed")
+        raise VectorFileError(
+            f"{display(side)} has {len(values)} entries but {display(path)} has {n} vectors: "
+            "one entry per row is needed"
+        )
     return values
 
 
@@ -209,9 +216,12 @@ def _load_npy(path: Path) -> np.ndarray:
     except (ValueError, OSError) as exc:
         if "allow_pickle" in str(exc):  # numpy's text suggests allow_pickle, which pgvision never sets
             raise VectorFileError(
-                f"{display(path)} holds Python objects, which are never loaded (unpickling runs code): save a numeric array with numpy.save"
+                f"{display(path)} holds Python objects, which are never loaded (unpickling runs code): "
+                "save a numeric array with numpy.save"
             ) from None
-        raise VectorFileError(f"{display(path)} is not a readable NumPy .npy array ({exc}); save it with numpy.save") from None
+        raise VectorFileError(
+            f"{display(path)} is not a readable NumPy .npy array ({exc}); save it with numpy.save"
+        ) from None
 
 
 def read_npy(path: str | os.PathLike) -> VectorSet:
@@ -267,14 +277,17 @@ def read_analyticdb_text(path: str | os.PathLike) -> VectorSet:
                 raise VectorFileError(f"{display(path)}:{lineno}: expected 'id|class|{{v1,v2,...}}', got {line[:60]!r}")
             ext_id, label, vec = (p.strip() for p in parts)
             if not (vec.startswith("{") and vec.endswith("}")) and not (vec.startswith("[") and vec.endswith("]")):
-                raise VectorFileError(f"{display(path)}:{lineno}: the vector must be written {{v1,v2,...}}, got {vec[:40]!r}")
+                raise VectorFileError(
+                    f"{display(path)}:{lineno}: the vector must be written {{v1,v2,...}}, got {vec[:40]!r}"
+                )
             try:
                 values = np.array([float(v) for v in vec[1:-1].split(",")], dtype=np.float64)
             except ValueError as exc:
                 raise VectorFileError(f"{display(path)}:{lineno}: {exc}") from None
             if rows and values.shape[0] != rows[0].shape[0]:
                 raise VectorFileError(
-                    f"{display(path)}:{lineno}: vector has {values.shape[0]} values but the first line has {rows[0].shape[0]}"
+                    f"{display(path)}:{lineno}: vector has {values.shape[0]} values "
+                    f"but the first line has {rows[0].shape[0]}"
                 )
             ids.append(ext_id)
             labels.append(label or None)

@@ -16,47 +16,15 @@ the same architecture: the registry refuses one name with two weights digests).
 from __future__ import annotations
 
 import dataclasses
-import warnings
 
-from pgvision.errors import PgvisionError
+from pgvision.errors import ModelUnavailable
 from pgvision.models.embed import ImageEmbedder, resolve_device
+from pgvision.models.weights import load_state_dict_file
+
+__all__ = ["DEFAULT_MODEL", "OUTPUTS", "ModelUnavailable", "load_image_model", "load_state_dict_file"]
 
 DEFAULT_MODEL = "efficientnet-lite0"
 OUTPUTS = ("features", "logits")
-
-
-class ModelUnavailable(PgvisionError):
-    """A model name, weights file or TorchScript file cannot be used (message says why)."""
-
-
-def load_state_dict_file(path, model: str) -> dict:
-    """Read a ``state_dict`` saved with ``torch.save``, for ``model`` (named in errors).
-
-    ``weights_only=True``: tensors and plain containers only, so a hostile file cannot run
-    code while being read (a pickled object is refused, not unpickled).
-
-    Raises:
-        ModelUnavailable: not a PyTorch file (text, truncated, another format: torch raises
-            UnpicklingError, RuntimeError, IndexError or EOFError by kind), or a file that
-            holds something other than a dict of tensors (a nested checkpoint, a tensor).
-    """
-    import torch
-
-    from pgvision.text import display
-
-    fix = "pass the .pth that torch.save(model.state_dict()) wrote"
-    try:
-        with warnings.catch_warnings():  # torch warns (two lines) about odd pickles before refusing them
-            warnings.simplefilter("ignore")
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - every way a file can fail to be a checkpoint
-        raise ModelUnavailable(
-            f"weights file {display(path)} is not a PyTorch state_dict for {model} ({type(exc).__name__}): {fix}"
-        ) from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        kind = type(state).__name__ if not isinstance(state, dict) else "dict of non-tensors (a checkpoint?)"
-        raise ModelUnavailable(f"weights file {display(path)} holds a {kind}, not a state_dict of tensors for {model}: {fix}")
-    return state
 
 
 def load_image_model(

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from pgvision.errors import InvalidValue
+from pgvision.errors import InvalidValue, ModelUnavailable
 from pgvision.models.embed import ModelSpec, preprocessing_dict, sha256_hex_file
 
 NAME = "efficientnet-lite0"
@@ -59,7 +59,7 @@ def remap_state_dict(lukemelas_sd: dict[str, torch.Tensor], timm_sd: dict[str, t
     if len(lukemelas_sd) != len(timm_sd):
         raise InvalidValue(f"weights hold {len(lukemelas_sd)} tensors, the model {len(timm_sd)}")
     out = {}
-    for (src_key, src), (dst_key, dst) in zip(lukemelas_sd.items(), timm_sd.items()):
+    for (src_key, src), (dst_key, dst) in zip(lukemelas_sd.items(), timm_sd.items(), strict=True):
         if src.shape != dst.shape:
             raise InvalidValue(f"weights tensor {src_key} {tuple(src.shape)} does not fit {dst_key} {tuple(dst.shape)}")
         out[dst_key] = src
@@ -80,7 +80,7 @@ def build(output: str = "features", weights: str | None = None) -> tuple[ModelSp
 
     path = weights or weights_path()
     module = timm.create_model("tf_efficientnet_lite0", pretrained=False)
-    from pgvision.models import ModelUnavailable, load_state_dict_file
+    from pgvision.models.weights import load_state_dict_file
 
     state = load_state_dict_file(path, NAME)
     try:

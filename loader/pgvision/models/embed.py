@@ -31,7 +31,15 @@ from pgvision.ingest.vector_files import (
 )
 from pgvision.registry import METRICS, ModelSpec
 
-__all__ = ["METRICS", "ModelSpec", "ImageEmbedder", "PendingEmbeddings", "build_transform", "preprocessing_dict", "l2_normalize"]
+__all__ = [
+    "METRICS",
+    "ModelSpec",
+    "ImageEmbedder",
+    "PendingEmbeddings",
+    "build_transform",
+    "preprocessing_dict",
+    "l2_normalize",
+]
 
 #: ImageNet channel statistics on the [0, 1] scale, as torchvision's weights use them.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from pgvision.errors import ModelUnavailable
 from pgvision.models.embed import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -43,7 +44,6 @@ def build(
         pgvision.models.ModelUnavailable: missing file/dims/metric, not TorchScript, or
             an output width other than ``dims``.
     """
-    from pgvision.models import ModelUnavailable
 
     if not os.path.isfile(path):
         raise ModelUnavailable(f"no such TorchScript file: {path}")
@@ -57,14 +57,18 @@ def build(
     try:
         module = torch.jit.load(path, map_location="cpu")
     except Exception as exc:
-        raise ModelUnavailable(f"{path} is not a TorchScript file ({type(exc).__name__}: {exc}); save it with torch.jit.save") from None
+        raise ModelUnavailable(
+            f"{path} is not a TorchScript file ({type(exc).__name__}: {exc}); save it with torch.jit.save"
+        ) from None
     module.eval()
     prep = preprocessing or preprocessing_dict(256, 224, IMAGENET_MEAN, IMAGENET_STD, "bilinear")
     with torch.inference_mode():
         out = module(torch.zeros(1, 3, prep["crop"], prep["crop"]))
     got = int(out.reshape(1, -1).shape[1])
     if got != dims:
-        raise ModelUnavailable(f"TorchScript model {path} gives {got}-d vectors but --dims is {dims}; pass --dims {got}")
+        raise ModelUnavailable(
+            f"TorchScript model {path} gives {got}-d vectors but --dims is {dims}; pass --dims {got}"
+        )
     spec = ModelSpec(
         kind="image",
         name=name or f"torchscript:{Path(path).stem}",

@@ -24,7 +24,7 @@ import torch
 import torchvision.models as tvm
 from torch import nn
 
-from pgvision.errors import InvalidValue, PathNotFound
+from pgvision.errors import InvalidValue, ModelUnavailable, PathNotFound
 from pgvision.models.embed import ModelSpec, preprocessing_dict, sha256_hex_file
 
 
@@ -38,7 +38,6 @@ def _cached_path(url: str) -> str:
 
 
 def _default_state_dict(name: str, weights_enum) -> tuple[dict, str]:
-    from pgvision.models import ModelUnavailable
 
     path = _cached_path(weights_enum.url)
     try:
@@ -92,7 +91,7 @@ def build(name: str, output: str = "features", weights: str | None = None) -> tu
         ModelUnavailable: unknown name, or no weights (offline, no file).
         FileNotFoundError: ``weights`` does not exist.
     """
-    from pgvision.models import ModelUnavailable, load_state_dict_file
+    from pgvision.models.weights import load_state_dict_file
 
     if name not in classification_models():
         raise ModelUnavailable(

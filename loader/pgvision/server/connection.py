@@ -136,7 +136,9 @@ def connection_lost(exc: BaseException) -> bool:
     return state is None or state.startswith("08") or state in _CONNECTION_GONE
 
 
-def connect(database_url: str | None = None, *, autocommit: bool = False, source: str = "DATABASE_URL") -> psycopg.Connection:
+def connect(
+    database_url: str | None = None, *, autocommit: bool = False, source: str = "DATABASE_URL"
+) -> psycopg.Connection:
     """Open a psycopg connection with pgvector's types registered.
 
     Args:
@@ -155,7 +157,9 @@ def connect(database_url: str | None = None, *, autocommit: bool = False, source
         conn = psycopg.connect(url, autocommit=autocommit, connect_timeout=10)
     except psycopg.OperationalError as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__  # libpq's lines, tabs and all, as one
-        unset = "read from DATABASE_URL" if source == "PGVISION_READ_URL" else "use the embedded server (pgvision db start)"
+        unset = (
+            "read from DATABASE_URL" if source == "PGVISION_READ_URL" else "use the embedded server (pgvision db start)"
+        )
         raise DatabaseUnreachable(
             f"cannot connect to {redact(url)}: {reason}; start that server, fix {source}, or unset it to {unset}"
         ) from None

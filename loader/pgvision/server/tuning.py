@@ -137,29 +137,56 @@ def settings_for(machine: Machine) -> list[Setting]:
     work_mem = max(4, (ram_mb - shared_buffers) // (3 * MAX_CONNECTIONS) // max(1, per_gather))
     workers = max(8, cores)
     return [
-        Setting("shared_buffers", _size(shared_buffers),
-                "RAM/4: PostgreSQL's own cache; the OS page cache holds the rest (pgtune; docs 'Resource Consumption')"),
-        Setting("effective_cache_size", _size(ram_mb * 3 // 4),
-                "3/4 of RAM: what the planner may assume is cached, shared_buffers included (pgtune)"),
-        Setting("maintenance_work_mem", _size(maintenance),
-                f"RAM/8, at least 64MB, at most {_size(MAINTENANCE_WORK_MEM_CAP // MB)}: an HNSW build is fast "
-                "only while the graph fits (pgvector README 'Index Build Time'); pgtune's 2GB cap is for vacuum"),
-        Setting("autovacuum_work_mem", _size(min(maintenance, 1024)),
-                "min(maintenance_work_mem, 1GB): each of the 3 autovacuum workers would otherwise take "
-                "maintenance_work_mem (docs 'Resource Consumption')"),
-        Setting("max_worker_processes", str(workers),
-                "cores, at least PostgreSQL's default 8: the pool every parallel worker comes from (pgtune)"),
+        Setting(
+            "shared_buffers",
+            _size(shared_buffers),
+            "RAM/4: PostgreSQL's own cache; the OS page cache holds the rest (pgtune; docs 'Resource Consumption')",
+        ),
+        Setting(
+            "effective_cache_size",
+            _size(ram_mb * 3 // 4),
+            "3/4 of RAM: what the planner may assume is cached, shared_buffers included (pgtune)",
+        ),
+        Setting(
+            "maintenance_work_mem",
+            _size(maintenance),
+            f"RAM/8, at least 64MB, at most {_size(MAINTENANCE_WORK_MEM_CAP // MB)}: an HNSW build is fast "
+            "only while the graph fits (pgvector README 'Index Build Time'); pgtune's 2GB cap is for vacuum",
+        ),
+        Setting(
+            "autovacuum_work_mem",
+            _size(min(maintenance, 1024)),
+            "min(maintenance_work_mem, 1GB): each of the 3 autovacuum workers would otherwise take "
+            "maintenance_work_mem (docs 'Resource Consumption')",
+        ),
+        Setting(
+            "max_worker_processes",
+            str(workers),
+            "cores, at least PostgreSQL's default 8: the pool every parallel worker comes from (pgtune)",
+        ),
         Setting("max_parallel_workers", str(cores), "cores: parallel workers of all queries together (pgtune)"),
-        Setting("max_parallel_maintenance_workers", str(cores - 1),
-                "cores - 1: CREATE INDEX workers; the leader builds too (pgvector README 'Index Build Time')"),
-        Setting("max_parallel_workers_per_gather", str(per_gather),
-                "cores/2, at most 4: leaves cores for other sessions (pgtune)"),
-        Setting("work_mem", _size(work_mem),
-                f"(RAM - shared_buffers) / (3 x {MAX_CONNECTIONS} connections) / workers per gather, "
-                "at least 4MB: per sort or hash node (pgtune)"),
+        Setting(
+            "max_parallel_maintenance_workers",
+            str(cores - 1),
+            "cores - 1: CREATE INDEX workers; the leader builds too (pgvector README 'Index Build Time')",
+        ),
+        Setting(
+            "max_parallel_workers_per_gather",
+            str(per_gather),
+            "cores/2, at most 4: leaves cores for other sessions (pgtune)",
+        ),
+        Setting(
+            "work_mem",
+            _size(work_mem),
+            f"(RAM - shared_buffers) / (3 x {MAX_CONNECTIONS} connections) / workers per gather, "
+            "at least 4MB: per sort or hash node (pgtune)",
+        ),
         Setting("max_wal_size", "4GB", "fewer checkpoints during bulk loads (docs 'WAL Configuration')"),
-        Setting("random_page_cost", "1.1" if machine.disk == "ssd" else "4",
-                f"{machine.disk}: random reads cost about a sequential one on SSD (pgtune)"),
+        Setting(
+            "random_page_cost",
+            "1.1" if machine.disk == "ssd" else "4",
+            f"{machine.disk}: random reads cost about a sequential one on SSD (pgtune)",
+        ),
     ]
 
 

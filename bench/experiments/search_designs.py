@@ -55,22 +55,23 @@ designs, not pgvision's API. Each variant's ids are checked against raw's before
 
 Examples (the runs in docs/benchmarks.md, "search_images vs raw SQL (item 5)")::
 
-    PYTHONPATH=loader .venv/bin/python bench/search_designs.py --rows 100000 --queries 300 --reps 10
-    PYTHONPATH=loader .venv/bin/python bench/search_designs.py --rows 100000 --queries 300 --reps 6 --unprepared
-    PYTHONPATH=loader .venv/bin/python bench/search_designs.py --rows 1000000 --queries 200 --reps 5 --target-recall 0.95
+    PYTHONPATH=loader .venv/bin/python bench/experiments/search_designs.py --rows 100000 --queries 300 --reps 10
+    PYTHONPATH=loader .venv/bin/python bench/experiments/search_designs.py --rows 100000 --queries 300 --reps 6 --unprepared
+    PYTHONPATH=loader .venv/bin/python bench/experiments/search_designs.py --rows 1000000 --queries 200 --reps 5 --target-recall 0.95
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-import common
-from bench_scale import install_variant
-from bench_search import load
-from pgvision.index import ddl
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/common.py
+import common  # noqa: E402
+from pgvision.index import ddl  # noqa: E402
 from pgvision.migrate import vector_schema
 
 DIMS = 512
@@ -178,7 +179,7 @@ def main() -> None:
         common.print_machine(results["machine"])
         x = common.normalize(common.clustered(a.rows + a.queries, DIMS, 1000, seed=a.rows))
         x, queries = x[:a.rows], x[a.rows:]
-        model_id, _ = load(conn, "designs", x)
+        model_id, _ = common.store_image_vectors(conn, "designs", x)
         ddl.set_index(conn, "designs", method="hnsw")
         if a.target_recall is not None:
             from pgvision.index import recall_target
@@ -188,7 +189,7 @@ def main() -> None:
         create_designs(conn, model_id)
         if a.unprepared:
             conn.prepare_threshold = None
-        install_variant(conn, "designs", "search_images", "functions/search_images.v3.sql",
+        common.install_variant(conn, "designs", "search_images", "functions/search_images.v3.sql",
                         {"pgvision.search_images(": "designs.search_images_v3(",
                          "search_images.label": "search_images_v3.label"})
         raw = (f"SELECT image_id FROM pgvision.image_embeddings WHERE model_id = {model_id} "

@@ -18,18 +18,18 @@ median of ``--reps``:
 
 Example::
 
-    .venv/bin/python bench/profile_search.py --rows 20000 --dims 512
+    .venv/bin/python bench/experiments/profile_search.py --rows 20000 --dims 512
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
-
-import common
-from bench_scale import install_variant
-from bench_search import load
-from pgvision.index import ddl
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/common.py
+import common  # noqa: E402
+from pgvision.index import ddl  # noqa: E402
 
 
 def main() -> None:
@@ -47,7 +47,7 @@ def main() -> None:
         common.print_machine(results["machine"])
         x = common.normalize(common.clustered(a.rows + 1, a.dims, clusters=max(10, a.rows // 100), seed=7))
         name = "profile"
-        mid, _ = load(conn, name, x[:-1])
+        mid, _ = common.store_image_vectors(conn, name, x[:-1])
         ddl.set_index(conn, name, method="hnsw")
         conn.execute("CREATE TABLE probe AS SELECT %s::vector AS q", (x[-1],))
         d, ef = a.dims, a.ef
@@ -80,7 +80,7 @@ def main() -> None:
             "_check_query() alone": "PERFORM pgvision._check_query(v, mm, 10, NULL)",
             "search_images()": f"PERFORM (SELECT array_agg(image_id) FROM pgvision.search_images(v, 10, model => '{name}'))",
         }
-        install_variant(conn, "bench_prev", "search_images", "functions/search_images.v2.sql",
+        common.install_variant(conn, "bench_prev", "search_images", "functions/search_images.v2.sql",
                         {"pgvision.search_images(": "bench_prev.search_images_v2(",
                          "search_images.label": "search_images_v2.label"})
         got: list[float] = []

@@ -1,0 +1,29 @@
+-- pgvision._cluster_distance(m pgvision.models) -> real
+--
+-- Purpose: the default max_distance of clustering for a face model, in the model's metric
+--   (dlib: L2 distance; facenet: cosine distance, 0 = same direction, 2 = opposite).
+-- Rule:
+--   * calibrated model (a row in pgvision.calibrations): the latest calibrated threshold
+--     x 1.05. The threshold is the identify decision for one probe against a gallery at
+--     FPIR 0.01; a cluster link is a decision between two single photos and is guarded by
+--     the linkage rule (a second close pair), so it may reach a little further. On LFW the
+--     dlib calibrations measured 0.4551 and 0.4745 (docs/faces.md), x 1.05 = 0.478-0.498,
+--     inside the plateau of the max_distance sweep (docs/people.md).
+--   * uncalibrated: a per-model constant measured on LFW (docs/people.md, the sweep):
+--     dlib 0.50 (L2); facenet 0.25 (cosine distance: its published threshold 0.30 x 5/6,
+--     the same ratio as dlib's 0.50 to its published 0.6); any other model: its threshold
+--     (models.threshold) x 5/6.
+-- Returns: a finite distance > 0 (NULL only when the model has no threshold at all).
+CREATE OR REPLACE FUNCTION pgvision._cluster_distance(m pgvision.models)
+RETURNS real
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pgvision, pg_temp
+AS $fn$
+    SELECT coalesce(
+        (SELECT c.threshold * 1.05 FROM pgvision.calibrations c
+         WHERE c.model_id = m.model_id ORDER BY c.created_at DESC, c.calibration_id DESC LIMIT 1),
+        CASE m.name WHEN 'dlib' THEN 0.50::real WHEN 'facenet' THEN 0.25::real ELSE m.threshold * 5 / 6 END)::real
+$fn$;
+
+COMMENT ON FUNCTION pgvision._cluster_distance(pgvision.models) IS
+'Internal: default clustering max_distance of a face model: latest calibrated threshold x 1.05, else dlib 0.50 / facenet 0.25 / threshold x 5/6.';
