@@ -291,3 +291,11 @@ def test_the_owner_sees_the_group_a_reader_does_not(conn, tenants):
     ids, _, _ = tenants
     assert sorted(r[0] for r in conn.execute("SELECT image_id FROM pgvision.duplicate_groups('similar', 'img2', 0.2)")) == \
         sorted([ids["image"]["acme-1"], ids["image"]["bravo-secret-1"], ids["image"]["bravo-secret-2"]])
+
+
+def test_the_owner_identifies_within_a_named_collection(conn, tenants):
+    # from [1, 0.1]: bravo-secret-person's face is at 0, acme-person's at 0.1
+    assert conn.execute("SELECT name FROM pgvision.identify('[1,0.1]', 'face2', candidates => 1)").fetchall() == [
+        ("bravo-secret-person",)]
+    assert conn.execute("SELECT name, is_match FROM pgvision.identify('[1,0.1]', 'face2', collection => 'acme')"
+                        ).fetchall() == [("acme-person", True)]
