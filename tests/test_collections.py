@@ -18,24 +18,21 @@ import os
 import numpy as np
 import psycopg
 import pytest
-from psycopg import sql
-
 from pgvision.ingest.pg_copy import copy_vectors
 from pgvision.registry import ModelSpec, register_model
 from pgvision.tenancy.collection import CollectionError, grant_collections, use_collection
+from psycopg import sql
 from sqlhelpers import add_images
 
 IMAGES = {
     "acme": [("acme-1", "acme-label", [1.0, 0.0]), ("acme-2", "acme-label", [0.0, 1.0])],
-    "bravo": [
-        ("bravo-secret-1", "bravo-secret-label", [0.9, 0.1]),
-        ("bravo-secret-2", "bravo-secret-label", [1.0, 0.05]),
-    ],
+    "bravo": [("bravo-secret-1", "bravo-secret-label", [0.9, 0.1]), ("bravo-secret-2", "bravo-secret-label", [1.0, 0.05])],
 }
 FACES = {"acme": ("acme-person", [1.0, 0.0]), "bravo": ("bravo-secret-person", [1.0, 0.1])}
 #: The SQL API's public functions this file calls as a collection reader; a new one must be added
 #: to test_a_reader_of_one_collection_calls_every_function (and made to respect collections).
-PUBLIC_FUNCTIONS = {"search_images", "similar_images", "identify", "identify_face", "recall_at_k"}
+PUBLIC_FUNCTIONS = {"search_images", "similar_images", "identify", "identify_face", "recall_at_k", "duplicate_groups",
+                    "duplicates_of"}
 
 
 def _sqlstate(conn, query, *args):
@@ -70,7 +67,7 @@ def tenants(conn):
     """(ids, reader of acme, loader of acme): login roles in pgvision_reader / pgvision_loader granted acme only."""
     ids = _load_tenants(conn)
     roles = [f"acme_reader_{os.getpid()}", f"acme_loader_{os.getpid()}"]
-    for role, group in zip(roles, ("pgvision_reader", "pgvision_loader"), strict=True):
+    for role, group in zip(roles, ("pgvision_reader", "pgvision_loader")):
         conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
         conn.execute(sql.SQL("CREATE ROLE {} LOGIN IN ROLE {}").format(sql.Identifier(role), sql.Identifier(group)))
         grant_collections(conn, role, ["acme"])
@@ -88,10 +85,8 @@ def _as(conn, role):
 
 def test_the_owner_sees_both_collections_and_each_row_has_its_own(conn, tenants):
     ids, _, _ = tenants
-    rows = conn.execute(
-        "SELECT c.name, count(*) FROM pgvision.images i JOIN pgvision.collections c USING (collection_id) "
-        "GROUP BY c.name ORDER BY c.name"
-    ).fetchall()
+    rows = conn.execute("SELECT c.name, count(*) FROM pgvision.images i JOIN pgvision.collections c USING (collection_id) "
+                        "GROUP BY c.name ORDER BY c.name").fetchall()
     assert rows == [("acme", 3), ("bravo", 3)]
     # embeddings, faces and templates follow their parent's collection
     assert conn.execute(
@@ -139,24 +134,18 @@ def test_a_reader_of_one_collection_calls_every_function(conn, tenants):
     a1, a2 = ids["image"]["acme-1"], ids["image"]["acme-2"]
     b1 = ids["image"]["bravo-secret-1"]
     _as(conn, reader)
-    assert conn.execute(
-        "SELECT image_id, round(distance::numeric, 3)::float8 FROM pgvision.search_images('[1,0]', 10, 'img2')"
-    ).fetchall() == [(a1, 0), (a2, 1.414)]
-    assert (
-        conn.execute(
-            "SELECT image_id FROM pgvision.search_images('[1,0]', 10, 'img2', label => 'bravo-secret-label')"
-        ).fetchall()
-        == []
-    )
+    assert conn.execute("SELECT image_id, round(distance::numeric, 3)::float8 FROM pgvision.search_images('[1,0]', 10, 'img2')"
+                        ).fetchall() == [(a1, 0), (a2, 1.414)]
+    assert conn.execute("SELECT image_id FROM pgvision.search_images('[1,0]', 10, 'img2', label => 'bravo-secret-label')"
+                        ).fetchall() == []
     assert conn.execute("SELECT image_id FROM pgvision.similar_images(%s, 5, 'img2')", (a1,)).fetchall() == [(a2,)]
     # another collection's image is answered as a missing one: same code, same text
     assert _sqlstate(conn, "SELECT * FROM pgvision.similar_images(%s, 5, 'img2')", b1) == (
         "P0002", f"no image with image_id {b1}")
     assert _sqlstate(conn, "SELECT * FROM pgvision.similar_images(%s, 5, 'img2')", 10**12) == (
         "P0002", f"no image with image_id {10**12}")
-    assert conn.execute(
-        "SELECT name, round(distance::numeric, 3)::float8, is_match FROM pgvision.identify('[1,0.1]', 'face2')"
-    ).fetchall() == [("acme-person", 0.1, True)]
+    assert conn.execute("SELECT name, round(distance::numeric, 3)::float8, is_match FROM pgvision.identify('[1,0.1]', 'face2')"
+                        ).fetchall() == [("acme-person", 0.1, True)]
     # the enrolled face itself is left out of its own search: acme's gallery is then empty
     assert conn.execute("SELECT name FROM pgvision.identify_face(%s, 'face2')", (ids["face"]["acme"],)).fetchall() == []
     b_face = ids["face"]["bravo"]
@@ -164,6 +153,11 @@ def test_a_reader_of_one_collection_calls_every_function(conn, tenants):
         "P0002", f"no face with face_id {b_face}")
     # recall over the collection's own 2 vectors only
     assert conn.execute("SELECT queries FROM pgvision.recall_at_k('img2', 1, 100)").fetchone() == (2,)
+    # duplicates: bravo-secret-2 is 0.05 from acme-1, bravo-secret-1 0.141 (the owner sees that group)
+    assert conn.execute("SELECT image_id FROM pgvision.duplicate_groups('similar', 'img2', 0.2)").fetchall() == []
+    assert conn.execute("SELECT image_id FROM pgvision.duplicates_of(%s, 'similar', 'img2', 0.2)", (a1,)).fetchall() == []
+    assert _sqlstate(conn, "SELECT * FROM pgvision.duplicates_of(%s, 'similar', 'img2', 0.2)", b1) == (
+        "P0002", f"no image with image_id {b1}")
     # the engine functions under them run with the caller's rights too
     assert conn.execute("SELECT item_id FROM pgvision._nearest((SELECT m FROM pgvision.models m WHERE name = 'img2'), "
                         "'[1,0]', 10, exact => true)").fetchall() == [(a1,), (a2,)]
@@ -173,12 +167,9 @@ def test_no_security_definer_function_is_a_way_around(conn, tenants):
     """Every SECURITY DEFINER function of the schema is a trigger function nobody may call."""
     _, reader, loader = tenants
     definers = conn.execute(
-        "SELECT p.oid::regprocedure::text, p.prorettype = 'trigger'::regtype, "
-        "has_function_privilege(%s, p.oid, 'EXECUTE'), "
+        "SELECT p.oid::regprocedure::text, p.prorettype = 'trigger'::regtype, has_function_privilege(%s, p.oid, 'EXECUTE'), "
         "has_function_privilege(%s, p.oid, 'EXECUTE') FROM pg_proc p "
-        "WHERE p.pronamespace = 'pgvision'::regnamespace AND p.prosecdef ORDER BY 1",
-        (reader, loader),
-    ).fetchall()
+        "WHERE p.pronamespace = 'pgvision'::regnamespace AND p.prosecdef ORDER BY 1", (reader, loader)).fetchall()
     assert [d[0] for d in definers] == ["pgvision._model_ann()", "pgvision._model_view()", "pgvision._sync_templates()"]
     _as(conn, reader)
     for name, is_trigger, reader_may, loader_may in definers:
@@ -224,10 +215,8 @@ def test_a_loader_of_one_collection_writes_only_there(conn, tenants):
     assert use_collection(conn, "acme") == ids["collection"]["acme"]
     with pytest.raises(CollectionError) as err:
         use_collection(conn, "bravo")
-    assert str(err.value) == (
-        f"collection 'bravo' does not exist or is not granted to role {loader}: check the name, "
-        "or ask the database owner to grant it (pgvision db user create NAME --collection 'bravo')"
-    )
+    assert str(err.value) == (f"collection 'bravo' does not exist or is not granted to role {loader}: check the name, "
+                              "or ask the database owner to grant it (pgvision db user create NAME --collection 'bravo')")
     with pytest.raises(CollectionError) as missing:
         use_collection(conn, "nowhere")
     assert str(missing.value).startswith(f"collection 'nowhere' does not exist or is not granted to role {loader}")
@@ -286,7 +275,6 @@ def test_db_user_create_grants_the_collections_named(conn, database_url):
 
 def test_load_vectors_into_a_collection_from_the_cli(database_url, tmp_path):
     from click.testing import CliRunner
-
     from pgvision.cli import main
 
     np.save(tmp_path / "v.npy", np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32))
@@ -295,7 +283,19 @@ def test_load_vectors_into_a_collection_from_the_cli(database_url, tmp_path):
                                            "--collection", coll, "-q", "--database-url", database_url])
         assert result.exit_code == 0, result.output
     with psycopg.connect(database_url) as c:
-        assert c.execute(
-            "SELECT c.name, count(*) FROM pgvision.image_embeddings e JOIN pgvision.collections c "
-            "USING (collection_id) GROUP BY c.name ORDER BY c.name"
-        ).fetchall() == [("acme", 2), ("bravo", 2)]
+        assert c.execute("SELECT c.name, count(*) FROM pgvision.image_embeddings e JOIN pgvision.collections c "
+                         "USING (collection_id) GROUP BY c.name ORDER BY c.name").fetchall() == [("acme", 2), ("bravo", 2)]
+
+
+def test_the_owner_sees_the_group_a_reader_does_not(conn, tenants):
+    ids, _, _ = tenants
+    assert sorted(r[0] for r in conn.execute("SELECT image_id FROM pgvision.duplicate_groups('similar', 'img2', 0.2)")) == \
+        sorted([ids["image"]["acme-1"], ids["image"]["bravo-secret-1"], ids["image"]["bravo-secret-2"]])
+
+
+def test_the_owner_identifies_within_a_named_collection(conn, tenants):
+    # from [1, 0.1]: bravo-secret-person's face is at 0, acme-person's at 0.1
+    assert conn.execute("SELECT name FROM pgvision.identify('[1,0.1]', 'face2', candidates => 1)").fetchall() == [
+        ("bravo-secret-person",)]
+    assert conn.execute("SELECT name, is_match FROM pgvision.identify('[1,0.1]', 'face2', collection => 'acme')"
+                        ).fetchall() == [("acme-person", True)]
