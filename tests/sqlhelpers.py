@@ -122,3 +122,12 @@ def add_gallery(conn, model: str, photos: np.ndarray, who: np.ndarray, *, metric
         "FROM i ORDER BY i.image_id RETURNING face_id", (len(who), ident[who].tolist()))], dtype=np.int64)
     copy_vectors(conn, "face_embeddings", "face_id", model_id, face_id, photos)
     return model_id, ident
+
+
+def grant_default(conn, *roles: str) -> None:
+    """Grant the ``default`` collection to ``roles`` (e.g. ``pgvision_loader`` before a test's
+    ``SET ROLE pgvision_loader``): the privilege roles themselves see no collection's rows."""
+    from pgvision.tenancy.collection import grant_collections
+
+    for role in roles:
+        grant_collections(conn, role, ["default"])

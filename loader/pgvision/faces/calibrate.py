@@ -510,9 +510,25 @@ def _rates_table(genuine: np.ndarray, impostor: np.ndarray, published_threshold:
 def store_calibration(conn: psycopg.Connection, cal: Calibration) -> int:
     """Set the model's threshold and min_margin and append the calibration to its history.
 
+    A degenerate calibration is refused and the model keeps its threshold: one from a gallery
+    where no face finds its own identity first (e.g. the same face enrolled under several
+    names), at whatever threshold ``identify`` would then recognise nobody. (A threshold of
+    0 from a gallery too small for the target is stored: it fails closed.)
+
     Returns:
         The new ``pgvision.calibrations.calibration_id``.
+
+    Raises:
+        CalibrationError: no genuine search finds its own identity first.
     """
+    genuine = cal.open_set.genuine_correct
+    if len(genuine) and not genuine.any():
+        kept = get_model(conn, cal.model)["threshold"]
+        raise CalibrationError(
+            f"calibration of {cal.model!r} not stored: no gallery face finds its own identity first (0 of "
+            f"{len(genuine)} genuine searches), so identify would recognise nobody at any threshold; the model keeps "
+            f"its threshold {kept:.4f}. Check the gallery (the same face enrolled under several names?) and rerun; "
+            "--dry-run prints the table")
     with conn.transaction():
         model_id = get_model(conn, cal.model)["model_id"]
         conn.execute("UPDATE pgvision.models SET threshold = %s, min_margin = %s WHERE model_id = %s",
