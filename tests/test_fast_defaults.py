@@ -445,3 +445,16 @@ def test_db_index_rebuild_to_target_command(database_url, conn):
     assert (
         out.output == "Error: ef_construction must be at least 2 x m = 80, got 64: pass --ef-construction 80 or more\n"
     )
+
+
+def test_binary_models_climb_their_own_ladder(conn):
+    """A binary model's first rung is ef_search 12 (120 re-ranked candidates); full precision starts at 40."""
+    from pgvision.index import ddl, recall_target
+
+    add_images(conn, "b", _vectors(300, 16), metric="cosine")
+    ddl.set_index(conn, "b", quantization="binary")
+    choice = recall_target.choose_setting(conn, "b", 0.5)
+    assert [v for v, _ in choice.tried][:1] == [12]
+    ddl.set_index(conn, "b", quantization="none")
+    choice = recall_target.choose_setting(conn, "b", 0.5)
+    assert [v for v, _ in choice.tried][:1] == [40]
