@@ -20,7 +20,8 @@ need some background around the face. With ``crop="whole"`` the face box is the 
 (a dlib rectangle of the image), the 5 landmarks are found inside it and the face is aligned
 as usual; such faces are stored under the detector name ``whole`` (so ``faces load`` stays
 idempotent per mode). In the default ``crop="detect"``, a photo in which the detector finds
-nothing but that looks like a crop (:func:`looks_like_crop`) gets the whole-image face too,
+nothing, or only faces too small to align, but that looks like a crop
+(:func:`looks_like_crop`) gets the whole-image face too,
 stored under the detector's own name with ``detector_score`` NULL (no detector vouched for it).
 
 The model files ship in PyPI ``face-recognition-models`` (CC0). Its ``__init__`` imports
@@ -197,11 +198,25 @@ class FaceDetector:
         """
         if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype != np.uint8:
             raise InvalidValue(f"pixels must be (H, W, 3) uint8 RGB, got {pixels.shape} {pixels.dtype}")
+        whole_box = [(self._rectangle(0, 0, pixels.shape[1] - 1, pixels.shape[0] - 1), None)]
+        if self.crop == "whole":
+            faces, too_small = self._faces(pixels, whole_box, whole=True)
+        else:
+            faces, too_small = self._faces(pixels, self._boxes(pixels), whole=False)
+            if not faces and looks_like_crop(*pixels.shape[:2]):
+                # nothing usable found (no face, or only one too small to align) in a crop-like
+                # photo: the face is probably the whole image, as when nothing is found
+                whole_faces, whole_small = self._faces(pixels, whole_box, whole=True)
+                if whole_faces:
+                    faces, too_small = whole_faces, []
+                elif not too_small:
+                    too_small = whole_small
+        faces.sort(key=lambda f: -f.size)
+        return Detections(faces, too_small)
+
+    def _faces(self, pixels: np.ndarray, boxes, *, whole: bool) -> tuple[list[Face], list[Face]]:
+        """(faces at least ``min_face_px`` wide, faces too small to align) for detector boxes."""
         faces, too_small = [], []
-        boxes = [] if self.crop == "whole" else self._boxes(pixels)
-        whole = self.crop == "whole" or (not boxes and looks_like_crop(*pixels.shape[:2]))
-        if whole:
-            boxes = [(self._rectangle(0, 0, pixels.shape[1] - 1, pixels.shape[0] - 1), None)]
         for rect, score in boxes:
             shape = self._predict(pixels, rect)
             points = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
@@ -213,5 +228,4 @@ class FaceDetector:
                 shape=shape,
             )
             (faces if face.size >= self.min_face_px else too_small).append(face)
-        faces.sort(key=lambda f: -f.size)
-        return Detections(faces, too_small)
+        return faces, too_small
