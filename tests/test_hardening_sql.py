@@ -130,6 +130,7 @@ def test_rerunning_a_registration_uses_no_model_id(conn):
 
 def test_db_current_prints_the_revision(database_url):
     from click.testing import CliRunner
+
     from pgvision.cli import main
 
     result = CliRunner().invoke(main, ["db", "current", "--database-url", database_url])
