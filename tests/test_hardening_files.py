@@ -72,3 +72,15 @@ def test_face_commands_name_the_faces_extra_for_any_missing_module(monkeypatch, 
         1,
         "Error: this command needs Pillow, which is not installed: pip install 'pgvision[faces]'\n",
     )
+
+
+def test_a_vectors_only_model_of_other_dims_is_advised_load_vectors(tmp_path, database_url):
+    np.save(tmp_path / "two.npy", np.eye(2, dtype=np.float32))
+    np.save(tmp_path / "three.npy", np.eye(3, dtype=np.float32))
+    assert _load(tmp_path / "two.npy", database_url).exit_code == 0
+    result = _load(tmp_path / "three.npy", database_url)
+    assert result.exit_code == 1
+    assert result.output.endswith(
+        "load under another model name (pgvision load-vectors FILE --model NEW_NAME ...), "
+        "or into another database (--database-url)\n"
+    )

@@ -127,11 +127,13 @@ def register_model(conn: psycopg.Connection, spec: ModelSpec) -> int:
         and row["weights_sha256"] != spec.weights_sha256
     )
     if theirs != ours or weights_differ:
+        rerun = ("pgvision load-vectors FILE --model NEW_NAME ..." if spec.preprocessing.get("source") == "load-vectors"
+                 else "pgvision load --name NEW_NAME ...")
         raise ModelMismatch(
             f"model {spec.name!r} is registered with {row['dims']}-d {row['metric']} {row['kind']} vectors"
             f" (weights {str(row['weights_sha256'])[:12]}) but this run gives {spec.dims}-d {spec.metric}"
             f" {spec.kind} vectors (weights {str(spec.weights_sha256)[:12]}): load under another model name"
-            f" (pgvision load --name NEW_NAME ...), or into another database (--database-url)"
+            f" ({rerun}), or into another database (--database-url)"
         )
     return row["model_id"]
 
