@@ -44,12 +44,14 @@ def faces() -> None:
               help="Photos per transaction (a batch lands whole or not at all).")
 @click.option("--reassign", is_flag=True,
               help="With --identity-from: move a face already in another person's gallery (else: refused).")
+@click.option("--cluster", "cluster", is_flag=True,
+              help="Afterwards, group the faces without a person into people (as pgvision people cluster).")
 @quiet_option
 @collection_option
 @database_url_option
 @run_guarded
 def faces_load(paths, model, weights, detector, upsample, min_face_px, device, crop, identity_from, batch_size,
-               reassign, quiet, collection, database_url):
+               reassign, cluster, quiet, collection, database_url):
     """Detect every face of the photos under PATH..., align, embed and store it.
 
     Idempotent and resumable: photos already scanned with this detector and embedded with
@@ -61,6 +63,7 @@ def faces_load(paths, model, weights, detector, upsample, min_face_px, device, c
       pgvision faces load ./people --identity-from parent-dir
       pgvision faces load ./photos --model facenet --weights facenet.pt --detector cnn
       pgvision faces load ./acme_people --identity-from parent-dir --collection acme
+      pgvision faces load ./photos --cluster
     """
     from pgvision.load_faces import load_faces
 
@@ -68,7 +71,11 @@ def faces_load(paths, model, weights, detector, upsample, min_face_px, device, c
     with open_database(database_url) as conn:
         summary = load_faces(conn, paths, pipeline, identity_from=identity_from, batch_size=batch_size,
                              progress=not quiet, reassign=reassign, collection=collection)
-    click.echo(summary.format())
+        click.echo(summary.format())
+        if cluster:
+            from pgvision.people.cluster import run_pass
+
+            click.echo(run_pass(conn, model, "incremental", progress=not quiet).format())
 
 
 @click.command("enroll")
