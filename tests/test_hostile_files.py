@@ -386,7 +386,7 @@ def test_core_install_runs_db_upgrade_and_load_vectors_without_torch_or_pillow(e
         (
             ["enroll", "Ann", "PHOTOS/astronaut_eileen_collins.jpg"],
             ("PIL",),
-            "this command needs Pillow, which is not installed: pip install 'pgvision[images]'",
+            "this command needs Pillow, which is not installed: pip install 'pgvision[faces]'",
         ),
         (
             ["enroll", "Ann", "PHOTOS/astronaut_eileen_collins.jpg"],
