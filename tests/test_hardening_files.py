@@ -84,3 +84,16 @@ def test_a_vectors_only_model_of_other_dims_is_advised_load_vectors(tmp_path, da
         "load under another model name (pgvision load-vectors FILE --model NEW_NAME ...), "
         "or into another database (--database-url)\n"
     )
+
+
+def test_the_progress_bar_is_cleared_before_the_summary(tmp_path, database_url):
+    np.save(tmp_path / "v.npy", np.eye(3, dtype=np.float32))
+    result = CliRunner().invoke(
+        main,
+        ["load-vectors", str(tmp_path / "v.npy"), "--model", "bar", "--metric", "l2"],
+        env={"DATABASE_URL": database_url},
+    )
+    assert result.exit_code == 0, result.output
+    assert "loading vectors (bar)" in result.stderr  # the bar was shown...
+    assert "\n" not in result.stderr  # ...and wiped (\r), no line of it left above the summary
+    assert result.stdout.startswith("loaded 3, already present 0, skipped 0")
