@@ -13,10 +13,14 @@
 --   1. neighbours of a face = the symmetric closure of the edges (a within max_distance of
 --      b, found from either side); cnt = 1 + its neighbours.
 --   2. core face: decide AND listed AND cnt >= min_faces (itself counted).
---   3. link: two core faces that are neighbours AND share at least one more neighbour
---      (shared-nearest-neighbour linkage). A lone close pair never joins two groups: when
---      a-b links them, the common neighbour w is close to both, so at least two close
---      pairs (a-b and a-w or w-b) cross between the groups.
+--   3. link: two core faces that are neighbours AND whose neighbour lists share at least
+--      half of the shorter list (shared-nearest-neighbour linkage, as Jarvis and Patrick
+--      1973, with a relative threshold). A lone close pair never joins two groups: a link
+--      a-b needs a common neighbour w, close to both, so at least two close pairs (a-b and
+--      a-w or w-b) cross between the groups; and two look-alike groups touching through
+--      a few pairs are kept apart, because each face's list is mostly its own group
+--      (LFW, dlib: Hans Blix and John Ashcroft have 18 photo pairs within 0.5 L2, and
+--      stay two people; docs/people.md).
 --   4. groups = connected components of the links (label propagation: each core face takes
 --      the smallest face_id among its linked neighbours, with pointer jumping, until no
 --      label changes). A non-core face joins the group of its nearest core neighbour (a
@@ -57,6 +61,8 @@ BEGIN
     WHERE x.a <> x.b
     GROUP BY x.a, x.b;
     CREATE INDEX IF NOT EXISTS pv_sym_ab ON pg_temp.pv_sym (a, b);
+    CREATE INDEX IF NOT EXISTS pv_edges_ab ON pg_temp.pv_edges (a, b);
+    ANALYZE pg_temp.pv_edges;
     ANALYZE pg_temp.pv_sym;
     ANALYZE pg_temp.pv_nodes;
 
@@ -65,10 +71,11 @@ BEGIN
     FROM (SELECT s.a, count(*) AS c FROM pg_temp.pv_sym s GROUP BY s.a) c WHERE c.a = n.face_id;
     UPDATE pg_temp.pv_nodes n SET core = n.decide AND n.listed AND coalesce(n.cnt, 1) >= min_faces,
                                   comp = NULL, person = NULL;
+    ANALYZE pg_temp.pv_nodes;
 
-    -- 3. links: core neighbours sharing another neighbour. Each face's neighbours as one
-    --    array; two neighbour lists overlap exactly when a third face is close to both (a
-    --    face is never its own neighbour, and b in N(a), a in N(b) cannot match each other).
+    -- 3. links: core neighbours sharing at least half of the shorter neighbour list. Each
+    --    face's neighbours as one array (a face is never its own neighbour, and b in N(a),
+    --    a in N(b) cannot match each other: shared faces are third faces close to both).
     CREATE TEMPORARY TABLE IF NOT EXISTS pv_nbr (face_id bigint PRIMARY KEY, ids bigint[] NOT NULL) ON COMMIT DROP;
     TRUNCATE pg_temp.pv_nbr;
     INSERT INTO pg_temp.pv_nbr (face_id, ids)
@@ -80,7 +87,9 @@ BEGIN
     SELECT s.a, s.b FROM pg_temp.pv_sym s
     JOIN pg_temp.pv_nbr xa ON xa.face_id = s.a
     JOIN pg_temp.pv_nbr xb ON xb.face_id = s.b
-    WHERE xa.ids OPERATOR(pg_catalog.&&) xb.ids;
+    WHERE xa.ids OPERATOR(pg_catalog.&&) xb.ids
+      AND 2 * (SELECT count(*) FROM unnest(xa.ids) u WHERE u OPERATOR(pg_catalog.=) ANY (xb.ids))
+          >= least(cardinality(xa.ids), cardinality(xb.ids));
     CREATE INDEX IF NOT EXISTS pv_links_a ON pg_temp.pv_links (a);
     ANALYZE pg_temp.pv_links;
 
@@ -96,6 +105,7 @@ BEGIN
         WHERE root.face_id = n.comp AND root.comp < n.comp;
         EXIT WHEN changed = 0;
     END LOOP;
+    ANALYZE pg_temp.pv_nodes;  -- core and comp are set now: the plans below depend on them
     UPDATE pg_temp.pv_nodes n SET comp = b.comp
     FROM (SELECT DISTINCT ON (s.a) s.a, c.comp
           FROM pg_temp.pv_sym s

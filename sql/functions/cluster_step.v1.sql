@@ -100,7 +100,6 @@ BEGIN
         FROM pgvision.face_embeddings e JOIN pgvision.faces f ON f.face_id = e.face_id
         LEFT JOIN pg_temp.pv_kept k ON k.identity_id = f.identity_id
         WHERE e.model_id = m.model_id AND e.face_id <= p.cursor AND NOT f.ignored;
-        CREATE INDEX IF NOT EXISTS pv_nodes_comp ON pg_temp.pv_nodes (comp);
         SELECT * INTO res FROM pgvision._cluster_assign(p.min_faces, true);
         PERFORM set_config('pgvision.cluster_pass', p.pass_id::text, true);
         UPDATE pgvision.faces f
@@ -164,7 +163,6 @@ BEGIN
     FROM (SELECT e.b AS id FROM pg_temp.pv_edges e UNION SELECT e.a FROM pg_temp.pv_edges e) x
     JOIN pgvision.faces f ON f.face_id = x.id
     ON CONFLICT (face_id) DO NOTHING;
-    CREATE INDEX IF NOT EXISTS pv_nodes_comp ON pg_temp.pv_nodes (comp);
     SELECT * INTO res FROM pgvision._cluster_assign(p.min_faces, false);
     PERFORM set_config('pgvision.cluster_pass', p.pass_id::text, true);
     UPDATE pgvision.faces f SET identity_id = n.person, assigned_by = 'cluster'
