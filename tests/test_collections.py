@@ -31,7 +31,8 @@ IMAGES = {
 FACES = {"acme": ("acme-person", [1.0, 0.0]), "bravo": ("bravo-secret-person", [1.0, 0.1])}
 #: The SQL API's public functions this file calls as a collection reader; a new one must be added
 #: to test_a_reader_of_one_collection_calls_every_function (and made to respect collections).
-PUBLIC_FUNCTIONS = {"search_images", "similar_images", "identify", "identify_face", "recall_at_k"}
+PUBLIC_FUNCTIONS = {"search_images", "similar_images", "identify", "identify_face", "recall_at_k", "duplicate_groups",
+                    "duplicates_of"}
 
 
 def _sqlstate(conn, query, *args):
@@ -152,6 +153,11 @@ def test_a_reader_of_one_collection_calls_every_function(conn, tenants):
         "P0002", f"no face with face_id {b_face}")
     # recall over the collection's own 2 vectors only
     assert conn.execute("SELECT queries FROM pgvision.recall_at_k('img2', 1, 100)").fetchone() == (2,)
+    # duplicates: bravo-secret-2 is 0.05 from acme-1, bravo-secret-1 0.141 (the owner sees that group)
+    assert conn.execute("SELECT image_id FROM pgvision.duplicate_groups('similar', 'img2', 0.2)").fetchall() == []
+    assert conn.execute("SELECT image_id FROM pgvision.duplicates_of(%s, 'similar', 'img2', 0.2)", (a1,)).fetchall() == []
+    assert _sqlstate(conn, "SELECT * FROM pgvision.duplicates_of(%s, 'similar', 'img2', 0.2)", b1) == (
+        "P0002", f"no image with image_id {b1}")
     # the engine functions under them run with the caller's rights too
     assert conn.execute("SELECT item_id FROM pgvision._nearest((SELECT m FROM pgvision.models m WHERE name = 'img2'), "
                         "'[1,0]', 10, exact => true)").fetchall() == [(a1,), (a2,)]
@@ -279,3 +285,17 @@ def test_load_vectors_into_a_collection_from_the_cli(database_url, tmp_path):
     with psycopg.connect(database_url) as c:
         assert c.execute("SELECT c.name, count(*) FROM pgvision.image_embeddings e JOIN pgvision.collections c "
                          "USING (collection_id) GROUP BY c.name ORDER BY c.name").fetchall() == [("acme", 2), ("bravo", 2)]
+
+
+def test_the_owner_sees_the_group_a_reader_does_not(conn, tenants):
+    ids, _, _ = tenants
+    assert sorted(r[0] for r in conn.execute("SELECT image_id FROM pgvision.duplicate_groups('similar', 'img2', 0.2)")) == \
+        sorted([ids["image"]["acme-1"], ids["image"]["bravo-secret-1"], ids["image"]["bravo-secret-2"]])
+
+
+def test_the_owner_identifies_within_a_named_collection(conn, tenants):
+    # from [1, 0.1]: bravo-secret-person's face is at 0, acme-person's at 0.1
+    assert conn.execute("SELECT name FROM pgvision.identify('[1,0.1]', 'face2', candidates => 1)").fetchall() == [
+        ("bravo-secret-person",)]
+    assert conn.execute("SELECT name, is_match FROM pgvision.identify('[1,0.1]', 'face2', collection => 'acme')"
+                        ).fetchall() == [("acme-person", True)]

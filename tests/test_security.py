@@ -16,7 +16,7 @@ from psycopg import sql
 
 from pgvision.ingest.pg_copy import copy_vectors
 from pgvision.registry import ModelSpec, register_model
-from sqlhelpers import add_images
+from sqlhelpers import add_images, grant_default
 
 
 def _face_gallery(conn, threshold=0.5):
@@ -494,6 +494,7 @@ def test_the_loader_role_updates_only_what_loads_update(conn, statement):
 
 def test_the_loader_role_can_enroll_rescan_and_calibrate(conn):
     _face_gallery(conn)
+    grant_default(conn, "pgvision_loader")
     conn.execute("SET ROLE pgvision_loader")
     conn.execute("UPDATE pgvision.faces SET identity_id = NULL")
     conn.execute("INSERT INTO pgvision.face_scans (image_id, detector, faces) SELECT image_id, 'test', 1 "

@@ -52,3 +52,6 @@ from pgvision.cli.people import eval_cluster, people  # noqa: E402
 
 main.add_command(people)
 eval_group.add_command(eval_cluster)
+from pgvision.cli.duplicates import duplicates  # noqa: E402
+
+main.add_command(duplicates)
