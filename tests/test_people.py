@@ -14,6 +14,7 @@ import textwrap
 import psycopg
 import pytest
 from peoplehelpers import LOOKALIKES, add_faces, groups, people_of
+from sqlhelpers import grant_default
 
 A = {"a0", "a1", "a2", "a3"}
 C = {"c0", "c1", "c2", "c3"}
@@ -218,10 +219,7 @@ def test_reader_may_not_call_the_people_functions(conn):
 
 def test_reader_reads_the_views_and_loader_runs_everything(conn):
     ids = add_faces(conn, LOOKALIKES)
-    if conn.execute("SELECT to_regclass('pgvision.collection_grants')").fetchone()[0]:
-        # under row-level security a role sees the collections granted to it only
-        conn.execute("INSERT INTO pgvision.collection_grants VALUES ('pgvision_loader'::regrole, 1), "
-                     "('pgvision_reader'::regrole, 1)")
+    grant_default(conn, "pgvision_loader", "pgvision_reader")  # row-level security: granted collections only
     conn.execute("SET ROLE pgvision_loader")
     assert cluster(conn, "full") == ("full", "done", 8, 2, 3)
     pa, pc = people_of(conn, ids)["a0"], people_of(conn, ids)["c0"]
@@ -232,11 +230,11 @@ def test_reader_reads_the_views_and_loader_runs_everything(conn):
     conn.execute("SELECT pgvision.people_ignore(ARRAY[%s]::bigint[])", (ids["p0"],))
     assert cluster(conn, "incremental") == ("incremental", "done", 0, 0, 2)
     assert audit(conn)[0][3] == "pgvision_loader"
+    assert len(conn.execute("SELECT * FROM pgvision.people_audit").fetchall()) == 7
     conn.execute("RESET ROLE")
     conn.execute("SET ROLE pgvision_reader")
     assert conn.execute("SELECT name, faces FROM pgvision.people ORDER BY identity_id").fetchall() == [("Ann", 4), (None, 4)]
     assert conn.execute("SELECT count(*) FROM pgvision.unassigned_faces").fetchone() == (2,)
-    assert len(conn.execute("SELECT * FROM pgvision.people_audit").fetchall()) == 7
     conn.execute("RESET ROLE")
 
 
@@ -356,3 +354,26 @@ def test_bcubed_and_pairwise_scores_by_hand():
     assert (s.items, s.unassigned, s.clusters, s.labels) == (4, 1, 1, 2)
     with pytest.raises(ValueError, match="labels and clusters must be non-empty and of one length, got 1 and 0"):
         score_clustering(["a"], [])
+
+
+def test_collections_are_clustered_apart(conn):
+    """The same eight faces in collections default and bravo: four people, each of one
+    collection; a move across collections is refused."""
+    from pgvision.tenancy.collection import use_collection
+
+    ids = add_faces(conn, {k: v for k, v in LOOKALIKES.items() if k[0] in "ac"})
+    use_collection(conn, "bravo")
+    bravo = add_faces(conn, {k + "b": v for k, v in LOOKALIKES.items() if k[0] in "ac"})
+    conn.execute("RESET pgvision.collection_id")
+    assert cluster(conn, "full") == ("full", "done", 16, 4, 0)
+    assert groups(conn, ids) == [A, C]
+    assert groups(conn, bravo) == [{k + "b" for k in A}, {k + "b" for k in C}]
+    rows = conn.execute("SELECT DISTINCT c.name, i.collection_id = f.collection_id FROM pgvision.faces f "
+                        "JOIN pgvision.identities i USING (identity_id) JOIN pgvision.collections c "
+                        "ON c.collection_id = f.collection_id ORDER BY 1").fetchall()
+    assert rows == [("bravo", True), ("default", True)]
+    with pytest.raises(psycopg.errors.InvalidParameterValue) as err:
+        conn.execute("SELECT pgvision.people_move(ARRAY[%s]::bigint[], %s)", (ids["a0"], people_of(conn, bravo)["a0b"]))
+    assert err.value.diag.message_primary == (
+        f"person {people_of(conn, bravo)['a0b']} is in another collection than the faces (collection 1): "
+        "a person holds faces of its own collection only")

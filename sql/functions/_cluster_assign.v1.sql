@@ -36,6 +36,8 @@
 --      one holding hand-placed faces (this is how the ids of people survive a full pass;
 --      named people keep theirs as fixed faces); else a new unnamed identity.
 --      Smaller groups stay unassigned (retried in a later pass).
+--   Faces of different collections (pv_nodes.coll, migration 0017) are never neighbours,
+--   and a new person is created in its faces' collection.
 --   7. one face per photo: of the faces of one photo given to one person, the one with the
 --      most neighbours is kept (then the smallest face_id); a face whose person already
 --      has another, undecided face in that photo is left unassigned.
@@ -50,16 +52,20 @@ DECLARE
     r record;
     pid bigint;
     n_created bigint := 0;
+    old_coll text;
 BEGIN
     CREATE TEMPORARY TABLE IF NOT EXISTS pv_sym (a bigint NOT NULL, b bigint NOT NULL, d float8 NOT NULL) ON COMMIT DROP;
     CREATE TEMPORARY TABLE IF NOT EXISTS pv_links (a bigint NOT NULL, b bigint NOT NULL) ON COMMIT DROP;
-    CREATE TEMPORARY TABLE IF NOT EXISTS pv_comp (comp bigint PRIMARY KEY, size bigint NOT NULL, person bigint) ON COMMIT DROP;
+    CREATE TEMPORARY TABLE IF NOT EXISTS pv_comp (comp bigint PRIMARY KEY, size bigint NOT NULL, person bigint, coll text) ON COMMIT DROP;
     TRUNCATE pg_temp.pv_sym, pg_temp.pv_links, pg_temp.pv_comp;
     INSERT INTO pg_temp.pv_sym (a, b, d)
     SELECT x.a, x.b, min(x.d) FROM (SELECT e.a, e.b, e.d FROM pg_temp.pv_edges e
                                     UNION ALL SELECT e.b, e.a, e.d FROM pg_temp.pv_edges e) x
     WHERE x.a <> x.b
     GROUP BY x.a, x.b;
+    -- faces of two collections are never neighbours (pv_nodes.coll: NULL without collections)
+    DELETE FROM pg_temp.pv_sym s USING pg_temp.pv_nodes na, pg_temp.pv_nodes nb
+    WHERE na.face_id = s.a AND nb.face_id = s.b AND na.coll IS DISTINCT FROM nb.coll;
     CREATE INDEX IF NOT EXISTS pv_sym_ab ON pg_temp.pv_sym (a, b);
     CREATE INDEX IF NOT EXISTS pv_edges_ab ON pg_temp.pv_edges (a, b);
     ANALYZE pg_temp.pv_edges;
@@ -116,8 +122,8 @@ BEGIN
     UPDATE pg_temp.pv_nodes n SET comp = n.face_id WHERE n.decide AND n.listed AND n.comp IS NULL;
 
     -- 5. groups joining an existing person
-    INSERT INTO pg_temp.pv_comp (comp, size)
-    SELECT n.comp, count(*) FROM pg_temp.pv_nodes n WHERE n.comp IS NOT NULL GROUP BY n.comp;
+    INSERT INTO pg_temp.pv_comp (comp, size, coll)
+    SELECT n.comp, count(*), min(n.coll) FROM pg_temp.pv_nodes n WHERE n.comp IS NOT NULL GROUP BY n.comp;
     UPDATE pg_temp.pv_comp c SET person = b.fixed
     FROM (SELECT DISTINCT ON (p.comp) p.comp, p.fixed
           FROM (SELECT n.comp, f.fixed, count(*) AS pairs, min(s.d) AS dmin
@@ -145,11 +151,16 @@ BEGIN
               AND NOT EXISTS (SELECT 1 FROM pgvision.faces g WHERE g.identity_id = r.old AND g.assigned_by = 'hand');
         END LOOP;
     END IF;
-    FOR r IN SELECT c.comp FROM pg_temp.pv_comp c WHERE c.person IS NULL AND c.size >= min_faces ORDER BY c.comp LOOP
+    old_coll := current_setting('pgvision.collection_id', true);
+    FOR r IN SELECT c.comp, c.coll FROM pg_temp.pv_comp c WHERE c.person IS NULL AND c.size >= min_faces ORDER BY c.comp LOOP
+        IF r.coll IS NOT NULL THEN  -- the new person in its faces' collection (the column's default)
+            PERFORM set_config('pgvision.collection_id', r.coll, true);
+        END IF;
         INSERT INTO pgvision.identities (name) VALUES (NULL) RETURNING identity_id INTO pid;
         UPDATE pg_temp.pv_comp c SET person = pid WHERE c.comp = r.comp;
         n_created := n_created + 1;
     END LOOP;
+    PERFORM set_config('pgvision.collection_id', coalesce(old_coll, ''), true);
     UPDATE pg_temp.pv_nodes n SET person = c.person FROM pg_temp.pv_comp c WHERE c.comp = n.comp AND n.decide;
 
     -- 7. one face per photo and person
