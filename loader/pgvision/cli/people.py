@@ -19,7 +19,7 @@ from pgvision.text import display
 
 _CLUSTER_HELP = {
     "max_distance": "Largest distance of a close pair, in the model's metric (dlib: L2) "
-    "[default: the model's calibrated threshold x 1.05, else dlib 0.50 / facenet 0.25].",
+    "[default: the model's calibrated threshold x 1.1, else dlib 0.50 / facenet 0.25].",
     "min_faces": "Faces within --max-distance (itself counted) that make a core face and the smallest new person.",
     "neighbours": "Neighbours asked from the ANN index per face (k).",
 }

@@ -77,7 +77,7 @@ def run_pass(
         mode: ``incremental`` (unassigned faces join or form people) or ``full`` (every
             automatic person again; named and hand-touched people keep their faces).
         max_distance: distance of a close pair in the model's metric; None = the model's
-            default (calibrated threshold x 1.05, else dlib 0.50 / facenet 0.25).
+            default (calibrated threshold x 1.1, else dlib 0.50 / facenet 0.25).
         min_faces: faces within max_distance that make a core face and a new person.
         neighbours: k asked from the ANN index per face.
         batch_size: faces per transaction.
