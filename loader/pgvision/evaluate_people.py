@@ -53,11 +53,15 @@ class ClusterEval:
         lines = [
             self.load.format(),
             r.format(),
-            (f"labelled faces {s.items} ({s.labels} people): BCubed precision {s.bcubed_precision:.4f}, "
-            f"recall {s.bcubed_recall:.4f}, F1 {s.bcubed_f1:.4f}; pairwise precision {s.pairwise_precision:.4f}, "
-            f"recall {s.pairwise_recall:.4f}, F1 {s.pairwise_f1:.4f}"),
-            (f"people found {s.clusters} (true {s.labels}); unassigned {s.unassigned} of {s.items} "
-            f"({s.unassigned / s.items:.1%})"),
+            (
+                f"labelled faces {s.items} ({s.labels} people): BCubed precision {s.bcubed_precision:.4f}, "
+                f"recall {s.bcubed_recall:.4f}, F1 {s.bcubed_f1:.4f}; pairwise precision {s.pairwise_precision:.4f}, "
+                f"recall {s.pairwise_recall:.4f}, F1 {s.pairwise_f1:.4f}"
+            ),
+            (
+                f"people found {s.clusters} (true {s.labels}); unassigned {s.unassigned} of {s.items} "
+                f"({s.unassigned / s.items:.1%})"
+            ),
         ]
         if self.sweep:
             lines.append(
@@ -71,8 +75,12 @@ class ClusterEval:
         return "\n".join(lines)
 
     def as_dict(self) -> dict:
-        return {"default": self.default.as_dict(), "sweep": [x.as_dict() for x in self.sweep],
-                "photos": self.load.photos, "faces": self.load.faces}
+        return {
+            "default": self.default.as_dict(),
+            "sweep": [x.as_dict() for x in self.sweep],
+            "photos": self.load.photos,
+            "faces": self.load.faces,
+        }
 
 
 def labelled_faces(conn: psycopg.Connection, detector: str) -> list[tuple[int, str]]:
@@ -88,14 +96,24 @@ def labelled_faces(conn: psycopg.Connection, detector: str) -> list[tuple[int, s
 
 def score_current(conn: psycopg.Connection, labelled: list[tuple[int, str]]) -> ClusterScores:
     """Scores of the people now stored, over ``labelled`` faces."""
-    person = dict(conn.execute("SELECT face_id, identity_id FROM pgvision.faces WHERE face_id = ANY(%s)",
-                               ([f for f, _ in labelled],)).fetchall())
+    person = dict(
+        conn.execute(
+            "SELECT face_id, identity_id FROM pgvision.faces WHERE face_id = ANY(%s)", ([f for f, _ in labelled],)
+        ).fetchall()
+    )
     return score_clustering([lab for _, lab in labelled], [person[f] for f, _ in labelled])
 
 
-def evaluate_clustering(conn: psycopg.Connection, root: str | Path, pipeline: FacePipeline,
-                        max_distance: float | None = None, min_faces: int = 3, neighbours: int = 16,
-                        sweep: list[float] | tuple = (), progress: bool = True) -> ClusterEval:
+def evaluate_clustering(
+    conn: psycopg.Connection,
+    root: str | Path,
+    pipeline: FacePipeline,
+    max_distance: float | None = None,
+    min_faces: int = 3,
+    neighbours: int = 16,
+    sweep: list[float] | tuple = (),
+    progress: bool = True,
+) -> ClusterEval:
     """Load ``root``'s photos without identities, cluster them in full, score against the folders.
 
     Args:

@@ -72,5 +72,15 @@ def score_clustering(labels: list[str], clusters: list[int | None]) -> ClusterSc
     same_label = sum(_pairs(k) for k in size_l.values())
     pp = together_right / together if together else 1.0
     pr = together_right / same_label if same_label else 1.0
-    return ClusterScores(precision, recall, _f1(precision, recall), pp, pr, _f1(pp, pr), n,
-                         sum(c is None for c in clusters), len({c for c in clusters if c is not None}), len(size_l))
+    return ClusterScores(
+        precision,
+        recall,
+        _f1(precision, recall),
+        pp,
+        pr,
+        _f1(pp, pr),
+        n,
+        sum(c is None for c in clusters),
+        len({c for c in clusters if c is not None}),
+        len(size_l),
+    )
