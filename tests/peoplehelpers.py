@@ -34,7 +34,7 @@ def add_faces(conn, faces: dict, *, model: str = "face2d", photo: dict | None = 
         name = (photo or {}).get(key, key)
         image_id = conn.execute(
             "INSERT INTO pgvision.images (sha256, uri, width, height) VALUES (%s, %s, 100, 100) "
-            "ON CONFLICT (sha256) DO UPDATE SET uri = EXCLUDED.uri RETURNING image_id",
+            "ON CONFLICT (collection_id, sha256) DO UPDATE SET uri = EXCLUDED.uri RETURNING image_id",
             (hashlib.sha256(name.encode()).digest(), f"file:///{name}.jpg")).fetchone()[0]
         left = 20 * conn.execute("SELECT count(*) FROM pgvision.faces WHERE image_id = %s", (image_id,)).fetchone()[0]
         face_id = conn.execute(
