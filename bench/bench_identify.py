@@ -128,8 +128,8 @@ def run(url: str, n: int, dims: int, a) -> dict:
 
     common.interleaved({"identify": call_identify, "brute": call_brute}, a.reps)
     np_ = len(probes)
-    agree = np.mean([a_ == b for a_, b in zip(got["identify"][-np_:], got["brute"][-np_:])])
-    correct = np.mean([g == ident[t] for g, t in zip(got["identify"][-np_:], truth)])
+    agree = np.mean([a_ == b for a_, b in zip(got["identify"][-np_:], got["brute"][-np_:], strict=True)])
+    correct = np.mean([g == ident[t] for g, t in zip(got["identify"][-np_:], truth, strict=True)])
     conn.execute("DELETE FROM pgvision.models WHERE model_id = %s", (model_id,))
     conn.close()
     res = {"faces": n, "identities": int(who.max()) + 1, "dims": dims, "metric": metric, "load_s": load_s,
@@ -140,7 +140,8 @@ def run(url: str, n: int, dims: int, a) -> dict:
            "brute_p99_ms": 1000 * common.percentile(lat["brute"], 99),
            "agreement_with_brute": float(agree), "rank1_correct": float(correct)}
     print(f"  {n:,} x {dims}: build {build_s:.1f} s, index {index_mb:.0f} MB, identify p50 "
-          f"{res['identify_p50_ms']:.2f} ms p99 {res['identify_p99_ms']:.2f} ms, brute p50 {res['brute_p50_ms']:.2f} ms, "
+          f"{res['identify_p50_ms']:.2f} ms p99 {res['identify_p99_ms']:.2f} ms, "
+          f"brute p50 {res['brute_p50_ms']:.2f} ms, "
           f"agreement {agree:.3f}", flush=True)
     return res
 
@@ -160,7 +161,7 @@ def plot(rows: list[dict], name: str) -> None:
         axes[0].plot(n, [r["brute_p50_ms"] for r in rs], "s--", label=f"brute force p50, {dims}-d")
         axes[1].plot(n, [r["build_s"] for r in rs], "o-", label=f"HNSW build, {dims}-d")
         axes[2].plot(n, [r["index_mb"] for r in rs], "o-", label=f"index size, {dims}-d")
-    for ax, yl in zip(axes, ["latency, ms (client wall clock)", "build seconds", "index MB"]):
+    for ax, yl in zip(axes, ["latency, ms (client wall clock)", "build seconds", "index MB"], strict=True):
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("enrolled faces")

@@ -55,67 +55,74 @@ def records_for(n: int, offset: int = 0) -> list[pg_copy.ImageRecord]:
                                 f"class{i % 10}", 32, 32) for i in range(offset, offset + n)]
 
 
-def run_dims(url: str, n: int, dims: int, text_rows: int, batch: int, reps: int) -> dict:
-    conn = common.connect(url)
-    conn.execute(f"DROP TABLE IF EXISTS bare, plain_t; "
-                 f"CREATE TABLE bare (id bigint, embedding vector({dims})) WITH (toast_tuple_target = 8160); "
-                 f"ALTER TABLE bare ALTER COLUMN embedding SET STORAGE EXTERNAL; "
-                 f"CREATE TABLE plain_t (id bigint, embedding vector({dims}))")
-    model_id = register_model(conn, ModelSpec(f"bench-{dims}", "image", dims, "cosine"))
-    rng = np.random.default_rng(dims)
-    emb = rng.standard_normal((n, dims), dtype=np.float32)
-    ids = np.arange(1, n + 1, dtype=np.int64)
-    recs = records_for(n)
-    tr = min(text_rows, n)
-    image_ids: dict[str, np.ndarray] = {}
+class Methods:
+    """The loading methods compared, over one connection and the same vectors (one timed run each)."""
 
-    def reset(name: str) -> None:
+    def __init__(self, url: str, n: int, dims: int, text_rows: int, batch: int) -> None:
+        self.conn = conn = common.connect(url)
+        conn.execute(f"DROP TABLE IF EXISTS bare, plain_t; "
+                     f"CREATE TABLE bare (id bigint, embedding vector({dims})) WITH (toast_tuple_target = 8160); "
+                     f"ALTER TABLE bare ALTER COLUMN embedding SET STORAGE EXTERNAL; "
+                     f"CREATE TABLE plain_t (id bigint, embedding vector({dims}))")
+        self.model_id = register_model(conn, ModelSpec(f"bench-{dims}", "image", dims, "cosine"))
+        self.n, self.dims, self.batch = n, dims, batch
+        self.emb = np.random.default_rng(dims).standard_normal((n, dims), dtype=np.float32)
+        self.ids = np.arange(1, n + 1, dtype=np.int64)
+        self.recs = records_for(n)
+        self.text_rows = min(text_rows, n)
+        self.image_ids = np.zeros(0, dtype=np.int64)
+
+    def chunks(self):
+        return ((i, slice(i, i + self.batch)) for i in range(0, self.n, self.batch))
+
+    def reset(self, name: str) -> None:
+        conn = self.conn
         conn.execute("TRUNCATE bare, plain_t")
-        if name == "pgvision-vectors":
-            conn.execute("DELETE FROM pgvision.image_embeddings")
-            if conn.execute("SELECT count(*) FROM pgvision.images").fetchone()[0] != n:
-                conn.execute("TRUNCATE pgvision.images CASCADE")
-                for i in range(0, n, batch):
-                    pg_copy.copy_image_embeddings(conn, model_id, recs[i:i + batch], emb[i:i + batch])
-                conn.execute("DELETE FROM pgvision.image_embeddings")
-            conn.execute("VACUUM pgvision.image_embeddings")
-            image_ids["ids"] = np.array([r[0] for r in conn.execute(
-                "SELECT image_id FROM pgvision.images ORDER BY image_id")], dtype=np.int64)
-        else:
+        if name != "pgvision-vectors":
             conn.execute("TRUNCATE pgvision.images CASCADE")
+            return
+        conn.execute("DELETE FROM pgvision.image_embeddings")
+        if conn.execute("SELECT count(*) FROM pgvision.images").fetchone()[0] != self.n:
+            conn.execute("TRUNCATE pgvision.images CASCADE")
+            for _, s in self.chunks():
+                pg_copy.copy_image_embeddings(conn, self.model_id, self.recs[s], self.emb[s])
+            conn.execute("DELETE FROM pgvision.image_embeddings")
+        conn.execute("VACUUM pgvision.image_embeddings")
+        self.image_ids = np.array([r[0] for r in conn.execute(
+            "SELECT image_id FROM pgvision.images ORDER BY image_id")], dtype=np.int64)
 
-    def pgvision() -> None:
-        for i in range(0, n, batch):
-            pg_copy.copy_image_embeddings(conn, model_id, recs[i:i + batch], emb[i:i + batch], dims=dims)
+    def pgvision(self) -> None:
+        for _, s in self.chunks():
+            pg_copy.copy_image_embeddings(self.conn, self.model_id, self.recs[s], self.emb[s], dims=self.dims)
 
-    def pgvision_vectors() -> None:
-        iid = image_ids["ids"]
-        for i in range(0, n, batch):
+    def pgvision_vectors(self) -> None:
+        for _, s in self.chunks():
+            with self.conn.transaction():
+                pg_copy.copy_vectors(self.conn, "image_embeddings", "image_id", self.model_id, self.image_ids[s],
+                                     self.emb[s])
+
+    def staging(self) -> None:
+        conn = self.conn
+        for _, s in self.chunks():
+            chunk = self.recs[s]
             with conn.transaction():
-                pg_copy.copy_vectors(conn, "image_embeddings", "image_id", model_id, iid[i:i + batch],
-                                     emb[i:i + batch])
-
-    def staging() -> None:
-        for i in range(0, n, batch):
-            chunk = recs[i:i + batch]
-            with conn.transaction():
-                pg_copy.lock_model(conn, model_id)
+                pg_copy.lock_model(conn, self.model_id)
                 got = pg_copy.upsert_images(conn, chunk)
                 iid = np.array([got[r.sha256] for r in chunk], dtype=np.int64)
                 conn.execute("CREATE TEMP TABLE IF NOT EXISTS stage (model_id int, image_id bigint, embedding vector) "
                              "ON COMMIT DELETE ROWS")
                 with conn.cursor() as cur, cur.copy("COPY stage FROM STDIN (FORMAT BINARY)") as cp:
-                    cp.write(pg_copy.encode_copy_binary(model_id, iid, emb[i:i + batch]))
+                    cp.write(pg_copy.encode_copy_binary(self.model_id, iid, self.emb[s]))
                 conn.execute("INSERT INTO pgvision.image_embeddings SELECT * FROM stage ON CONFLICT DO NOTHING")
 
-    def text_file() -> None:
+    def text_file(self) -> None:
         # The tutorial's way: a text file written with Python string formatting, then COPY.
         with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
             path = f.name
-            for i in range(tr):
-                f.write(f"{i + 1}|[{','.join(str(x) for x in emb[i].tolist())}]\n")
+            for i in range(self.text_rows):
+                f.write(f"{i + 1}|[{','.join(str(x) for x in self.emb[i].tolist())}]\n")
         try:
-            with conn.transaction(), conn.cursor() as cur, \
+            with self.conn.transaction(), self.conn.cursor() as cur, \
                     cur.copy("COPY plain_t (id, embedding) FROM STDIN (FORMAT text, DELIMITER '|')") as cp, \
                     open(path, "rb") as f:
                 while data := f.read(1 << 20):
@@ -123,19 +130,23 @@ def run_dims(url: str, n: int, dims: int, text_rows: int, batch: int, reps: int)
         finally:
             os.unlink(path)
 
-    def executemany() -> None:
-        with conn.transaction(), conn.cursor() as cur:
+    def executemany(self) -> None:
+        with self.conn.transaction(), self.conn.cursor() as cur:
             cur.executemany("INSERT INTO plain_t (id, embedding) VALUES (%s, %s)",
-                            [(int(ids[i]), emb[i]) for i in range(n)])
+                            [(int(self.ids[i]), self.emb[i]) for i in range(self.n)])
 
-    def bare_copy() -> None:
-        for i in range(0, n, batch):
-            with conn.transaction(), conn.cursor() as cur, \
+    def bare_copy(self) -> None:
+        for _, s in self.chunks():
+            with self.conn.transaction(), self.conn.cursor() as cur, \
                     cur.copy("COPY bare (id, embedding) FROM STDIN (FORMAT BINARY)") as cp:
-                cp.write(common.encode_bare(ids[i:i + batch], emb[i:i + batch]))
+                cp.write(common.encode_bare(self.ids[s], self.emb[s]))
 
-    methods = {"pgvision": pgvision, "pgvision-vectors": pgvision_vectors, "staging": staging,
-               "text-file": text_file, "executemany": executemany, "bare-copy": bare_copy}
+
+def run_dims(url: str, n: int, dims: int, text_rows: int, batch: int, reps: int) -> dict:
+    m = Methods(url, n, dims, text_rows, batch)
+    conn, model_id, recs, emb, tr, reset = m.conn, m.model_id, m.recs, m.emb, m.text_rows, m.reset
+    methods = {"pgvision": m.pgvision, "pgvision-vectors": m.pgvision_vectors, "staging": m.staging,
+               "text-file": m.text_file, "executemany": m.executemany, "bare-copy": m.bare_copy}
     rows_of = {m: (tr if m == "text-file" else n) for m in methods}
     times = common.interleaved(methods, reps, before=reset)
     rate = {m: rows_of[m] / common.median(t) for m, t in times.items()}
@@ -205,7 +216,8 @@ def main() -> None:
             rate = r["rows_per_s"]
             pg = rate["pgvision"]
             n_of = {m: r["text_rows"] if m == "text-file" else r["rows"] for m in r["seconds"]}
-            rounds = {m: [(r["rows"] / tp) / (n_of[m] / tm) for tp, tm in zip(r["seconds"]["pgvision"], r["seconds"][m])]
+            pg_times = r["seconds"]["pgvision"]
+            rounds = {m: [(r["rows"] / tp) / (n_of[m] / tm) for tp, tm in zip(pg_times, r["seconds"][m], strict=True)]
                       for m in r["seconds"]}
             r["pgvision_vs_method_by_round"] = rounds
             rows = [[m, n_of[m], common.median(r["seconds"][m]), rate[m], pg / rate[m], common.spread(rounds[m]),

@@ -50,9 +50,10 @@ def numpy_topk(x: np.ndarray, q: np.ndarray, k: int = K) -> np.ndarray:
     return idx[np.argsort(d[idx])]
 
 
-def recall(x: np.ndarray, queries: np.ndarray, truth: tuple[np.ndarray, np.ndarray], got_rows: list[np.ndarray]) -> float:
+def recall(x: np.ndarray, queries: np.ndarray, truth: tuple[np.ndarray, np.ndarray],
+           got_rows: list[np.ndarray]) -> float:
     """recall@10 by true ids (and exact ties), :func:`common.true_recall`."""
-    got_d = [1.0 - x[rows] @ q if len(rows) else np.array([]) for q, rows in zip(queries, got_rows)]
+    got_d = [1.0 - x[rows] @ q if len(rows) else np.array([]) for q, rows in zip(queries, got_rows, strict=True)]
     return common.true_recall(truth[0], truth[1], got_rows, got_d)
 
 
@@ -183,7 +184,8 @@ def report(res: dict) -> None:
         print(f"goal: at ef_search={best['ef_search']} (recall@10 {best['api_recall']:.3f}) search_images is "
               f"{best['api_qps'] / res['numpy_qps']:.1f}x numpy (>= 10); "
               f"search_images / raw over all ef_search: "
-              f"{min(r['api_vs_raw'] for r in res['hnsw']):.2f}..{max(r['api_vs_raw'] for r in res['hnsw']):.2f} (>= 0.95)")
+              f"{min(r['api_vs_raw'] for r in res['hnsw']):.2f}..{max(r['api_vs_raw'] for r in res['hnsw']):.2f} "
+              "(>= 0.95)")
     else:
         print("goal: no ef_search reached recall@10 >= 0.95")
 
@@ -195,7 +197,7 @@ def plot(results: list[dict], name: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(results), figsize=(6.2 * len(results), 4.6), squeeze=False)
-    for ax, res in zip(axes[0], results):
+    for ax, res in zip(axes[0], results, strict=True):
         h, v = res["hnsw"], res["ivfflat"]
         ax.plot([r["api_recall"] for r in h], [r["api_qps"] for r in h], "o-", label="search_images, HNSW (ef_search)")
         ax.plot([r["raw_recall"] for r in h], [r["raw_qps"] for r in h], "x--", label="raw SQL, HNSW")
@@ -236,7 +238,7 @@ def main() -> None:
         with common.connect(url) as conn:
             results["machine"] = common.machine(conn)
         common.print_machine(results["machine"])
-        for data in a.data:
+        for _data in a.data:  # clustered only
             allx = common.clustered(a.rows + a.queries, a.dims, clusters=max(10, a.rows // 100), seed=1)
             x, q, label = allx[: a.rows], allx[a.rows:], f"clustered-{a.rows // 1000}k-{a.dims}"
             print(f"{label}: {len(x):,} x {x.shape[1]} stored, {len(q)} queries", flush=True)

@@ -37,9 +37,9 @@ import numpy as np
 from scipy.stats import norm
 
 import common
+from pgvision.evaluate_faces import enrolled_identities
 from pgvision.faces.calibrate import fpir_from_fmr, per_comparison_target, threshold_at_fpir_pooled
 from pgvision.faces.decide import identity_distances, rank_identities
-from pgvision.evaluate_faces import enrolled_identities
 
 
 def check(names, emb, has, split: str, per_identity: int, target: float, grid) -> dict:
@@ -106,7 +106,8 @@ def main() -> None:
         rows += r["rows"]
         print(f"split {split}: {r['identities']} identities, {r['impostor_comparisons']} impostor comparisons "
               f"(mean {r['mu']:.4f}, sd {r['sigma']:.4f}), FMR {r['fmr']:.2e} -> threshold {r['threshold']:.4f}: "
-              f"TPIR {r['calibrated'][0]:.3f}, FPIR {r['calibrated'][1]:.4f} ({r['mated']} mated, {r['non_mated']} non-mated)")
+              f"TPIR {r['calibrated'][0]:.3f}, FPIR {r['calibrated'][1]:.4f} "
+              f"({r['mated']} mated, {r['non_mated']} non-mated)")
     common.print_table(["split", "threshold (L2)", "predicted FPIR", "observed FPIR", "false accepts", "observed TPIR"],
                        rows, f"predicted (Gaussian x independence) vs observed FPIR, target {a.target_fpir}")
     common.write_results("calibration_check", results)

@@ -187,9 +187,9 @@ def print_table(headers: list[str], rows: list[list], title: str | None = None) 
     """Print (and return) a Markdown table."""
     cells = [[fmt(c) for c in r] for r in rows]
     widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
-    lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths)) + " |",
+    lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |",
              "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-    lines += ["| " + " | ".join(c.rjust(w) for c, w in zip(r, widths)) + " |" for r in cells]
+    lines += ["| " + " | ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in cells]
     text = "\n".join(lines)
     if title:
         print(f"\n{title}")
@@ -229,7 +229,8 @@ def clustered(n: int, dims: int, clusters: int, seed: int = 0, spread: float = 0
     out = np.empty((n, dims), dtype=np.float32)
     for i in range(0, n, chunk):
         m = min(chunk, n - i)
-        out[i:i + m] = centres[rng.integers(0, clusters, m)] + rng.normal(scale=spread, size=(m, dims)) / np.sqrt(dims) * 4
+        noise = rng.normal(scale=spread, size=(m, dims)) / np.sqrt(dims) * 4
+        out[i:i + m] = centres[rng.integers(0, clusters, m)] + noise
     return out
 
 
@@ -341,16 +342,16 @@ def true_recall(truth_ids: np.ndarray, truth_d: np.ndarray, got: list[np.ndarray
     """
     k = truth_ids.shape[1]
     hits = 0
-    for ids, td, rows, d in zip(truth_ids, truth_d, got, got_d):
+    for ids, td, rows, d in zip(truth_ids, truth_d, got, got_d, strict=True):
         kth = float(td[k - 1])
         ids = set(int(i) for i in ids)
-        hits += sum(int(r) in ids or float(x) <= kth + 1e-9 * abs(kth) for r, x in zip(rows, d))
+        hits += sum(int(r) in ids or float(x) <= kth + 1e-9 * abs(kth) for r, x in zip(rows, d, strict=True))
     return hits / (k * len(truth_ids))
 
 
 def round_ratios(times: dict[str, list[float]], a: str, b: str) -> list[float]:
     """Speed of ``a`` over ``b`` (time of b / time of a) in each interleaved round."""
-    return [tb / ta for ta, tb in zip(times[a], times[b])]
+    return [tb / ta for ta, tb in zip(times[a], times[b], strict=True)]
 
 
 def verdict(ratios: list[float], goal: float) -> str:

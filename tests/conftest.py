@@ -38,6 +38,25 @@ def shared_path(*parts: str) -> Path:
     return path
 
 
+#: Top-level modules of the extras (pyproject.toml [project.optional-dependencies]).
+EXTRAS_MODULES = ("torch", "torchvision", "PIL", "timm", "dlib", "scipy", "matplotlib")
+
+
+def without_extras(top: Path) -> Path:
+    """A folder to put first on ``PYTHONPATH`` so that the extras' modules fail to import.
+
+    Each of :data:`EXTRAS_MODULES` becomes a package whose import raises
+    ``ModuleNotFoundError`` (with ``name`` set, as a real absence does): a subprocess then
+    behaves like the core install, ``pip install pgvision`` with no extras.
+    """
+    top.mkdir(parents=True, exist_ok=True)
+    for name in EXTRAS_MODULES:
+        (top / name).mkdir(exist_ok=True)
+        message = f"No module named {name!r}"
+        (top / name / "__init__.py").write_text(f"raise ModuleNotFoundError({message!r}, name={name!r})\n")
+    return top
+
+
 def server_dir() -> Path:
     """A fresh directory for an embedded server's data, outside pytest's tmp tree.
 

@@ -12,6 +12,9 @@ from pathlib import Path
 import numpy as np
 import psycopg
 import pytest
+
+pytest.importorskip("PIL", reason="Pillow is not installed: these tests need pip install 'pgvision[images]'")
+
 from click.testing import CliRunner
 from PIL import Image
 

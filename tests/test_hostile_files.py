@@ -20,6 +20,9 @@ from urllib.parse import unquote_to_bytes
 import numpy as np
 import psycopg
 import pytest
+
+pytest.importorskip("PIL", reason="Pillow is not installed: these tests need pip install 'pgvision[images]'")
+
 from PIL import Image
 
 from pgvision.ingest.files import FileSkipped, file_uri, read_file, sha256_file

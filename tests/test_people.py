@@ -143,23 +143,23 @@ def test_merge_split_move_ignore_are_audited(conn):
 
 
 BAD_CALLS = [
-    ("SELECT pgvision.people_name({pa}, 'Cy')", "the name 'Cy' is already person {pc}'s: merge the two with "
-     "pgvision.people_merge({pc}, {pa}), or pick another name", "23505"),
-    ("SELECT pgvision.people_name({pa}, '')", "a name must be 1 to 200 characters, got 0: give a shorter, non-empty "
-     "name (or NULL to remove it)", "22023"),
+    ("SELECT pgvision.people_name({pa}, 'Cy')", ("the name 'Cy' is already person {pc}'s: merge the two with "
+     "pgvision.people_merge({pc}, {pa}), or pick another name"), "23505"),
+    ("SELECT pgvision.people_name({pa}, '')", ("a name must be 1 to 200 characters, got 0: give a shorter, non-empty "
+     "name (or NULL to remove it)"), "22023"),
     ("SELECT pgvision.people_name(999, 'x')", "no person with identity_id 999", "P0002"),
     ("SELECT pgvision.people_merge({pa}, {pa})", "cannot merge person {pa} into itself: pass two different people", "22023"),
-    ("SELECT pgvision.people_move(ARRAY[{y}]::bigint[], {pa})", "person {pa} already has face {a0} in the photo of "
-     "face {y} (image {img}): a person has at most one face per photo; move face {a0} out first", "23505"),
-    ("SELECT pgvision.people_split({pa}, ARRAY[{c1}]::bigint[])", "face {c1} is not person {pa}'s (it is person {pc}): "
-     "split takes faces of the person only", "22023"),
-    ("SELECT pgvision.people_split({pc}, ARRAY[{c0}, {c1}, {c2}, {c3}]::bigint[])", "face_ids hold every face of person "
-     "{pc}: leave at least one (or rename the person with people_name)", "22023"),
-    ("SELECT pgvision.people_move('{{}}'::bigint[])", "face_ids must name at least one face: pass ARRAY[face_id, ...] "
-     "from pgvision.faces", "22004"),
+    ("SELECT pgvision.people_move(ARRAY[{y}]::bigint[], {pa})", ("person {pa} already has face {a0} in the photo of "
+     "face {y} (image {img}): a person has at most one face per photo; move face {a0} out first"), "23505"),
+    ("SELECT pgvision.people_split({pa}, ARRAY[{c1}]::bigint[])", ("face {c1} is not person {pa}'s (it is person {pc}): "
+     "split takes faces of the person only"), "22023"),
+    ("SELECT pgvision.people_split({pc}, ARRAY[{c0}, {c1}, {c2}, {c3}]::bigint[])", ("face_ids hold every face of person "
+     "{pc}: leave at least one (or rename the person with people_name)"), "22023"),
+    ("SELECT pgvision.people_move('{{}}'::bigint[])", ("face_ids must name at least one face: pass ARRAY[face_id, ...] "
+     "from pgvision.faces"), "22004"),
     ("SELECT pgvision.cluster_faces('face2d', 'nightly')", "mode must be 'incremental' or 'full', got 'nightly'", "22023"),
-    ("SELECT pgvision.cluster_faces('face2d', max_distance => 'NaN')", "max_distance must be a finite distance > 0, "
-     "got NaN: pass max_distance => a distance such as 0.5 (dlib, L2)", "22023"),
+    ("SELECT pgvision.cluster_faces('face2d', max_distance => 'NaN')", ("max_distance must be a finite distance > 0, "
+     "got NaN: pass max_distance => a distance such as 0.5 (dlib, L2)"), "22023"),
     ("SELECT pgvision.cluster_faces('face2d', min_faces => 0)", "min_faces must be between 1 and 1000, got 0", "22023"),
 ]
 
@@ -309,3 +309,46 @@ def test_kill_9_in_a_batch_leaves_whole_batches_and_a_rerun_goes_on(database_url
         pass
     assert groups(conn, ids) == [A, C]
     assert conn.execute("SELECT count(*) FROM pgvision.cluster_edges").fetchone() == (0,)
+
+
+def test_migration_round_trip_with_people(empty_database_url):
+    """0013 -> head with an enrolled face, cluster, then down to 0013 (the unnamed people go,
+    the named one and every face stay) and up again."""
+    from pgvision import migrate
+    from pgvision.server.connection import connect
+
+    url = empty_database_url
+    migrate.upgrade(url, "0013")
+    with connect(url, autocommit=True) as conn:
+        ids = add_faces(conn, LOOKALIKES)
+        ann = conn.execute("INSERT INTO pgvision.identities (name) VALUES ('ann') RETURNING identity_id").fetchone()[0]
+        conn.execute("UPDATE pgvision.faces SET identity_id = %s WHERE face_id = %s", (ann, ids["a0"]))
+    migrate.upgrade(url, "0014")
+    with connect(url, autocommit=True) as conn:
+        assert conn.execute("SELECT assigned_by FROM pgvision.faces WHERE face_id = %s", (ids["a0"],)).fetchone() == ("hand",)
+        assert cluster(conn, "full") == ("full", "done", 7, 1, 3)  # a1-a3 join ann (3 close pairs); C is new
+        assert groups(conn, ids) == [A, C]
+    migrate.downgrade(url, "0013")
+    with connect(url, autocommit=True) as conn:
+        assert groups(conn, ids) == [A]
+        assert conn.execute("SELECT name FROM pgvision.identities").fetchall() == [("ann",)]
+        assert conn.execute("SELECT count(*) FROM pgvision.faces").fetchone() == (11,)
+    migrate.upgrade(url)
+    with connect(url, autocommit=True) as conn:
+        assert conn.execute("SELECT DISTINCT assigned_by FROM pgvision.faces WHERE identity_id IS NOT NULL").fetchall() == [
+            ("hand",)]
+        assert cluster(conn, "full") == ("full", "done", 4, 1, 3)
+        assert groups(conn, ids) == [A, C]
+
+
+def test_bcubed_and_pairwise_scores_by_hand():
+    """labels a a b b, clusters 1 1 1 (none): BCubed precision (2/3 + 2/3 + 1/3 + 1) / 4,
+    recall (1 + 1 + 1/2 + 1/2) / 4; pairs put together 3, right 1 (of 2 same-label pairs)."""
+    from pgvision.people.scores import score_clustering
+
+    s = score_clustering(["a", "a", "b", "b"], [1, 1, 1, None])
+    assert (round(s.bcubed_precision, 4), s.bcubed_recall, round(s.pairwise_precision, 4), s.pairwise_recall) == (
+        0.6667, 0.75, 0.3333, 0.5)
+    assert (s.items, s.unassigned, s.clusters, s.labels) == (4, 1, 1, 2)
+    with pytest.raises(ValueError, match="labels and clusters must be non-empty and of one length, got 1 and 0"):
+        score_clustering(["a"], [])

@@ -50,7 +50,7 @@ def parse_tables(text: str) -> list[list[dict[str, str]]]:
             cols = [c.strip() for c in lines[i].split("|")]
             rows, i = [], i + 2
             while i < len(lines) and "|" in lines[i]:
-                rows.append(dict(zip(cols, (v.strip() for v in lines[i].split("|")))))
+                rows.append(dict(zip(cols, (v.strip() for v in lines[i].split("|")), strict=True)))
                 i += 1
             tables.append(rows)
         else:
@@ -74,9 +74,10 @@ def loaded(server_conninfo, template_db):
     """One database for the module, with the fixture photos loaded by `pgvision load`."""
     import torch
     from click.testing import CliRunner
+    from psycopg.conninfo import make_conninfo
+
     from conftest import _drop, _fresh_database
     from pgvision.cli import main
-    from psycopg.conninfo import make_conninfo
 
     name = _fresh_database(server_conninfo, template_db)
     url = make_conninfo(server_conninfo, dbname=name)
@@ -112,15 +113,15 @@ def test_readme_sql_example(loaded, index):
             cur = conn.execute(stmt)
             if cur.description:
                 cols = [d.name for d in cur.description]
-                results.append([dict(zip(cols, row)) for row in cur.fetchall()])
+                results.append([dict(zip(cols, row, strict=True)) for row in cur.fetchall()])
         conn.rollback()  # examples such as CREATE ROLE leave nothing behind
     if output is None:
         return
     expected = parse_tables(output)
     assert len(expected) == len(results)
-    for want, got in zip(expected, results):
+    for want, got in zip(expected, results, strict=True):
         assert len(want) == len(got)
-        for w, g in zip(want, got):
+        for w, g in zip(want, got, strict=True):
             for col, value in w.items():
                 if col in ("uri", "ann_ms", "exact_ms"):  # machine-dependent
                     continue

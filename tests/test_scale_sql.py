@@ -413,9 +413,11 @@ def test_search_images_holds_each_indexed_image_models_statement(conn):
     source = _search_images_source(conn)
     assert ("WHEN 1 THEN\n                RETURN QUERY SELECT s.image_id, s.uri, s.label, s.distance, "
             "pgvision._similarity(s.distance, m.metric) FROM (SELECT e.image_id, i.uri, i.label, "
-            "(e.embedding::\"public\".vector(4) OPERATOR(\"public\".<=>) query::\"public\".vector(4))::float8 AS distance "
+            "(e.embedding::\"public\".vector(4) OPERATOR(\"public\".<=>) "
+            "query::\"public\".vector(4))::float8 AS distance "
             "FROM pgvision.image_embeddings e JOIN pgvision.images i ON i.image_id = e.image_id WHERE e.model_id = 1 "
-            "ORDER BY e.embedding::\"public\".vector(4) OPERATOR(\"public\".<=>) query::\"public\".vector(4) LIMIT k) s "
+            "ORDER BY e.embedding::\"public\".vector(4) OPERATOR(\"public\".<=>) "
+            "query::\"public\".vector(4) LIMIT k) s "
             "WHERE max_distance IS NULL OR s.distance <= max_distance ORDER BY s.distance, s.image_id;") in source
     assert f"WHEN {face_model} THEN" not in source
     ddl.ensure_index(conn, 1)

@@ -481,7 +481,7 @@ def test_the_embedded_data_directory_is_private_to_its_server():
 @pytest.mark.parametrize("statement", [
     "UPDATE pgvision.images SET label = 'x'",
     "UPDATE pgvision.image_embeddings SET model_id = model_id",
-    "UPDATE pgvision.identities SET name = 'x'",
+    "UPDATE pgvision.identities SET metadata = '{}'",  # name: the people verbs rename (migration 0014)
     "UPDATE pgvision.models SET metric = 'cosine'",
     "UPDATE pgvision.calibrations SET threshold = 1",
     "DELETE FROM pgvision.images",

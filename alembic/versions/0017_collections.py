@@ -264,8 +264,10 @@ def upgrade() -> None:
                "REFERENCES pgvision.collections")
     op.execute(f"ALTER TABLE pgvision.calibrations ALTER COLUMN collection_id SET DEFAULT {SESSION_COLLECTION}")
     for table in TENANT_TABLES:
-        op.execute(f"COMMENT ON COLUMN pgvision.{table}.collection_id IS "
-                   "'Collection (tenant) of the row; default: the session''s pgvision.collection_id setting, else 1 (default)'")
+        op.execute(
+            f"COMMENT ON COLUMN pgvision.{table}.collection_id IS "
+            "'Collection (tenant) of the row; default: the session''s pgvision.collection_id setting, else 1 (default)'"
+        )
         op.execute(f"ALTER TABLE pgvision.{table} ENABLE ROW LEVEL SECURITY")
         op.execute(f"CREATE POLICY collection_member ON pgvision.{table} USING ({VISIBLE}) WITH CHECK ({VISIBLE})")
     op.execute("ALTER TABLE pgvision.collections ENABLE ROW LEVEL SECURITY")

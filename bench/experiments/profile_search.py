@@ -67,7 +67,8 @@ def main() -> None:
             f"ORDER BY e.embedding::vector({d}) <=> q::vector({d}) LIMIT k $f$")
         variants = {
             "raw (static SQL, cached plan)": f"PERFORM ({q_static})",
-            "per-model SQL function, static call": "PERFORM (SELECT array_agg(item_id) FROM pgvision._knn_profile(v, 10))",
+            "per-model SQL function, static call":
+                "PERFORM (SELECT array_agg(item_id) FROM pgvision._knn_profile(v, 10))",
             "per-model SQL function, via EXECUTE":
                 "EXECUTE 'SELECT array_agg(item_id) FROM pgvision._knn_profile($1, 10)' INTO ids USING v",
             "raw, dynamic (EXECUTE)": f"EXECUTE '{q_dyn}' INTO ids USING v",
@@ -78,7 +79,8 @@ def main() -> None:
                 f"PERFORM (SELECT array_agg(image_id) FROM bench_prev.search_images_v2(v, 10, model => '{name}'))",
             "_resolve_model() alone": f"PERFORM pgvision._resolve_model('{name}', 'image')",
             "_check_query() alone": "PERFORM pgvision._check_query(v, mm, 10, NULL)",
-            "search_images()": f"PERFORM (SELECT array_agg(image_id) FROM pgvision.search_images(v, 10, model => '{name}'))",
+            "search_images()":
+                f"PERFORM (SELECT array_agg(image_id) FROM pgvision.search_images(v, 10, model => '{name}'))",
         }
         common.install_variant(conn, "bench_prev", "search_images", "functions/search_images.v2.sql",
                         {"pgvision.search_images(": "bench_prev.search_images_v2(",

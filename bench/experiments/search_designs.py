@@ -55,9 +55,10 @@ designs, not pgvision's API. Each variant's ids are checked against raw's before
 
 Examples (the runs in docs/benchmarks.md, "search_images vs raw SQL (item 5)")::
 
-    PYTHONPATH=loader .venv/bin/python bench/experiments/search_designs.py --rows 100000 --queries 300 --reps 10
-    PYTHONPATH=loader .venv/bin/python bench/experiments/search_designs.py --rows 100000 --queries 300 --reps 6 --unprepared
-    PYTHONPATH=loader .venv/bin/python bench/experiments/search_designs.py --rows 1000000 --queries 200 --reps 5 --target-recall 0.95
+    PYTHONPATH=loader python bench/experiments/search_designs.py --rows 100000 --queries 300 --reps 10
+    PYTHONPATH=loader python bench/experiments/search_designs.py --rows 100000 --queries 300 --reps 6 --unprepared
+    PYTHONPATH=loader python bench/experiments/search_designs.py --rows 1000000 --queries 200 --reps 5 \\
+        --target-recall 0.95
 """
 
 from __future__ import annotations
@@ -92,7 +93,8 @@ BEGIN
     PERFORM pgvision._check_query(query, m, k, ef_search);
   END IF;"""
     join = (f"SELECT e.image_id, i.uri, i.label, ({key} {op} {q})::float8 AS d FROM pgvision.image_embeddings e "
-            f"JOIN pgvision.images i ON i.image_id = e.image_id WHERE e.model_id = {model_id} ORDER BY {key} {op} {q} LIMIT k")
+            f"JOIN pgvision.images i ON i.image_id = e.image_id WHERE e.model_id = {model_id} "
+            f"ORDER BY {key} {op} {q} LIMIT k")
     settings_on = """
   old_ef := current_setting('hnsw.ef_search', true); want := greatest(coalesce(ef_search, m.ef_search), k)::text;
   IF want IS DISTINCT FROM old_ef THEN PERFORM set_config('hnsw.ef_search', want, true); END IF;
@@ -119,8 +121,10 @@ END $f$""")
   RETURN QUERY SELECT s.image_id, s.uri, s.label, s.d, 1 - s.d FROM ({join}) s;
 END $f$""")
     bare = f"SELECT s.image_id, s.uri, s.label, s.d, 1 - s.d FROM ({join}) s"
-    conn.execute(f"CREATE FUNCTION designs.e1({args}) {out} LANGUAGE plpgsql VOLATILE AS $f$ BEGIN RETURN QUERY {bare}; END $f$")
-    conn.execute(f"CREATE FUNCTION designs.e2({args}) {out} LANGUAGE plpgsql VOLATILE {secure} AS $f$ BEGIN RETURN QUERY {bare}; END $f$")
+    conn.execute(f"CREATE FUNCTION designs.e1({args}) {out} LANGUAGE plpgsql VOLATILE "
+                 f"AS $f$ BEGIN RETURN QUERY {bare}; END $f$")
+    conn.execute(f"CREATE FUNCTION designs.e2({args}) {out} LANGUAGE plpgsql VOLATILE {secure} "
+                 f"AS $f$ BEGIN RETURN QUERY {bare}; END $f$")
     conn.execute(f"CREATE FUNCTION designs.e3({args}) {out} LANGUAGE sql STABLE AS $f$ {bare} $f$")
     gate = f"""SELECT m.model_id FROM pgvision.models m
         WHERE m.kind = 'image' AND (m.name = f.model OR (f.model IS NULL AND m.is_default))
@@ -237,7 +241,8 @@ def main() -> None:
              ", ".join(f"{v:.0f}" for v in qps[k])] for k in variants]
     common.print_table(["variant", "median QPS", "/ raw", "/ raw + images", "QPS by round"], rows,
                        f"{a.rows:,} x {DIMS}, HNSW ef_search {ef}, {a.queries} queries x {a.reps} rounds, "
-                       "one connection, blocks rotated, " + ("unprepared (planned every call)" if a.unprepared else "prepared by psycopg after 5 calls")
+                       "one connection, blocks rotated, "
+                       + ("unprepared (planned every call)" if a.unprepared else "prepared by psycopg after 5 calls")
                        + "; ratios: median over rounds of the same round's ratio")
     results.update(qps=qps, median_qps=med, median_ratio_to_raw=ratio, median_ratio_to_raw_images=ratio_img)
     common.write_results("search_designs_unprepared" if a.unprepared else "search_designs", results)

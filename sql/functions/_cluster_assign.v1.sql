@@ -66,13 +66,21 @@ BEGIN
     UPDATE pg_temp.pv_nodes n SET core = n.decide AND n.listed AND coalesce(n.cnt, 1) >= min_faces,
                                   comp = NULL, person = NULL;
 
-    -- 3. links: core neighbours sharing another neighbour
+    -- 3. links: core neighbours sharing another neighbour. Each face's neighbours as one
+    --    array; two neighbour lists overlap exactly when a third face is close to both (a
+    --    face is never its own neighbour, and b in N(a), a in N(b) cannot match each other).
+    CREATE TEMPORARY TABLE IF NOT EXISTS pv_nbr (face_id bigint PRIMARY KEY, ids bigint[] NOT NULL) ON COMMIT DROP;
+    TRUNCATE pg_temp.pv_nbr;
+    INSERT INTO pg_temp.pv_nbr (face_id, ids)
+    SELECT s.a, array_agg(s.b) FROM pg_temp.pv_sym s
+    WHERE EXISTS (SELECT 1 FROM pg_temp.pv_nodes n WHERE n.face_id = s.a AND n.core)
+    GROUP BY s.a;
+    ANALYZE pg_temp.pv_nbr;
     INSERT INTO pg_temp.pv_links (a, b)
     SELECT s.a, s.b FROM pg_temp.pv_sym s
-    JOIN pg_temp.pv_nodes na ON na.face_id = s.a AND na.core
-    JOIN pg_temp.pv_nodes nb ON nb.face_id = s.b AND nb.core
-    WHERE EXISTS (SELECT 1 FROM pg_temp.pv_sym x JOIN pg_temp.pv_sym y ON y.a = s.b AND y.b = x.b
-                  WHERE x.a = s.a AND x.b <> s.b);
+    JOIN pg_temp.pv_nbr xa ON xa.face_id = s.a
+    JOIN pg_temp.pv_nbr xb ON xb.face_id = s.b
+    WHERE xa.ids OPERATOR(pg_catalog.&&) xb.ids;
     CREATE INDEX IF NOT EXISTS pv_links_a ON pg_temp.pv_links (a);
     ANALYZE pg_temp.pv_links;
 

@@ -200,9 +200,11 @@ def choose_setting(conn: psycopg.Connection, model_name: str, target: float = DE
         k: neighbours per query (default 10).
         sample: stored vectors used as queries (default 100).
 
+    The ladder runs in one transaction: an interrupted run leaves the previous setting.
+
     Returns:
         The :class:`Choice` stored, or None when there is nothing to choose (method
-        ``none``, index not built yet, or fewer than k + 2 rows).
+        ``none``, index not built yet, or fewer than k + 2 rows: :func:`why_not_measured`).
 
     Raises:
         ValueError: target outside (0, 1].
@@ -216,6 +218,13 @@ def choose_setting(conn: psycopg.Connection, model_name: str, target: float = DE
     rows = stored_rows(conn, model)
     if rows < k + 2:
         return None
+    # one transaction: an interrupted ladder (Ctrl-C, kill) leaves the previous setting, not a rung's
+    with conn.transaction():
+        return _climb(conn, model, model_name, target, rows, k, sample)
+
+
+def _climb(conn: psycopg.Connection, model: dict[str, Any], model_name: str, target: float, rows: int, k: int,
+           sample: int) -> Choice:
     probes = _sample(conn, model, sample)
     truth = exact_truth(conn, model, probes, k)
     tried: list[tuple[int, float]] = []
@@ -243,6 +252,18 @@ def choose_setting(conn: psycopg.Connection, model_name: str, target: float = DE
         (value, target, recall, rows, model["model_id"]),
     )
     return Choice(model_name, setting, value, recall, target, reached, rows, tried)
+
+
+def why_not_measured(conn: psycopg.Connection, model_name: str, k: int = K) -> str:
+    """Why :func:`choose_setting` returned None for ``model_name``, as one line for the CLI."""
+    model = get_model(conn, model_name)
+    if model["index_method"] == "none":
+        return f"{model_name}: no ANN index (method none): exact scans have recall 1, nothing to measure"
+    if not index_exists(conn, model):
+        return f"{model_name}: the index is not built yet (IVFFlat waits for rows): recall not measured"
+    rows = stored_rows(conn, model)
+    return (f"{model_name}: recall not measured: {rows:,} rows, too few to measure recall@{k} (at least {k + 2}); "
+            "exact and ANN results agree at this size, it is measured again after a load")
 
 
 def recheck(conn: psycopg.Connection, model_id: int) -> Choice | None:
@@ -282,6 +303,7 @@ __all__ = [
     "choose_setting",
     "recheck",
     "describe",
+    "why_not_measured",
     "measure",
     "exact_truth",
     "hits",
