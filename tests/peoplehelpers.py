@@ -33,10 +33,12 @@ def add_faces(conn, faces: dict, *, model: str = "face2d", photo: dict | None = 
     ids = {}
     for key, vec in faces.items():
         name = (photo or {}).get(key, key)
-        image_id = conn.execute(
-            "INSERT INTO pgvision.images (sha256, uri, width, height) VALUES (%s, %s, 100, 100) "
-            "ON CONFLICT (collection_id, sha256) DO UPDATE SET uri = EXCLUDED.uri RETURNING image_id",
-            (hashlib.sha256(name.encode()).digest(), f"file:///{name}.jpg")).fetchone()[0]
+        digest = hashlib.sha256(name.encode()).digest()
+        # looked up, then inserted: the same statements before and after collections (0017)
+        row = conn.execute("SELECT image_id FROM pgvision.images WHERE sha256 = %s", (digest,)).fetchone()
+        image_id = row[0] if row else conn.execute(
+            "INSERT INTO pgvision.images (sha256, uri, width, height) VALUES (%s, %s, 100, 100) RETURNING image_id",
+            (digest, f"file:///{name}.jpg")).fetchone()[0]
         left = 20 * conn.execute("SELECT count(*) FROM pgvision.faces WHERE image_id = %s", (image_id,)).fetchone()[0]
         face_id = conn.execute(
             "INSERT INTO pgvision.faces (image_id, detector, box_left, box_top, box_right, box_bottom) "

@@ -14,6 +14,7 @@ import textwrap
 import psycopg
 import pytest
 from peoplehelpers import LOOKALIKES, add_faces, groups, people_of
+from sqlhelpers import grant_default
 
 A = {"a0", "a1", "a2", "a3"}
 C = {"c0", "c1", "c2", "c3"}
@@ -209,6 +210,7 @@ PEOPLE_CALLS = [
 
 def test_reader_may_not_call_the_people_functions(conn):
     add_faces(conn, LOOKALIKES)
+    grant_default(conn, "pgvision_reader")
     conn.execute("SET ROLE pgvision_reader")
     for call in PEOPLE_CALLS:
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied for function"):
@@ -218,6 +220,7 @@ def test_reader_may_not_call_the_people_functions(conn):
 
 def test_reader_reads_the_views_and_loader_runs_everything(conn):
     ids = add_faces(conn, LOOKALIKES)
+    grant_default(conn, "pgvision_reader", "pgvision_loader")
     conn.execute("SET ROLE pgvision_loader")
     assert cluster(conn, "full") == ("full", "done", 8, 2, 3)
     pa, pc = people_of(conn, ids)["a0"], people_of(conn, ids)["c0"]
