@@ -32,9 +32,8 @@ import hashlib
 import os
 import time
 
-import numpy as np
-
 import common
+import numpy as np
 
 SHARES = {"c50": 0.5, "c10": 0.1, "c5": 0.05, "c2_5": 0.025, "c1": 0.01, "c0_1": 0.001}
 K = 10
@@ -51,7 +50,7 @@ def load(conn, x: np.ndarray, seed: int) -> tuple[int, dict[str, np.ndarray], di
     rows, start = {}, 0
     for name, share in SHARES.items():
         n = int(round(share * len(x)))
-        rows[name] = np.sort(order[start:start + n])
+        rows[name] = np.sort(order[start : start + n])
         start += n
     rows["default"] = np.sort(order[start:])
     ids = {}
@@ -59,9 +58,10 @@ def load(conn, x: np.ndarray, seed: int) -> tuple[int, dict[str, np.ndarray], di
         use_collection(conn, name)
         recs = [pg_copy.ImageRecord(hashlib.sha256(f"{name}-{i}".encode()).digest(), f"bench:{name}/{i}") for i in r]
         for i in range(0, len(r), 5000):
-            pg_copy.copy_image_embeddings(conn, model_id, recs[i:i + 5000], x[r[i:i + 5000]])
-        got = dict(conn.execute("SELECT uri, image_id FROM pgvision.images WHERE uri LIKE %s",
-                                (f"bench:{name}/%",)).fetchall())
+            pg_copy.copy_image_embeddings(conn, model_id, recs[i : i + 5000], x[r[i : i + 5000]])
+        got = dict(
+            conn.execute("SELECT uri, image_id FROM pgvision.images WHERE uri LIKE %s", (f"bench:{name}/%",)).fetchall()
+        )
         ids[name] = np.array([got[rec.uri] for rec in recs], dtype=np.int64)
     conn.execute("RESET pgvision.collection_id")
     conn.execute("VACUUM ANALYZE pgvision.image_embeddings")
@@ -82,7 +82,7 @@ def main() -> None:
     from pgvision.tenancy.collection import grant_collections
 
     x = common.normalize(common.clustered(a.rows + a.queries, a.dims, max(1, a.rows // 100), seed=a.seed))
-    queries, x = x[a.rows:], x[:a.rows]
+    queries, x = x[a.rows :], x[: a.rows]
     with common.bench_database("collections", a.data_dir) as url:
         conn = common.connect(url)
         info = common.machine(conn)
@@ -127,6 +127,7 @@ def main() -> None:
                     t0 = time.perf_counter()
                     got.append([r[0] for r in c.execute(sql_text, (str(q.tolist()), *params))])
                     ms.append((time.perf_counter() - t0) * 1000)
+
             return run
 
         def measure(configs: dict) -> dict:
@@ -135,7 +136,7 @@ def main() -> None:
             got = {k: [] for k in configs}
             names = list(configs)
             for r in range(a.reps):
-                for k in names[r % len(names):] + names[: r % len(names)]:
+                for k in names[r % len(names) :] + names[: r % len(names)]:
                     g = []
                     configs[k][0](g, ms[k])
                     if r == 0:
@@ -144,9 +145,13 @@ def main() -> None:
             for k, (_, tk) in configs.items():
                 hits = sum(len(set(g) & t) for g, t in zip(got[k], truths[tk], strict=True))
                 rows_back = min(len(g) for g in got[k])
-                out[k] = {"p50_ms": common.percentile(ms[k], 50), "p99_ms": common.percentile(ms[k], 99),
-                          "qps": 1000 / float(np.mean(ms[k])), "recall": hits / (K * len(queries)),
-                          "min_rows": rows_back}
+                out[k] = {
+                    "p50_ms": common.percentile(ms[k], 50),
+                    "p99_ms": common.percentile(ms[k], 99),
+                    "qps": 1000 / float(np.mean(ms[k])),
+                    "recall": hits / (K * len(queries)),
+                    "min_rows": rows_back,
+                }
             return out
 
         search = "SELECT image_id FROM pgvision.search_images(%s::vector, 10, 'bench'{})"
@@ -174,15 +179,54 @@ def main() -> None:
         for label in base:
             n = a.rows if label == "unfiltered" else len(rows["c1" if label.startswith("reader") else label])
             b, o = before[label], after[label]
-            rows_out.append([label, f"{n:,}", common.fmt(b["p50_ms"]), common.fmt(b["p99_ms"]), common.fmt(b["recall"]),
-                             common.fmt(o["p50_ms"]), common.fmt(o["p99_ms"]), common.fmt(o["recall"]),
-                             f"{o['p99_ms'] / after['unfiltered']['p99_ms']:.2f}", b["min_rows"], o["min_rows"]])
-        common.print_table(["search", "rows", "p50 ms", "p99 ms", "recall@10", "own idx p50", "own idx p99",
-                            "own idx recall", "p99 / unfiltered", "min rows", "min rows (own)"], rows_out,
-                           title=f"{a.rows:,} x {a.dims}, {a.queries} queries x {a.reps} rounds, k = 10")
-        common.write_results("collections", {"machine": info, "rows": a.rows, "dims": a.dims, "queries": a.queries,
-                                             "reps": a.reps, "load_s": load_s, "index_s": index_s, "own_index_s": own_s,
-                                             "before": before, "after": after, "built": built})
+            rows_out.append(
+                [
+                    label,
+                    f"{n:,}",
+                    common.fmt(b["p50_ms"]),
+                    common.fmt(b["p99_ms"]),
+                    common.fmt(b["recall"]),
+                    common.fmt(o["p50_ms"]),
+                    common.fmt(o["p99_ms"]),
+                    common.fmt(o["recall"]),
+                    f"{o['p99_ms'] / after['unfiltered']['p99_ms']:.2f}",
+                    b["min_rows"],
+                    o["min_rows"],
+                ]
+            )
+        common.print_table(
+            [
+                "search",
+                "rows",
+                "p50 ms",
+                "p99 ms",
+                "recall@10",
+                "own idx p50",
+                "own idx p99",
+                "own idx recall",
+                "p99 / unfiltered",
+                "min rows",
+                "min rows (own)",
+            ],
+            rows_out,
+            title=f"{a.rows:,} x {a.dims}, {a.queries} queries x {a.reps} rounds, k = 10",
+        )
+        common.write_results(
+            "collections",
+            {
+                "machine": info,
+                "rows": a.rows,
+                "dims": a.dims,
+                "queries": a.queries,
+                "reps": a.reps,
+                "load_s": load_s,
+                "index_s": index_s,
+                "own_index_s": own_s,
+                "before": before,
+                "after": after,
+                "built": built,
+            },
+        )
         reader.close()
         conn.execute(f'DROP OWNED BY "{role}"')
         conn.execute(f'DROP ROLE "{role}"')

@@ -56,7 +56,8 @@ def tcp_server():
         cli(["load", str(PHOTOS), "--quiet"], env)
         cli(["enroll", "Eileen Collins", str(PHOTOS / "astronaut_eileen_collins.jpg"), "--quiet"], env)
         cli(["load", str(PHOTOS), "--quiet", "--collection", "other"], env)
-        made = cli(["db", "user", "create", "bi", "--role", "reader", "--collection", "default"], env).stdout.splitlines()
+        made = cli(["db", "user", "create", "bi", "--role", "reader", "--collection", "default"], env)
+        made = made.stdout.splitlines()
         urls = dict(line.split(":  ", 1) if line.startswith("url") else line.split(": ", 1) for line in made)
         yield {"env": env, "port": port, "socket_url": socket_url, **urls}
     finally:
@@ -106,7 +107,8 @@ def test_the_jdbc_reader_sees_its_collection_only(tcp_server):
     with psycopg.connect(tcp_server["socket_url"]) as c:  # the owner sees both
         owner = c.execute("SELECT count(*) FILTER (WHERE c.name = 'default'), count(*) FROM pgvision.images i "
                           "JOIN pgvision.collections c USING (collection_id)").fetchone()
-        embedded_default = c.execute("SELECT count(*) FROM pgvision.image_embeddings WHERE collection_id = 1").fetchone()[0]
+        embedded_default = c.execute(
+            "SELECT count(*) FROM pgvision.image_embeddings WHERE collection_id = 1").fetchone()[0]
     assert owner[1] == 2 * owner[0] > 0
     stmts = ["SELECT count(*) AS images, count(DISTINCT collection_id) AS collections FROM pgvision.images",
              "SELECT name FROM pgvision.collections",
