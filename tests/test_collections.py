@@ -422,3 +422,28 @@ def test_the_owner_identifies_within_a_named_collection(conn, tenants):
     assert conn.execute(
         "SELECT name, is_match FROM pgvision.identify('[1,0.1]', 'face2', collection => 'acme')"
     ).fetchall() == [("acme-person", True)]
+
+
+def test_a_scoped_loader_loads_vectors_from_the_cli(conn, tenants, database_url, tmp_path):
+    """Through `pgvision load-vectors` as the acme loader: COPY under row-level security goes through a
+    temporary table; a collection not granted is one line naming the role, and nothing is written."""
+    from click.testing import CliRunner
+    from pgvision.cli import main
+    from psycopg.conninfo import make_conninfo
+
+    ids, _, loader = tenants
+    url = make_conninfo(database_url, user=loader)
+    np.save(tmp_path / "v.npy", np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]], dtype=np.float32))
+    args = ["load-vectors", str(tmp_path / "v.npy"), "--model", "img2", "--metric", "l2", "-q", "--no-index"]
+    args += ["--database-url", url]  # the index is the owner's to build
+    ok = CliRunner().invoke(main, [*args, "--collection", "acme"])
+    assert ok.exit_code == 0, ok.output
+    refused = CliRunner().invoke(main, [*args, "--collection", "bravo"])
+    assert refused.exit_code == 1
+    assert refused.output == (
+        f"Error: collection 'bravo' does not exist or is not granted to role {loader}: check the name, or ask the "
+        "database owner to grant it (pgvision db user create NAME --collection 'bravo')\n"
+    )
+    assert conn.execute(
+        "SELECT collection_id, count(*) FROM pgvision.image_embeddings GROUP BY 1 ORDER BY 1"
+    ).fetchall() == [(ids["collection"]["acme"], 5), (ids["collection"]["bravo"], 2)]
