@@ -428,8 +428,9 @@ def test_a_scoped_loader_loads_vectors_from_the_cli(conn, tenants, database_url,
     """Through `pgvision load-vectors` as the acme loader: COPY under row-level security goes through a
     temporary table; a collection not granted is one line naming the role, and nothing is written."""
     from click.testing import CliRunner
-    from pgvision.cli import main
     from psycopg.conninfo import make_conninfo
+
+    from pgvision.cli import main
 
     ids, _, loader = tenants
     url = make_conninfo(database_url, user=loader)
