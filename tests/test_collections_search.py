@@ -33,9 +33,10 @@ def _load(conn) -> dict:
     out, start = {}, 0
     for coll, n in SIZES.items():
         cid = use_collection(conn, coll)
-        part = x[start:start + n]
-        records = [ImageRecord(hashlib.sha256(f"{coll}{i}".encode()).digest(), f"file:///{coll}/{i}.jpg")
-                   for i in range(n)]
+        part = x[start : start + n]
+        records = [
+            ImageRecord(hashlib.sha256(f"{coll}{i}".encode()).digest(), f"file:///{coll}/{i}.jpg") for i in range(n)
+        ]
         copy_image_embeddings(conn, model_id, records, part)
         ids = dict(
             conn.execute("SELECT uri, image_id FROM pgvision.images WHERE collection_id = %s", (cid,)).fetchall()
@@ -83,13 +84,16 @@ def test_a_minority_collection_gets_k_of_its_own_rows(conn, two):
     queries = clustered(20, 8, 20, seed=3)[:20] + 0.01
     # the unscoped search (the owner) mostly returns the other collection's rows: a filter after
     # the index scan alone would leave the tenant with fewer than k
-    owner_rows = [r[0] for r in conn.execute("SELECT image_id FROM pgvision.search_images(%s, 50, 'v8')",
-                                             (str(queries[0].tolist()),))]
+    owner_rows = [
+        r[0]
+        for r in conn.execute("SELECT image_id FROM pgvision.search_images(%s, 50, 'v8')", (str(queries[0].tolist()),))
+    ]
     assert len(set(owner_rows) & set(data["other"][1].tolist())) > 25
     # the owner, naming the collection
     queries = clustered(10, 8, 20, seed=4) + 0.01
-    recall = _recall(conn, data, queries, 20,
-                     "SELECT image_id FROM pgvision.search_images(%s, %s, 'v8', collection => %s)", "mine")
+    recall = _recall(
+        conn, data, queries, 20, "SELECT image_id FROM pgvision.search_images(%s, %s, 'v8', collection => %s)", "mine"
+    )
     assert recall >= 0.95
     probe = int(data["mine"][1][0])
     rows = [
@@ -126,10 +130,23 @@ def test_a_large_collection_gets_its_own_index_and_the_search_uses_it(conn, two,
     assert built == [name]
     assert collection_index.ensure_collection_indexes(conn, data["model_id"]) == []  # built once
     q = "'[1,0,0,0,0,0,0,0]'::vector(8)"
-    plan = "\n".join(r[0] for r in conn.execute(
-        f"EXPLAIN SELECT e.image_id FROM pgvision.image_embeddings e WHERE e.model_id = {data['model_id']} "
-        f"AND e.collection_id = {mine} ORDER BY e.embedding::vector(8) <-> {q} LIMIT 10"))
+    plan = "\n".join(
+        r[0]
+        for r in conn.execute(
+            f"EXPLAIN SELECT e.image_id FROM pgvision.image_embeddings e WHERE e.model_id = {data['model_id']} "
+            f"AND e.collection_id = {mine} ORDER BY e.embedding::vector(8) <-> {q} LIMIT 10"
+        )
+    )
     assert f"Index Scan using {name}" in plan
     queries = clustered(10, 8, 20, seed=5) + 0.01
-    assert _recall(conn, data, queries, 20,
-                   "SELECT image_id FROM pgvision.search_images(%s, %s, 'v8', collection => %s)", "mine") >= 0.95
+    assert (
+        _recall(
+            conn,
+            data,
+            queries,
+            20,
+            "SELECT image_id FROM pgvision.search_images(%s, %s, 'v8', collection => %s)",
+            "mine",
+        )
+        >= 0.95
+    )
