@@ -6,8 +6,18 @@ import hashlib
 
 import numpy as np
 
-from pgvision.ingest.pg_copy import ImageRecord, copy_image_embeddings
+from pgvision.ingest.pg_copy import ImageRecord, copy_image_embeddings, copy_vectors
 from pgvision.registry import ModelSpec, register_model
+
+#: Model 'tiny' (3-d, L2): the query [1, 0, 0] is at distance a: 0, b: sqrt(0.02) = 0.1414,
+#: e: sqrt(0.5) = 0.7071, c and d: sqrt(2) = 1.4142. Rows: (name, label, vector, metadata?).
+TINY_ROWS = [
+    ("a", "cat", [1.0, 0.0, 0.0], {"camera": "x100"}),
+    ("b", "cat", [0.9, 0.1, 0.0], {"camera": "z6"}),
+    ("c", "dog", [0.0, 1.0, 0.0], {"camera": "x100"}),
+    ("d", "dog", [0.0, 0.0, 1.0]),
+    ("e", "bird", [0.5, 0.5, 0.0]),
+]
 
 
 def add_images(conn, model: str, rows, *, metric: str = "l2", kind: str = "image") -> dict[str, int]:
@@ -23,6 +33,44 @@ def add_images(conn, model: str, rows, *, metric: str = "l2", kind: str = "image
     copy_image_embeddings(conn, model_id, records, np.array([r[2] for r in rows], dtype=np.float32))
     ids = conn.execute("SELECT uri, image_id FROM pgvision.images").fetchall()
     return {uri.removeprefix("file:///").removesuffix(".jpg"): image_id for uri, image_id in ids}
+
+
+#: ann (two faces), bob (one) and one face of nobody, 2-d, L2 distances from the query
+#: [1, 0.05]: ann1 0.05, ann2 0.112, bob1 1.379, nobody 0.071 (not enrolled: never a match).
+TWO_PEOPLE = [
+    ("ann1", "ann", [1, 0]), ("ann2", "ann", [0.9, 0.1]), ("bob1", "bob", [0, 1]), ("nobody", None, [0.95, 0]),
+]
+
+
+def add_enrolled_faces(conn, model: str, rows, *, threshold: float = 0.5) -> tuple[dict[str, int], dict[str, int]]:
+    """Face model ``model`` (L2, ``threshold``) with one photo and one face per row.
+
+    Args:
+        rows: [(key, identity name or None, vector)]; the photo is ``file:///<key>.jpg``, the
+            face's box (0, 0, 10, 10); identities are created in order of first appearance.
+
+    Returns:
+        ({identity name: identity_id}, {key: face_id}).
+    """
+    model_id = register_model(conn, ModelSpec(model, "face", len(rows[0][2]), "l2", threshold=threshold))
+    people = {}
+    for name in dict.fromkeys(who for _, who, _ in rows if who is not None):
+        people[name] = conn.execute(
+            "INSERT INTO pgvision.identities (name) VALUES (%s) RETURNING identity_id", (name,)
+        ).fetchone()[0]
+    faces = {}
+    for key, who, vec in rows:
+        image_id = conn.execute(
+            "INSERT INTO pgvision.images (sha256, uri) VALUES (%s, %s) RETURNING image_id",
+            (hashlib.sha256(key.encode()).digest(), f"file:///{key}.jpg"),
+        ).fetchone()[0]
+        faces[key] = conn.execute(
+            "INSERT INTO pgvision.faces (image_id, detector, box_left, box_top, box_right, box_bottom, identity_id) "
+            "VALUES (%s, 'test', 0, 0, 10, 10, %s) RETURNING face_id",
+            (image_id, people.get(who)),
+        ).fetchone()[0]
+        copy_vectors(conn, "face_embeddings", "face_id", model_id, np.array([faces[key]]), np.array([vec], np.float32))
+    return people, faces
 
 
 def clustered(n: int, dims: int, clusters: int, seed: int = 0, spread: float = 0.15) -> np.ndarray:
@@ -74,3 +122,12 @@ def add_gallery(conn, model: str, photos: np.ndarray, who: np.ndarray, *, metric
         "FROM i ORDER BY i.image_id RETURNING face_id", (len(who), ident[who].tolist()))], dtype=np.int64)
     copy_vectors(conn, "face_embeddings", "face_id", model_id, face_id, photos)
     return model_id, ident
+
+
+def grant_default(conn, *roles: str) -> None:
+    """Grant the ``default`` collection to ``roles`` (e.g. ``pgvision_loader`` before a test's
+    ``SET ROLE pgvision_loader``): the privilege roles themselves see no collection's rows."""
+    from pgvision.tenancy.collection import grant_collections
+
+    for role in roles:
+        grant_collections(conn, role, ["default"])

@@ -21,8 +21,6 @@ Impostor comparisons (each face against each other identity, the rule's distance
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -36,8 +34,7 @@ from pgvision.faces.calibrate import (
     threshold_at_fpir,
     threshold_at_fpir_pooled,
 )
-from pgvision.ingest.pg_copy import copy_vectors
-from pgvision.registry import ModelSpec, register_model
+from sqlhelpers import add_enrolled_faces
 
 LINE = [("ann1", "ann", 0.0), ("ann2", "ann", 0.2), ("bob1", "bob", 1.0), ("bob2", "bob", 1.4),
         ("cat1", "cat", 3.0), ("cat2", "cat", 3.2)]
@@ -47,19 +44,7 @@ STRANGER_MARGINS = [2.0, 2.0, 1.2, 0.4, 1.2, 1.2]
 
 @pytest.fixture
 def line_gallery(conn):
-    model_id = register_model(conn, ModelSpec("line2d", "face", 2, "l2", threshold=0.5))
-    people = {n: conn.execute("INSERT INTO pgvision.identities (name) VALUES (%s) RETURNING identity_id",
-                              (n,)).fetchone()[0] for n in ("ann", "bob", "cat")}
-    faces = {}
-    for key, who, x in LINE:
-        image_id = conn.execute("INSERT INTO pgvision.images (sha256, uri) VALUES (%s, %s) RETURNING image_id",
-                                (hashlib.sha256(key.encode()).digest(), f"file:///{key}.jpg")).fetchone()[0]
-        faces[key] = conn.execute(
-            "INSERT INTO pgvision.faces (image_id, detector, box_left, box_top, box_right, box_bottom, identity_id) "
-            "VALUES (%s, 'test', 0, 0, 10, 10, %s) RETURNING face_id", (image_id, people[who])).fetchone()[0]
-        copy_vectors(conn, "face_embeddings", "face_id", model_id, np.array([faces[key]]),
-                     np.array([[x, 0.0]], np.float32))
-    return people, faces
+    return add_enrolled_faces(conn, "line2d", [(key, who, [x, 0.0]) for key, who, x in LINE])
 
 
 def test_strangers_and_genuine_come_from_sql_with_each_person_left_out(conn, line_gallery):

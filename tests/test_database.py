@@ -15,6 +15,7 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
+from conftest import without_extras
 from pgvision import migrate
 from pgvision.cli import main
 from pgvision.errors import DatabaseUnreachable, ExtensionMissing
@@ -189,12 +190,7 @@ def test_wheel_carries_migrations_and_sql(tmp_path, server_home, build_backend):
     assert not (site / "alembic").exists()  # `import alembic` stays the library
     work = tmp_path / "elsewhere"
     work.mkdir()
-    blocked = tmp_path / "no-extras"  # first on the path: the extras' modules fail to import
-    for name in ("torch", "torchvision", "PIL", "timm", "dlib", "scipy", "matplotlib"):
-        (blocked / name).mkdir(parents=True)
-        (blocked / name / "__init__.py").write_text(
-            f"raise ModuleNotFoundError('No module named {name!r}', name={name!r})\n"
-        )
+    blocked = without_extras(tmp_path / "no-extras")  # first on the path
     np.save(work / "v.npy", np.eye(3, 4, dtype=np.float32))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocked), str(site)]),
            "PGVISION_DATA_DIR": str(server_home / "pg")}

@@ -12,6 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+pytest.importorskip("torch", reason="torch is not installed: these tests need pip install 'pgvision[images]'")
+
 import torch
 from PIL import Image
 

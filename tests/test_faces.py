@@ -16,6 +16,9 @@ from pathlib import Path
 import numpy as np
 import psycopg
 import pytest
+
+pytest.importorskip("PIL", reason="Pillow is not installed: these tests need pip install 'pgvision[images]'")
+
 from click.testing import CliRunner
 from PIL import Image
 
@@ -29,6 +32,7 @@ from pgvision.faces.calibrate import (
 from pgvision.faces.decide import assign_identities, identity_distances, rank_identities
 from pgvision.ingest.pg_copy import copy_vectors
 from pgvision.registry import ModelSpec, register_model
+from sqlhelpers import add_enrolled_faces
 
 PHOTOS = Path(__file__).resolve().parent / "fixtures" / "photos"
 ASTRONAUT = PHOTOS / "astronaut_eileen_collins.jpg"
@@ -175,18 +179,7 @@ GALLERY = [("ann1", "ann", [1.0, 0.0]), ("ann2", "ann", [0.0, 1.0]),
 
 @pytest.fixture
 def gallery(conn):
-    model_id = register_model(conn, ModelSpec("face2d", "face", 2, "l2", threshold=0.5))
-    people = {n: conn.execute("INSERT INTO pgvision.identities (name) VALUES (%s) RETURNING identity_id",
-                              (n,)).fetchone()[0] for n in ("ann", "bob")}
-    faces = {}
-    for key, who, vec in GALLERY:
-        image_id = conn.execute("INSERT INTO pgvision.images (sha256, uri) VALUES (%s, %s) RETURNING image_id",
-                                (hashlib.sha256(key.encode()).digest(), f"file:///{key}.jpg")).fetchone()[0]
-        faces[key] = conn.execute(
-            "INSERT INTO pgvision.faces (image_id, detector, box_left, box_top, box_right, box_bottom, identity_id) "
-            "VALUES (%s, 'test', 0, 0, 10, 10, %s) RETURNING face_id", (image_id, people[who])).fetchone()[0]
-        copy_vectors(conn, "face_embeddings", "face_id", model_id, np.array([faces[key]]), np.array([vec], np.float32))
-    return people, faces
+    return add_enrolled_faces(conn, "face2d", GALLERY)
 
 
 def sql_rows(conn, query, *args):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import psycopg
 import pytest
+
 from pgvision import migrate
 from sqlhelpers import add_images
 
@@ -103,9 +104,7 @@ def test_max_distance_with_a_filter_and_k(conn, tiny):
 )
 def test_bad_max_distance_raises(conn, tiny, value, message):
     with pytest.raises(psycopg.errors.InvalidParameterValue) as err:
-        conn.execute(
-            f"SELECT * FROM pgvision.search_images('[1,0,0]', 5, max_distance => {value})"
-        )
+        conn.execute(f"SELECT * FROM pgvision.search_images('[1,0,0]', 5, max_distance => {value})")
     assert err.value.diag.message_primary == message
 
 
@@ -151,8 +150,7 @@ def test_binary_model_reranks_past_a_thousand_hamming_candidates(conn):
     ).fetchone()[0]
     assert hamming_rank == 1101
     rows = conn.execute(
-        "SELECT image_id, round(distance::numeric, 4)::float8 FROM pgvision.search_images(%s, 1, "
-        "ef_search => 1000)",
+        "SELECT image_id, round(distance::numeric, 4)::float8 FROM pgvision.search_images(%s, 1, ef_search => 1000)",
         (q,),
     ).fetchall()
     assert rows == [(got["t"], 0.0159)]
@@ -169,37 +167,52 @@ def test_binary_model_reranks_past_a_thousand_hamming_candidates(conn):
     ).fetchone() == ("off", "20000")
 
 
-def test_migration_0016_round_trip_with_data(database_url):
-    """Downgrade to 0015 gives back the 6-argument search_images (no max_distance); upgrade returns it."""
-    from pgvision.server.connection import connect
-
-    with connect(database_url, autocommit=True) as c:
-        got = add_images(c, "tiny", ROWS)
-    migrate.downgrade(database_url, "0015")
-    with connect(database_url, autocommit=True) as c:
-        assert ids(c, "SELECT image_id FROM pgvision.search_images('[1,0,0]', 2)") == [
-            got["a"],
-            got["b"],
+def test_migration_0016_round_trip_with_data(empty_database_url):
+    """0015 -> 0016 -> 0015 -> 0016 with a model and images stored (written in SQL, as 0015 has them):
+    downgrade gives back the 6-argument search_images (no max_distance) with its SQLSTATE list,
+    and drops models.index_shape; upgrade returns both, with the reader's EXECUTE grant."""
+    url = empty_database_url
+    migrate.upgrade(url, "0015")
+    with psycopg.connect(url, autocommit=True) as c:
+        c.execute(
+            "INSERT INTO pgvision.models (name, kind, dims, metric, is_default, hnsw_m) "
+            "VALUES ('tiny', 'image', 3, 'l2', true, 16), ('dense', 'image', 3, 'l2', false, 32)"
+        )
+        c.execute(
+            "INSERT INTO pgvision.images (sha256, uri) SELECT sha256(x::bytea), 'file:///' || x "
+            "FROM unnest(ARRAY['a', 'b', 'c']) x"
+        )
+        c.execute(
+            "INSERT INTO pgvision.image_embeddings (model_id, image_id, embedding) "
+            "SELECT 1, image_id, (CASE uri WHEN 'file:///a' THEN '[1,0,0]' WHEN 'file:///b' THEN '[0.9,0.1,0]' "
+            "ELSE '[0,1,0]' END)::vector FROM pgvision.images"
+        )
+        a, b = [r[0] for r in c.execute("SELECT image_id FROM pgvision.images ORDER BY uri LIMIT 2")]
+    migrate.upgrade(url, "0016")
+    with psycopg.connect(url, autocommit=True) as c:
+        assert ids(c, "SELECT image_id FROM pgvision.search_images('[1,0,0]', 5, max_distance => 0.1)") == [a]
+        assert c.execute("SELECT name, index_shape FROM pgvision.models ORDER BY name").fetchall() == [
+            ("dense", "manual"),
+            ("tiny", "auto"),
         ]
+    migrate.downgrade(url, "0015")
+    with psycopg.connect(url, autocommit=True) as c:
+        assert ids(c, "SELECT image_id FROM pgvision.search_images('[1,0,0]', 2)") == [a, b]
         with pytest.raises(psycopg.errors.UndefinedFunction):
-            c.execute(
-                "SELECT * FROM pgvision.search_images('[1,0,0]', 2, max_distance => 0.1)"
-            )
+            c.execute("SELECT * FROM pgvision.search_images('[1,0,0]', 2, max_distance => 0.1)")
         assert (
             "Fails (SQLSTATE): 22004"
-            in c.execute(
-                "SELECT obj_description('pgvision.search_images'::regproc, 'pg_proc')"
-            ).fetchone()[0]
+            in c.execute("SELECT obj_description('pgvision.search_images'::regproc, 'pg_proc')").fetchone()[0]
         )
-    migrate.upgrade(database_url)
-    with connect(database_url, autocommit=True) as c:
-        assert ids(
-            c,
-            "SELECT image_id FROM pgvision.search_images('[1,0,0]', 5, max_distance => 0.1)",
-        ) == [got["a"]]
         assert c.execute(
-            "SELECT has_function_privilege('pgvision_reader', 'pgvision.search_images'::regproc, "
-            "'EXECUTE')"
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'models' "
+            "AND column_name = 'index_shape'"
+        ).fetchone() == (0,)
+    migrate.upgrade(url, "0016")
+    with psycopg.connect(url, autocommit=True) as c:
+        assert ids(c, "SELECT image_id FROM pgvision.search_images('[1,0,0]', 5, max_distance => 0.1)") == [a]
+        assert c.execute(
+            "SELECT has_function_privilege('pgvision_reader', 'pgvision.search_images'::regproc, 'EXECUTE')"
         ).fetchone() == (True,)
 
 
@@ -245,17 +258,12 @@ def test_server_memory_is_effective_cache_size_over_three_quarters(conn):
 
 
 def _reloptions(conn, name):
-    return conn.execute(
-        "SELECT reloptions FROM pg_class WHERE relname = %s", (name,)
-    ).fetchone()[0]
+    return conn.execute("SELECT reloptions FROM pg_class WHERE relname = %s", (name,)).fetchone()[0]
 
 
 def _vectors(n, dims, seed=0):
     rng = np.random.default_rng(seed)
-    return [
-        (f"v{i}", None, [float(x) for x in row])
-        for i, row in enumerate(rng.standard_normal((n, dims)))
-    ]
+    return [(f"v{i}", None, [float(x) for x in row]) for i, row in enumerate(rng.standard_normal((n, dims)))]
 
 
 def test_build_after_load_takes_the_shape_of_the_size(conn, monkeypatch):
@@ -263,24 +271,20 @@ def test_build_after_load_takes_the_shape_of_the_size(conn, monkeypatch):
     from pgvision.index import ddl, shape
 
     add_images(conn, "auto", _vectors(300, 4))
-    model_id = conn.execute(
-        "SELECT model_id FROM pgvision.models WHERE name = 'auto'"
-    ).fetchone()[0]
+    model_id = conn.execute("SELECT model_id FROM pgvision.models WHERE name = 'auto'").fetchone()[0]
     monkeypatch.setattr(shape, "DENSE_FROM_ROWS", 200)
-    conn.execute(
-        f"DROP INDEX IF EXISTS pgvision.image_embeddings_model_{model_id}_hnsw"
-    )
+    conn.execute(f"DROP INDEX IF EXISTS pgvision.image_embeddings_model_{model_id}_hnsw")
     name = ddl.ensure_index(conn, model_id)
     assert _reloptions(conn, name) == ["m=32", "ef_construction=128"]
-    assert conn.execute(
-        "SELECT hnsw_m, hnsw_ef_construction, index_shape FROM pgvision.models"
-    ).fetchone() == (32, 128, "auto")
+    assert conn.execute("SELECT hnsw_m, hnsw_ef_construction, index_shape FROM pgvision.models").fetchone() == (
+        32,
+        128,
+        "auto",
+    )
     # a shape given by hand is kept: the model becomes manual
     ddl.set_index(conn, "auto", m=8, ef_construction=32)
     assert _reloptions(conn, name) == ["m=8", "ef_construction=32"]
-    assert conn.execute("SELECT index_shape FROM pgvision.models").fetchone() == (
-        "manual",
-    )
+    assert conn.execute("SELECT index_shape FROM pgvision.models").fetchone() == ("manual",)
     conn.execute(f"DROP INDEX pgvision.{name}")
     ddl.ensure_index(conn, model_id)
     assert _reloptions(conn, name) == ["m=8", "ef_construction=32"]
@@ -291,9 +295,7 @@ def test_rebuild_to_target_swaps_the_index(conn):
     from pgvision.index.rebuild import rebuild_to_target
 
     got = add_images(conn, "r", _vectors(500, 8))
-    model_id = conn.execute(
-        "SELECT model_id FROM pgvision.models WHERE name = 'r'"
-    ).fetchone()[0]
+    model_id = conn.execute("SELECT model_id FROM pgvision.models WHERE name = 'r'").fetchone()[0]
     name = ddl.ensure_index(conn, model_id)
     q = "[1,0,0,0,0,0,0,0]"
     exact = ids(
@@ -308,9 +310,11 @@ def test_rebuild_to_target_swaps_the_index(conn):
         "SELECT count(*) FROM pg_indexes WHERE indexname LIKE %s",
         (f"%model_{model_id}%",),
     ).fetchone() == (1,)
-    assert conn.execute(
-        "SELECT hnsw_m, hnsw_ef_construction, index_shape FROM pgvision.models"
-    ).fetchone() == (8, 32, "manual")
+    assert conn.execute("SELECT hnsw_m, hnsw_ef_construction, index_shape FROM pgvision.models").fetchone() == (
+        8,
+        32,
+        "manual",
+    )
     assert ids(conn, "SELECT image_id FROM pgvision.search_images(%s, 5)", q) == exact
     assert len(got) == 500
 
@@ -325,22 +329,17 @@ def test_rebuild_killed_mid_build_leaves_the_old_index(database_url, conn):
     import time
     from pathlib import Path
 
+    from psycopg.conninfo import make_conninfo
+
     from pgvision.index import ddl
     from pgvision.index.rebuild import rebuild_to_target
     from pgvision.server.connection import connect
-    from psycopg.conninfo import make_conninfo
 
     add_images(conn, "r", _vectors(500, 8))
-    model_id = conn.execute(
-        "SELECT model_id FROM pgvision.models WHERE name = 'r'"
-    ).fetchone()[0]
+    model_id = conn.execute("SELECT model_id FROM pgvision.models WHERE name = 'r'").fetchone()[0]
     name = ddl.ensure_index(conn, model_id)
-    old_oid = conn.execute(
-        "SELECT %s::regclass::oid", (f"pgvision.{name}",)
-    ).fetchone()[0]
-    blocker = psycopg.connect(
-        database_url
-    )  # an open writer: CREATE INDEX CONCURRENTLY waits for it
+    old_oid = conn.execute("SELECT %s::regclass::oid", (f"pgvision.{name}",)).fetchone()[0]
+    blocker = psycopg.connect(database_url)  # an open writer: CREATE INDEX CONCURRENTLY waits for it
     blocker.execute(
         "UPDATE pgvision.image_embeddings SET embedding = embedding WHERE image_id = "
         "(SELECT min(image_id) FROM pgvision.image_embeddings)"
@@ -361,8 +360,7 @@ def test_rebuild_killed_mid_build_leaves_the_old_index(database_url, conn):
     try:
         for _ in range(300):
             phase = conn.execute(
-                "SELECT phase FROM pg_stat_progress_create_index WHERE relid = "
-                "'pgvision.image_embeddings'::regclass"
+                "SELECT phase FROM pg_stat_progress_create_index WHERE relid = 'pgvision.image_embeddings'::regclass"
             ).fetchone()
             if phase and phase[0].startswith("waiting for writers"):
                 break
@@ -379,8 +377,7 @@ def test_rebuild_killed_mid_build_leaves_the_old_index(database_url, conn):
         # client_connection_check_interval: the server ends the build whose client is gone
         for _ in range(100):
             if conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
-                "'pgvision-rebuild-killed'"
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgvision-rebuild-killed'"
             ).fetchone() == (0,):
                 break
             time.sleep(0.1)
@@ -391,16 +388,10 @@ def test_rebuild_killed_mid_build_leaves_the_old_index(database_url, conn):
         blocker.close()
         if child.poll() is None:
             child.kill()
-    assert conn.execute(
-        "SELECT %s::regclass::oid", (f"pgvision.{name}",)
-    ).fetchone() == (old_oid,)
-    assert conn.execute(
-        "SELECT indisvalid FROM pg_index WHERE indexrelid = %s", (old_oid,)
-    ).fetchone() == (True,)
+    assert conn.execute("SELECT %s::regclass::oid", (f"pgvision.{name}",)).fetchone() == (old_oid,)
+    assert conn.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = %s", (old_oid,)).fetchone() == (True,)
     assert _reloptions(conn, name) == ["m=16", "ef_construction=64"]
-    assert conn.execute(
-        "SELECT hnsw_m, index_shape FROM pgvision.models"
-    ).fetchone() == (16, "auto")
+    assert conn.execute("SELECT hnsw_m, index_shape FROM pgvision.models").fetchone() == (16, "auto")
     q = "[1,0,0,0,0,0,0,0]"
     with conn.transaction():
         conn.execute("SET LOCAL enable_seqscan = off")
@@ -416,14 +407,13 @@ def test_rebuild_killed_mid_build_leaves_the_old_index(database_url, conn):
     with connect(database_url, autocommit=True) as c:
         rebuild_to_target(c, "r", m=8, ef_construction=32)
     assert _reloptions(conn, name) == ["m=8", "ef_construction=32"]
-    assert conn.execute(
-        "SELECT to_regclass(%s)", (f"pgvision.{name}_rebuild",)
-    ).fetchone() == (None,)
+    assert conn.execute("SELECT to_regclass(%s)", (f"pgvision.{name}_rebuild",)).fetchone() == (None,)
 
 
 def test_db_index_rebuild_to_target_command(database_url, conn):
     """500 rows: below the default target's 10,000 rows, so no ef_search is chosen."""
     from click.testing import CliRunner
+
     from pgvision.cli import main
 
     add_images(conn, "r", _vectors(500, 8))
@@ -443,10 +433,7 @@ def test_db_index_rebuild_to_target_command(database_url, conn):
         "image_embeddings_model_1_hnsw: rebuilt with m 16, ef_construction 64 "
         "(500 rows < 200,000: m 16, ef_construction 64; graph 0.0 GB <= 25% of "
     )
-    assert (
-        "500 rows, " in out.output
-        and "while the old index served searches" in out.output
-    )
+    assert "500 rows, " in out.output and "while the old index served searches" in out.output
     out = runner.invoke(main, [*args, "--quantization", "binary"])
     assert out.exit_code == 1
     assert out.output == (
@@ -456,6 +443,38 @@ def test_db_index_rebuild_to_target_command(database_url, conn):
     out = runner.invoke(main, [*args, "--m", "40", "--ef-construction", "64"])
     assert out.exit_code == 1
     assert (
-        out.output
-        == "Error: ef_construction must be at least 2 x m = 80, got 64: pass --ef-construction 80 or more\n"
+        out.output == "Error: ef_construction must be at least 2 x m = 80, got 64: pass --ef-construction 80 or more\n"
     )
+
+
+def test_binary_models_climb_their_own_ladder(conn):
+    """A binary model's first rung is ef_search 12 (120 re-ranked candidates); full precision starts at 40."""
+    from pgvision.index import ddl, recall_target
+
+    add_images(conn, "b", _vectors(300, 16), metric="cosine")
+    ddl.set_index(conn, "b", quantization="binary")
+    choice = recall_target.choose_setting(conn, "b", 0.5)
+    assert [v for v, _ in choice.tried][:1] == [12]
+    ddl.set_index(conn, "b", quantization="none")
+    choice = recall_target.choose_setting(conn, "b", 0.5)
+    assert [v for v, _ in choice.tried][:1] == [40]
+
+
+def test_rebuild_to_halfvec_switches_the_search_statements_in_the_swap(conn):
+    """The new index is on embedding::halfvec(8); the model's row, view and search statements follow it."""
+    from pgvision.index import ddl
+    from pgvision.index.rebuild import rebuild_to_target
+
+    add_images(conn, "h", _vectors(500, 8))
+    model_id = conn.execute("SELECT model_id FROM pgvision.models WHERE name = 'h'").fetchone()[0]
+    name = ddl.ensure_index(conn, model_id)
+    q = "[1,0,0,0,0,0,0,0]"
+    exact = ids(conn, "SELECT image_id FROM pgvision.image_embeddings ORDER BY embedding <-> %s LIMIT 5", q)
+    rebuild_to_target(conn, "h", quantization="halfvec")
+    assert (
+        "(embedding)::halfvec(8)"
+        in conn.execute("SELECT pg_get_indexdef(%s::regclass)", (f"pgvision.{name}",)).fetchone()[0]
+    )
+    assert conn.execute("SELECT quantization, index_shape FROM pgvision.models").fetchone() == ("halfvec", "manual")
+    assert "halfvec(8)" in conn.execute("SELECT prosrc FROM pg_proc WHERE proname = 'search_images'").fetchone()[0]
+    assert ids(conn, "SELECT image_id FROM pgvision.search_images(%s, 5)", q) == exact

@@ -34,6 +34,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+pytest.importorskip("torch", reason="torch is not installed: these tests need pip install 'pgvision[images]'")
+
 import torch
 from PIL import Image, ImageOps
 
@@ -70,6 +73,20 @@ COSINE_FLOOR = 0.99
 @pytest.fixture(scope="module")
 def lite0():
     return load_image_model("efficientnet-lite0", device="cpu")
+
+
+def assert_same_embeddings(conn, model_a: int, model_b: int, *, images: int) -> None:
+    """Both models embedded the same ``images`` images, each pair within :data:`COSINE_FLOOR`."""
+    rows = conn.execute(
+        """SELECT i.uri, a.embedding::vector(1280) <=> b.embedding::vector(1280)
+           FROM pgvision.images i
+           JOIN pgvision.image_embeddings a ON a.image_id = i.image_id AND a.model_id = %s
+           JOIN pgvision.image_embeddings b ON b.image_id = i.image_id AND b.model_id = %s""",
+        (model_a, model_b),
+    ).fetchall()
+    assert len(rows) == images
+    worst = max(rows, key=lambda r: r[1])
+    assert 1 - worst[1] > COSINE_FLOOR, worst
 
 
 def jpeg(image: Image.Image, **kw) -> bytes:
@@ -236,16 +253,7 @@ def test_load_through_the_tensor_path_matches_the_cpu_path(database_url, lite0, 
         assert "device_decode" in dev.seconds and "device_decode" not in cpu.seconds
         assert dev.seconds["startup"] >= 0 and dev.seconds["total"] >= dev.seconds["startup"]
         # Same images (by content), same sizes and metadata, vectors within the tolerance.
-        rows = conn.execute(
-            """SELECT i.uri, a.embedding::vector(1280) <=> b.embedding::vector(1280)
-               FROM pgvision.images i
-               JOIN pgvision.image_embeddings a ON a.image_id = i.image_id AND a.model_id = %s
-               JOIN pgvision.image_embeddings b ON b.image_id = i.image_id AND b.model_id = %s""",
-            (cpu.model_id, dev.model_id),
-        ).fetchall()
-        assert len(rows) == 13
-        worst = max(rows, key=lambda r: r[1])
-        assert 1 - worst[1] > COSINE_FLOOR, worst
+        assert_same_embeddings(conn, cpu.model_id, dev.model_id, images=13)
         rotated = conn.execute(
             "SELECT width, height, metadata->>'exif_orientation' FROM pgvision.images WHERE uri LIKE '%%/rotated.jpg'"
         ).fetchone()
@@ -479,13 +487,4 @@ def test_load_with_decode_gpu_gives_the_cpu_paths_rows_skips_and_embeddings(data
                                                           "decompression-bomb": 1}
         assert sorted(cpu.skipped_files) == sorted(gpu.skipped_files)
         assert cpu.loaded == gpu.loaded == 8 + 4 + 1
-        rows = conn.execute(
-            """SELECT i.uri, a.embedding::vector(1280) <=> b.embedding::vector(1280)
-               FROM pgvision.images i
-               JOIN pgvision.image_embeddings a ON a.image_id = i.image_id AND a.model_id = %s
-               JOIN pgvision.image_embeddings b ON b.image_id = i.image_id AND b.model_id = %s""",
-            (cpu.model_id, gpu.model_id),
-        ).fetchall()
-        assert len(rows) == 13
-        worst = max(rows, key=lambda r: r[1])
-        assert 1 - worst[1] > COSINE_FLOOR, worst
+        assert_same_embeddings(conn, cpu.model_id, gpu.model_id, images=13)

@@ -11,7 +11,6 @@ that need a second OS user skip, saying why, otherwise.
 from __future__ import annotations
 
 import os
-import signal
 import stat
 import subprocess
 import sys
@@ -23,12 +22,15 @@ import psutil
 import psycopg
 import pytest
 from click.testing import CliRunner
-from pgvision.cli import main
-from pgvision.server import embedded, replicas
 from psycopg.conninfo import conninfo_to_dict
 
+from pgvision.cli import main
+from pgvision.server import embedded, replicas
+
 AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
-needs_root = pytest.mark.skipif(not AS_ROOT, reason="the server runs as another OS user only when started by root (as CI)")
+needs_root = pytest.mark.skipif(
+    not AS_ROOT, reason="the server runs as another OS user only when started by root (as CI)"
+)
 
 
 def cli(args, env):
@@ -65,7 +67,7 @@ def test_a_socket_outside_a_long_data_directory_is_private_and_never_trusted(ser
     assert "trust" not in " ".join(_hba_methods(path))
     assert _hba_methods(path)[0] == "peer map=pgvision"
     psql = embedded.psql_path()
-    refused = subprocess.run([psql, url, "-c", "SELECT 1"], user="nobody", capture_output=True, text=True)
+    refused = subprocess.run([psql, url, "-c", "SELECT 1"], user="nobody", capture_output=True, text=True, check=False)
     assert refused.returncode == 2 and "Permission denied" in refused.stderr, refused.stderr
     with psycopg.connect(url) as conn:  # the user who made it still gets in
         assert conn.execute("SELECT current_user").fetchone() == ("postgres",)
@@ -118,10 +120,12 @@ def test_no_ancestor_directory_is_widened(server_home):
     result = cli(["db", "start"], {"PGVISION_DATA_DIR": str(secret / "sub" / "pg")})
     assert result.exit_code == 1
     assert result.output == (
-        f"Error: the embedded server runs as the system user embedded_postgres, which cannot enter {secret} (mode 0700) "
+        "Error: the embedded server runs as the system user embedded_postgres, "
+        f"which cannot enter {secret} (mode 0700) "
         f"on the way to the data directory {secret / 'sub' / 'pg'}: choose a directory it can reach (e.g. "
         f"PGVISION_DATA_DIR=/var/lib/pgvision/pg18), or grant it search permission yourself (chmod o+x {secret}); "
-        "pgvision never widens a directory's permissions\n")
+        "pgvision never widens a directory's permissions\n"
+    )
     assert _mode(secret) == 0o700
     # directories pgvision creates itself can be entered whatever the umask
     old = os.umask(0o077)
@@ -158,12 +162,16 @@ def _slots(url: str) -> list[str]:
 def test_a_replica_inside_the_primarys_data_directory_is_refused_up_front(primary):
     path, url = primary
     before = _mode(path)
-    result = cli(["db", "replica", "add", "--name", "evil", "--data-dir", str(path / "base" / "evil")],
-                 {"PGVISION_DATA_DIR": str(path)})
+    result = cli(
+        ["db", "replica", "add", "--name", "evil", "--data-dir", str(path / "base" / "evil")],
+        {"PGVISION_DATA_DIR": str(path)},
+    )
     assert result.exit_code == 1
     assert result.output == (
-        f"Error: --data-dir {path / 'base' / 'evil'} is inside the primary's data directory {path}: the copy would copy "
-        "itself; pass a directory outside it (default: beside it, in ../replicas)\n")
+        f"Error: --data-dir {path / 'base' / 'evil'} is inside the primary's data directory {path}: "
+        "the copy would copy "
+        "itself; pass a directory outside it (default: beside it, in ../replicas)\n"
+    )
     assert not (path / "base" / "evil").exists() and _mode(path) == before == 0o700
     assert _slots(url) == [] and replicas.list_replicas(path) == []
 
@@ -174,7 +182,9 @@ def test_a_replica_under_a_closed_directory_is_refused_and_the_directory_stays_c
     secret = server_home / "secret"
     secret.mkdir(mode=0o700)
     os.chmod(secret, 0o700)
-    with pytest.raises(embedded.DataDirError, match=rf"cannot enter {secret} \(mode 0700\) on the way to the replica's"):
+    with pytest.raises(
+        embedded.DataDirError, match=rf"cannot enter {secret} \(mode 0700\) on the way to the replica's"
+    ):
         replicas.add("closed", secret / "sub" / "rep", primary=path)
     assert _mode(secret) == 0o700 and not (secret / "sub").exists()
     assert _slots(url) == [] and replicas.list_replicas(path) == []
@@ -199,9 +209,13 @@ def _add_in_background(path: Path, name: str) -> subprocess.Popen:
     """`pgvision db replica add` in another process, its copy slowed to 1 MB/s (the primary
     is ~40 MB: the copy would take ~40 s)."""
     code = "from pgvision.cli import main; main()"
-    return subprocess.Popen([sys.executable, "-c", code, "db", "replica", "add", "--name", name, "--max-rate", "1M"],
-                            env={**os.environ, "PGVISION_DATA_DIR": str(path)}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", code, "db", "replica", "add", "--name", name, "--max-rate", "1M"],
+        env={**os.environ, "PGVISION_DATA_DIR": str(path)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_a_failed_copy_drops_its_slot_and_directory_and_the_name_can_be_reused(primary):
@@ -212,7 +226,7 @@ def test_a_failed_copy_drops_its_slot_and_directory_and_the_name_can_be_reused(p
     assert replicas.get_replica("half", path).state == "adding"
     for p in _copying(target):
         p.terminate()  # the copy dies halfway (disk full, network, an operator's kill)
-    out, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=60)
     assert proc.returncode == 1
     assert err.startswith("Error: replica 'half' was not added (pg_basebackup failed: ")
     assert err.endswith("); its slot and directory were removed\n") and len(err.splitlines()) == 1
@@ -237,8 +251,10 @@ def test_kill_9_of_replica_add_leaves_nothing_remove_cannot_clean(primary):
     assert listed.stdout == f"killed  adding  -  {target}\n"
     retry = cli(["db", "replica", "add", "--name", "killed"], {"PGVISION_DATA_DIR": str(path)})
     assert retry.exit_code == 1
-    assert retry.output == (f"Error: replica 'killed' was being added and did not finish ({target}): "
-                            "pgvision db replica remove killed cleans it up, then add it again\n")
+    assert retry.output == (
+        f"Error: replica 'killed' was being added and did not finish ({target}): "
+        "pgvision db replica remove killed cleans it up, then add it again\n"
+    )
     removed = cli(["db", "replica", "remove", "killed"], {"PGVISION_DATA_DIR": str(path)})
     assert removed.exit_code == 0, removed.output
     assert removed.stderr == "removed killed\n"
@@ -251,8 +267,10 @@ def test_replica_remove_leaves_a_stopped_primary_stopped_and_db_stop_names_runni
     embedded.start(path)
     r = replicas.add("r1", primary=path)
     stopped = cli(["db", "stop"], env)
-    assert stopped.stderr == ("stopped\nreplicas still running (serving reads, reconnecting when the primary is back): "
-                              "r1; stop them with pgvision db replica stop NAME\n")
+    assert stopped.stderr == (
+        "stopped\nreplicas still running (serving reads, reconnecting when the primary is back): "
+        "r1; stop them with pgvision db replica stop NAME\n"
+    )
     assert replicas.stop("r1", path)
     removed = cli(["db", "replica", "remove", "r1"], env)
     assert removed.stderr == "removed r1 (the stopped primary was started to drop its slot, and stopped again)\n"
@@ -268,8 +286,10 @@ def test_tune_refuses_more_ram_than_the_machine_has(server_home):
     here = tuning.this_machine()
     result = cli(["db", "tune", "--ram", f"{here.ram_bytes * 2}"], env)
     assert result.exit_code == 1
-    assert result.output.startswith(f"Error: --ram {here.ram_bytes * 2 / 1024**3:g}GB is more than this machine has "
-                                    f"({here.describe()}), where the embedded server runs")
+    assert result.output.startswith(
+        f"Error: --ram {here.ram_bytes * 2 / 1024**3:g}GB is more than this machine has "
+        f"({here.describe()}), where the embedded server runs"
+    )
     assert len(result.output.splitlines()) == 1
     assert not (server_home / "pg").exists()  # refused before anything started
     dry = cli(["db", "tune", "--ram", "512GB", "--dry-run"], env)  # the lines for another server are fine
@@ -284,9 +304,11 @@ def test_a_restart_that_fails_after_tuning_restores_the_previous_settings(server
     auto = path / "postgresql.auto.conf"
     good = auto.read_text()
     huge = tuning.Machine(ram_bytes=2048 * tuning.GB, cores=2)  # shared_buffers 512GB: no machine here has it
-    with pytest.raises(embedded.ServerStartError,
-                       match=r"^the embedded server did not restart with the settings for 2048GB RAM, 2 cores, ssd "
-                             r"\(.*\); restored the previous settings \(.*postgresql.auto.conf\) and restarted it"):
+    with pytest.raises(
+        embedded.ServerStartError,
+        match=r"^the embedded server did not restart with the settings for 2048GB RAM, 2 cores, ssd "
+        r"\(.*\); restored the previous settings \(.*postgresql.auto.conf\) and restarted it",
+    ):
         embedded.tune(path, huge)
     assert auto.read_text() == good
     with psycopg.connect(url) as conn:

@@ -12,6 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+pytest.importorskip("PIL", reason="Pillow is not installed: these tests need pip install 'pgvision[images]'")
+
 from PIL import Image
 
 from pgvision.ingest.images import (

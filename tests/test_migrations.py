@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from pgvision import migrate
-from sqlhelpers import add_images
+from sqlhelpers import add_images, grant_default
 
 TABLES = {
     "calibrations",
@@ -23,6 +23,7 @@ TABLES = {
     "models",
 }
 TABLES |= {"cluster_passes", "cluster_edges", "cluster_deferred", "people_audit"}  # people
+TABLES |= {"collections", "collection_grants"}  # collections
 FUNCTIONS = {"search_images", "similar_images", "identify", "identify_face", "recall_at_k"}
 
 
@@ -121,6 +122,7 @@ def test_deployment_migration_adds_a_models_index(empty_database_url, tmp_path):
 
 def test_reader_role_can_search_but_not_write(conn):
     ids = add_images(conn, "tiny", [("a", "cat", [1.0, 0.0]), ("b", "dog", [0.0, 1.0])])
+    grant_default(conn, "pgvision_reader")
     conn.execute("SET ROLE pgvision_reader")
     assert len(conn.execute("SELECT * FROM pgvision.search_images('[1,0]', 2)").fetchall()) == 2
     assert len(conn.execute("SELECT * FROM pgvision.similar_images(%s, 1)", (ids["a"],)).fetchall()) == 1
@@ -135,6 +137,7 @@ def test_reader_role_can_search_but_not_write(conn):
 
 
 def test_loader_role_can_load(conn):
+    grant_default(conn, "pgvision_loader")
     conn.execute("SET ROLE pgvision_loader")
     add_images(conn, "tiny", [("a", "cat", [1.0, 0.0])])
     conn.execute("RESET ROLE")

@@ -10,7 +10,6 @@ standbys and reaches both.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 
 import numpy as np
@@ -22,9 +21,8 @@ from psycopg.conninfo import conninfo_to_dict
 from conftest import server_dir
 from pgvision import migrate
 from pgvision.cli import main
-from pgvision.ingest.pg_copy import copy_vectors
-from pgvision.registry import ModelSpec, register_model
 from pgvision.server import embedded, replicas
+from sqlhelpers import TWO_PEOPLE, add_enrolled_faces
 
 VECTORS = np.array([[i, i % 3, 1, 0] for i in range(12)], dtype=np.float32)
 
@@ -33,29 +31,20 @@ def cli(args, env):
     return CliRunner().invoke(main, args, env=env, catch_exceptions=False)
 
 
+def stop_cluster(top, primary) -> None:
+    """Stop ``primary``'s replicas and ``primary``, then delete ``top`` (their common folder)."""
+    for rep in replicas.list_replicas(primary):
+        replicas.stop(rep.name, primary)
+    embedded.stop(primary)
+    shutil.rmtree(top, ignore_errors=True)
+
+
 def _load_faces(url: str) -> dict[str, int]:
     with psycopg.connect(url, autocommit=True) as conn:
         from pgvector.psycopg import register_vector
 
         register_vector(conn)
-        model_id = register_model(conn, ModelSpec("face2d", "face", 2, "l2", threshold=0.5))
-        people = {name: conn.execute("INSERT INTO pgvision.identities (name) VALUES (%s) RETURNING identity_id",
-                                     (name,)).fetchone()[0] for name in ("ann", "bob")}
-        faces = {}
-        for key, who, vec in [("ann1", "ann", [1, 0]), ("ann2", "ann", [0.9, 0.1]),
-                              ("bob1", "bob", [0, 1]), ("nobody", None, [0.95, 0])]:
-            image_id = conn.execute(
-                "INSERT INTO pgvision.images (sha256, uri) VALUES (%s, %s) RETURNING image_id",
-                (hashlib.sha256(key.encode()).digest(), f"file:///{key}.jpg")).fetchone()[0]
-            face_id = conn.execute(
-                "INSERT INTO pgvision.faces "
-                "(image_id, detector, box_left, box_top, box_right, box_bottom, identity_id) "
-                "VALUES (%s, 'test', 0, 0, 10, 10, %s) RETURNING face_id",
-                (image_id, people.get(who)),
-            ).fetchone()[0]
-            copy_vectors(conn, "face_embeddings", "face_id", model_id, np.array([face_id]),
-                         np.array([vec], np.float32))
-            faces[key] = face_id
+        _, faces = add_enrolled_faces(conn, "face2d", TWO_PEOPLE)
     return faces
 
 
@@ -78,10 +67,7 @@ def cluster(tmp_path_factory):
             replicas.wait_for_replay(url, r.url)
         yield url, [r1, r2], faces
     finally:
-        for r in replicas.list_replicas(primary):
-            replicas.stop(r.name, primary)
-        embedded.stop(primary)
-        shutil.rmtree(top, ignore_errors=True)
+        stop_cluster(top, primary)
 
 
 def test_replica_is_a_recorded_hot_standby_with_a_slot(cluster):
@@ -238,7 +224,9 @@ def test_replica_of_a_tcp_primary_listens_on_tcp():
         embedded.start(primary)
         embedded.stop(primary)
         port = find_suitable_port("127.0.0.1")
-        embedded._pg_ctl(primary, ["-w", "-o", f"-h 127.0.0.1 -p {port} -k {primary}", "-l", str(primary / "tcp.log"), "start"])
+        embedded._pg_ctl(
+            primary, ["-w", "-o", f"-h 127.0.0.1 -p {port} -k {primary}", "-l", str(primary / "tcp.log"), "start"]
+        )
         url = f"postgresql://postgres@/pgvision?host={primary}&port={port}"
         migrate.upgrade(url)
         with psycopg.connect(url, autocommit=True) as conn:  # TCP takes passwords only: a login user
@@ -254,10 +242,7 @@ def test_replica_of_a_tcp_primary_listens_on_tcp():
         with psycopg.connect(r.url) as conn:  # the printed socket URL works for this OS user
             assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
     finally:
-        for rep in replicas.list_replicas(primary):
-            replicas.stop(rep.name, primary)
-        embedded.stop(primary)
-        shutil.rmtree(top, ignore_errors=True)
+        stop_cluster(top, primary)
 
 
 def test_identify_cli_with_read_url_runs_on_the_replica(cluster):

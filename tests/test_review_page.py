@@ -6,6 +6,9 @@ import os
 
 import pytest
 
+pytest.importorskip("PIL", reason="Pillow is not installed: these tests need pip install 'pgvision[images]'")
+
+
 from browser import assert_all_rendered
 from conftest import shared_path
 from pgvision.ingest.files import FileSkipped, file_uri

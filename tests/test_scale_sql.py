@@ -11,7 +11,7 @@ import pytest
 
 from pgvision.index import ddl, recall_target
 from pgvision.registry import get_model
-from sqlhelpers import add_gallery, add_images, clustered, families
+from sqlhelpers import add_gallery, add_images, clustered, families, grant_default
 
 
 def exact_rule(photos, who, q):
@@ -275,6 +275,7 @@ def test_each_model_gets_a_static_ann_statement_and_template_index(conn):
     # Registering a model (as the loader role, which may not create functions) writes its
     # literal index query into pgvision._ann; removing the model removes it, and the face
     # model's template index with it.
+    grant_default(conn, "pgvision_loader")
     conn.execute("SET ROLE pgvision_loader")
     add_images(conn, "img4", [("a", None, [1.0, 0, 0, 0]), ("b", None, [0, 1.0, 0, 0])], metric="cosine")
     photos, who, _ = families(3, 8, seed=11)
@@ -401,6 +402,7 @@ def test_search_images_holds_each_indexed_image_models_statement(conn):
     # v4 (0009): the models trigger writes one branch per full-precision / halfvec image model
     # into search_images itself (one plpgsql layer), none for face or binary models; the branch
     # orders ties by image_id, leaves the session's settings as they were, and goes with its model.
+    grant_default(conn, "pgvision_loader")
     conn.execute("SET ROLE pgvision_loader")
     dup = [0.6, 0.8, 0.0, 0.0]
     ids = add_images(conn, "img4", [("a", None, [1.0, 0, 0, 0]), ("d1", None, dup), ("b", None, [0, 0, 1.0, 0]),
@@ -411,9 +413,11 @@ def test_search_images_holds_each_indexed_image_models_statement(conn):
     source = _search_images_source(conn)
     assert ("WHEN 1 THEN\n                RETURN QUERY SELECT s.image_id, s.uri, s.label, s.distance, "
             "pgvision._similarity(s.distance, m.metric) FROM (SELECT e.image_id, i.uri, i.label, "
-            "(e.embedding::\"public\".vector(4) OPERATOR(\"public\".<=>) query::\"public\".vector(4))::float8 AS distance "
+            "(e.embedding::\"public\".vector(4) OPERATOR(\"public\".<=>) "
+            "query::\"public\".vector(4))::float8 AS distance "
             "FROM pgvision.image_embeddings e JOIN pgvision.images i ON i.image_id = e.image_id WHERE e.model_id = 1 "
-            "ORDER BY e.embedding::\"public\".vector(4) OPERATOR(\"public\".<=>) query::\"public\".vector(4) LIMIT k) s "
+            "ORDER BY e.embedding::\"public\".vector(4) OPERATOR(\"public\".<=>) "
+            "query::\"public\".vector(4) LIMIT k) s "
             "WHERE max_distance IS NULL OR s.distance <= max_distance ORDER BY s.distance, s.image_id;") in source
     assert f"WHEN {face_model} THEN" not in source
     ddl.ensure_index(conn, 1)

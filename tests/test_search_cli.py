@@ -10,6 +10,9 @@ import json
 from pathlib import Path
 
 import pytest
+
+pytest.importorskip("PIL", reason="Pillow is not installed: these tests need pip install 'pgvision[images]'")
+
 from click.testing import CliRunner
 from PIL import Image
 

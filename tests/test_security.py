@@ -16,7 +16,7 @@ from psycopg import sql
 
 from pgvision.ingest.pg_copy import copy_vectors
 from pgvision.registry import ModelSpec, register_model
-from sqlhelpers import add_images
+from sqlhelpers import add_images, grant_default
 
 
 def _face_gallery(conn, threshold=0.5):
@@ -481,7 +481,7 @@ def test_the_embedded_data_directory_is_private_to_its_server():
 @pytest.mark.parametrize("statement", [
     "UPDATE pgvision.images SET label = 'x'",
     "UPDATE pgvision.image_embeddings SET model_id = model_id",
-    "UPDATE pgvision.identities SET name = 'x'",
+    "UPDATE pgvision.identities SET metadata = '{}'",  # name: the people verbs rename (migration 0014)
     "UPDATE pgvision.models SET metric = 'cosine'",
     "UPDATE pgvision.calibrations SET threshold = 1",
     "DELETE FROM pgvision.images",
@@ -494,6 +494,7 @@ def test_the_loader_role_updates_only_what_loads_update(conn, statement):
 
 def test_the_loader_role_can_enroll_rescan_and_calibrate(conn):
     _face_gallery(conn)
+    grant_default(conn, "pgvision_loader")
     conn.execute("SET ROLE pgvision_loader")
     conn.execute("UPDATE pgvision.faces SET identity_id = NULL")
     conn.execute("INSERT INTO pgvision.face_scans (image_id, detector, faces) SELECT image_id, 'test', 1 "

@@ -6,34 +6,18 @@ Gallery: ann has faces at [1, 0] and [0.9, 0.1]; bob at [0, 1]; an unenrolled fa
 
 from __future__ import annotations
 
-import hashlib
 import math
 
-import numpy as np
 import psycopg
 import pytest
 
-from pgvision.ingest.pg_copy import copy_vectors
 from pgvision.registry import ModelSpec, register_model
+from sqlhelpers import TWO_PEOPLE, add_enrolled_faces
 
 
 @pytest.fixture
 def gallery(conn):
-    model_id = register_model(conn, ModelSpec("face2d", "face", 2, "l2", threshold=0.5))
-    people = {name: conn.execute("INSERT INTO pgvision.identities (name) VALUES (%s) RETURNING identity_id",
-                                 (name,)).fetchone()[0] for name in ("ann", "bob")}
-    faces = {}
-    for key, who, vec in [("ann1", "ann", [1, 0]), ("ann2", "ann", [0.9, 0.1]),
-                          ("bob1", "bob", [0, 1]), ("nobody", None, [0.95, 0])]:
-        image_id = conn.execute(
-            "INSERT INTO pgvision.images (sha256, uri) VALUES (%s, %s) RETURNING image_id",
-            (hashlib.sha256(key.encode()).digest(), f"file:///{key}.jpg")).fetchone()[0]
-        face_id = conn.execute(
-            "INSERT INTO pgvision.faces (image_id, detector, box_left, box_top, box_right, box_bottom, identity_id) "
-            "VALUES (%s, 'test', 0, 0, 10, 10, %s) RETURNING face_id", (image_id, people.get(who))).fetchone()[0]
-        copy_vectors(conn, "face_embeddings", "face_id", model_id, np.array([face_id]), np.array([vec], np.float32))
-        faces[key] = face_id
-    return people, faces
+    return add_enrolled_faces(conn, "face2d", TWO_PEOPLE)
 
 
 def identify(conn, sql, *args):

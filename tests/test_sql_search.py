@@ -11,20 +11,14 @@ import math
 import psycopg
 import pytest
 
-from sqlhelpers import add_images
+from sqlhelpers import TINY_ROWS, add_images
 
-ROWS = [
-    ("a", "cat", [1.0, 0.0, 0.0], {"camera": "x100"}),
-    ("b", "cat", [0.9, 0.1, 0.0], {"camera": "z6"}),
-    ("c", "dog", [0.0, 1.0, 0.0], {"camera": "x100"}),
-    ("d", "dog", [0.0, 0.0, 1.0]),
-    ("e", "bird", [0.5, 0.5, 0.0]),
-]
+pytestmark = pytest.mark.core  # the SQL API of the core install: .ci/run runs it without the extras too
 
 
 @pytest.fixture
 def tiny(conn):
-    return add_images(conn, "tiny", ROWS)
+    return add_images(conn, "tiny", TINY_ROWS)
 
 
 def search(conn, sql, *args):

@@ -92,7 +92,7 @@ def upgrade() -> None:
             END IF;
         END
         $fix$
-        """  # noqa: E501 - one RAISE NOTICE literal in a released migration, kept byte for byte
+        """
     )
     for table, name, check in CONSTRAINTS:
         op.execute(f"ALTER TABLE pgvision.{table} ADD CONSTRAINT {name} CHECK {check}")

@@ -99,8 +99,10 @@ def upgrade() -> None:
             ADD CONSTRAINT faces_ignored_has_no_identity CHECK (NOT ignored OR identity_id IS NULL)
         """
     )
-    op.execute("COMMENT ON COLUMN pgvision.faces.assigned_by IS "
-               "'Who placed the face in its person: hand (enroll, people verbs; never moved by clustering), cluster, or NULL'")
+    op.execute(
+        "COMMENT ON COLUMN pgvision.faces.assigned_by IS "
+        "'Who placed the face in its person: hand (enroll, people verbs; never moved by clustering), cluster, or NULL'"
+    )
     op.execute("COMMENT ON COLUMN pgvision.faces.ignored IS "
                "'Not a face / ignore: in no person, never clustered (pgvision.people_ignore)'")
     op.execute("UPDATE pgvision.faces SET assigned_by = 'hand' WHERE identity_id IS NOT NULL")
@@ -150,9 +152,13 @@ def upgrade() -> None:
         )
         """
     )
-    op.execute("CREATE UNIQUE INDEX cluster_passes_one_open ON pgvision.cluster_passes (model_id) WHERE finished_at IS NULL")
-    op.execute("COMMENT ON TABLE pgvision.cluster_passes IS "
-               "'Clustering passes (pgvision.cluster_start / cluster_step): settings, cursor and counts; one open pass per model'")
+    op.execute(
+        "CREATE UNIQUE INDEX cluster_passes_one_open ON pgvision.cluster_passes (model_id) WHERE finished_at IS NULL"
+    )
+    op.execute(
+        "COMMENT ON TABLE pgvision.cluster_passes IS "
+        "'Clustering passes (pgvision.cluster_start / cluster_step): settings, cursor and counts; one open pass per model'"
+    )
     op.execute(
         """
         CREATE TABLE pgvision.cluster_edges (
@@ -164,8 +170,10 @@ def upgrade() -> None:
         """
     )
     op.execute("CREATE INDEX cluster_edges_pass ON pgvision.cluster_edges (pass_id)")
-    op.execute("COMMENT ON TABLE pgvision.cluster_edges IS "
-               "'Neighbourhoods a full clustering pass found so far (face a -> face b at distance d); emptied when it ends'")
+    op.execute(
+        "COMMENT ON TABLE pgvision.cluster_edges IS "
+        "'Neighbourhoods a full clustering pass found so far (face a -> face b at distance d); emptied when it ends'"
+    )
     op.execute(
         """
         CREATE TABLE pgvision.cluster_deferred (
@@ -192,8 +200,10 @@ def upgrade() -> None:
         )
         """
     )
-    op.execute("COMMENT ON TABLE pgvision.people_audit IS "
-               "'One row per people verb (name, merge, move, split, ignore, unignore) and per finished clustering pass'")
+    op.execute(
+        "COMMENT ON TABLE pgvision.people_audit IS "
+        "'One row per people verb (name, merge, move, split, ignore, unignore) and per finished clustering pass'"
+    )
     for path in FUNCTIONS + VIEWS:
         apply_sql(op, path)
     op.execute("REVOKE ALL ON FUNCTION pgvision._faces_assigned_by() FROM PUBLIC")
@@ -209,7 +219,9 @@ def upgrade() -> None:
     op.execute("GRANT INSERT ON pgvision.people_audit, pgvision.cluster_passes, pgvision.cluster_edges, "
                "pgvision.cluster_deferred TO pgvision_loader")
     op.execute("GRANT UPDATE ON pgvision.cluster_passes TO pgvision_loader")
-    op.execute("GRANT DELETE ON pgvision.cluster_edges, pgvision.cluster_deferred, pgvision.identities TO pgvision_loader")
+    op.execute(
+        "GRANT DELETE ON pgvision.cluster_edges, pgvision.cluster_deferred, pgvision.identities TO pgvision_loader"
+    )
     op.execute("GRANT UPDATE (identity_id, assigned_by, ignored) ON pgvision.faces TO pgvision_loader")
     op.execute("GRANT UPDATE (name) ON pgvision.identities TO pgvision_loader")
 

@@ -27,40 +27,36 @@ Downgrade drops the column and v5 and re-applies ``search_images.v4`` (with the 
 appended to its comment), ``_nearest.v3`` and ``_model_ann.v2``, and fires the trigger again.
 """
 
-from pgvision.migrate import apply_sql
-
 from alembic import op
+
+from pgvision.migrate import apply_sql
 
 revision = "0016"
 down_revision = "0015"
 branch_labels = None
 depends_on = None
 
-#: Drops every pgvision function called search_images (one per released version: adding an
-#: argument changes the signature, so CREATE OR REPLACE would add an overload instead).
-_DROP_SEARCH_IMAGES = """
-DO $drop$
+
+def _each_search_images(statement: str) -> str:
+    """A DO block that runs ``statement`` (a format() string, %s the signature) on every
+    pgvision function called search_images."""
+    return f"""
+DO $each$
 DECLARE fn regprocedure;
 BEGIN
     FOR fn IN SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
               WHERE p.pronamespace = 'pgvision'::regnamespace AND p.proname = 'search_images' LOOP
-        EXECUTE format('DROP FUNCTION %s', fn);
+        EXECUTE format('{statement}', fn);
     END LOOP;
 END
-$drop$
+$each$
 """
 
-_GRANT_SEARCH_IMAGES = """
-DO $grant$
-DECLARE fn regprocedure;
-BEGIN
-    FOR fn IN SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
-              WHERE p.pronamespace = 'pgvision'::regnamespace AND p.proname = 'search_images' LOOP
-        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO pgvision_reader, pgvision_loader', fn);
-    END LOOP;
-END
-$grant$
-"""
+
+#: Drops every pgvision function called search_images (one per released version: adding an
+#: argument changes the signature, so CREATE OR REPLACE would add an overload instead).
+_DROP_SEARCH_IMAGES = _each_search_images("DROP FUNCTION %s")
+_GRANT_SEARCH_IMAGES = _each_search_images("GRANT EXECUTE ON FUNCTION %s TO pgvision_reader, pgvision_loader")
 
 #: What revision 0013 appended to search_images.v4's comment (its released file lacks it).
 _V4_FAILS = (

@@ -42,6 +42,20 @@ rights and would bypass the policies.
 
 ``_sync_templates.v3`` writes a template's collection_id (its identity's).
 
+The people tables: a cluster_edges / cluster_deferred row is visible when its faces are (the
+policy reads faces under the caller's own policies); cluster_passes and people_audit get a
+collection_id (the session's, as every other table) and the collection policy.
+
+Read functions (new versions; each takes ``collection text DEFAULT NULL``, NULL = every
+collection the caller may see): search_images.v6, similar_images.v3, identify.v4,
+identify_face.v4, recall_at_k.v5, over _nearest.v5 and _identify.v6 (a caller under
+row-level security, or a named collection, takes the filtered path: bounded iterative scan,
+exact scan of a small collection, a collection's own partial index when it has one) and
+_collection_id.v1 (a name to an id, 42704 when not visible). ``(collection_id, model_id)``
+indexes on both embeddings tables make a collection's rows cheap to count and to scan
+exactly. Downgrade re-applies the previous versions (and the SQLSTATE lists revision 0013
+gave their comments).
+
 Downgrade removes the policies, columns and tables and restores the global uniqueness of
 sha256 and names; it refuses, saying which, when two collections hold the same image or the
 same name (merge or delete one first).
@@ -98,6 +112,79 @@ OLD_FKS = {
     "face_embeddings_face_id_fkey": ("face_embeddings", "face_id", "faces", "ON DELETE CASCADE"),
     "identity_templates_identity_id_fkey": ("identity_templates", "identity_id", "identities", "ON DELETE CASCADE"),
 }
+
+#: New read functions: (file, previous file or None).
+FUNCTIONS = [
+    ("functions/_collection_id.v1.sql", None),
+    ("functions/_nearest.v5.sql", "functions/_nearest.v4.sql"),
+    ("functions/_identify.v6.sql", "functions/_identify.v5.sql"),
+    ("functions/search_images.v6.sql", "functions/search_images.v5.sql"),
+    ("functions/similar_images.v3.sql", "functions/similar_images.v2.sql"),
+    ("functions/identify.v4.sql", "functions/identify.v3.sql"),
+    ("functions/identify_face.v4.sql", "functions/identify_face.v3.sql"),
+    ("functions/recall_at_k.v5.sql", "functions/recall_at_k.v4.sql"),
+]
+#: The SQLSTATE lists revision 0013 appended to the comments of files that had none; given
+#: back on downgrade (the same text as 0013's).
+FAILS_0013 = {
+    "similar_images": "22004 NULL image_id or k; 22023 k or ef_search outside 1..1000, a face model named, or "
+                      "several image models and none the default; P0002 no such image, or no embedding of that "
+                      "model for it; 42704 unknown model; 55000 no image model loaded yet.",
+    "identify": "22004 NULL query or candidates; 22023 candidates or ef_search outside 1..1000, query of another "
+                "dimension than the model's, zero (cosine) or overflowing query, threshold or min_margin not a "
+                "finite number >= 0, an image model named, or several face models and none the default; "
+                "42704 unknown model; 55000 no face model loaded yet, or the model has no threshold "
+                "(pass threshold => or run pgvision calibrate).",
+    "identify_face": "22004 NULL face_id or candidates; 22023 candidates or ef_search outside 1..1000, threshold "
+                     "or min_margin not a finite number >= 0, an image model named, or several face models and "
+                     "none the default; P0002 no such face, or no embedding of that model for it; 42704 unknown "
+                     "model; 55000 no face model loaded yet, or the model has no threshold.",
+}
+#: People tables (revision 0014) keyed by faces: (table, policy condition).
+FACE_VISIBLE = "EXISTS (SELECT 1 FROM pgvision.faces f WHERE f.face_id = {col})"
+PEOPLE_POLICIES = [
+    ("cluster_deferred", FACE_VISIBLE.format(col="cluster_deferred.face_id")),
+    ("cluster_edges", FACE_VISIBLE.format(col="cluster_edges.a") + " AND " + FACE_VISIBLE.format(col="cluster_edges.b")),
+]
+#: People tables that get a collection_id of their own.
+PEOPLE_COLLECTION_TABLES = ["cluster_passes", "people_audit"]
+
+_DROP_FUNCTION = """
+DO $drop$
+DECLARE f regprocedure;
+BEGIN
+    FOR f IN SELECT p.oid FROM pg_catalog.pg_proc p
+             WHERE p.pronamespace = 'pgvision'::regnamespace AND p.proname = {name} LOOP
+        EXECUTE format('DROP FUNCTION %s', f);
+    END LOOP;
+END
+$drop$
+"""
+
+
+def _replace_function(path: str) -> None:
+    """Apply a function file in place of every installed version (its arguments may differ)."""
+    name = path.split("/")[-1].split(".")[0]
+    op.execute(_DROP_FUNCTION.format(name="'" + name + "'"))
+    apply_sql(op, path)
+    op.execute(f"GRANT EXECUTE ON FUNCTION pgvision.{name} TO pgvision_reader, pgvision_loader")
+
+
+def _comment_sql(name: str) -> str:
+    """A DO block appending 0013's SQLSTATE list to the comment of the one function ``name``."""
+    fails = "'" + (" Fails (SQLSTATE): " + FAILS_0013[name]).replace("'", "''") + "'"
+    return f"""
+        DO $comment$
+        DECLARE fn oid;
+        BEGIN
+            SELECT p.oid INTO STRICT fn FROM pg_catalog.pg_proc p
+            WHERE p.pronamespace = 'pgvision'::regnamespace AND p.proname = '{name}';
+            EXECUTE format('COMMENT ON FUNCTION %s IS %L', fn::regprocedure,
+                           coalesce(pg_catalog.obj_description(fn, 'pg_proc'), '') || {fails});
+        END
+        $comment$
+        """
+
 
 _VIEWS_SECURITY = """
 DO $views$
@@ -174,8 +261,10 @@ def upgrade() -> None:
                "REFERENCES pgvision.collections")
     op.execute(f"ALTER TABLE pgvision.calibrations ALTER COLUMN collection_id SET DEFAULT {SESSION_COLLECTION}")
     for table in TENANT_TABLES:
-        op.execute(f"COMMENT ON COLUMN pgvision.{table}.collection_id IS "
-                   "'Collection (tenant) of the row; default: the session''s pgvision.collection_id setting, else 1 (default)'")
+        op.execute(
+            f"COMMENT ON COLUMN pgvision.{table}.collection_id IS "
+            "'Collection (tenant) of the row; default: the session''s pgvision.collection_id setting, else 1 (default)'"
+        )
         op.execute(f"ALTER TABLE pgvision.{table} ENABLE ROW LEVEL SECURITY")
         op.execute(f"CREATE POLICY collection_member ON pgvision.{table} USING ({VISIBLE}) WITH CHECK ({VISIBLE})")
     op.execute("ALTER TABLE pgvision.collections ENABLE ROW LEVEL SECURITY")
@@ -201,6 +290,20 @@ def upgrade() -> None:
     op.execute("REVOKE ALL ON FUNCTION pgvision._model_view() FROM PUBLIC")
     apply_sql(op, "functions/_sync_templates.v3.sql")
     op.execute("REVOKE ALL ON FUNCTION pgvision._sync_templates() FROM PUBLIC")
+    for table, condition in PEOPLE_POLICIES:
+        op.execute(f"ALTER TABLE pgvision.{table} ENABLE ROW LEVEL SECURITY")
+        op.execute(f"CREATE POLICY collection_member ON pgvision.{table} USING ({condition}) WITH CHECK ({condition})")
+    for table in PEOPLE_COLLECTION_TABLES:
+        op.execute(f"ALTER TABLE pgvision.{table} ADD COLUMN collection_id integer NOT NULL DEFAULT 1 "
+                   "REFERENCES pgvision.collections")
+        op.execute(f"ALTER TABLE pgvision.{table} ALTER COLUMN collection_id SET DEFAULT {SESSION_COLLECTION}")
+        op.execute(f"ALTER TABLE pgvision.{table} ENABLE ROW LEVEL SECURITY")
+        op.execute(f"CREATE POLICY collection_member ON pgvision.{table} USING ({VISIBLE}) WITH CHECK ({VISIBLE})")
+    for table in ("image_embeddings", "face_embeddings"):
+        op.execute(f"CREATE INDEX {table}_collection ON pgvision.{table} (collection_id, model_id)")
+    for path, _ in FUNCTIONS:
+        _replace_function(path)
+    op.execute("UPDATE pgvision.models SET kind = kind WHERE false")  # search_images' generated branches
 
 
 def downgrade() -> None:
@@ -224,6 +327,22 @@ def downgrade() -> None:
         $clash$
         """
     )
+    for path, old in reversed(FUNCTIONS):
+        name = path.split("/")[-1].split(".")[0]
+        if old is None:
+            op.execute(_DROP_FUNCTION.format(name="'" + name + "'"))
+            continue
+        _replace_function(old)
+        if name in FAILS_0013:
+            op.execute(_comment_sql(name))
+    op.execute("UPDATE pgvision.models SET kind = kind WHERE false")
+    for table in ("image_embeddings", "face_embeddings"):
+        op.execute(f"DROP INDEX pgvision.{table}_collection")
+    for table in [t for t, _ in PEOPLE_POLICIES] + PEOPLE_COLLECTION_TABLES:
+        op.execute(f"DROP POLICY collection_member ON pgvision.{table}")
+        op.execute(f"ALTER TABLE pgvision.{table} DISABLE ROW LEVEL SECURITY")
+    for table in PEOPLE_COLLECTION_TABLES:
+        op.execute(f"ALTER TABLE pgvision.{table} DROP COLUMN collection_id")
     apply_sql(op, "functions/_sync_templates.v2.sql")
     op.execute("REVOKE ALL ON FUNCTION pgvision._sync_templates() FROM PUBLIC")
     apply_sql(op, "functions/_model_view.v2.sql")
@@ -245,5 +364,5 @@ def downgrade() -> None:
                    f"REFERENCES pgvision.{parent} {actions}")
     for table in TENANT_TABLES:
         op.execute(f"ALTER TABLE pgvision.{table} DROP COLUMN collection_id")
-    op.execute("DROP TABLE pgvision.collection_grants")
-    op.execute("DROP TABLE pgvision.collections")
+    # One statement: the policy on collections reads collection_grants.
+    op.execute("DROP TABLE pgvision.collection_grants, pgvision.collections")

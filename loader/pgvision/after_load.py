@@ -20,7 +20,7 @@ from typing import Callable, Iterator
 
 import psycopg
 
-from pgvision.index import build_progress, ddl, recall_target
+from pgvision.index import build_progress, collection_index, ddl, recall_target
 from pgvision.ingest.files import SKIP_REASONS
 from pgvision.server.connection import lost_connection
 
@@ -152,7 +152,8 @@ def finish_load(
     """The end of every load: statistics, index, recall setting; fills ``report``.
 
     ``ANALYZE`` of ``tables`` when ``changed``; with ``build_index`` the model's ANN index
-    (:func:`pgvision.index.ddl.ensure_index`, built only when missing), the ef_search /
+    (:func:`pgvision.index.ddl.ensure_index`, built only when missing) and the own index of
+    each collection large enough (:mod:`pgvision.index.collection_index`), the ef_search /
     probes setting re-chosen when the model grew past its recall rule
     (:func:`pgvision.index.recall_target.recheck`), and the index size. Sets
     ``report.index``, ``report.recall``, ``report.index_mb`` and ``report.seconds["index"]``.
@@ -168,6 +169,8 @@ def finish_load(
             return
         t = time.perf_counter()
         report.index = ddl.ensure_index(conn, model_id, progress=progress)
+        if report.index:  # large collections get their own partial index (schema owner only)
+            collection_index.ensure_collection_indexes(conn, model_id)
         choice = recall_target.recheck(conn, model_id)
         report.recall = recall_target.describe(choice) if choice else None
         report.seconds["index"] = report.seconds.get("index", 0.0) + time.perf_counter() - t

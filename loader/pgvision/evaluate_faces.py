@@ -38,6 +38,8 @@ from pgvision.faces.calibrate import (
     Calibration,
     calibrate,
     fetch_gallery,
+    new_figure,
+    save_figure,
     store_calibration,
 )
 from pgvision.faces.decide import (
@@ -301,13 +303,8 @@ def evaluate_identification(conn: psycopg.Connection, root: str | Path, pipeline
 
 def plot_tpir_fpir(result: EvalResult, path: str) -> None:
     """Draw TPIR against FPIR (log FPIR axis) for each rule, with the calibrated point, as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     floor = 0.5 / max(result.non_mated, 1)
-    fig, ax = plt.subplots(figsize=(6, 4.5), dpi=110)
+    fig, ax = new_figure()
     for curve, style in zip(result.curves, ("-", "--"), strict=False):
         ax.step(np.maximum(curve.fpir, floor), curve.tpir, where="post", ls=style, lw=1.6, label=curve.rule)
     ax.scatter(
@@ -321,15 +318,10 @@ def plot_tpir_fpir(result: EvalResult, path: str) -> None:
     ax.set_xscale("log")
     ax.set_xlim(floor * 0.8, 1.0)
     ax.set_ylim(max(0.0, min(c.tpir_at_fpir(0.005)[0] for c in result.curves) - 0.1), 1.005)
-    ax.set_xlabel("FPIR (non-mated probes accepted as someone)")
-    ax.set_ylabel("TPIR (mated probes: right identity, accepted)")
-    ax.set_title(f"{result.model}: {result.enrolled} enrolled identities ({result.gallery_faces} faces), "
-                 f"{result.mated} mated / {result.non_mated} non-mated probes", fontsize=9)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, ax, path, xlabel="FPIR (non-mated probes accepted as someone)",
+                ylabel="TPIR (mated probes: right identity, accepted)",
+                title=f"{result.model}: {result.enrolled} enrolled identities ({result.gallery_faces} faces), "
+                f"{result.mated} mated / {result.non_mated} non-mated probes")
 
 
 @contextmanager

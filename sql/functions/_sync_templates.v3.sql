@@ -5,7 +5,7 @@
 --   .collection_id, the key of its row-level security policy), read from pgvision.identities
 --   in the same statement.
 --
--- Purpose (issue 13, item 3): keeps pgvision.identity_templates equal to the mean of each
+-- Purpose: keeps pgvision.identity_templates equal to the mean of each
 --   enrolled identity's gallery embeddings, per face model, in the same transaction as the
 --   change: the template that identify's rule compares against (an identity's distance =
 --   min(nearest gallery face, mean of its gallery embeddings)). identify searches the

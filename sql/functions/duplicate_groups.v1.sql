@@ -15,10 +15,10 @@
 --   tier               'same' (default) or 'similar'.
 --   model              image model name; NULL = the default image model.
 --   max_distance       embedding distance in the model's metric; NULL = the tier's default,
---                      measured for efficientnet-lite0 features (cosine distance: same 0.20,
---                      similar 0.25; bench/bench_duplicates.py --calibrate, docs/duplicates.md).
+--                      measured for efficientnet-lite0 features (cosine distance: same 0.22,
+--                      similar 0.11; bench/bench_duplicates.py --calibrate, docs/duplicates.md).
 --                      Models with another metric must pass it.
---   max_hash_distance  tier 'same': Hamming bits 0..64 (NULL = 10, measured as above).
+--   max_hash_distance  tier 'same': Hamming bits 0..64 (NULL = 12, measured as above).
 -- Returns: pgvision.duplicate_hit rows (see pgvision._duplicate_rows): group_id (the
 --   keeper's image_id), image_id, uri, label, is_keeper, distance and hash_distance to the
 --   keeper, width, height; groups of two or more images only, by group_id, keeper first.
@@ -51,6 +51,6 @@ $fn$;
 COMMENT ON FUNCTION pgvision.duplicate_groups(text, text, double precision, integer) IS
 'Groups of duplicate images: (group_id = keeper image_id, image_id, uri, label, is_keeper, distance, hash_distance, width, height). '
 'Args: tier ''same'' (same picture: hash and embedding agree; default) or ''similar'' (near-identical shots: embedding only), '
-'model (default image model), max_distance (embedding distance; NULL = the tier''s measured default), max_hash_distance (bits, tier same; NULL = 10). '
+'model (default image model), max_distance (embedding distance; NULL = the tier''s measured default), max_hash_distance (bits, tier same; NULL = 12). '
 'Keeper: most pixels, then oldest. Fails (SQLSTATE): 22004 NULL tier; 22023 bad tier, max_distance or max_hash_distance, '
 'a non-cosine model without max_distance, a face model, or several image models and none the default; 42704 unknown model; 55000 no image model loaded yet.';

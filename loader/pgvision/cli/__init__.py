@@ -47,3 +47,11 @@ main.add_command(enroll)
 main.add_command(identify)
 main.add_command(calibrate)
 main.add_command(eval_group)
+
+from pgvision.cli.people import eval_cluster, people  # noqa: E402
+
+main.add_command(people)
+eval_group.add_command(eval_cluster)
+from pgvision.cli.duplicates import duplicates  # noqa: E402
+
+main.add_command(duplicates)

@@ -133,7 +133,8 @@ def start(port: int | None, listen: str) -> None:
       pgvision db start --port 5433
     """
     if port is None and listen != "127.0.0.1":
-        raise click.ClickException(f"--listen {listen} needs --port: e.g. pgvision db start --port 5433 --listen {listen}")
+        raise click.ClickException(
+            f"--listen {listen} needs --port: e.g. pgvision db start --port 5433 --listen {listen}")
     before = embedded.status()
     tcp_before = embedded.tcp_settings()
     url = embedded.start(port=port, listen=listen)
@@ -160,8 +161,8 @@ def stop() -> None:
     click.echo("stopped" if embedded.stop() else f"not running ({embedded.data_dir()})", err=True)
     running = [r.name for r in replicas.list_replicas() if r.running]
     if running:
-        click.echo(f"replicas still running (serving reads, reconnecting when the primary is back): {', '.join(running)}; "
-                   f"stop them with pgvision db replica stop NAME", err=True)
+        click.echo("replicas still running (serving reads, reconnecting when the primary is back): "
+                   f"{', '.join(running)}; stop them with pgvision db replica stop NAME", err=True)
 
 
 @db.command()
@@ -305,6 +306,8 @@ def index(model: str, method: str, m: int | None, ef_construction: int | None, l
         ):
             target_recall = recall_target.DEFAULT_TARGET
         choice = recall_target.choose_setting(conn, model, target_recall) if name and target_recall else None
+        if choice is None and target_recall is not None:
+            click.echo(recall_target.why_not_measured(conn, model), err=True)
     if choice is not None:
         click.echo(recall_target.describe(choice), err=True)
 

@@ -44,12 +44,14 @@ def faces() -> None:
               help="Photos per transaction (a batch lands whole or not at all).")
 @click.option("--reassign", is_flag=True,
               help="With --identity-from: move a face already in another person's gallery (else: refused).")
+@click.option("--cluster", "cluster", is_flag=True,
+              help="Afterwards, group the faces without a person into people (as pgvision people cluster).")
 @quiet_option
 @collection_option
 @database_url_option
 @run_guarded
 def faces_load(paths, model, weights, detector, upsample, min_face_px, device, crop, identity_from, batch_size,
-               reassign, quiet, collection, database_url):
+               reassign, cluster, quiet, collection, database_url):
     """Detect every face of the photos under PATH..., align, embed and store it.
 
     Idempotent and resumable: photos already scanned with this detector and embedded with
@@ -61,6 +63,7 @@ def faces_load(paths, model, weights, detector, upsample, min_face_px, device, c
       pgvision faces load ./people --identity-from parent-dir
       pgvision faces load ./photos --model facenet --weights facenet.pt --detector cnn
       pgvision faces load ./acme_people --identity-from parent-dir --collection acme
+      pgvision faces load ./photos --cluster
     """
     from pgvision.load_faces import load_faces
 
@@ -68,7 +71,11 @@ def faces_load(paths, model, weights, detector, upsample, min_face_px, device, c
     with open_database(database_url) as conn:
         summary = load_faces(conn, paths, pipeline, identity_from=identity_from, batch_size=batch_size,
                              progress=not quiet, reassign=reassign, collection=collection)
-    click.echo(summary.format())
+        click.echo(summary.format())
+        if cluster:
+            from pgvision.people.cluster import run_pass
+
+            click.echo(run_pass(conn, model, "incremental", progress=not quiet).format())
 
 
 @click.command("enroll")
@@ -153,6 +160,9 @@ def identify(image, model, weights, detector, upsample, min_face_px, device, cro
         resolve_read_url(read_url, database_url), source=read_url_source(read_url), create=False, autocommit=False
     ) as conn:
         verdicts = identify_photo(conn, image, pipeline, threshold, min_margin, candidates)
+        note = uncalibrated_note(conn, pipeline.model.name) if threshold is None and not (as_json or quiet) else None
+    if note:
+        click.echo(f"note: {note}", err=True)
     if not verdicts:
         click.echo(f"{display(image)}: no face found")
         return
@@ -176,6 +186,19 @@ def identify(image, model, weights, detector, upsample, min_face_px, device, cro
             note = f" (nearest: {best})"
         click.echo(f"face {i} box {v.box}: {verdict}{note}; distance {fmt(v.distance)}, "
                    f"similarity {fmt(v.similarity)}, margin {fmt(v.margin)}")
+
+
+def uncalibrated_note(conn, model: str) -> str | None:
+    """One line when ``model`` was never calibrated on this gallery (no ``pgvision.calibrations``
+    row): its threshold is then the published 1:1 verification value, which lets strangers in."""
+    row = conn.execute(
+        "SELECT m.threshold, NOT EXISTS (SELECT 1 FROM pgvision.calibrations c WHERE c.model_id = m.model_id) "
+        "FROM pgvision.models m WHERE m.name = %s", (model,)).fetchone()
+    if row is None or not row[1]:
+        return None
+    return (f"model {model} was never calibrated on this gallery: its threshold {row[0]:.4f} is a published 1:1 "
+            "verification value, which accepts many strangers as someone (dlib's 0.6: about a third on LFW, "
+            "docs/faces.md); run pgvision calibrate once people are enrolled")
 
 
 def print_calibration(cal) -> None:

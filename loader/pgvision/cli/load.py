@@ -12,7 +12,7 @@ import time
 import click
 
 from pgvision.cli.common import open_database, run_guarded
-from pgvision.cli.options import build_embedder, collection_option, database_url_option, model_options
+from pgvision.cli.options import build_embedder, collection_option, database_url_option, index_option, model_options
 
 CPUS = os.cpu_count() or 1
 #: Default decode processes: half the cores (at most 8). Measured with bench/bench_loader.py
@@ -39,8 +39,7 @@ DEFAULT_WORKERS = min(8, max(1, CPUS // 2))
               help="parent-dir: an image's label is its folder's name; none: no label.")
 @click.option("--limit", type=click.IntRange(1), default=None, metavar="N",
               help="Only the first N image files found (sorted by path) [default: all].")
-@click.option("--index/--no-index", default=True, show_default=True,
-              help="Build the model's ANN index after loading if it is missing.")
+@index_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar, no per-file skip lines; the summary only.")
 @collection_option
 @database_url_option
@@ -113,8 +112,7 @@ def load(paths, model, weights, output, dims, metric, name, device, batch_size, 
               help="auto: .npy is NumPy, anything else the AnalyticDB text format id|class|{v1,...}.")
 @click.option("--batch-size", type=click.IntRange(1, 1_000_000), default=5000, show_default=True,
               help="Rows per database transaction.")
-@click.option("--index/--no-index", default=True, show_default=True,
-              help="Build the model's ANN index after loading if it is missing.")
+@index_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar; the summary only.")
 @collection_option
 @database_url_option

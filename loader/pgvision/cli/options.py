@@ -196,6 +196,11 @@ def build_pipeline(model, weights, detector, upsample, min_face_px, device, crop
 
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bar; print only the summary.")
 
+index_option = click.option(
+    "--index/--no-index", default=True, show_default=True,
+    help="Build the model's ANN index after loading if it is missing.",
+)
+
 
 def _apply(func, options: list):
     """``func`` decorated with ``options``, the first one listed first in ``--help``."""

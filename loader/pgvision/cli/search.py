@@ -61,6 +61,22 @@ def _report(rows: list[dict], as_json: bool, quiet: bool = False) -> None:
         click.echo(format_table(rows, header=not quiet))
 
 
+html_option = click.option(
+    "--html", "html_file", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
+    help="Also write one self-contained HTML page of thumbnails, in rank order with their distances.")
+
+
+def _write_html(html_file: str | None, title: str, rows: list[dict], query=None, quiet: bool = False) -> None:
+    if not html_file:
+        return
+    from pgvision.review.results import search_page
+
+    counts = search_page(html_file, title, rows, query=query)
+    if not quiet:
+        click.echo(f"wrote {display(str(counts.path))}: {counts.thumbs} thumbnails"
+                   + (f", {counts.placeholders} not found" if counts.placeholders else ""), err=True)
+
+
 def _fetch(conn, query: str, params: dict) -> list[dict]:
     from psycopg.rows import dict_row
 
@@ -76,9 +92,10 @@ def _fetch(conn, query: str, params: dict) -> list[dict]:
 @read_url_option
 @click.option("--quiet", "-q", is_flag=True,
               help="Print the hits' lines only: no column header, nothing when there is no hit (--json: unchanged).")
+@html_option
 @run_guarded
 def search(image, k, label, ef_search, as_json, model, weights, output, dims, metric, name, device,
-           database_url, read_url, quiet):
+           database_url, read_url, quiet, html_file):
     """Find the stored images nearest to IMAGE (a file), nearest first.
 
     The probe is embedded here with the same model options as `pgvision load` (the model's
@@ -88,6 +105,7 @@ def search(image, k, label, ef_search, as_json, model, weights, output, dims, me
     Example:
       pgvision search ./query.jpg -k 5
       pgvision search ./query.jpg --label tench --json
+      pgvision search ./query.jpg --html results.html
     """
     from pgvision.load_images import embed_probe
     from pgvision.registry import check_probe_model, require_image_model
@@ -110,6 +128,7 @@ def search(image, k, label, ef_search, as_json, model, weights, output, dims, me
             {"q": Vector(probe), "k": k, "model": spec.name, "label": label, "ef": ef_search},
         )
     _report(rows, as_json, quiet)
+    _write_html(html_file, f"Nearest to {display(image)} ({spec.name})", rows, query=image, quiet=quiet)
 
 
 @click.command()
@@ -119,8 +138,9 @@ def search(image, k, label, ef_search, as_json, model, weights, output, dims, me
               help="Registered model name [default: the default image model].")
 @database_url_option
 @read_url_option
+@html_option
 @run_guarded
-def similar(image_id, k, label, ef_search, as_json, model, database_url, read_url):
+def similar(image_id, k, label, ef_search, as_json, model, database_url, read_url, html_file):
     """Find the stored images nearest to stored image IMAGE_ID (itself excluded).
 
     Runs pgvision.similar_images, the function a BI tool calls with no vector in hand.
@@ -129,6 +149,7 @@ def similar(image_id, k, label, ef_search, as_json, model, database_url, read_ur
     Example:
       pgvision similar 42 -k 5
       pgvision similar 42 --model resnet50 --json
+      pgvision similar 42 --html similar.html
     """
 
     with open_database(
@@ -141,4 +162,7 @@ def similar(image_id, k, label, ef_search, as_json, model, database_url, read_ur
             "ef_search => %(ef)s::integer)",
             {"id": image_id, "k": k, "model": model, "label": label, "ef": ef_search},
         )
+        query = conn.execute("SELECT uri FROM pgvision.images WHERE image_id = %s", (image_id,)).fetchone()[0] \
+            if html_file else None
     _report(rows, as_json)
+    _write_html(html_file, f"Nearest to image {image_id}", rows, query=query)

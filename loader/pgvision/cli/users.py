@@ -10,6 +10,11 @@ from pgvision.cli.common import run_guarded
 from pgvision.cli.options import database_url_option
 
 
+def _one_final_newline_cut(text: str) -> str:
+    """A password as piped: ``echo`` adds one newline (``\r\n`` on Windows); spaces are kept."""
+    return text.removesuffix("\r\n") if text.endswith("\r\n") else text.removesuffix("\n")
+
+
 @click.group()
 def user() -> None:
     """Create and drop login users for BI tools and applications (over TCP).
@@ -25,7 +30,8 @@ def user() -> None:
 @click.argument("name")
 @click.option("--role", type=click.Choice(["reader", "loader"]), required=True,
               help="reader: search and read; loader: also insert what `pgvision load` writes.")
-@click.option("--password-stdin", is_flag=True, help="Read the password from stdin instead of generating one.")
+@click.option("--password-stdin", is_flag=True,
+              help="Read the password from stdin instead of generating one (kept as read, one final newline cut).")
 @click.option("--collection", "collections", multiple=True, metavar="NAME",
               help="A collection the user sees (a loader: also writes); repeat for several; created when absent. "
               "[default: default]")
@@ -46,7 +52,7 @@ def create(name: str, role: str, password_stdin: bool, collections: tuple[str, .
     from pgvision.server.connection import connect, require_schema, resolve_url
     from pgvision.server.users import create_user
 
-    password = sys.stdin.read() if password_stdin else None
+    password = _one_final_newline_cut(sys.stdin.read()) if password_stdin else None
     url = resolve_url(database_url)
     with connect(url, autocommit=True) as conn:
         require_schema(conn)

@@ -510,9 +510,25 @@ def _rates_table(genuine: np.ndarray, impostor: np.ndarray, published_threshold:
 def store_calibration(conn: psycopg.Connection, cal: Calibration) -> int:
     """Set the model's threshold and min_margin and append the calibration to its history.
 
+    A degenerate calibration is refused and the model keeps its threshold: one from a gallery
+    where no face finds its own identity first (e.g. the same face enrolled under several
+    names), at whatever threshold ``identify`` would then recognise nobody. (A threshold of
+    0 from a gallery too small for the target is stored: it fails closed.)
+
     Returns:
         The new ``pgvision.calibrations.calibration_id``.
+
+    Raises:
+        CalibrationError: no genuine search finds its own identity first.
     """
+    genuine = cal.open_set.genuine_correct
+    if len(genuine) and not genuine.any():
+        kept = get_model(conn, cal.model)["threshold"]
+        raise CalibrationError(
+            f"calibration of {cal.model!r} not stored: no gallery face finds its own identity first (0 of "
+            f"{len(genuine)} genuine searches), so identify would recognise nobody at any threshold; the model keeps "
+            f"its threshold {kept:.4f}. Check the gallery (the same face enrolled under several names?) and rerun; "
+            "--dry-run prints the table")
     with conn.transaction():
         model_id = get_model(conn, cal.model)["model_id"]
         conn.execute("UPDATE pgvision.models SET threshold = %s, min_margin = %s WHERE model_id = %s",
@@ -530,17 +546,36 @@ def store_calibration(conn: psycopg.Connection, cal: Calibration) -> int:
         ).fetchone()[0]
 
 
-def plot_roc(cal: Calibration, path: str) -> None:
-    """Draw the ROC curve (TAR against FAR, log FAR axis) with the chosen point, as PNG."""
+def new_figure():
+    """A (figure, axes) pair of 6 x 4.5 inches at 110 dpi, drawn off screen (matplotlib's Agg)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt.subplots(figsize=(6, 4.5), dpi=110)
+
+
+def save_figure(fig, ax, path: str, *, xlabel: str, ylabel: str, title: str) -> None:
+    """Label ``ax`` (grid, legend lower right), write ``fig`` to ``path`` (PNG by its suffix), close it."""
+    import matplotlib.pyplot as plt
+
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_roc(cal: Calibration, path: str) -> None:
+    """Draw the ROC curve (TAR against FAR, log FAR axis) with the chosen point, as PNG."""
     thresholds = np.unique(np.concatenate([cal.genuine, cal.impostor]))
     far = np.searchsorted(np.sort(cal.impostor), thresholds, side="right") / max(len(cal.impostor), 1)
     tar = np.searchsorted(np.sort(cal.genuine), thresholds, side="right") / max(len(cal.genuine), 1)
-    fig, ax = plt.subplots(figsize=(6, 4.5), dpi=110)
+    fig, ax = new_figure()
     floor = 1.0 / max(len(cal.impostor), 1)
     ax.plot(np.maximum(far, floor / 2), tar, lw=1.6, label=f"{cal.model} (gallery leave-one-out, rule v2)")
     ax.scatter([max(cal.far, floor / 2)], [cal.tar], color="C3", zorder=3,
@@ -548,12 +583,7 @@ def plot_roc(cal: Calibration, path: str) -> None:
     if cal.target_far is not None:
         ax.axvline(cal.target_far, color="0.6", ls="--", lw=1, label=f"target FAR {cal.target_far:g}")
     ax.set_xscale("log")
-    ax.set_xlabel("FAR (impostor comparisons accepted)")
-    ax.set_ylabel("TAR (genuine comparisons accepted)")
-    ax.set_title(f"ROC on the enrolled gallery: {cal.identities} identities, {cal.faces} faces\n"
-                 f"{cal.genuine_pairs} genuine, {cal.impostor_pairs} impostor comparisons", fontsize=9)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, ax, path, xlabel="FAR (impostor comparisons accepted)",
+                ylabel="TAR (genuine comparisons accepted)",
+                title=f"ROC on the enrolled gallery: {cal.identities} identities, {cal.faces} faces\n"
+                f"{cal.genuine_pairs} genuine, {cal.impostor_pairs} impostor comparisons")

@@ -161,7 +161,7 @@ def load_face_model(name: str, weights: str | Path | None = None, device: str = 
         if weights is None:
             raise InvalidValue(
                 "model facenet needs its weights; pass --weights FILE "
-                "(e.g. ../shared/weights/facenet_inception_resnet_v1_casia_webface_20180408-102900.pt)"
+                "(an InceptionResnetV1 state_dict in facenet-pytorch key names, e.g. its CASIA-WebFace 20180408-102900)"
             )
         path = Path(weights)
         if not path.is_file():

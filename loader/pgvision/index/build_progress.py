@@ -78,7 +78,8 @@ def memory_warning(conn: psycopg.Connection, model: dict[str, Any], rows: int) -
     """
     if model["index_method"] != "hnsw" or rows == 0:
         return None
-    need = hnsw_graph_bytes(rows, model["dims"], model["hnsw_m"], halfvec=model["dims"] > 2000 or model.get("quantization") == "halfvec")
+    halfvec = model["dims"] > 2000 or model.get("quantization") == "halfvec"
+    need = hnsw_graph_bytes(rows, model["dims"], model["hnsw_m"], halfvec=halfvec)
     have = _setting_bytes(conn, "maintenance_work_mem")
     if need <= have:
         return None

@@ -162,7 +162,9 @@ def set_index(
         The index name, or None for method ``none``.
 
     The model's view (``pgvision.vectors_<model>``) is rebuilt, typed as the new index's
-    expression, by the models trigger (sql/functions/_model_view.v2.sql).
+    expression, by the models trigger (sql/functions/_model_view.v2.sql). The recall
+    measured on the old index (``measured_recall``, ``recall_rows``) is cleared: it does not
+    describe the new one (``target_recall`` is kept, and measured again after a load).
 
     Raises:
         ValueError: unknown quantization.
@@ -182,7 +184,8 @@ def set_index(
                hnsw_m = coalesce(%s, hnsw_m), hnsw_ef_construction = coalesce(%s, hnsw_ef_construction),
                ivfflat_lists = coalesce(%s, ivfflat_lists), probes = coalesce(%s, probes),
                quantization = coalesce(%s, quantization),
-               index_shape = CASE WHEN %s THEN 'manual' ELSE index_shape END
+               index_shape = CASE WHEN %s THEN 'manual' ELSE index_shape END,
+               measured_recall = NULL, recall_rows = NULL
         WHERE model_id = %s
         """,
         (method, m, ef_construction, lists, probes, quantization,

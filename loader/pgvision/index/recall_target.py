@@ -54,6 +54,11 @@ APPLY_FROM_ROWS = 10_000
 REMEASURE_GROWTH = 0.5
 #: HNSW ef_search values tried, smallest first (pgvector default 40; its maximum 1,000).
 HNSW_LADDER = (40, 60, 80, 100, 150, 200, 300, 400, 600, 800, 1000)
+#: Binary-quantized models: their searches re-rank 10 x ef_search Hamming candidates (at most
+#: 10,000; sql/functions/_nearest.v4.sql), so the ladder starts lower: 12 (120 candidates) up
+#: to 1,000 (10,000). Starting at 40 would re-rank at least 400 candidates: at 100k x 512 that
+#: gave recall@10 1.000 at a sixth of raw SQL's QPS (docs/benchmarks.md, section 8).
+BINARY_LADDER = (12, 16, 20, 30, 40, 60, 80, 100, 150, 200, 300, 400, 600, 800, 1000)
 #: Neighbours per query and queries per measurement.
 K = 10
 SAMPLE = 100
@@ -200,9 +205,11 @@ def choose_setting(conn: psycopg.Connection, model_name: str, target: float = DE
         k: neighbours per query (default 10).
         sample: stored vectors used as queries (default 100).
 
+    The ladder runs in one transaction: an interrupted run leaves the previous setting.
+
     Returns:
         The :class:`Choice` stored, or None when there is nothing to choose (method
-        ``none``, index not built yet, or fewer than k + 2 rows).
+        ``none``, index not built yet, or fewer than k + 2 rows: :func:`why_not_measured`).
 
     Raises:
         ValueError: target outside (0, 1].
@@ -216,11 +223,19 @@ def choose_setting(conn: psycopg.Connection, model_name: str, target: float = DE
     rows = stored_rows(conn, model)
     if rows < k + 2:
         return None
+    # one transaction: an interrupted ladder (Ctrl-C, kill) leaves the previous setting, not a rung's
+    with conn.transaction():
+        return _climb(conn, model, model_name, target, rows, k, sample)
+
+
+def _climb(conn: psycopg.Connection, model: dict[str, Any], model_name: str, target: float, rows: int, k: int,
+           sample: int) -> Choice:
     probes = _sample(conn, model, sample)
     truth = exact_truth(conn, model, probes, k)
     tried: list[tuple[int, float]] = []
     if model["index_method"] == "hnsw":
-        setting, ladder = "ef_search", [v for v in HNSW_LADDER if v >= k + 1] or [1000]
+        rungs = BINARY_LADDER if model["quantization"] == "binary" else HNSW_LADDER
+        setting, ladder = "ef_search", [v for v in rungs if v >= k + 1] or [1000]
     else:
         setting, ladder = "probes", ivfflat_ladder(model["ivfflat_lists"] or 1)
     chosen = None
@@ -243,6 +258,18 @@ def choose_setting(conn: psycopg.Connection, model_name: str, target: float = DE
         (value, target, recall, rows, model["model_id"]),
     )
     return Choice(model_name, setting, value, recall, target, reached, rows, tried)
+
+
+def why_not_measured(conn: psycopg.Connection, model_name: str, k: int = K) -> str:
+    """Why :func:`choose_setting` returned None for ``model_name``, as one line for the CLI."""
+    model = get_model(conn, model_name)
+    if model["index_method"] == "none":
+        return f"{model_name}: no ANN index (method none): exact scans have recall 1, nothing to measure"
+    if not index_exists(conn, model):
+        return f"{model_name}: the index is not built yet (IVFFlat waits for rows): recall not measured"
+    rows = stored_rows(conn, model)
+    return (f"{model_name}: recall not measured: {rows:,} rows, too few to measure recall@{k} (at least {k + 2}); "
+            "exact and ANN results agree at this size, it is measured again after a load")
 
 
 def recheck(conn: psycopg.Connection, model_id: int) -> Choice | None:
@@ -282,6 +309,7 @@ __all__ = [
     "choose_setting",
     "recheck",
     "describe",
+    "why_not_measured",
     "measure",
     "exact_truth",
     "hits",
@@ -290,4 +318,5 @@ __all__ = [
     "APPLY_FROM_ROWS",
     "REMEASURE_GROWTH",
     "HNSW_LADDER",
+    "BINARY_LADDER",
 ]

@@ -18,12 +18,13 @@ here knows about models or the database.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import warnings
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -179,11 +180,8 @@ def decode_image(
     if not data:
         raise ImageSkipped("empty", "zero-byte file")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data), formats=DECODED_FORMATS)
+        with _opened(data, max_pixels, max_aspect_ratio) as im:
             width, height = im.size
-            _check_limits(width, height, max_pixels, max_aspect_ratio)
             file_mode, file_format = im.mode, im.format
             orientation = im.getexif().get(_EXIF_ORIENTATION)
             if draft_size and file_format == "JPEG":
@@ -193,11 +191,6 @@ def decode_image(
             rgb = _to_rgb(im)
     except ImageSkipped:
         raise
-    except UnidentifiedImageError:
-        # Pillow's message names its buffer ("<_io.BytesIO object at 0x...>"); callers name the file.
-        raise ImageSkipped("not-an-image", "no image decoder recognises these bytes") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageSkipped("decompression-bomb", str(exc)) from None
     except OSError as exc:
         msg = str(exc)
         reason = "truncated" if "truncated" in msg or "broken data stream" in msg else "unreadable"
@@ -264,20 +257,13 @@ def read_header(
     if not data:
         raise ImageSkipped("empty", "zero-byte file")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data), formats=DECODED_FORMATS) as im:
-                width, height = im.size
-                _check_limits(width, height, max_pixels, max_aspect_ratio)
-                orientation = im.getexif().get(_EXIF_ORIENTATION)
-                progressive = bool(im.info.get("progressive") or im.info.get("progression"))
-                metadata: dict = {"format": im.format, "mode": im.mode}
+        with _opened(data, max_pixels, max_aspect_ratio) as im:
+            width, height = im.size
+            orientation = im.getexif().get(_EXIF_ORIENTATION)
+            progressive = bool(im.info.get("progressive") or im.info.get("progression"))
+            metadata: dict = {"format": im.format, "mode": im.mode}
     except ImageSkipped:
         raise
-    except UnidentifiedImageError:
-        raise ImageSkipped("not-an-image", "no image decoder recognises these bytes") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageSkipped("decompression-bomb", str(exc)) from None
     except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError, KeyError) as exc:
         raise ImageSkipped("unreadable", f"{type(exc).__name__}: {exc}") from None
     if orientation in _TRANSPOSING_ORIENTATIONS:
@@ -285,6 +271,27 @@ def read_header(
     if orientation:
         metadata["exif_orientation"] = int(orientation)
     return ImageHeader(width, height, int(orientation) if orientation else None, progressive, metadata)
+
+
+@contextlib.contextmanager
+def _opened(data: bytes, max_pixels: int, max_aspect_ratio: float) -> Iterator[Image.Image]:
+    """Pillow's (lazy) image of ``data`` once its size passed :func:`_check_limits`.
+
+    Pillow's refusals, while opening or in the ``with`` body, become :class:`ImageSkipped`:
+    ``not-an-image`` (no decoder) and ``decompression-bomb`` (its warning raised as an
+    error); other exceptions pass through, for the caller to name.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data), formats=DECODED_FORMATS)
+            _check_limits(*im.size, max_pixels, max_aspect_ratio)
+            yield im
+    except UnidentifiedImageError:
+        # Pillow's message names its buffer ("<_io.BytesIO object at 0x...>"); callers name the file.
+        raise ImageSkipped("not-an-image", "no image decoder recognises these bytes") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageSkipped("decompression-bomb", str(exc)) from None
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:

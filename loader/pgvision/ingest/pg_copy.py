@@ -194,31 +194,54 @@ def lock_holders(conn: psycopg.Connection, classid: int, objid: int) -> str:
     return ", ".join(f"pid {pid} (user {user or '?'}, application {app or '?'})" for pid, user, app in rows)
 
 
-def lock_model(conn: psycopg.Connection, model_id: int, timeout_s: float = MODEL_LOCK_TIMEOUT_S) -> None:
+#: Seconds a batch waits for the per-model lock without a word (another loader's batch
+#: holds it well under a second); past it one line on stderr names the holder.
+MODEL_LOCK_QUIET_S = 2.0
+
+
+def lock_model(conn: psycopg.Connection, model_id: int, timeout_s: float = MODEL_LOCK_TIMEOUT_S,
+               quiet_s: float = MODEL_LOCK_QUIET_S) -> None:
     """Take the per-model advisory lock until the end of the current transaction.
+
+    Any session may take an advisory lock (PostgreSQL has no privilege for them), so a
+    reader's ``pg_advisory_lock`` on this key would block loads: after ``quiet_s`` seconds of
+    waiting, one line on stderr names the holding session (pid, user, application) and how
+    long the load still waits.
 
     Raises:
         pgvision.errors.LockTimeout: another session held it for ``timeout_s`` seconds; the
             message names that session's pid.
     """
+    import sys
+
     from pgvision.errors import LockTimeout
 
-    old = conn.execute(
-        "SELECT current_setting('lock_timeout'), set_config('lock_timeout', %s, true)",
-        (f"{max(1, int(timeout_s * 1000))}ms",),
-    ).fetchone()[0]
-    try:
-        with conn.transaction():  # a savepoint: the timeout leaves the batch's transaction usable
-            conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_CLASS, model_id))
-    except psycopg.errors.LockNotAvailable:
-        holders = lock_holders(conn, LOCK_CLASS, model_id)
-        raise LockTimeout(
-            f"model {model_id} has been locked for {timeout_s:g} s by {holders}, another loader or a stuck "
-            "session: wait for it to finish, or ask whoever runs that pid (or a database admin) to end it, "
-            "then rerun"
-        ) from None
-    finally:
-        conn.execute("SELECT set_config('lock_timeout', %s, true)", (old,))
+    def wait(seconds: float) -> bool:
+        old = conn.execute(
+            "SELECT current_setting('lock_timeout'), set_config('lock_timeout', %s, true)",
+            (f"{max(1, int(seconds * 1000))}ms",),
+        ).fetchone()[0]
+        try:
+            with conn.transaction():  # a savepoint: the timeout leaves the batch's transaction usable
+                conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_CLASS, model_id))
+            return True
+        except psycopg.errors.LockNotAvailable:
+            return False
+        finally:
+            conn.execute("SELECT set_config('lock_timeout', %s, true)", (old,))
+
+    quiet = min(quiet_s, timeout_s)
+    if wait(quiet):
+        return
+    print(f"pgvision: waiting for model {model_id}'s load lock, held by {lock_holders(conn, LOCK_CLASS, model_id)} "
+          f"(up to {timeout_s:g} s in all)", file=sys.stderr, flush=True)
+    if timeout_s > quiet and wait(timeout_s - quiet):
+        return
+    raise LockTimeout(
+        f"model {model_id} has been locked for {timeout_s:g} s by {lock_holders(conn, LOCK_CLASS, model_id)}, "
+        "another loader or a stuck session: wait for it to finish, or ask whoever runs that pid (or a database "
+        "admin) to end it, then rerun"
+    )
 
 
 def upsert_images(conn: psycopg.Connection, records: Sequence[ImageRecord]) -> dict[bytes, int]:

@@ -211,9 +211,10 @@ def _load_npy(path: Path) -> np.ndarray:
     if magic != NPY_MAGIC:
         what = "a .npz archive" if magic.startswith(b"PK") else "not a NumPy .npy array"
         raise VectorFileError(f"{display(path)} is {what} (no .npy header); save one array with numpy.save")
+    _check_npy_size(path)
     try:
         return np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, EOFError, SyntaxError, MemoryError) as exc:
         if "allow_pickle" in str(exc):  # numpy's text suggests allow_pickle, which pgvision never sets
             raise VectorFileError(
                 f"{display(path)} holds Python objects, which are never loaded (unpickling runs code): "
@@ -222,6 +223,40 @@ def _load_npy(path: Path) -> np.ndarray:
         raise VectorFileError(
             f"{display(path)} is not a readable NumPy .npy array ({exc}); save it with numpy.save"
         ) from None
+
+
+def _check_npy_size(path: Path) -> None:
+    """Compare the shape the ``.npy`` header declares with the file's size, before numpy
+    allocates it: a hostile or cut-short header is one line, never a MemoryError.
+
+    Raises:
+        VectorFileError: unreadable header, or data bytes other than shape x itemsize.
+    """
+    from numpy.lib import format as npy_format
+
+    try:
+        with open(path, "rb") as fh:
+            version = npy_format.read_magic(fh)
+            read_header = {(1, 0): npy_format.read_array_header_1_0, (2, 0): npy_format.read_array_header_2_0}.get(
+                version)
+            if read_header is None:  # (3, 0): utf-8 field names; numpy reads it below
+                return
+            shape, _, dtype = read_header(fh, max_header_size=10_000)
+            offset = fh.tell()
+    except (ValueError, OSError, EOFError, SyntaxError) as exc:
+        raise VectorFileError(
+            f"{display(path)} has a broken .npy header ({str(exc).splitlines()[0][:120]}): "
+            "save it again with numpy.save"
+        ) from None
+    if dtype.hasobject:
+        return  # refused by np.load(allow_pickle=False) with its own line
+    need = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    have = path.stat().st_size - offset
+    if need != have:
+        raise VectorFileError(
+            f"{display(path)} declares a {' x '.join(map(str, shape)) or 'scalar'} {dtype} array ({need:,} bytes) but "
+            f"holds {have:,} bytes of data: the file is cut short or its header is wrong; "
+            "save it again with numpy.save")
 
 
 def read_npy(path: str | os.PathLike) -> VectorSet:

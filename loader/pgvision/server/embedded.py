@@ -253,8 +253,8 @@ def check_reachable(path: Path, what: str) -> None:
             raise DataDirError(
                 f"the embedded server runs as the system user {name}, which cannot enter {parent} (mode "
                 f"{stat.S_IMODE(st.st_mode):04o}) on the way to {what} {path}: choose a directory it can reach (e.g. "
-                f"PGVISION_DATA_DIR=/var/lib/pgvision/pg18), or grant it search permission yourself (chmod o+x {parent}); "
-                "pgvision never widens a directory's permissions")
+                "PGVISION_DATA_DIR=/var/lib/pgvision/pg18), or grant it search permission yourself "
+                f"(chmod o+x {parent}); pgvision never widens a directory's permissions")
 
 
 def _own_private(path: Path) -> None:
@@ -398,7 +398,7 @@ def _initdb(path: Path) -> None:
     result = subprocess.run(
         [str(Path(POSTGRES_BIN_PATH) / "initdb"), "-D", str(path), "--auth-local=peer", "--auth-host=scram-sha-256",
          "--encoding=utf8", "-U", "postgres"],
-        user=_run_as(), capture_output=True, text=True, timeout=_start_timeout() + 60)
+        user=_run_as(), capture_output=True, text=True, timeout=_start_timeout() + 60, check=False)
     if result.returncode != 0:
         reason = (result.stderr.strip().splitlines() or [f"exit status {result.returncode}"])[-1]
         raise ServerStartError(f"initdb of the embedded server at {path} failed: {reason}")

@@ -211,7 +211,8 @@ def _run(tool: str, args: list[str], **kwargs) -> None:
 
     exe = str(Path(POSTGRES_BIN_PATH) / tool)
     user = _system_user()
-    result = subprocess.run([exe, *args], user=user, capture_output=True, text=True, timeout=600, **kwargs)
+    result = subprocess.run([exe, *args], user=user, capture_output=True, text=True, timeout=600, check=False,
+                            **kwargs)
     if result.returncode != 0:
         reason = (result.stderr.strip().splitlines() or [f"exit status {result.returncode}"])[-1]
         raise ReplicaError(f"{tool} failed: {reason}")

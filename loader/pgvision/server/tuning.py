@@ -47,11 +47,6 @@ MAX_CONNECTIONS = 100
 #: 8 GB: 16 GB holds all three, and at RAM/8 it is reached only from 128 GB of RAM up.
 MAINTENANCE_WORK_MEM_CAP = 16 * GB
 
-#: Parameters read only at server start (PostgreSQL docs: "This parameter can only be set
-#: at server start").
-RESTART_SETTINGS = frozenset({"shared_buffers", "max_worker_processes"})
-
-
 @dataclass(frozen=True)
 class Machine:
     """What the settings are sized from.

@@ -3,9 +3,11 @@
 A user is a PostgreSQL ``LOGIN`` role that is a member of ``pgvision_reader`` (search
 functions, views, SELECT on the tables) or ``pgvision_loader`` (what ``pgvision load``
 writes); see sql/roles.v1.sql. Its password is generated with :func:`secrets.token_urlsafe`
-(32 bytes, 43 URL-safe characters) unless given, and sent as a literal of ``CREATE ROLE``
-(PostgreSQL hashes it with SCRAM-SHA-256, ``password_encryption``); it is returned to the
-caller once and stored nowhere else. A user sees (and a loader writes) only the rows of the
+(32 bytes, 43 URL-safe characters) unless given. It never reaches the server: libpq
+(``PQencryptPasswordConn``, through psycopg) computes its SCRAM-SHA-256 verifier (RFC 5802,
+RFC 7677) here and ``CREATE ROLE`` gets the verifier, so a statement the server logs (an
+error, ``log_statement``) holds no password. The password is returned to the caller once and
+stored nowhere else. A user sees (and a loader writes) only the rows of the
 collections granted to it (``pgvision.collection_grants``, enforced by row-level security;
 docs/collections.md): ``default`` unless others are named.
 """
@@ -29,6 +31,34 @@ ROLES = {"reader": "pgvision_reader", "loader": "pgvision_loader"}
 
 class UserError(PgvisionError):
     """A user name, role or server setting that ``db user`` cannot work with."""
+
+
+#: PostgreSQL's longest identifier, bytes (NAMEDATALEN - 1): longer names are cut silently.
+MAX_NAME_BYTES = 63
+
+
+def check_name(name: str) -> None:
+    """Refuse a role name PostgreSQL would refuse or change, before any SQL is sent.
+
+    Raises:
+        UserError: empty, over 63 bytes (PostgreSQL would truncate it), or starting with
+            ``pg_`` (reserved for system roles).
+    """
+    if not name.strip():
+        raise UserError("the user name is empty: give one, e.g. pgvision db user create metabase --role reader")
+    size = len(name.encode())
+    if size > MAX_NAME_BYTES:
+        raise UserError(f"user name {name[:20]!r}... is {size} bytes: PostgreSQL keeps at most {MAX_NAME_BYTES}; "
+                        "give a shorter one")
+    if name.lower().startswith("pg_"):
+        raise UserError(f"user name {name!r} starts with pg_, which PostgreSQL reserves for its own roles: "
+                        "give another one")
+
+
+def scram_verifier(conn: psycopg.Connection, name: str, password: str) -> str:
+    """The SCRAM-SHA-256 verifier of ``password`` (``SCRAM-SHA-256$<iterations>:<salt>$...``),
+    computed by libpq on this machine (``PQencryptPasswordConn``)."""
+    return conn.pgconn.encrypt_password(password.encode(), name.encode(), b"scram-sha-256").decode()
 
 
 @dataclass(frozen=True)
@@ -87,16 +117,20 @@ def create_user(conn: psycopg.Connection, database_url: str, name: str, role: st
     Args:
         conn: a connection with CREATEROLE (the embedded server's ``postgres``).
         database_url: the URL ``conn`` was opened with (its host/port go into the URLs).
-        name: the role's name (any PostgreSQL identifier; quoted, never interpolated).
+        name: the role's name (any PostgreSQL identifier up to 63 bytes, not ``pg_...``;
+            quoted, never interpolated).
         role: ``reader`` or ``loader``.
-        password: the password; default a new :func:`secrets.token_urlsafe` of 32 bytes.
+        password: the password, used as given (spaces kept); default a new
+            :func:`secrets.token_urlsafe` of 32 bytes. Only its SCRAM verifier is sent.
         collections: the collections it may see (a loader: also write), created when
             absent; default ``default``. Role and grants are made in one transaction.
 
     Raises:
-        UserError: unknown role, empty password, the name is taken, or no TCP listener.
+        UserError: bad name (:func:`check_name`), unknown role, empty password, the name is
+            taken, or no TCP listener.
         pgvision.tenancy.collection.CollectionError: a collection name is empty or too long.
     """
+    check_name(name)
     if role not in ROLES:
         raise UserError(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
     if not collections:
@@ -108,10 +142,10 @@ def create_user(conn: psycopg.Connection, database_url: str, name: str, role: st
     host, port = tcp_endpoint(conn, database_url)
     if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone():
         raise UserError(f"role {name!r} exists already: pick another name, or pgvision db user drop {name}")
-    password = password.strip() if password is not None else secrets.token_urlsafe(32)
+    password = password if password is not None else secrets.token_urlsafe(32)
     with conn.transaction():
         conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} IN ROLE {}").format(
-            sql.Identifier(name), sql.Literal(password), sql.Identifier(ROLES[role])))
+            sql.Identifier(name), sql.Literal(scram_verifier(conn, name, password)), sql.Identifier(ROLES[role])))
         grant_collections(conn, name, collections)
     if not conn.autocommit:
         conn.commit()
