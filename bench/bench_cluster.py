@@ -25,6 +25,7 @@ import math
 import time
 
 import numpy as np
+
 from common import (
     add_server_args,
     bench_database,
@@ -80,7 +81,7 @@ def scores(conn, face_id: np.ndarray, who: np.ndarray, family_size: int = 5) -> 
     found = [person[int(f)] for f in face_id]
     s = score_clustering([int(w) for w in who], found)
     members: dict[int, set] = {}
-    for p, w in zip(found, who):
+    for p, w in zip(found, who, strict=True):
         if p is not None:
             members.setdefault(p, set()).add(int(w))
     mixed = sum(1 for ws in members.values() if len(ws) > 1)
@@ -105,7 +106,8 @@ def run_size(url: str, n: int, new: int, a) -> dict:
         ensure_index(conn, model_id)
         conn.execute("ANALYZE")
         index_s = time.perf_counter() - t
-        r = run_pass(conn, "bench-faces", "full", a.max_distance, a.min_faces, a.neighbours, a.batch_size, progress=False)
+        r = run_pass(conn, "bench-faces", "full", a.max_distance, a.min_faces, a.neighbours, a.batch_size,
+                     progress=False)
         out = {"faces": n, "load_s": load_s, "index_s": index_s, "full_s": r.seconds, "full_faces_per_s": n / r.seconds,
                "assigned": r.assigned, "created": r.created, **scores(conn, face_id, who)}
         if new:
@@ -115,7 +117,8 @@ def run_size(url: str, n: int, new: int, a) -> dict:
                           progress=False)
             person = dict(conn.execute("SELECT face_id, identity_id FROM pgvision.faces WHERE face_id = ANY(%s)",
                                        (new_ids.tolist(),)).fetchall())
-            out.update({"new": new, "incremental_s": r2.seconds, "new_assigned": sum(v is not None for v in person.values()),
+            out.update({"new": new, "incremental_s": r2.seconds,
+                        "new_assigned": sum(v is not None for v in person.values()),
                         "new_people": r2.created})
             del held_who
     return out

@@ -32,8 +32,9 @@ import hashlib
 import os
 import time
 
-import common
 import numpy as np
+
+import common
 
 SHARES = {"c50": 0.5, "c10": 0.1, "c5": 0.05, "c2_5": 0.025, "c1": 0.01, "c0_1": 0.001}
 K = 10
@@ -67,6 +68,41 @@ def load(conn, x: np.ndarray, seed: int) -> tuple[int, dict[str, np.ndarray], di
     conn.execute("VACUUM ANALYZE pgvision.image_embeddings")
     conn.execute("VACUUM ANALYZE pgvision.images")
     return model_id, rows, ids
+
+
+def runner(c, queries: np.ndarray, sql_text: str, params: tuple):
+    """One timed pass of ``queries`` through ``sql_text`` on connection ``c``."""
+    def run(got: list, ms: list):
+        for q in queries:
+            t0 = time.perf_counter()
+            got.append([r[0] for r in c.execute(sql_text, (str(q.tolist()), *params))])
+            ms.append((time.perf_counter() - t0) * 1000)
+
+    return run
+
+def measure(configs: dict, truths: dict, queries: np.ndarray, reps: int) -> dict:
+    """configs: label -> (runner, truth key). Interleaved rounds; p50/p99 ms, QPS, recall@10."""
+    ms = {k: [] for k in configs}
+    got = {k: [] for k in configs}
+    names = list(configs)
+    for r in range(reps):
+        for k in names[r % len(names) :] + names[: r % len(names)]:
+            g = []
+            configs[k][0](g, ms[k])
+            if r == 0:
+                got[k] = g
+    out = {}
+    for k, (_, tk) in configs.items():
+        hits = sum(len(set(g) & t) for g, t in zip(got[k], truths[tk], strict=True))
+        rows_back = min(len(g) for g in got[k])
+        out[k] = {
+            "p50_ms": common.percentile(ms[k], 50),
+            "p99_ms": common.percentile(ms[k], 99),
+            "qps": 1000 / float(np.mean(ms[k])),
+            "recall": hits / (K * len(queries)),
+            "min_rows": rows_back,
+        }
+    return out
 
 
 def main() -> None:
@@ -121,45 +157,12 @@ def main() -> None:
         reader.execute("SET max_parallel_workers_per_gather = 0")
         reader.execute(f'SET ROLE "{role}"')
 
-        def runner(c, sql_text, params):
-            def run(got: list, ms: list):
-                for q in queries:
-                    t0 = time.perf_counter()
-                    got.append([r[0] for r in c.execute(sql_text, (str(q.tolist()), *params))])
-                    ms.append((time.perf_counter() - t0) * 1000)
-
-            return run
-
-        def measure(configs: dict) -> dict:
-            """configs: label -> (runner, truth key). Interleaved rounds; p50/p99 ms, QPS, recall@10."""
-            ms = {k: [] for k in configs}
-            got = {k: [] for k in configs}
-            names = list(configs)
-            for r in range(a.reps):
-                for k in names[r % len(names) :] + names[: r % len(names)]:
-                    g = []
-                    configs[k][0](g, ms[k])
-                    if r == 0:
-                        got[k] = g
-            out = {}
-            for k, (_, tk) in configs.items():
-                hits = sum(len(set(g) & t) for g, t in zip(got[k], truths[tk], strict=True))
-                rows_back = min(len(g) for g in got[k])
-                out[k] = {
-                    "p50_ms": common.percentile(ms[k], 50),
-                    "p99_ms": common.percentile(ms[k], 99),
-                    "qps": 1000 / float(np.mean(ms[k])),
-                    "recall": hits / (K * len(queries)),
-                    "min_rows": rows_back,
-                }
-            return out
-
         search = "SELECT image_id FROM pgvision.search_images(%s::vector, 10, 'bench'{})"
-        base = {"unfiltered": (runner(conn, search.format(""), ()), "unfiltered")}
+        base = {"unfiltered": (runner(conn, queries, search.format(""), ()), "unfiltered")}
         for name in SHARES:
-            base[name] = (runner(conn, search.format(", collection => %s"), (name,)), name)
-        base["reader (c1, RLS)"] = (runner(reader, search.format(""), ()), "c1")
-        before = measure(base)
+            base[name] = (runner(conn, queries, search.format(", collection => %s"), (name,)), name)
+        base["reader (c1, RLS)"] = (runner(reader, queries, search.format(""), ()), "c1")
+        before = measure(base, truths, queries, a.reps)
 
         monkey = collection_index.MIN_ROWS
         collection_index.MIN_ROWS = 2001  # every collection the exact path does not take, to compare
@@ -171,9 +174,9 @@ def main() -> None:
         print(f"own indexes built in {own_s:.0f} s: {', '.join(built)}", flush=True)
         after_cfg = {"unfiltered": base["unfiltered"]}
         for name in SHARES:
-            after_cfg[name] = (runner(conn, search.format(", collection => %s"), (name,)), name)
+            after_cfg[name] = (runner(conn, queries, search.format(", collection => %s"), (name,)), name)
         after_cfg["reader (c1, RLS)"] = base["reader (c1, RLS)"]
-        after = measure(after_cfg)
+        after = measure(after_cfg, truths, queries, a.reps)
 
         rows_out = []
         for label in base:
