@@ -435,11 +435,15 @@ def test_db_index_rebuild_to_target_command(database_url, conn):
     )
     assert "500 rows, " in out.output and "while the old index served searches" in out.output
     out = runner.invoke(main, [*args, "--quantization", "binary"])
-    assert out.exit_code == 1
-    assert out.output == (
-        "Error: --rebuild-to-target builds full-precision or halfvec indexes, got quantization 'binary': "
-        "use pgvision db index MODEL --quantization binary instead\n"
+    assert out.exit_code == 0, out.output
+    assert out.output.startswith(
+        "image_embeddings_model_1_hnsw: rebuilt with m 16, ef_construction 64, binary (as given)"
     )
+    # a binary model stays binary when the rule chooses the rest
+    out = runner.invoke(main, args)
+    assert out.exit_code == 0, out.output
+    assert ", binary (500 rows < 200,000: m 16, ef_construction 64; graph 0.0 GB <= 25% of " in out.output
+    assert "binary kept); 500 rows" in out.output
     out = runner.invoke(main, [*args, "--m", "40", "--ef-construction", "64"])
     assert out.exit_code == 1
     assert (
