@@ -37,9 +37,9 @@ import argparse
 import hashlib
 import time
 
-import common
 import numpy as np
 
+import common
 from pgvision.index import ddl
 from pgvision.ingest import pg_copy
 from pgvision.registry import ModelSpec, get_model, register_model
