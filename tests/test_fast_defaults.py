@@ -482,3 +482,14 @@ def test_rebuild_to_halfvec_switches_the_search_statements_in_the_swap(conn):
     assert conn.execute("SELECT quantization, index_shape FROM pgvision.models").fetchone() == ("halfvec", "manual")
     assert "halfvec(8)" in conn.execute("SELECT prosrc FROM pg_proc WHERE proname = 'search_images'").fetchone()[0]
     assert ids(conn, "SELECT image_id FROM pgvision.search_images(%s, 5)", q) == exact
+
+
+def test_a_missed_target_prints_the_rebuild_to_run():
+    from pgvision.index.recall_target import Choice, describe
+
+    missed = Choice("photos", "ef_search", 1000, 0.947, 0.95, False, 1_000_000, [(40, 0.762), (1000, 0.947)])
+    assert describe(missed) == (
+        "photos: recall@10 0.947 at ef_search 1000, below the target 0.95 on 1,000,000 rows (tried 40: 0.762, "
+        "1000: 0.947); rebuild the index denser, beside the old one: pgvision db index photos --rebuild-to-target "
+        "(or --m 32 --ef-construction 128; IVFFlat: more --lists)"
+    )
