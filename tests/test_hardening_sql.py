@@ -136,3 +136,13 @@ def test_db_current_prints_the_revision(database_url):
     result = CliRunner().invoke(main, ["db", "current", "--database-url", database_url])
     assert result.exit_code == 0, result.output
     assert result.stdout == "0018 (head)\n"
+
+
+def test_recall_at_k_rounds_its_milliseconds(conn):
+    _ivfflat_model(conn)
+    row = conn.execute(
+        "SELECT recall, ann_ms, exact_ms, ann_ms::numeric = round(ann_ms::numeric, 3), "
+        "exact_ms::numeric = round(exact_ms::numeric, 3) FROM pgvision.recall_at_k('ladder', 10, 20)"
+    ).fetchone()
+    assert 0 < row[0] <= 1 and row[1] >= 0 and row[2] > 0
+    assert row[3:] == (True, True)
