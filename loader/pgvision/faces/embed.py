@@ -39,7 +39,10 @@ from pgvision.faces.detect import model_file
 #: dlib's L2 threshold, dlib.net "High Quality Face Recognition with Deep Metric Learning"
 #: (2017) and ``tools/python/examples/face_recognition.py``: same person below 0.6.
 DLIB_THRESHOLD = 0.6
-#: DeepFace ``find_threshold``: ``"Facenet512": {"cosine": 0.30}`` (``"Facenet": 0.40``).
+#: DeepFace ``find_threshold``: ``"Facenet512": {"cosine": 0.30}`` (``"Facenet": 0.40``). Also
+#: FaceNet's open-set default: with the CASIA-WebFace weights on ``../shared/data/lfw_faces``
+#: (first split, 20 enrolled, 400 non-mated probes) 0.30 accepts at most 0.5 % of strangers
+#: with TPIR 0.893 (``pgvision eval identify ... --model facenet``; docs/faces.md).
 FACENET_THRESHOLD = 0.30
 #: dlib's default open-set threshold (L2), what ``identify`` uses before ``calibrate``. The
 #: published 0.6 is a 1:1 verification threshold: against a gallery it accepted about half
