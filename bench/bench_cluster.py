@@ -16,6 +16,8 @@ model's HNSW index is built (m 16, ef_construction 64), and SQL clusters them:
 
 Run (about 8 min on the 2-core box):
     python bench/bench_cluster.py --sizes 25000 50000 100000 --new 1000
+Closer look-alikes (siblings' photos about 0.5 apart, as far as the cut):
+    python bench/bench_cluster.py --sizes 25000 --new 0 --family-spread 0.35 --out cluster_lookalikes
 """
 
 from __future__ import annotations
@@ -91,7 +93,7 @@ def scores(conn, face_id: np.ndarray, who: np.ndarray, family_size: int = 5) -> 
 
 
 def run_size(url: str, n: int, new: int, a) -> dict:
-    x, who = families(n + new, 128, seed=n)
+    x, who = families(n + new, 128, seed=n, family_spread=a.family_spread)
     held_x, held_who = x[n:], who[n:]
     x, who = x[:n], who[:n]
     with connect(url) as conn:
@@ -124,8 +126,11 @@ def run_size(url: str, n: int, new: int, a) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[25_000, 50_000, 100_000], help="gallery sizes (faces)")
+    ap.add_argument("--out", default="cluster", help="name of the results file (default cluster)")
     ap.add_argument("--new", type=int, default=1000, help="faces added to the largest gallery for the incremental pass")
     ap.add_argument("--max-distance", type=float, default=0.5, help="close-pair distance, L2 (default 0.5, dlib's)")
+    ap.add_argument("--family-spread", type=float, default=0.6,
+                    help="family centre -> person offset, L2 (default 0.6, bench_scale.py's; smaller = closer siblings)")
     ap.add_argument("--min-faces", type=int, default=3)
     ap.add_argument("--neighbours", type=int, default=16)
     ap.add_argument("--batch-size", type=int, default=1000)
@@ -161,7 +166,8 @@ def main() -> None:
     print_table(["faces", "full pass s"], [[f"{r['faces']:,}", f"{r['full_s']:.1f}"] for r in results["sizes"]]
                 + [["1,000,000 (extrapolated, N log N)", f"{full_1m:.0f}"]], title="Full pass time")
     results.update(extra)
-    print("results:", write_results("cluster", results))
+    results["family_spread"] = a.family_spread
+    print("results:", write_results(a.out, results))
 
 
 if __name__ == "__main__":
