@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+from pgvision.errors import InvalidValue
+
 
 @dataclass
 class ClusterScores:
@@ -52,10 +54,10 @@ def score_clustering(labels: list[str], clusters: list[int | None]) -> ClusterSc
     """Score ``clusters`` (None = unassigned) against ``labels``, item by item.
 
     Raises:
-        ValueError: the two lists differ in length, or are empty.
+        pgvision.errors.InvalidValue (a ValueError): the two lists differ in length, or are empty.
     """
     if len(labels) != len(clusters) or not labels:
-        raise ValueError(
+        raise InvalidValue(
             f"labels and clusters must be non-empty and of one length, got {len(labels)} and {len(clusters)}"
         )
     keyed = [c if c is not None else ("single", i) for i, c in enumerate(clusters)]
