@@ -445,3 +445,36 @@ def test_db_index_rebuild_to_target_command(database_url, conn):
     assert (
         out.output == "Error: ef_construction must be at least 2 x m = 80, got 64: pass --ef-construction 80 or more\n"
     )
+
+
+def test_binary_models_climb_their_own_ladder(conn):
+    """A binary model's first rung is ef_search 12 (120 re-ranked candidates); full precision starts at 40."""
+    from pgvision.index import ddl, recall_target
+
+    add_images(conn, "b", _vectors(300, 16), metric="cosine")
+    ddl.set_index(conn, "b", quantization="binary")
+    choice = recall_target.choose_setting(conn, "b", 0.5)
+    assert [v for v, _ in choice.tried][:1] == [12]
+    ddl.set_index(conn, "b", quantization="none")
+    choice = recall_target.choose_setting(conn, "b", 0.5)
+    assert [v for v, _ in choice.tried][:1] == [40]
+
+
+def test_rebuild_to_halfvec_switches_the_search_statements_in_the_swap(conn):
+    """The new index is on embedding::halfvec(8); the model's row, view and search statements follow it."""
+    from pgvision.index import ddl
+    from pgvision.index.rebuild import rebuild_to_target
+
+    add_images(conn, "h", _vectors(500, 8))
+    model_id = conn.execute("SELECT model_id FROM pgvision.models WHERE name = 'h'").fetchone()[0]
+    name = ddl.ensure_index(conn, model_id)
+    q = "[1,0,0,0,0,0,0,0]"
+    exact = ids(conn, "SELECT image_id FROM pgvision.image_embeddings ORDER BY embedding <-> %s LIMIT 5", q)
+    rebuild_to_target(conn, "h", quantization="halfvec")
+    assert (
+        "(embedding)::halfvec(8)"
+        in conn.execute("SELECT pg_get_indexdef(%s::regclass)", (f"pgvision.{name}",)).fetchone()[0]
+    )
+    assert conn.execute("SELECT quantization, index_shape FROM pgvision.models").fetchone() == ("halfvec", "manual")
+    assert "halfvec(8)" in conn.execute("SELECT prosrc FROM pg_proc WHERE proname = 'search_images'").fetchone()[0]
+    assert ids(conn, "SELECT image_id FROM pgvision.search_images(%s, 5)", q) == exact

@@ -119,3 +119,20 @@ def test_target_recall_on_a_model_too_small_to_measure_says_so(database_url):
         "tiny: recall not measured: 5 rows, too few to measure recall@10 (at least 12); exact and ANN results agree "
         "at this size, it is measured again after a load"
     )
+
+
+def test_rerunning_a_registration_uses_no_model_id(conn):
+    """ids stay dense: a rerun's registration (every load does one) only reads the row."""
+    first = register_model(conn, ModelSpec("a", "image", 2, "l2"))
+    assert register_model(conn, ModelSpec("a", "image", 2, "l2")) == first
+    assert register_model(conn, ModelSpec("b", "image", 2, "l2")) == first + 1
+
+
+def test_db_current_prints_the_revision(database_url):
+    from click.testing import CliRunner
+
+    from pgvision.cli import main
+
+    result = CliRunner().invoke(main, ["db", "current", "--database-url", database_url])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "0018 (head)\n"

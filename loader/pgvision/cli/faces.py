@@ -160,7 +160,7 @@ def identify(image, model, weights, detector, upsample, min_face_px, device, cro
         resolve_read_url(read_url, database_url), source=read_url_source(read_url), create=False, autocommit=False
     ) as conn:
         verdicts = identify_photo(conn, image, pipeline, threshold, min_margin, candidates)
-        note = uncalibrated_note(conn, pipeline.model.name) if threshold is None else None
+        note = uncalibrated_note(conn, pipeline.model.name) if threshold is None and not (as_json or quiet) else None
     if note:
         click.echo(f"note: {note}", err=True)
     if not verdicts:

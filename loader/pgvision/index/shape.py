@@ -4,7 +4,7 @@ A model whose ``models.index_shape`` is ``auto`` (the default; ``manual`` once `
 index`` is given ``--m``, ``--ef-construction`` or ``--quantization``) gets its HNSW shape
 from :func:`choose_shape` whenever its index is built (:func:`pgvision.index.ddl.ensure_index`,
 after a load) or rebuilt (:mod:`pgvision.index.rebuild`). The rules, and the measurements
-they come from (docs/benchmarks.md, "Recall by target" and "Quantized indexes"; clustered
+they come from (docs/benchmarks.md, sections 3 and 8; clustered
 512-d unit vectors, cosine, recall@10 of held-out queries):
 
 1. **Rows below** :data:`DENSE_FROM_ROWS` **(200,000): m 16, ef_construction 64** (pgvector's
