@@ -37,8 +37,9 @@ import hashlib
 import os
 import time
 
-import common
 import numpy as np
+
+import common
 
 SHARES = {"c50": 0.5, "c10": 0.1, "c5": 0.05, "c2_5": 0.025, "c1": 0.01, "c0_1": 0.001}
 K = 10
@@ -107,6 +108,32 @@ def sweep(conn, model_id: int, x, rows, ids, queries, a) -> None:
     common.write_results("collections_ef", {"rows": a.rows, "dims": a.dims, "table": out})
 
 
+def truths_of(x, rows, ids, queries) -> dict[str, list[set[int]]]:
+    """Exact top-10 image ids per query: over every row ("unfiltered") and within each collection."""
+    id_of_row = np.empty(len(x), dtype=np.int64)
+    id_of_row[np.concatenate([rows[n] for n in rows])] = np.concatenate([ids[n] for n in rows])
+    top = np.argsort(1.0 - queries @ x.T, axis=1)[:, :K]
+    out = {"unfiltered": [set(id_of_row[t].tolist()) for t in top]}
+    for name in SHARES:
+        top = np.argsort(1.0 - queries @ x[rows[name]].T, axis=1)[:, :K]
+        out[name] = [set(ids[name][t].tolist()) for t in top]
+    return out
+
+
+def report(a, rows, base, before, after) -> None:
+    """The before / after table."""
+    out = []
+    for label in base:
+        n = a.rows if label == "unfiltered" else len(rows["c1" if label.startswith("reader") else label])
+        b, o = before[label], after[label]
+        out.append([label, f"{n:,}", common.fmt(b["p50_ms"]), common.fmt(b["p99_ms"]), common.fmt(b["recall"]),
+                    common.fmt(o["p50_ms"]), common.fmt(o["p99_ms"]), common.fmt(o["recall"]),
+                    f"{o['p99_ms'] / after['unfiltered']['p99_ms']:.2f}", b["min_rows"], o["min_rows"]])
+    common.print_table(["search", "rows", "p50 ms", "p99 ms", "recall@10", "own idx p50", "own idx p99",
+                        "own idx recall", "p99 / unfiltered", "min rows", "min rows (own)"], out,
+                       title=f"{a.rows:,} x {a.dims}, {a.queries} queries x {a.reps} rounds, k = 10")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows", type=int, default=200_000)
@@ -139,22 +166,7 @@ def main() -> None:
         index_s = time.perf_counter() - t
         print(f"loaded {a.rows:,} x {a.dims} in {load_s:.0f} s; model index built in {index_s:.0f} s", flush=True)
 
-        def truth(name: str) -> list[set[int]]:
-            sub = x[rows[name]]
-            d = 1.0 - queries @ sub.T
-            top = np.argsort(d, axis=1)[:, :K]
-            return [set(ids[name][t].tolist()) for t in top]
-
-        all_rows = np.arange(a.rows)
-        every = np.concatenate([ids[n] for n in rows])
-        order = np.concatenate([rows[n] for n in rows])
-        id_of_row = np.empty(a.rows, dtype=np.int64)
-        id_of_row[order] = every
-        d_all = 1.0 - queries @ x.T
-        truths = {"unfiltered": [set(id_of_row[t].tolist()) for t in np.argsort(d_all, axis=1)[:, :K]]}
-        del all_rows
-        for name in SHARES:
-            truths[name] = truth(name)
+        truths = truths_of(x, rows, ids, queries)
 
         role = f"bench_reader_{os.getpid()}"
         conn.execute(f'DROP ROLE IF EXISTS "{role}"')
@@ -215,42 +227,7 @@ def main() -> None:
         after_cfg["reader (c1, RLS)"] = base["reader (c1, RLS)"]
         after = measure(after_cfg)
 
-        rows_out = []
-        for label in base:
-            n = a.rows if label == "unfiltered" else len(rows["c1" if label.startswith("reader") else label])
-            b, o = before[label], after[label]
-            rows_out.append(
-                [
-                    label,
-                    f"{n:,}",
-                    common.fmt(b["p50_ms"]),
-                    common.fmt(b["p99_ms"]),
-                    common.fmt(b["recall"]),
-                    common.fmt(o["p50_ms"]),
-                    common.fmt(o["p99_ms"]),
-                    common.fmt(o["recall"]),
-                    f"{o['p99_ms'] / after['unfiltered']['p99_ms']:.2f}",
-                    b["min_rows"],
-                    o["min_rows"],
-                ]
-            )
-        common.print_table(
-            [
-                "search",
-                "rows",
-                "p50 ms",
-                "p99 ms",
-                "recall@10",
-                "own idx p50",
-                "own idx p99",
-                "own idx recall",
-                "p99 / unfiltered",
-                "min rows",
-                "min rows (own)",
-            ],
-            rows_out,
-            title=f"{a.rows:,} x {a.dims}, {a.queries} queries x {a.reps} rounds, k = 10",
-        )
+        report(a, rows, base, before, after)
         common.write_results(
             "collections",
             {
