@@ -145,3 +145,34 @@ def test_faces_load_cluster_groups_real_photos(database_url, tmp_path):
             "WHERE f.identity_id IS NOT NULL GROUP BY f.identity_id ORDER BY 1"
         ).fetchall()
     assert rows == [(["Andre_Agassi"], 4), (["Angelina_Jolie"], 4), (["Colin_Powell"], 4)]
+
+
+def scratch_databases(conninfo):
+    with psycopg.connect(conninfo) as conn:
+        return {r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'pgvision_eval_%'")}
+
+
+@pytest.mark.slow
+def test_eval_cluster_scores_real_photos(server_conninfo, tmp_path):
+    """12 LFW photos of 3 people: the folder names stay out of the database, the full pass
+    with the defaults finds the 3 people, every labelled face placed right."""
+    pytest.importorskip("dlib")
+    for name in ("Andre_Agassi", "Colin_Powell", "Angelina_Jolie"):
+        (tmp_path / name).mkdir()
+        for path in sorted(shared_path("data", "lfw_faces", name).glob("*.jpg"))[:4]:
+            shutil.copy(path, tmp_path / name / path.name)
+    before = scratch_databases(server_conninfo)
+    out = CliRunner().invoke(
+        main,
+        ["eval", "cluster", str(tmp_path), "--json", "-q", "--sweep", "0.3,0.5", "--database-url", server_conninfo],
+        catch_exceptions=False,
+    )
+    assert out.exit_code == 0, out.output
+    result = json.loads(out.output)
+    scores = result["default"]["scores"]
+    assert (result["default"]["pass"]["max_distance"], result["photos"]) == (0.5, 12)
+    assert {
+        k: scores[k] for k in ("bcubed_precision", "bcubed_recall", "items", "unassigned", "clusters", "labels")
+    } == {"bcubed_precision": 1.0, "bcubed_recall": 1.0, "items": 12, "unassigned": 0, "clusters": 3, "labels": 3}
+    assert [x["pass"]["max_distance"] for x in result["sweep"]] == [pytest.approx(0.3), 0.5]
+    assert scratch_databases(server_conninfo) == before  # the scratch database is dropped
