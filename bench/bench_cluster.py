@@ -29,6 +29,7 @@ import math
 import time
 
 import numpy as np
+
 from common import (
     add_server_args,
     bench_database,
@@ -84,7 +85,7 @@ def scores(conn, face_id: np.ndarray, who: np.ndarray, family_size: int = 5) -> 
     found = [person[int(f)] for f in face_id]
     s = score_clustering([int(w) for w in who], found)
     members: dict[int, set] = {}
-    for p, w in zip(found, who):
+    for p, w in zip(found, who, strict=True):
         if p is not None:
             members.setdefault(p, set()).add(int(w))
     mixed = sum(1 for ws in members.values() if len(ws) > 1)
@@ -135,7 +136,8 @@ def run_size(url: str, n: int, new: int, a) -> dict:
                           progress=False)
             person = dict(conn.execute("SELECT face_id, identity_id FROM pgvision.faces WHERE face_id = ANY(%s)",
                                        (new_ids.tolist(),)).fetchall())
-            out.update({"new": new, "incremental_s": r2.seconds, "new_assigned": sum(v is not None for v in person.values()),
+            out.update({"new": new, "incremental_s": r2.seconds,
+                        "new_assigned": sum(v is not None for v in person.values()),
                         "new_people": r2.created})
             del held_who
     return out
@@ -148,9 +150,11 @@ def main() -> None:
     ap.add_argument("--new", type=int, default=1000, help="faces added to the largest gallery for the incremental pass")
     ap.add_argument("--max-distance", type=float, default=0.5, help="close-pair distance, L2 (default 0.5, dlib's)")
     ap.add_argument("--family-spread", type=float, default=0.6,
-                    help="family centre -> person offset, L2 (default 0.6, bench_scale.py's; smaller = closer siblings)")
+                    help="family centre -> person offset, L2 "
+                         "(default 0.6, bench_scale.py's; smaller = closer siblings)")
     ap.add_argument("--gallery-by-truth", action="store_true",
-                    help="skip the full pass: give each true person an unnamed person, then time the incremental pass only")
+                    help="skip the full pass: give each true person an unnamed person, "
+                         "then time the incremental pass only")
     ap.add_argument("--min-faces", type=int, default=3)
     ap.add_argument("--neighbours", type=int, default=16)
     ap.add_argument("--batch-size", type=int, default=1000)
@@ -168,7 +172,8 @@ def main() -> None:
             print({k: round(v, 4) if isinstance(v, float) else v for k, v in res.items()}, flush=True)
     if a.gallery_by_truth:
         print_table(["gallery", "new faces", "incremental pass s", "new faces assigned"],
-                    [[f"{r['faces']:,}", r.get("new", 0), f"{r.get('incremental_s', 0):.1f}", r.get("new_assigned", "-")]
+                    [[f"{r['faces']:,}", r.get("new", 0), f"{r.get('incremental_s', 0):.1f}",
+                      r.get("new_assigned", "-")]
                      for r in results["sizes"]], title="Incremental pass into a gallery of people (by truth)")
         print("results:", write_results(a.out, results))
         return

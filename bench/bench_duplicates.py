@@ -431,7 +431,8 @@ def scale(args) -> dict:
             rows.append([tier, n, f"{seconds:.1f}", cpu_text, len(set(groups.values())), f"{p:.4f}", f"{r:.4f}"])
         common.print_table(["tier", "images", "seconds (wall)", "backend CPU seconds", "groups", "pair precision",
                             "pair recall"], rows,
-                           title=f"duplicate_groups on {n} synthetic images ({args.dims}-d, HNSW m 16 ef_construction 64)")
+                           title=f"duplicate_groups on {n} synthetic images "
+                                 f"({args.dims}-d, HNSW m 16 ef_construction 64)")
         results = {"machine": info, "n": n, "dims": args.dims, "load_seconds": load_s, "index_seconds": index_s,
                    "rows": rows}
         common.write_results("duplicates_scale", results)
@@ -444,7 +445,8 @@ def main() -> None:
     ap.add_argument("--scale", type=int, metavar="N", help="time duplicate_groups on N synthetic images")
     ap.add_argument("--dims", type=int, default=512, help="--scale: embedding dimensions (default 512)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--people", type=int, default=None, help="--calibrate: only the first N LFW people (default all 40)")
+    ap.add_argument("--people", type=int, default=None,
+                    help="--calibrate: only the first N LFW people (default all 40)")
     ap.add_argument("--imagenet", type=int, default=None,
                     help="--calibrate: only the first N ImageNet samples (default all 100)")
     common.add_server_args(ap)
