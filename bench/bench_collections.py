@@ -16,6 +16,10 @@ queries, one at a time:
 * ``reader``: the 1 % collection searched by a login granted only that collection, under
   row-level security, without naming it.
 
+With ``--sweep-ef 40 80 160`` it instead builds only the own indexes of the 10 %, 5 % and
+2.5 % collections and measures each at those ef_search values (passed explicitly), without
+the model's index: how large an ef_search a collection's own, smaller graph needs.
+
 Recall@10 is counted by true ids within the collection (numpy exact top-10 over its rows).
 Latency: p50 / p99 of per-query milliseconds over ``--reps`` interleaved rounds (all
 configurations of a round run the same queries), QPS = 1000 / mean ms.
@@ -23,6 +27,7 @@ configurations of a round run the same queries), QPS = 1000 / mean ms.
 Example::
 
     .venv/bin/python bench/bench_collections.py --rows 200000 --dims 128 --queries 200
+    .venv/bin/python bench/bench_collections.py --rows 200000 --dims 128 --queries 200 --sweep-ef 40 80 160
 """
 
 from __future__ import annotations
@@ -32,8 +37,9 @@ import hashlib
 import os
 import time
 
-import common
 import numpy as np
+
+import common
 
 SHARES = {"c50": 0.5, "c10": 0.1, "c5": 0.05, "c2_5": 0.025, "c1": 0.01, "c0_1": 0.001}
 K = 10
@@ -69,12 +75,73 @@ def load(conn, x: np.ndarray, seed: int) -> tuple[int, dict[str, np.ndarray], di
     return model_id, rows, ids
 
 
+def sweep(conn, model_id: int, x, rows, ids, queries, a) -> None:
+    """Own indexes of c10, c5, c2_5 only; recall@10 and p50 / p99 ms at each ef_search of ``a.sweep_ef``."""
+    from pgvision.index import collection_index
+    from pgvision.registry import get_model_by_id
+
+    model = get_model_by_id(conn, model_id)
+    model.update(index_method="hnsw", hnsw_m=16, hnsw_ef_construction=64)
+    names = ["c10", "c5", "c2_5"]
+    for name in names:
+        cid = conn.execute("SELECT collection_id FROM pgvision.collections WHERE name = %s", (name,)).fetchone()[0]
+        conn.execute(collection_index.collection_index_ddl(model, cid))
+    conn.execute("ANALYZE pgvision.image_embeddings")
+    out = []
+    for name in names:
+        d = 1.0 - queries @ x[rows[name]].T
+        truth = [set(ids[name][t].tolist()) for t in np.argsort(d, axis=1)[:, :K]]
+        for ef in a.sweep_ef:
+            ms, hits = [], 0
+            for _ in range(a.reps):
+                for q, tr in zip(queries, truth, strict=True):
+                    t0 = time.perf_counter()
+                    got = [r[0] for r in conn.execute(
+                        "SELECT image_id FROM pgvision.search_images(%s::vector, 10, 'bench', ef_search => %s, "
+                        "collection => %s)", (str(q.tolist()), ef, name))]
+                    ms.append((time.perf_counter() - t0) * 1000)
+                    hits += len(set(got) & tr)
+            out.append([name, f"{len(rows[name]):,}", ef, common.fmt(hits / (K * len(queries) * a.reps)),
+                        common.fmt(common.percentile(ms, 50)), common.fmt(common.percentile(ms, 99))])
+    common.print_table(["collection", "rows", "ef_search", "recall@10", "p50 ms", "p99 ms"], out,
+                       title=f"own index only, {a.rows:,} x {a.dims}, {a.queries} queries x {a.reps} rounds")
+    common.write_results("collections_ef", {"rows": a.rows, "dims": a.dims, "table": out})
+
+
+def truths_of(x, rows, ids, queries) -> dict[str, list[set[int]]]:
+    """Exact top-10 image ids per query: over every row ("unfiltered") and within each collection."""
+    id_of_row = np.empty(len(x), dtype=np.int64)
+    id_of_row[np.concatenate([rows[n] for n in rows])] = np.concatenate([ids[n] for n in rows])
+    top = np.argsort(1.0 - queries @ x.T, axis=1)[:, :K]
+    out = {"unfiltered": [set(id_of_row[t].tolist()) for t in top]}
+    for name in SHARES:
+        top = np.argsort(1.0 - queries @ x[rows[name]].T, axis=1)[:, :K]
+        out[name] = [set(ids[name][t].tolist()) for t in top]
+    return out
+
+
+def report(a, rows, base, before, after) -> None:
+    """The before / after table."""
+    out = []
+    for label in base:
+        n = a.rows if label == "unfiltered" else len(rows["c1" if label.startswith("reader") else label])
+        b, o = before[label], after[label]
+        out.append([label, f"{n:,}", common.fmt(b["p50_ms"]), common.fmt(b["p99_ms"]), common.fmt(b["recall"]),
+                    common.fmt(o["p50_ms"]), common.fmt(o["p99_ms"]), common.fmt(o["recall"]),
+                    f"{o['p99_ms'] / after['unfiltered']['p99_ms']:.2f}", b["min_rows"], o["min_rows"]])
+    common.print_table(["search", "rows", "p50 ms", "p99 ms", "recall@10", "own idx p50", "own idx p99",
+                        "own idx recall", "p99 / unfiltered", "min rows", "min rows (own)"], out,
+                       title=f"{a.rows:,} x {a.dims}, {a.queries} queries x {a.reps} rounds, k = 10")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows", type=int, default=200_000)
     ap.add_argument("--dims", type=int, default=128)
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--sweep-ef", type=int, nargs="*", default=None, metavar="EF",
+                    help="only sweep ef_search on the own indexes of the 10 %%, 5 %% and 2.5 %% collections")
     common.add_server_args(ap)
     a = ap.parse_args()
 
@@ -91,27 +158,15 @@ def main() -> None:
         t = time.perf_counter()
         model_id, rows, ids = load(conn, x, a.seed)
         load_s = time.perf_counter() - t
+        if a.sweep_ef:
+            sweep(conn, model_id, x, rows, ids, queries, a)
+            return
         t = time.perf_counter()
         ddl.set_index(conn, "bench", method="hnsw", m=16, ef_construction=64)
         index_s = time.perf_counter() - t
         print(f"loaded {a.rows:,} x {a.dims} in {load_s:.0f} s; model index built in {index_s:.0f} s", flush=True)
 
-        def truth(name: str) -> list[set[int]]:
-            sub = x[rows[name]]
-            d = 1.0 - queries @ sub.T
-            top = np.argsort(d, axis=1)[:, :K]
-            return [set(ids[name][t].tolist()) for t in top]
-
-        all_rows = np.arange(a.rows)
-        every = np.concatenate([ids[n] for n in rows])
-        order = np.concatenate([rows[n] for n in rows])
-        id_of_row = np.empty(a.rows, dtype=np.int64)
-        id_of_row[order] = every
-        d_all = 1.0 - queries @ x.T
-        truths = {"unfiltered": [set(id_of_row[t].tolist()) for t in np.argsort(d_all, axis=1)[:, :K]]}
-        del all_rows
-        for name in SHARES:
-            truths[name] = truth(name)
+        truths = truths_of(x, rows, ids, queries)
 
         role = f"bench_reader_{os.getpid()}"
         conn.execute(f'DROP ROLE IF EXISTS "{role}"')
@@ -161,12 +216,9 @@ def main() -> None:
         base["reader (c1, RLS)"] = (runner(reader, search.format(""), ()), "c1")
         before = measure(base)
 
-        monkey = collection_index.MIN_ROWS
-        collection_index.MIN_ROWS = 2001  # every collection the exact path does not take, to compare
         t = time.perf_counter()
-        built = collection_index.ensure_collection_indexes(conn, model_id)
+        built = collection_index.ensure_collection_indexes(conn, model_id)  # what a load's last step does
         own_s = time.perf_counter() - t
-        collection_index.MIN_ROWS = monkey
         conn.execute("ANALYZE pgvision.image_embeddings")
         print(f"own indexes built in {own_s:.0f} s: {', '.join(built)}", flush=True)
         after_cfg = {"unfiltered": base["unfiltered"]}
@@ -175,42 +227,7 @@ def main() -> None:
         after_cfg["reader (c1, RLS)"] = base["reader (c1, RLS)"]
         after = measure(after_cfg)
 
-        rows_out = []
-        for label in base:
-            n = a.rows if label == "unfiltered" else len(rows["c1" if label.startswith("reader") else label])
-            b, o = before[label], after[label]
-            rows_out.append(
-                [
-                    label,
-                    f"{n:,}",
-                    common.fmt(b["p50_ms"]),
-                    common.fmt(b["p99_ms"]),
-                    common.fmt(b["recall"]),
-                    common.fmt(o["p50_ms"]),
-                    common.fmt(o["p99_ms"]),
-                    common.fmt(o["recall"]),
-                    f"{o['p99_ms'] / after['unfiltered']['p99_ms']:.2f}",
-                    b["min_rows"],
-                    o["min_rows"],
-                ]
-            )
-        common.print_table(
-            [
-                "search",
-                "rows",
-                "p50 ms",
-                "p99 ms",
-                "recall@10",
-                "own idx p50",
-                "own idx p99",
-                "own idx recall",
-                "p99 / unfiltered",
-                "min rows",
-                "min rows (own)",
-            ],
-            rows_out,
-            title=f"{a.rows:,} x {a.dims}, {a.queries} queries x {a.reps} rounds, k = 10",
-        )
+        report(a, rows, base, before, after)
         common.write_results(
             "collections",
             {

@@ -21,9 +21,9 @@ from __future__ import annotations
 import argparse
 import time
 
-import common
 import numpy as np
 
+import common
 from pgvision.index import ddl
 from pgvision.ingest import pg_copy
 from pgvision.registry import ModelSpec, register_model

@@ -107,6 +107,10 @@ def test_cli_table_json_and_html_page(database_url, loaded, tmp_path):
     assert sorted(names(rows)) == SAME
     assert set(rows[0]) == {"group_id", "image_id", "uri", "label", "is_keeper", "distance", "hash_distance",
                             "width", "height"}
+    other = next(str(r["image_id"]) for r in rows if r["uri"].endswith(SAME[3]))
+    out = runner.invoke(main, ["duplicates", "--of", other, "--json", "--database-url", database_url])
+    assert out.exit_code == 0, out.output
+    assert sorted(names(json.loads(out.stdout))) == SAME
     (loaded / SAME[1]).unlink()  # a photo that is gone shows a placeholder
     page = tmp_path / "dups.html"
     out = runner.invoke(main, ["duplicates", "--html", str(page), "--database-url", database_url])

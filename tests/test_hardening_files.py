@@ -97,3 +97,15 @@ def test_the_progress_bar_is_cleared_before_the_summary(tmp_path, database_url):
     assert "loading vectors (bar)" in result.stderr  # the bar was shown...
     assert "\n" not in result.stderr  # ...and wiped (\r), no line of it left above the summary
     assert result.stdout.startswith("loaded 3, already present 0, skipped 0")
+
+
+def test_search_checks_the_read_url_before_loading_a_model(monkeypatch, tmp_path, database_url):
+    """A wrong --read-url is found in a second, not after torch and the weights are loaded."""
+    photo = tmp_path / "q.jpg"
+    photo.write_bytes(b"\xff\xd8")
+    monkeypatch.setitem(__import__("sys").modules, "torch", None)  # loading a model would fail now
+    bad = "postgresql://postgres@/pgvision?host=/nonexistent-replica"
+    result = CliRunner().invoke(main, ["search", str(photo), "--read-url", bad], env={"DATABASE_URL": database_url})
+    assert result.exit_code == 1
+    assert result.output.startswith(f"Error: cannot connect to {bad}: ")
+    assert result.output.endswith("start that server, fix PGVISION_READ_URL, or unset it to read from DATABASE_URL\n")

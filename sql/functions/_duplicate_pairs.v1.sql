@@ -6,9 +6,12 @@
 --   1. its k nearest embeddings of model m through the model's ANN index (a LATERAL
 --      ORDER BY <index expression> LIMIT k+1 per image, the form pgvector's HNSW / IVFFlat
 --      index answers; binary-quantized models: ef_search Hamming candidates re-ranked);
---   2. tier 'same' only: its k nearest whole-image pHashes through the HNSW index
---      images_phash_hnsw (bit_hamming_ops), which finds exact re-encodings even among many
---      near-identical embeddings.
+--   2. tier 'same' only: up to k images with the same whole-image pHash, through the B-tree
+--      index images_phash (equality), which finds re-encodings (most have hash distance 0)
+--      even among many near-identical embeddings. Near but unequal hashes (crops) come
+--      through 1. An HNSW index on phash (bit_hamming_ops) would give Hamming neighbours but
+--      cost every loaded row a graph insert: 140-200 rows/s here against 40,000-48,000 with
+--      the B-tree (docs/duplicates.md).
 --   Each candidate pair is then tested on its exact distances:
 --     same:    embedding distance <= max_distance AND _hash_distance <= max_hash_distance
 --     similar: embedding distance <= max_distance
@@ -69,14 +72,14 @@ BEGIN
         '   WHERE b.model_id = %1$s ORDER BY %2$s LIMIT %3$s) n'
         ' WHERE a.model_id = %1$s AND n.image_id <> a.image_id AND ($1::bigint IS NULL OR a.image_id = $1)',
         m.model_id, ord, lim);
-    -- 2. Whole-image pHash neighbours through images_phash_hnsw (tier same).
+    -- 2. Images with an equal whole-image pHash through images_phash (tier same).
     IF tier = 'same' THEN
         hash_pairs := format(
             ' UNION ALL SELECT a.image_id, n.image_id FROM pgvision.images a'
-            ' CROSS JOIN LATERAL (SELECT b.image_id FROM pgvision.images b WHERE b.phash IS NOT NULL'
-            '   ORDER BY b.phash OPERATOR(@extschema:vector@.<~>) a.phash LIMIT %1$s) n'
-            ' WHERE a.phash IS NOT NULL AND n.image_id <> a.image_id AND ($1::bigint IS NULL OR a.image_id = $1)',
-            k + 1);
+            ' CROSS JOIN LATERAL (SELECT b.image_id FROM pgvision.images b WHERE b.phash = a.phash'
+            '   AND b.image_id <> a.image_id ORDER BY b.image_id LIMIT %1$s) n'
+            ' WHERE a.phash IS NOT NULL AND ($1::bigint IS NULL OR a.image_id = $1)',
+            k);
     ELSE
         hash_pairs := '';
     END IF;
@@ -107,4 +110,4 @@ END
 $fn$;
 
 COMMENT ON FUNCTION pgvision._duplicate_pairs(pgvision.models, text, double precision, integer, integer, bigint) IS
-'Internal: duplicate pairs (a_id < b_id, embedding distance, hash distance) of a model in tier same or similar, candidates from the model''s ANN index and the pHash HNSW index. Use duplicate_groups / duplicates_of instead.';
+'Internal: duplicate pairs (a_id < b_id, embedding distance, hash distance) of a model in tier same or similar, candidates from the model''s ANN index and equal pHashes (B-tree). Use duplicate_groups / duplicates_of instead.';

@@ -10,7 +10,7 @@
 --   tier 'similar': near-identical shots (a burst, the same scene a moment later), and the
 --                   same pictures: embedding distance <= max_distance only. For review.
 --   A group is a connected component of the duplicate pairs; pairs come from the model's ANN
---   index and the pHash HNSW index (pgvision._duplicate_pairs), never all pairs.
+--   index and equal pHashes (B-tree images_phash) (pgvision._duplicate_pairs), never all pairs.
 -- Arguments:
 --   tier               'same' (default) or 'similar'.
 --   model              image model name; NULL = the default image model.

@@ -4,7 +4,7 @@
 --   in another form?"): the image and the images that are its duplicates in the tier (see
 --   pgvision.duplicate_groups for the tiers), as one group with its keeper. Direct
 --   duplicates only (no chains through other images); candidates are the image's 100
---   nearest embeddings (the model's ANN index) and 100 nearest pHashes (images_phash_hnsw).
+--   nearest embeddings (the model's ANN index) and up to 100 images with its pHash (images_phash).
 -- Arguments:
 --   image_id           a pgvision.images.image_id with an embedding of the model.
 --   tier, model, max_distance, max_hash_distance: as pgvision.duplicate_groups.

@@ -1,7 +1,7 @@
 """Duplicates: the same picture stored more than once, and near-identical shots.
 
 The work is in SQL (``pgvision.duplicate_groups``, ``pgvision.duplicates_of``; migration
-0015): candidate pairs through the model's ANN index and the pHash HNSW index, groups as
+0015): candidate pairs through the model's ANN index and equal pHashes (a B-tree), groups as
 connected components, a keeper per group (most pixels, then oldest). This wing is the
 Python side around it:
 

@@ -11,11 +11,9 @@ reason and left NULL.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from urllib.parse import unquote_to_bytes
 
 import psycopg
 from tqdm import tqdm
@@ -24,6 +22,7 @@ from pgvision.errors import InvalidValue
 from pgvision.ingest.files import FileSkipped, read_file, sha256_bytes
 from pgvision.ingest.images import decode_image
 from pgvision.ingest.perceptual_hash import perceptual_hash
+from pgvision.review.page import path_of
 
 __all__ = ["HASH_DRAFT_SIZE", "FillReport", "fill_hashes"]
 
@@ -63,17 +62,10 @@ class FillReport:
         return f"hashed {self.hashed} images; {skipped}; {self.remaining} still without a hash"
 
 
-def _path(uri: str) -> str | None:
-    """The file system path of a ``file://`` URI (percent-decoded byte for byte), else None."""
-    if not uri.startswith("file://"):
-        return None
-    return os.fsdecode(unquote_to_bytes(uri[len("file://"):]))
-
-
 def _hash_one(uri: str, sha256: bytes) -> tuple[str, str] | tuple[None, tuple[str, str, str]]:
-    path = _path(uri)
-    if path is None:
+    if not uri.startswith("file://"):
         return None, (uri, "not-a-file", "only file:// URIs can be read again")
+    path = path_of(uri)
     try:
         data = read_file(path)
         if sha256_bytes(data) != sha256:
