@@ -16,6 +16,10 @@ model's HNSW index is built (m 16, ef_construction 64), and SQL clusters them:
 
 Run (about 8 min on the 2-core box):
     python bench/bench_cluster.py --sizes 25000 50000 100000 --new 1000
+The incremental pass alone, into galleries whose people are given by the truth:
+    python bench/bench_cluster.py --sizes 100000 300000 --new 1000 --gallery-by-truth --out cluster_incremental
+Closer look-alikes (siblings' photos about 0.5 apart, as far as the cut):
+    python bench/bench_cluster.py --sizes 25000 --new 0 --family-spread 0.35 --out cluster_lookalikes
 """
 
 from __future__ import annotations
@@ -91,7 +95,7 @@ def scores(conn, face_id: np.ndarray, who: np.ndarray, family_size: int = 5) -> 
 
 
 def run_size(url: str, n: int, new: int, a) -> dict:
-    x, who = families(n + new, 128, seed=n)
+    x, who = families(n + new, 128, seed=n, family_spread=a.family_spread)
     held_x, held_who = x[n:], who[n:]
     x, who = x[:n], who[:n]
     with connect(url) as conn:
@@ -105,9 +109,25 @@ def run_size(url: str, n: int, new: int, a) -> dict:
         ensure_index(conn, model_id)
         conn.execute("ANALYZE")
         index_s = time.perf_counter() - t
-        r = run_pass(conn, "bench-faces", "full", a.max_distance, a.min_faces, a.neighbours, a.batch_size, progress=False)
-        out = {"faces": n, "load_s": load_s, "index_s": index_s, "full_s": r.seconds, "full_faces_per_s": n / r.seconds,
-               "assigned": r.assigned, "created": r.created, **scores(conn, face_id, who)}
+        if a.gallery_by_truth:
+            # the gallery as a perfect pass would leave it: each true person an unnamed person
+            t = time.perf_counter()
+            ident = np.array([r[0] for r in conn.execute(
+                "INSERT INTO pgvision.identities (name) SELECT NULL FROM generate_series(1, %s) RETURNING identity_id",
+                (int(who.max()) + 1,))], dtype=np.int64)
+            with conn.transaction():
+                conn.execute("SELECT set_config('pgvision.cluster_pass', '0', true)")
+                conn.execute("UPDATE pgvision.faces f SET identity_id = x.person, assigned_by = 'cluster' "
+                             "FROM unnest(%s::bigint[], %s::bigint[]) x(face_id, person) WHERE f.face_id = x.face_id",
+                             (face_id.tolist(), ident[who].tolist()))
+            conn.execute("ANALYZE")
+            out = {"faces": n, "load_s": load_s, "index_s": index_s, "truth_assign_s": time.perf_counter() - t}
+        else:
+            r = run_pass(conn, "bench-faces", "full", a.max_distance, a.min_faces, a.neighbours, a.batch_size,
+                         progress=False)
+            out = {"faces": n, "load_s": load_s, "index_s": index_s, "full_s": r.seconds,
+                   "full_faces_per_s": n / r.seconds, "assigned": r.assigned, "created": r.created,
+                   **scores(conn, face_id, who)}
         if new:
             new_ids = store(conn, model_id, held_x, n)
             conn.execute("ANALYZE pgvision.faces")
@@ -124,8 +144,13 @@ def run_size(url: str, n: int, new: int, a) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[25_000, 50_000, 100_000], help="gallery sizes (faces)")
+    ap.add_argument("--out", default="cluster", help="name of the results file (default cluster)")
     ap.add_argument("--new", type=int, default=1000, help="faces added to the largest gallery for the incremental pass")
     ap.add_argument("--max-distance", type=float, default=0.5, help="close-pair distance, L2 (default 0.5, dlib's)")
+    ap.add_argument("--family-spread", type=float, default=0.6,
+                    help="family centre -> person offset, L2 (default 0.6, bench_scale.py's; smaller = closer siblings)")
+    ap.add_argument("--gallery-by-truth", action="store_true",
+                    help="skip the full pass: give each true person an unnamed person, then time the incremental pass only")
     ap.add_argument("--min-faces", type=int, default=3)
     ap.add_argument("--neighbours", type=int, default=16)
     ap.add_argument("--batch-size", type=int, default=1000)
@@ -138,9 +163,15 @@ def main() -> None:
         print_machine(info)
         results["machine"] = info
         for n in sorted(a.sizes):
-            res = run_size(url, n, a.new if n == max(a.sizes) else 0, a)
+            res = run_size(url, n, a.new if n == max(a.sizes) or a.gallery_by_truth else 0, a)
             results["sizes"].append(res)
             print({k: round(v, 4) if isinstance(v, float) else v for k, v in res.items()}, flush=True)
+    if a.gallery_by_truth:
+        print_table(["gallery", "new faces", "incremental pass s", "new faces assigned"],
+                    [[f"{r['faces']:,}", r.get("new", 0), f"{r.get('incremental_s', 0):.1f}", r.get("new_assigned", "-")]
+                     for r in results["sizes"]], title="Incremental pass into a gallery of people (by truth)")
+        print("results:", write_results(a.out, results))
+        return
     rows = [[r["faces"], f"{r['full_s']:.1f}", f"{r['full_faces_per_s']:.0f}", f"{r['bcubed_precision']:.4f}",
              f"{r['bcubed_recall']:.4f}", f"{r['people_found']} / {r['people_true']}", r["mixed_siblings"],
              f"{r['unassigned']:.1%}"] for r in results["sizes"]]
@@ -161,7 +192,8 @@ def main() -> None:
     print_table(["faces", "full pass s"], [[f"{r['faces']:,}", f"{r['full_s']:.1f}"] for r in results["sizes"]]
                 + [["1,000,000 (extrapolated, N log N)", f"{full_1m:.0f}"]], title="Full pass time")
     results.update(extra)
-    print("results:", write_results("cluster", results))
+    results["family_spread"] = a.family_spread
+    print("results:", write_results(a.out, results))
 
 
 if __name__ == "__main__":

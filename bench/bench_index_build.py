@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import re
 
-
 import common
 from pgvision.index import ddl
 from pgvision.registry import get_model

@@ -45,8 +45,21 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import REPO, add_server_args, bench_database, connect, interleaved, machine, median, print_machine, \
-    print_table, round_ratios, spread, verdict, write_results
+from common import (
+    REPO,
+    add_server_args,
+    bench_database,
+    connect,
+    interleaved,
+    machine,
+    median,
+    print_machine,
+    print_table,
+    round_ratios,
+    spread,
+    verdict,
+    write_results,
+)
 
 sys.path.insert(0, str(REPO / "loader"))
 
@@ -98,8 +111,8 @@ def main() -> None:
 
     from pgvision.ingest.decode_gpu import DecodeUnavailable, choose_decoder
     from pgvision.ingest.images import decode_image, find_images
-    from pgvision.models import load_image_model
     from pgvision.load_images import load_images
+    from pgvision.models import load_image_model
 
     torch.set_num_threads(args.threads)
     embedder = load_image_model(args.model, device=args.device)
@@ -153,12 +166,18 @@ def main() -> None:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    n = len(files)
+    device = torch.cuda.get_device_name() if embedder.device.type == "cuda" else "cpu"
+    where = folder if not args.repeat_to else f"{args.folder} repeated"
+    report(args, info, device, where, len(files), times, summaries, model_loading)
+
+
+def report(args, info: dict, device: str, where, n: int, times: dict[str, list[float]],
+           summaries: dict[str, list], model_loading: float) -> None:
+    """Print the tables (ratios by round, stage split, steady state) and write the results."""
     rate = {k: n / median(v) for k, v in times.items()}
     ratio = {k: rate[k] / rate["model alone"] for k in times}
     stages = {k: {st: median([s.seconds[st] for s in v]) for st in v[0].seconds} for k, v in summaries.items()}
-    device = torch.cuda.get_device_name() if embedder.device.type == "cuda" else "cpu"
-    print(f"\n{n} images from {folder if not args.repeat_to else f'{args.folder} repeated'}, model {args.model} "
+    print(f"\n{n} images from {where}, model {args.model} "
           f"on {device}, batch {args.batch_size}, torch threads {args.threads}, loader workers {args.workers}, "
           f"{args.reps} reps (medians)")
     rounds = {k: round_ratios(times, k, "model alone") for k in times if k != "model alone"}
@@ -178,7 +197,8 @@ def main() -> None:
     for k in names:
         print(f"{k} / model alone: {ratio[k]:.2f}x (goal >= 0.85x); without startup, hash and index: "
               f"{steady[k] / rate['model alone']:.2f}x ({steady[k]:.0f} img/s)")
-    write_results("bench_loader", {"machine": info, "device": device, "args": {k: str(v) for k, v in vars(args).items()},
+    write_results("bench_loader", {"machine": info, "device": device,
+                                   "args": {k: str(v) for k, v in vars(args).items()},
                                    "images": n, "seconds": times, "img_per_s": rate, "ratio": ratio,
                                    "stages": stages, "model_loading_s": model_loading, "ratio_by_round": rounds,
                                    "steady_img_per_s": steady})

@@ -10,7 +10,7 @@ at a time, as an application asks. ``faiss-cpu`` and ``hnswlib`` are benchmark-o
 
 * pgvision: the vectors through ``pg_copy`` (pgvision's COPY), the index built by
   ``ddl.ensure_index`` as a load builds it, i.e. with the shape the row count calls for
-  (``pgvision.index.shape``: m 16 / ef_construction 64 below 200k rows, m 32 / 128 from
+  (``pgvision.index.shape``: m 16 / ef_construction 64 below 250k rows, m 32 / 128 from
   there), one build process (``max_parallel_maintenance_workers = 0``) and
   ``maintenance_work_mem`` large enough for the graph; the peers get the same m and
   ef_construction and one thread.
@@ -37,9 +37,9 @@ import argparse
 import hashlib
 import time
 
-import common
 import numpy as np
 
+import common
 from pgvision.index import ddl
 from pgvision.ingest import pg_copy
 from pgvision.registry import ModelSpec, get_model, register_model

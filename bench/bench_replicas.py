@@ -47,10 +47,9 @@ import common
 from pgvision import migrate
 from pgvision.index import ddl
 from pgvision.ingest import pg_copy
-from pgvision.server import replicas
-from pgvision.server import embedded
-from pgvision.server.connection import connect
 from pgvision.registry import ModelSpec, register_model
+from pgvision.server import embedded, replicas
+from pgvision.server.connection import connect
 
 K = 10
 
@@ -76,7 +75,8 @@ def search_run(urls: list[str], queries: np.ndarray, model: str) -> float:
         def client(conn):
             barrier.wait()
             for q in queries:
-                conn.execute("SELECT image_id FROM pgvision.search_images(%s, %s, model => %s)", (q, K, model)).fetchall()
+                conn.execute("SELECT image_id FROM pgvision.search_images(%s, %s, model => %s)",
+                             (q, K, model)).fetchall()
 
         threads = [threading.Thread(target=client, args=(c,)) for c in conns]
         for t in threads:
@@ -108,7 +108,8 @@ def sample_lag(primary_url: str, stop: threading.Event, out: list[tuple[float, s
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", type=Path, default=Path("/tmp/pgvision-bench/replicas"),
-                    help="directory for the primary and its replicas (emptied first; default /tmp/pgvision-bench/replicas)")
+                    help="directory for the primary and its replicas "
+                         "(emptied first; default /tmp/pgvision-bench/replicas)")
     ap.add_argument("--reps", type=int, default=5, help="repetitions per side, median reported (default 5)")
     ap.add_argument("--rows", type=int, default=20000, help="vectors searched (default 20000)")
     ap.add_argument("--dims", type=int, default=128, help="dimensions (default 128)")

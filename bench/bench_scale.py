@@ -12,7 +12,8 @@ Images (clustered synthetic vectors, ``common.clustered``, 1,000 clusters), for 
   applies from 10k rows) and the recall@10 it measured on stored vectors;
 * for held-out queries: recall@10 against numpy's exact top-10, p50 / p99 ms (client
   wall clock, one client, round trip included) and QPS of ``search_images`` and of raw
-  ``ORDER BY embedding::vector(512) <=> q LIMIT 10`` at the same ef_search (ids only), of the same raw query joined to ``images`` for the uri and label that
+  ``ORDER BY embedding::vector(512) <=> q LIMIT 10`` at the same ef_search (ids only), of
+  the same raw query joined to ``images`` for the uri and label that
   search_images returns ("raw + images": like for like), and numpy brute force over the
   matrix in memory.
 
@@ -43,12 +44,11 @@ from pathlib import Path
 import numpy as np
 
 import common
-from pgvision.index import ddl
+from pgvision.index import ddl, recall_target
 from pgvision.ingest import pg_copy
-from pgvision.index import recall_target
+from pgvision.ingest.vector_files import VectorSet
 from pgvision.load_vectors import load_vectors
 from pgvision.registry import ModelSpec, get_model, register_model
-from pgvision.ingest.vector_files import VectorSet
 
 
 def families(n_photos: int, dims: int, seed: int, family_size: int = 5, max_photos: int = 19,
@@ -73,7 +73,8 @@ def families(n_photos: int, dims: int, seed: int, family_size: int = 5, max_phot
     photos = np.empty((len(who), dims), dtype=np.float32)
     for i in range(0, len(who), 100_000):
         j = min(len(who), i + 100_000)
-        photos[i:j] = unit(people[who[i:j]] + person_spread * unit(rng.standard_normal((j - i, dims)).astype(np.float32)))
+        offsets = unit(rng.standard_normal((j - i, dims)).astype(np.float32))
+        photos[i:j] = unit(people[who[i:j]] + person_spread * offsets)
     return photos, who, people.astype(np.float32)
 
 
@@ -101,7 +102,8 @@ def raw_sql(model_id: int, dims: int, quantization: str) -> str:
     if quantization == "halfvec":
         return f"SELECT image_id {where} ORDER BY embedding::halfvec({dims}) <=> %s::halfvec({dims}) LIMIT 10"
     if quantization == "binary":
-        return (f"SELECT image_id FROM (SELECT image_id, embedding::vector({dims}) <=> %(q)s::vector({dims}) AS d {where} "
+        return (f"SELECT image_id FROM (SELECT image_id, embedding::vector({dims}) <=> %(q)s::vector({dims}) AS d "
+                f"{where} "
                 f"ORDER BY binary_quantize(embedding::vector({dims}))::bit({dims}) <~> "
                 f"binary_quantize(%(q)s::vector({dims}))::bit({dims}) LIMIT %(ef)s) c ORDER BY d LIMIT 10")
     return f"SELECT image_id {where} ORDER BY embedding::vector({dims}) <=> %s::vector({dims}) LIMIT 10"
@@ -190,11 +192,12 @@ def measure_images(url, conn, name, model, x, queries, truth, row_of, quantizati
         per_rep.append(qps)
 
     def recall(got):
-        return float(np.mean([len({row_of[i] for i in g} & t) / 10 for g, t in zip(got, truth)]))
+        return float(np.mean([len({row_of[i] for i in g} & t) / 10 for g, t in zip(got, truth, strict=True)]))
 
     out = {"rows": n, "dims": dims, "quantization": quantization, "build_s": build_s, "index_mb": index_mb(conn, index),
            "ef_search": ef, "stored_recall": choice.recall, "choose_s": choose_s, "tried": choice.tried,
-           "api": stats(lat["api"]), "api_v2": stats(lat["api_v2"]), "raw": stats(lat["raw"]), "raw_images": stats(lat["raw_images"]),
+           "api": stats(lat["api"]), "api_v2": stats(lat["api_v2"]), "raw": stats(lat["raw"]),
+           "raw_images": stats(lat["raw_images"]),
            "numpy": stats(lat["numpy"]), "per_rep_qps": per_rep,
            "api_recall": recall(res["api"][1]), "api_v2_recall": recall(res["api_v2"][1]),
            "raw_recall": recall(res["raw"][1])}
@@ -203,7 +206,8 @@ def measure_images(url, conn, name, model, x, queries, truth, row_of, quantizati
     out["api_vs_raw_images_qps"] = out["api"]["qps"] / out["raw_images"]["qps"]
     out["api_vs_raw_by_rep"] = [r["api"] / r["raw"] for r in per_rep]
     print(f"  images {n:,} x {dims}, quantization {quantization}, "
-          f"m {built['hnsw_m']} / ef_construction {built['hnsw_ef_construction']}: build {build_s:.1f} s, index {out['index_mb']:.0f} MB, "
+          f"m {built['hnsw_m']} / ef_construction {built['hnsw_ef_construction']}: build {build_s:.1f} s, "
+          f"index {out['index_mb']:.0f} MB, "
           f"ef_search {ef} (stored recall {choice.recall:.3f}, tried {choice.tried}, {choose_s:.1f} s); "
           f"search_images recall@10 {out['api_recall']:.3f} p50 {out['api']['p50_ms']:.2f} p99 "
           f"{out['api']['p99_ms']:.2f} ms {out['api']['qps']:.0f} QPS; raw {out['raw']['qps']:.0f} QPS "
@@ -225,7 +229,8 @@ def store_faces(conn, name: str, x: np.ndarray, who: np.ndarray) -> tuple[int, n
         "INSERT INTO pgvision.identities (name) SELECT %s || '-' || g FROM generate_series(0, %s - 1) g "
         "RETURNING identity_id", (name, ids_n))], dtype=np.int64)
     face_id = np.array([r[0] for r in conn.execute(
-        "WITH i AS (INSERT INTO pgvision.images (sha256, uri) SELECT sha256((%s || g)::bytea), 'bench:' || %s || '/' || g "
+        "WITH i AS (INSERT INTO pgvision.images (sha256, uri) "
+        "           SELECT sha256((%s || g)::bytea), 'bench:' || %s || '/' || g "
         "           FROM generate_series(0, %s - 1) g RETURNING image_id) "
         "INSERT INTO pgvision.faces (image_id, detector, box_left, box_top, box_right, box_bottom, identity_id) "
         "SELECT i.image_id, 'bench', 0, 0, 10, 10, (%s::bigint[])[row_number() OVER (ORDER BY i.image_id)] "
@@ -266,7 +271,8 @@ def run_faces(url: str, n: int, a) -> dict:
     b_lat, b_best = timed(lambda q: brute.identify(q)[0][0], probes)
     exact = [int(ident[b]) for b in b_best]
     out = {"faces": len(x), "people": len(people), "dims": dims, "load_s": load_s, "build_s": build_s,
-           "index_mb": index_mb(conn, index), "template_index_mb": index_mb(conn, f"identity_templates_model_{model_id}_hnsw"),
+           "index_mb": index_mb(conn, index),
+           "template_index_mb": index_mb(conn, f"identity_templates_model_{model_id}_hnsw"),
            "no_stats_at_first_call": bool(no_stats),
            "before_analyze": stats(before), "brute": stats(b_lat), "by_candidates": {}}
     # Why v4 missed: does the photo index's walk (depth 200, ef_search 200, as v4 for
@@ -275,9 +281,10 @@ def run_faces(url: str, n: int, a) -> dict:
     nearest_face = [int(face_ids[int(np.argmin(np.linalg.norm(x - q, axis=1)))]) for q in probes]
     nearest_template = [int(ident[int(np.argmin(np.linalg.norm(brute.templates - q, axis=1)))]) for q in probes]
     photo_hit, template_hit = [], []
-    for q, f, t in zip(probes, nearest_face, nearest_template):
+    for q, f, t in zip(probes, nearest_face, nearest_template, strict=True):
         got = {r[0] for r in conn.execute(
-            "SELECT item_id FROM pgvision._nearest(pgvision._resolve_model(%s, 'face'), %s, 200, enrolled_only => true, "
+            "SELECT item_id FROM pgvision._nearest(pgvision._resolve_model(%s, 'face'), %s, 200, "
+            "enrolled_only => true, "
             "ef_search => 200)", (name, q))}
         photo_hit.append(f in got)
         with conn.transaction():
@@ -316,17 +323,18 @@ def run_faces(url: str, n: int, a) -> dict:
         got: dict = {}
         for rep in range(a.reps):
             for v in keys[rep % len(keys):] + keys[:rep % len(keys)]:  # interleaved rounds
-                l, got[v] = timed(call_variant(v, c), probes)
-                lat[v] += l
+                lat_v, got[v] = timed(call_variant(v, c), probes)
+                lat[v] += lat_v
         for v in keys:
-            agree = float(np.mean([g == e for g, e in zip(got[v], exact)]))
+            agree = float(np.mean([g == e for g, e in zip(got[v], exact, strict=True)]))
             depth = min(1000, max(100 if v == "v5_d100" else 200, 20 * c))
             out["by_candidates"][f"{c}" if v == "v5" else f"{c}/{v}"] = {**stats(lat[v]), "agreement": agree,
                                                                        "depth": depth, "variant": v}
             r = out["by_candidates"][f"{c}" if v == "v5" else f"{c}/{v}"]
             print(f"  faces {len(x):,} x {dims} ({len(people):,} people): identify {v}, candidates {c} (depth "
                   f"{depth}): agreement {agree:.4f}, p50 {r['p50_ms']:.2f} p99 {r['p99_ms']:.2f} ms", flush=True)
-    print(f"  faces {len(x):,}: load {load_s:.1f} s (with templates), build {build_s:.1f} s, index {out['index_mb']:.0f} MB "
+    print(f"  faces {len(x):,}: load {load_s:.1f} s (with templates), build {build_s:.1f} s, "
+          f"index {out['index_mb']:.0f} MB "
           f"(templates {out['template_index_mb']:.0f} MB), "
           f"before ANALYZE (no statistics: {bool(no_stats)}) p50 {out['before_analyze']['p50_ms']:.2f} "
           f"p99 {out['before_analyze']['p99_ms']:.2f} ms; numpy brute force p50 {out['brute']['p50_ms']:.2f} ms",

@@ -26,17 +26,17 @@ import argparse
 import re
 
 import common
-from pgvision.index import build_progress
-from pgvision.index import ddl
-from pgvision.server import tuning
+from pgvision.index import build_progress, ddl
 from pgvision.registry import get_model
+from pgvision.server import tuning
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=100_000, help="vectors (default 100,000)")
     ap.add_argument("--dims", type=int, default=128, help="dimension (default 128)")
-    ap.add_argument("--ram", type=tuning.parse_size, help="size the tuned settings for this RAM (default: this machine's)")
+    ap.add_argument("--ram", type=tuning.parse_size,
+                    help="size the tuned settings for this RAM (default: this machine's)")
     ap.add_argument("--cores", type=int, help="and these cores (default: this machine's)")
     common.add_server_args(ap)
     a = ap.parse_args()
@@ -87,7 +87,8 @@ def main() -> None:
              fits.get(c, "?")] for c in configs]
     common.print_table(["settings", "workers", "maintenance_work_mem", "median s", "min s", "max s",
                         "speed-up vs fixed", "graph fits"], rows,
-                       f"HNSW build, {a.rows:,} x {a.dims} (index {size_mb:.0f} MB, estimated graph {graph_mb:.0f} MB), "
+                       f"HNSW build, {a.rows:,} x {a.dims} "
+                       f"(index {size_mb:.0f} MB, estimated graph {graph_mb:.0f} MB), "
                        f"tuned for {machine.describe()}, median of {a.reps}")
     results.update(seconds=times, median_s=med, fits=fits, index_mb=size_mb, graph_mb_estimate=graph_mb)
     common.write_results("tuning", results)

@@ -43,8 +43,9 @@ def cli(args: list[str], env: dict[str, str], input: str | None = None):
 
 @pytest.fixture(scope="module")
 def tcp_server():
-    """An embedded server listening on 127.0.0.1:<free port>, the README's data loaded, and
-    reader `bi` with its libpq and JDBC URLs as `db user create` printed them."""
+    """An embedded server listening on 127.0.0.1:<free port>, the README's data loaded (in the
+    ``default`` collection, and again in collection ``other``), and reader `bi` of collection
+    ``default`` only, with its libpq and JDBC URLs as `db user create` printed them."""
     top = server_dir()
     port = free_port()
     env = {"PGVISION_DATA_DIR": str(top / "pg"), "DATABASE_URL": None}
@@ -54,7 +55,9 @@ def tcp_server():
         cli(["db", "upgrade"], env)
         cli(["load", str(PHOTOS), "--quiet"], env)
         cli(["enroll", "Eileen Collins", str(PHOTOS / "astronaut_eileen_collins.jpg"), "--quiet"], env)
-        made = cli(["db", "user", "create", "bi", "--role", "reader"], env).stdout.splitlines()
+        cli(["load", str(PHOTOS), "--quiet", "--collection", "other"], env)
+        made = cli(["db", "user", "create", "bi", "--role", "reader", "--collection", "default"], env)
+        made = made.stdout.splitlines()
         urls = dict(line.split(":  ", 1) if line.startswith("url") else line.split(": ", 1) for line in made)
         yield {"env": env, "port": port, "socket_url": socket_url, **urls}
     finally:
@@ -94,6 +97,28 @@ def test_the_reader_cannot_write(tcp_server):
 def test_db_url_tcp_names_the_port_without_a_password(tcp_server):
     out = cli(["db", "url", "--tcp"], tcp_server["env"]).stdout.strip()
     assert out == f"postgresql://USER@127.0.0.1:{tcp_server['port']}/pgvision"
+
+
+@pytest.mark.skipif(shutil.which("java") is None or not JDBC_JAR.exists(),
+                    reason="needs Java 11+ and PostgreSQL's JDBC driver: apt-get install default-jre-headless "
+                           "libpostgresql-jdbc-java (.ci/run does)")
+def test_the_jdbc_reader_sees_its_collection_only(tcp_server):
+    """The README's photos are in both collections; bi (granted default) counts one copy."""
+    with psycopg.connect(tcp_server["socket_url"]) as c:  # the owner sees both
+        owner = c.execute("SELECT count(*) FILTER (WHERE c.name = 'default'), count(*) FROM pgvision.images i "
+                          "JOIN pgvision.collections c USING (collection_id)").fetchone()
+        embedded_default = c.execute(
+            "SELECT count(*) FROM pgvision.image_embeddings WHERE collection_id = 1").fetchone()[0]
+    assert owner[1] == 2 * owner[0] > 0
+    stmts = ["SELECT count(*) AS images, count(DISTINCT collection_id) AS collections FROM pgvision.images",
+             "SELECT name FROM pgvision.collections",
+             "SELECT count(*) AS hits FROM pgvision.search_images((SELECT embedding FROM pgvision.image_embeddings "
+             "LIMIT 1), 1000)"]
+    run = subprocess.run(["java", "-cp", str(JDBC_JAR), str(PROBE), tcp_server["jdbc"], *stmts],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert comparable(run.stdout) == [["images", "collections"], [str(owner[0]), "1"], ["name"], ["default"],
+                                      ["hits"], [str(embedded_default)]]
 
 
 MACHINE_DEPENDENT = ("ann_ms", "exact_ms")  # timings of recall_at_k

@@ -114,4 +114,30 @@ def test_faces_load_crop_whole_is_idempotent_and_recorded(database_url, tmp_path
         conn.execute("UPDATE pgvision.models SET threshold = 0.6 WHERE name = 'dlib'")   # dlib's published L2
     result = runner.invoke(main, ["identify", str(ASTRONAUT), *db])
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("face 0 box (107, 46, 170, 108): Eileen Collins;")
+    assert result.stdout.startswith("face 0 box (107, 46, 170, 108): Eileen Collins;")
+    assert result.stderr.startswith("note: model dlib was never calibrated on this gallery: its threshold 0.6000 ")
+
+
+def test_fallback_applies_when_hog_finds_only_a_face_too_small_to_align(pipelines):
+    """A tight crop: Eileen Collins' face with 10 % margin around HOG's box, 160x192 (crop-like).
+    HOG finds her 130 px wide there, under min_face_px 150; the whole image (160 px) is wide
+    enough, and its embedding is hers (dlib L2 0.29 to the original photo's face)."""
+    from pgvision.faces.detect import FaceDetector
+    from pgvision.faces.pipeline import FacePipeline
+
+    detect, _ = pipelines
+    _, original = detect.embed_photo(rgb(ASTRONAUT))
+    faces, _ = detect.embed_photo(rgb(ASTRONAUT))
+    left, top, right, bottom = faces[0].box
+    w, h = right - left + 1, bottom - top + 1
+    loose = Image.open(ASTRONAUT).convert("RGB").crop(
+        (left - round(0.1 * w), top - round(0.1 * h), right + 1 + round(0.1 * w), bottom + 1 + round(0.1 * h)))
+    pixels = np.asarray(loose.resize((160, 192)))
+    strict = FacePipeline(detect.model, FaceDetector(min_face_px=150))
+    found = strict.detector.detect(pixels)
+    assert [(f.detector, f.box, f.score) for f in found.faces] == [("whole", (0, 0, 159, 191), None)]
+    assert found.too_small == []
+    hog_only = FaceDetector(min_face_px=150)._boxes(pixels)
+    assert [r.width() for r, _ in hog_only] == [130]  # what HOG saw: one face, too small to align
+    _, emb = strict.embed_photo(pixels)
+    assert float(np.linalg.norm(emb[0] - original[0])) < 0.6  # the same person (dlib's distance)

@@ -225,8 +225,8 @@ GIB = 1024**3
     "rows, dims, memory, expected",
     [
         (100_000, 512, 24 * GIB, (16, 64, "none")),
-        (199_999, 512, 24 * GIB, (16, 64, "none")),
-        (200_000, 512, 24 * GIB, (32, 128, "none")),
+        (249_999, 512, 24 * GIB, (16, 64, "none")),
+        (250_000, 512, 24 * GIB, (32, 128, "none")),
         # 1M x 512 at m 32: (112 + 2,056 + 1,057) bytes a vector = 3.0 GiB of graph:
         # within a quarter of 24 GiB (6), above a quarter of 8 GiB (2)
         (1_000_000, 512, 24 * GIB, (32, 128, "none")),
@@ -246,7 +246,7 @@ def test_shape_reason_names_the_rule():
     from pgvision.index.shape import choose_shape
 
     assert choose_shape(1_000_000, 512, 8 * GIB).reason == (
-        "1,000,000 rows >= 200,000: m 32, ef_construction 128; graph 3.0 GB > 25% of 8.0 GB: halfvec"
+        "1,000,000 rows >= 250,000: m 32, ef_construction 128; graph 3.0 GB > 25% of 8.0 GB: halfvec"
     )
 
 
@@ -431,17 +431,65 @@ def test_db_index_rebuild_to_target_command(database_url, conn):
     assert out.exit_code == 0, out.output
     assert out.output.startswith(
         "image_embeddings_model_1_hnsw: rebuilt with m 16, ef_construction 64 "
-        "(500 rows < 200,000: m 16, ef_construction 64; graph 0.0 GB <= 25% of "
+        "(500 rows < 250,000: m 16, ef_construction 64; graph 0.0 GB <= 25% of "
     )
     assert "500 rows, " in out.output and "while the old index served searches" in out.output
     out = runner.invoke(main, [*args, "--quantization", "binary"])
-    assert out.exit_code == 1
-    assert out.output == (
-        "Error: --rebuild-to-target builds full-precision or halfvec indexes, got quantization 'binary': "
-        "use pgvision db index MODEL --quantization binary instead\n"
+    assert out.exit_code == 0, out.output
+    assert out.output.startswith(
+        "image_embeddings_model_1_hnsw: rebuilt with m 16, ef_construction 64, binary (as given)"
     )
+    # a binary model stays binary when the rule chooses the rest
+    out = runner.invoke(main, args)
+    assert out.exit_code == 0, out.output
+    assert ", binary (500 rows < 250,000: m 16, ef_construction 64; graph 0.0 GB <= 25% of " in out.output
+    assert "binary kept); 500 rows" in out.output
     out = runner.invoke(main, [*args, "--m", "40", "--ef-construction", "64"])
     assert out.exit_code == 1
     assert (
         out.output == "Error: ef_construction must be at least 2 x m = 80, got 64: pass --ef-construction 80 or more\n"
+    )
+
+
+def test_binary_models_climb_their_own_ladder(conn):
+    """A binary model's first rung is ef_search 12 (120 re-ranked candidates); full precision starts at 40."""
+    from pgvision.index import ddl, recall_target
+
+    add_images(conn, "b", _vectors(300, 16), metric="cosine")
+    ddl.set_index(conn, "b", quantization="binary")
+    choice = recall_target.choose_setting(conn, "b", 0.5)
+    assert [v for v, _ in choice.tried][:1] == [12]
+    ddl.set_index(conn, "b", quantization="none")
+    choice = recall_target.choose_setting(conn, "b", 0.5)
+    assert [v for v, _ in choice.tried][:1] == [40]
+
+
+def test_rebuild_to_halfvec_switches_the_search_statements_in_the_swap(conn):
+    """The new index is on embedding::halfvec(8); the model's row, view and search statements follow it."""
+    from pgvision.index import ddl
+    from pgvision.index.rebuild import rebuild_to_target
+
+    add_images(conn, "h", _vectors(500, 8))
+    model_id = conn.execute("SELECT model_id FROM pgvision.models WHERE name = 'h'").fetchone()[0]
+    name = ddl.ensure_index(conn, model_id)
+    q = "[1,0,0,0,0,0,0,0]"
+    exact = ids(conn, "SELECT image_id FROM pgvision.image_embeddings ORDER BY embedding <-> %s LIMIT 5", q)
+    rebuild_to_target(conn, "h", quantization="halfvec")
+    assert (
+        "(embedding)::halfvec(8)"
+        in conn.execute("SELECT pg_get_indexdef(%s::regclass)", (f"pgvision.{name}",)).fetchone()[0]
+    )
+    assert conn.execute("SELECT quantization, index_shape FROM pgvision.models").fetchone() == ("halfvec", "manual")
+    assert "halfvec(8)" in conn.execute("SELECT prosrc FROM pg_proc WHERE proname = 'search_images'").fetchone()[0]
+    assert ids(conn, "SELECT image_id FROM pgvision.search_images(%s, 5)", q) == exact
+
+
+def test_a_missed_target_prints_the_rebuild_to_run():
+    from pgvision.index.recall_target import Choice, describe
+
+    missed = Choice("photos", "ef_search", 1000, 0.947, 0.95, False, 1_000_000, [(40, 0.762), (1000, 0.947)])
+    assert describe(missed) == (
+        "photos: recall@10 0.947 at ef_search 1000, below the target 0.95 on 1,000,000 rows (tried 40: 0.762, "
+        "1000: 0.947); rebuild the index denser, beside the old one: pgvision db index photos --rebuild-to-target "
+        "(or --m 32 --ef-construction 128; IVFFlat: more --lists)"
     )

@@ -44,12 +44,12 @@ def generated_sql(conn: psycopg.Connection) -> str:
         f"-- Regenerate: {UPDATE_ENV}=1 python -m pytest tests/test_generated_sql.py\n"
     ]
     for name in ("_ann", "search_images"):
-        (definition,) = conn.execute(
+        for (definition,) in conn.execute(  # every overload, should there be several
             "SELECT pg_get_functiondef(p.oid) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
-            "WHERE n.nspname = 'pgvision' AND p.proname = %s",
+            "WHERE n.nspname = 'pgvision' AND p.proname = %s ORDER BY pg_get_function_identity_arguments(p.oid)",
             (name,),
-        ).fetchone()
-        parts.append(f"-- function pgvision.{name}\n{definition.rstrip()}\n")
+        ):
+            parts.append(f"-- function pgvision.{name}\n{definition.rstrip()}\n")
     for view, definition, comment in conn.execute(
         "SELECT v.view_name, pg_get_viewdef(format('pgvision.%I', v.view_name)::regclass), "
         "obj_description(format('pgvision.%I', v.view_name)::regclass, 'pg_class') "

@@ -326,6 +326,15 @@ def test_db_tune_reaches_a_server_started_with_port(server_home):
     tuned = cli(["db", "tune", "--disk", "hdd"], env)
     assert tuned.exit_code == 0, tuned.output
     assert tuned.stderr.startswith("tuned the embedded server for ") and "random_page_cost = 4" in tuned.stderr
+    no_password = f"postgresql://postgres@127.0.0.1:{port}/pgvision"
+    read = cli(["similar", "1", "--read-url", no_password], env)
+    assert read.exit_code == 1 and len(read.output.splitlines()) == 1, read.output
+    assert read.output.startswith(f"Error: cannot connect to {no_password}: ")
+    assert read.output.endswith(
+        "over TCP the server takes login users with a password: create one on the primary (pgvision db user create "
+        "NAME --role reader; replicas get it too) and put the URL it prints in PGVISION_READ_URL, or use the "
+        "Unix-socket URL (pgvision db replica list)\n"
+    )
     again = cli(["db", "start", "--port", str(port + 1 if port < 65535 else port - 1)], env)
     assert again.exit_code == 0, again.output
     assert again.stderr.startswith("restarted the running embedded server to listen on 127.0.0.1 port ")

@@ -54,9 +54,9 @@ LINE = [
 def test_identify_on_a_gallery_never_calibrated_says_so_once(conn):
     _gallery(conn, LINE)
     assert uncalibrated_note(conn, "line2d") == (
-        "model line2d was never calibrated on this gallery: its threshold 0.6000 is a published 1:1 verification "
-        "value, which accepts many strangers as someone (dlib's 0.6: about a third on LFW, docs/faces.md); run "
-        "pgvision calibrate once people are enrolled"
+        "model line2d was never calibrated on this gallery: its threshold 0.6000 was not measured on your people, "
+        "and a larger gallery accepts more strangers at the same threshold (docs/faces.md); run pgvision calibrate "
+        "once people are enrolled"
     )
     store_calibration(conn, calibrate(conn, "line2d", target_fpir=0.2, method="empirical"))
     assert uncalibrated_note(conn, "line2d") is None

@@ -58,3 +58,54 @@ def test_a_wide_value_beyond_halfvec_range_is_one_line(tmp_path, database_url):
     assert result.exit_code == 1
     assert result.output.startswith("Error: embedding of ") and len(result.output.splitlines()) == 1, result.output
     assert "values beyond +-65,504, which the halfvec index of a 2001-d model cannot hold" in result.output
+
+
+def test_face_commands_name_the_faces_extra_for_any_missing_module(monkeypatch, tmp_path):
+    """Pillow belongs to pgvision[images], which pgvision[faces] includes: a face command
+    names the one extra that makes it work."""
+    photo = tmp_path / "p.jpg"
+    photo.write_bytes(b"\xff\xd8")
+    monkeypatch.setitem(__import__("sys").modules, "PIL", None)  # as if Pillow were not installed
+    monkeypatch.setitem(__import__("sys").modules, "PIL.Image", None)
+    result = CliRunner().invoke(main, ["identify", str(photo)])
+    assert (result.exit_code, result.output) == (
+        1,
+        "Error: this command needs Pillow, which is not installed: pip install 'pgvision[faces]'\n",
+    )
+
+
+def test_a_vectors_only_model_of_other_dims_is_advised_load_vectors(tmp_path, database_url):
+    np.save(tmp_path / "two.npy", np.eye(2, dtype=np.float32))
+    np.save(tmp_path / "three.npy", np.eye(3, dtype=np.float32))
+    assert _load(tmp_path / "two.npy", database_url).exit_code == 0
+    result = _load(tmp_path / "three.npy", database_url)
+    assert result.exit_code == 1
+    assert result.output.endswith(
+        "load under another model name (pgvision load-vectors FILE --model NEW_NAME ...), "
+        "or into another database (--database-url)\n"
+    )
+
+
+def test_the_progress_bar_is_cleared_before_the_summary(tmp_path, database_url):
+    np.save(tmp_path / "v.npy", np.eye(3, dtype=np.float32))
+    result = CliRunner().invoke(
+        main,
+        ["load-vectors", str(tmp_path / "v.npy"), "--model", "bar", "--metric", "l2"],
+        env={"DATABASE_URL": database_url},
+    )
+    assert result.exit_code == 0, result.output
+    assert "loading vectors (bar)" in result.stderr  # the bar was shown...
+    assert "\n" not in result.stderr  # ...and wiped (\r), no line of it left above the summary
+    assert result.stdout.startswith("loaded 3, already present 0, skipped 0")
+
+
+def test_search_checks_the_read_url_before_loading_a_model(monkeypatch, tmp_path, database_url):
+    """A wrong --read-url is found in a second, not after torch and the weights are loaded."""
+    photo = tmp_path / "q.jpg"
+    photo.write_bytes(b"\xff\xd8")
+    monkeypatch.setitem(__import__("sys").modules, "torch", None)  # loading a model would fail now
+    bad = "postgresql://postgres@/pgvision?host=/nonexistent-replica"
+    result = CliRunner().invoke(main, ["search", str(photo), "--read-url", bad], env={"DATABASE_URL": database_url})
+    assert result.exit_code == 1
+    assert result.output.startswith(f"Error: cannot connect to {bad}: ")
+    assert result.output.endswith("start that server, fix PGVISION_READ_URL, or unset it to read from DATABASE_URL\n")

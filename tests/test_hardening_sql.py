@@ -29,12 +29,38 @@ def test_migration_0018_round_trip_keeps_the_views(database_url):
 
     with connect(database_url, autocommit=True) as c:
         register_model(c, ModelSpec("coll", "image", 2, "l2"))
+        # a dlib model registered with the published 0.6 and never calibrated gets the open-set default
+        c.execute(
+            "INSERT INTO pgvision.models (name, kind, dims, metric, threshold) VALUES ('dlib', 'face', 128, 'l2', 0.6)"
+        )
+    migrate.downgrade(database_url, "0017")
+    migrate.upgrade(database_url, "head")
+    with connect(database_url, autocommit=True) as c:
+        assert c.execute("SELECT threshold FROM pgvision.models WHERE name = 'dlib'").fetchone() == (
+            pytest.approx(0.46),
+        )
+        dlib = c.execute("SELECT model_id FROM pgvision.models WHERE name = 'dlib'").fetchone()[0]
+    migrate.downgrade(database_url, "0017")
+    with connect(database_url, autocommit=True) as c:
+        assert c.execute("SELECT threshold FROM pgvision.models WHERE name = 'dlib'").fetchone() == (
+            pytest.approx(0.6),
+        )
+        c.execute(
+            "INSERT INTO pgvision.calibrations (model_id, threshold, genuine_pairs, impostor_pairs) "
+            "VALUES (%s, 0.6, 10, 10)",
+            (dlib,),
+        )  # a calibrated 0.6 is the user's own: kept
     for step in ("0017", "head"):
         (migrate.downgrade if step == "0017" else migrate.upgrade)(database_url, step)
         with connect(database_url, autocommit=True) as c:
             src = c.execute("SELECT prosrc FROM pg_proc WHERE proname = '_model_view'").fetchone()[0]
             assert ("WHILE to_regclass" in src) == (step == "head")
-            assert c.execute("SELECT view_name FROM pgvision.models").fetchall() == [("vectors_coll",)]
+            assert c.execute("SELECT view_name FROM pgvision.models WHERE name = 'coll'").fetchall() == [
+                ("vectors_coll",)
+            ]
+            assert c.execute("SELECT threshold FROM pgvision.models WHERE name = 'dlib'").fetchone() == (
+                pytest.approx(0.6),
+            )
             assert c.execute("SELECT count(*) FROM pgvision.vectors_coll").fetchone() == (0,)
 
 
@@ -119,3 +145,30 @@ def test_target_recall_on_a_model_too_small_to_measure_says_so(database_url):
         "tiny: recall not measured: 5 rows, too few to measure recall@10 (at least 12); exact and ANN results agree "
         "at this size, it is measured again after a load"
     )
+
+
+def test_rerunning_a_registration_uses_no_model_id(conn):
+    """ids stay dense: a rerun's registration (every load does one) only reads the row."""
+    first = register_model(conn, ModelSpec("a", "image", 2, "l2"))
+    assert register_model(conn, ModelSpec("a", "image", 2, "l2")) == first
+    assert register_model(conn, ModelSpec("b", "image", 2, "l2")) == first + 1
+
+
+def test_db_current_prints_the_revision(database_url):
+    from click.testing import CliRunner
+
+    from pgvision.cli import main
+
+    result = CliRunner().invoke(main, ["db", "current", "--database-url", database_url])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "0018 (head)\n"
+
+
+def test_recall_at_k_rounds_its_milliseconds(conn):
+    _ivfflat_model(conn)
+    row = conn.execute(
+        "SELECT recall, ann_ms, exact_ms, ann_ms::numeric = round(ann_ms::numeric, 3), "
+        "exact_ms::numeric = round(exact_ms::numeric, 3) FROM pgvision.recall_at_k('ladder', 10, 20)"
+    ).fetchone()
+    assert 0 < row[0] <= 1 and row[1] >= 0 and row[2] > 0
+    assert row[3:] == (True, True)

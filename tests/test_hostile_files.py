@@ -386,7 +386,7 @@ def test_core_install_runs_db_upgrade_and_load_vectors_without_torch_or_pillow(e
         (
             ["enroll", "Ann", "PHOTOS/astronaut_eileen_collins.jpg"],
             ("PIL",),
-            "this command needs Pillow, which is not installed: pip install 'pgvision[images]'",
+            "this command needs Pillow, which is not installed: pip install 'pgvision[faces]'",
         ),
         (
             ["enroll", "Ann", "PHOTOS/astronaut_eileen_collins.jpg"],
@@ -584,7 +584,7 @@ def test_identity_names_are_checked_before_any_work_and_printed_escaped(database
     assert result.output.splitlines()[-1] == "Eve\\x1b[2J\\x07: 1 gallery faces for model dlib"
     result = runner.invoke(main, ["identify", photo, *db])
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("face 0 box ") and ": Eve\\x1b[2J\\x07; distance 0.0000" in result.output
+    assert result.stdout.startswith("face 0 box ") and ": Eve\\x1b[2J\\x07; distance 0.0000" in result.stdout
     assert "\x1b" not in result.output and "\x07" not in result.output
     table = format_table([{"image_id": 1, "distance": 0.1, "similarity": 0.9, "label": EVIL, "uri": "file:///x"}])
     assert "evil\\x1b[2J\\x0a.jpg" in table and "\x1b" not in table

@@ -107,14 +107,18 @@ def test_every_sqlstate_raised_is_the_list_in_the_functions_comment(conn):
 
 
 def test_the_comments_list_reads_as_written(conn):
-    comment = conn.execute("SELECT obj_description('pgvision.similar_images(bigint, integer, text, text, integer, text)'"
-                           "::regprocedure, 'pg_proc')").fetchone()[0]
+    comment = conn.execute(
+        "SELECT obj_description('pgvision.similar_images(bigint, integer, text, text, integer, text)'"
+        "::regprocedure, 'pg_proc')"
+    ).fetchone()[0]
     assert comment.endswith(
-        "Args: image_id, k 1..1000 (10), model (default image model), label filter, ef_search, collection (NULL = every "
-        "collection you may see). Fails (SQLSTATE): 22004 NULL image_id or k; 22023 k or ef_search outside 1..1000, a "
+        "Args: image_id, k 1..1000 (10), model (default image model), label filter, ef_search, "
+        "collection (NULL = every collection you may see). "
+        "Fails (SQLSTATE): 22004 NULL image_id or k; 22023 k or ef_search outside 1..1000, a "
         "face model named, or several image models and none the default; P0002 no such image, or no embedding of that "
         "model for it; 42704 unknown model, or a collection that does not exist or is not granted to you; 55000 no "
-        "image model loaded yet.")
+        "image model loaded yet."
+    )
 
 
 def test_downgrade_gives_the_comments_back_as_they_were(database_url):

@@ -13,6 +13,8 @@ import pytest
 
 from sqlhelpers import TINY_ROWS, add_images
 
+pytestmark = pytest.mark.core  # the SQL API of the core install: .ci/run runs it without the extras too
+
 
 @pytest.fixture
 def tiny(conn):

@@ -42,9 +42,9 @@ removed (their faces keep no identity; a NOTICE says how many), named people and
 face stay.
 """
 
-from pgvision.migrate import apply_sql
-
 from alembic import op
+
+from pgvision.migrate import apply_sql
 
 revision = "0014"
 down_revision = "0013"

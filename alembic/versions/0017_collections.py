@@ -42,10 +42,9 @@ rights and would bypass the policies.
 
 ``_sync_templates.v3`` writes a template's collection_id (its identity's).
 
-The people tables hold face and identity ids: a cluster_edges / cluster_deferred row is
-visible when its faces are (the policy reads faces under the caller's own policies); a
-cluster pass and a people_audit row to the role that wrote it (started_by / by_user) and
-roles having its privileges.
+The people tables: a cluster_edges / cluster_deferred row is visible when its faces are (the
+policy reads faces under the caller's own policies); cluster_passes and people_audit get a
+collection_id (the session's, as every other table) and the collection policy.
 
 Read functions (new versions; each takes ``collection text DEFAULT NULL``, NULL = every
 collection the caller may see): search_images.v6, similar_images.v3, identify.v4,
@@ -141,16 +140,14 @@ FAILS_0013 = {
                      "none the default; P0002 no such face, or no embedding of that model for it; 42704 unknown "
                      "model; 55000 no face model loaded yet, or the model has no threshold.",
 }
-#: People tables (revision 0014): (table, policy condition).
+#: People tables (revision 0014) keyed by faces: (table, policy condition).
 FACE_VISIBLE = "EXISTS (SELECT 1 FROM pgvision.faces f WHERE f.face_id = {col})"
-AUTHOR_VISIBLE = ("{col} = current_user::text OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles r "
-                  "WHERE r.rolname = {col} AND pg_catalog.pg_has_role(current_user, r.oid, 'USAGE'))")
 PEOPLE_POLICIES = [
     ("cluster_deferred", FACE_VISIBLE.format(col="cluster_deferred.face_id")),
     ("cluster_edges", FACE_VISIBLE.format(col="cluster_edges.a") + " AND " + FACE_VISIBLE.format(col="cluster_edges.b")),
-    ("cluster_passes", AUTHOR_VISIBLE.format(col="cluster_passes.started_by")),
-    ("people_audit", AUTHOR_VISIBLE.format(col="people_audit.by_user")),
 ]
+#: People tables that get a collection_id of their own.
+PEOPLE_COLLECTION_TABLES = ["cluster_passes", "people_audit"]
 
 _DROP_FUNCTION = """
 DO $drop$
@@ -296,6 +293,12 @@ def upgrade() -> None:
     for table, condition in PEOPLE_POLICIES:
         op.execute(f"ALTER TABLE pgvision.{table} ENABLE ROW LEVEL SECURITY")
         op.execute(f"CREATE POLICY collection_member ON pgvision.{table} USING ({condition}) WITH CHECK ({condition})")
+    for table in PEOPLE_COLLECTION_TABLES:
+        op.execute(f"ALTER TABLE pgvision.{table} ADD COLUMN collection_id integer NOT NULL DEFAULT 1 "
+                   "REFERENCES pgvision.collections")
+        op.execute(f"ALTER TABLE pgvision.{table} ALTER COLUMN collection_id SET DEFAULT {SESSION_COLLECTION}")
+        op.execute(f"ALTER TABLE pgvision.{table} ENABLE ROW LEVEL SECURITY")
+        op.execute(f"CREATE POLICY collection_member ON pgvision.{table} USING ({VISIBLE}) WITH CHECK ({VISIBLE})")
     for table in ("image_embeddings", "face_embeddings"):
         op.execute(f"CREATE INDEX {table}_collection ON pgvision.{table} (collection_id, model_id)")
     for path, _ in FUNCTIONS:
@@ -335,9 +338,11 @@ def downgrade() -> None:
     op.execute("UPDATE pgvision.models SET kind = kind WHERE false")
     for table in ("image_embeddings", "face_embeddings"):
         op.execute(f"DROP INDEX pgvision.{table}_collection")
-    for table, _ in PEOPLE_POLICIES:
+    for table in [t for t, _ in PEOPLE_POLICIES] + PEOPLE_COLLECTION_TABLES:
         op.execute(f"DROP POLICY collection_member ON pgvision.{table}")
         op.execute(f"ALTER TABLE pgvision.{table} DISABLE ROW LEVEL SECURITY")
+    for table in PEOPLE_COLLECTION_TABLES:
+        op.execute(f"ALTER TABLE pgvision.{table} DROP COLUMN collection_id")
     apply_sql(op, "functions/_sync_templates.v2.sql")
     op.execute("REVOKE ALL ON FUNCTION pgvision._sync_templates() FROM PUBLIC")
     apply_sql(op, "functions/_model_view.v2.sql")

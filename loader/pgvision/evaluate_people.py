@@ -53,43 +53,67 @@ class ClusterEval:
         lines = [
             self.load.format(),
             r.format(),
-            (f"labelled faces {s.items} ({s.labels} people): BCubed precision {s.bcubed_precision:.4f}, "
-            f"recall {s.bcubed_recall:.4f}, F1 {s.bcubed_f1:.4f}; pairwise precision {s.pairwise_precision:.4f}, "
-            f"recall {s.pairwise_recall:.4f}, F1 {s.pairwise_f1:.4f}"),
-            (f"people found {s.clusters} (true {s.labels}); unassigned {s.unassigned} of {s.items} "
-            f"({s.unassigned / s.items:.1%})"),
+            (
+                f"labelled faces {s.items} ({s.labels} people): BCubed precision {s.bcubed_precision:.4f}, "
+                f"recall {s.bcubed_recall:.4f}, F1 {s.bcubed_f1:.4f}; pairwise precision {s.pairwise_precision:.4f}, "
+                f"recall {s.pairwise_recall:.4f}, F1 {s.pairwise_f1:.4f}"
+            ),
+            (
+                f"people found {s.clusters} (true {s.labels}); unassigned {s.unassigned} of {s.items} "
+                f"({s.unassigned / s.items:.1%})"
+            ),
         ]
         if self.sweep:
-            lines.append(f"{'max_distance':>12}{'BCubed P':>10}{'BCubed R':>10}{'F1':>8}{'people':>8}{'unassigned':>12}")
+            lines.append(
+                f"{'max_distance':>12}{'BCubed P':>10}{'BCubed R':>10}{'F1':>8}{'people':>8}{'unassigned':>12}"
+            )
             for x in self.sweep:
-                lines.append(f"{x.run.max_distance:>12.4f}{x.scores.bcubed_precision:>10.4f}{x.scores.bcubed_recall:>10.4f}"
-                             f"{x.scores.bcubed_f1:>8.4f}{x.scores.clusters:>8}{x.scores.unassigned / x.scores.items:>12.1%}")
+                lines.append(
+                    f"{x.run.max_distance:>12.4f}{x.scores.bcubed_precision:>10.4f}{x.scores.bcubed_recall:>10.4f}"
+                    f"{x.scores.bcubed_f1:>8.4f}{x.scores.clusters:>8}{x.scores.unassigned / x.scores.items:>12.1%}"
+                )
         return "\n".join(lines)
 
     def as_dict(self) -> dict:
-        return {"default": self.default.as_dict(), "sweep": [x.as_dict() for x in self.sweep],
-                "photos": self.load.photos, "faces": self.load.faces}
+        return {
+            "default": self.default.as_dict(),
+            "sweep": [x.as_dict() for x in self.sweep],
+            "photos": self.load.photos,
+            "faces": self.load.faces,
+        }
 
 
 def labelled_faces(conn: psycopg.Connection, detector: str) -> list[tuple[int, str]]:
     """(face_id, folder name) of the largest face of every photo, in face_id order."""
     rows = conn.execute(
-        "SELECT DISTINCT ON (f.image_id) f.face_id, i.uri FROM pgvision.faces f JOIN pgvision.images i USING (image_id) "
-        "WHERE f.detector = %s ORDER BY f.image_id, (f.box_right - f.box_left) * (f.box_bottom - f.box_top) DESC, f.face_id",
-        (detector,)).fetchall()
+        "SELECT DISTINCT ON (f.image_id) f.face_id, i.uri "
+        "FROM pgvision.faces f JOIN pgvision.images i USING (image_id) WHERE f.detector = %s "
+        "ORDER BY f.image_id, (f.box_right - f.box_left) * (f.box_bottom - f.box_top) DESC, f.face_id",
+        (detector,),
+    ).fetchall()
     return sorted((face_id, Path(path_of(uri)).parent.name) for face_id, uri in rows)
 
 
 def score_current(conn: psycopg.Connection, labelled: list[tuple[int, str]]) -> ClusterScores:
     """Scores of the people now stored, over ``labelled`` faces."""
-    person = dict(conn.execute("SELECT face_id, identity_id FROM pgvision.faces WHERE face_id = ANY(%s)",
-                               ([f for f, _ in labelled],)).fetchall())
+    person = dict(
+        conn.execute(
+            "SELECT face_id, identity_id FROM pgvision.faces WHERE face_id = ANY(%s)", ([f for f, _ in labelled],)
+        ).fetchall()
+    )
     return score_clustering([lab for _, lab in labelled], [person[f] for f, _ in labelled])
 
 
-def evaluate_clustering(conn: psycopg.Connection, root: str | Path, pipeline: FacePipeline,
-                        max_distance: float | None = None, min_faces: int = 3, neighbours: int = 16,
-                        sweep: list[float] | tuple = (), progress: bool = True) -> ClusterEval:
+def evaluate_clustering(
+    conn: psycopg.Connection,
+    root: str | Path,
+    pipeline: FacePipeline,
+    max_distance: float | None = None,
+    min_faces: int = 3,
+    neighbours: int = 16,
+    sweep: list[float] | tuple = (),
+    progress: bool = True,
+) -> ClusterEval:
     """Load ``root``'s photos without identities, cluster them in full, score against the folders.
 
     Args:

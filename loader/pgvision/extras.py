@@ -21,8 +21,17 @@ EXTRA_OF_MODULE: dict[str, tuple[str, str]] = {
 }
 
 
-def missing_extra_message(exc: ImportError) -> str | None:
+#: Commands (first word after ``pgvision``) that need the ``faces`` extra, which includes
+#: ``images``: a module of either missing names ``pgvision[faces]`` for them.
+FACE_COMMANDS = frozenset({"faces", "enroll", "identify", "calibrate", "eval", "people"})
+
+
+def missing_extra_message(exc: ImportError, command: str | None = None) -> str | None:
     """One line naming the extra that provides the module ``exc`` could not import.
+
+    Args:
+        command: the command's first word (e.g. ``identify``): a face command names
+            ``pgvision[faces]`` for any missing module of ``images`` or ``faces``.
 
     Returns:
         E.g. ``this command needs torch, which is not installed: pip install 'pgvision[images]'``,
@@ -32,4 +41,6 @@ def missing_extra_message(exc: ImportError) -> str | None:
     if name not in EXTRA_OF_MODULE:
         return None
     distribution, extra = EXTRA_OF_MODULE[name]
+    if command in FACE_COMMANDS and extra in ("images", "faces"):
+        extra = "faces"
     return f"this command needs {distribution}, which is not installed: pip install 'pgvision[{extra}]'"

@@ -232,7 +232,8 @@ def _scan_and_store(conn: psycopg.Connection, pipeline: FacePipeline, pending: l
                     name_of: Callable[[Path], str | None], *, batch_size: int, reassign: bool, progress: bool) -> None:
     """Decode, detect and align each photo; embed and store them ``batch_size`` at a time."""
     batch: list[_Scanned] = []
-    for path in tqdm(pending, desc=f"faces {pipeline.model.name}", unit="photo", disable=not progress):
+    for path in tqdm(pending, desc=f"faces {pipeline.model.name}", unit="photo", disable=not progress,
+                     leave=False):  # cleared before the summary line
         t0 = time.perf_counter()
         try:
             photo = read_photo(path)

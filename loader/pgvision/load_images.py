@@ -232,7 +232,7 @@ def _decode_embed_copy(todo: list[FileItem], embedder: ImageEmbedder, decoder: T
         prefetch_factor=4 if workers > 0 else None,
     )
     bar = tqdm(total=len(todo), unit="img", disable=not progress, desc=f"loading ({embedder.spec.name})",
-               smoothing=0.1)
+               smoothing=0.1, leave=False)  # cleared before the summary line
     try:
         t = time.perf_counter()
         batches = iter(loader)  # workers start decoding while the model and decoder warm up

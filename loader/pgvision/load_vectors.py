@@ -57,7 +57,8 @@ def load_vectors(
     records = vector_set.records()
     vectors = l2_normalize(vector_set.vectors) if spec.normalized else vector_set.vectors
     done = 0
-    bar = tqdm(total=len(records), unit="vec", disable=not progress, desc=f"loading vectors ({spec.name})")
+    bar = tqdm(total=len(records), unit="vec", disable=not progress, desc=f"loading vectors ({spec.name})",
+               leave=False)  # cleared before the summary line
     with connection_lost_guard(lambda: summary.loaded, lambda: len(records) - done), bar:
         for done in range(0, len(records), batch_size):
             _copy_batch(conn, summary, spec, records[done : done + batch_size], vectors[done : done + batch_size])

@@ -167,7 +167,7 @@ def downgrade(database_url: str | None, revision: str, extra_version_dirs=None) 
 
 
 def current(database_url: str | None = None, extra_version_dirs=None) -> None:
-    command.current(make_config(database_url, extra_version_dirs), verbose=True)
+    command.current(make_config(database_url, extra_version_dirs), verbose=False)
 
 
 def history(database_url: str | None = None, extra_version_dirs=None) -> None:

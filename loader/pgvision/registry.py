@@ -97,24 +97,27 @@ def register_model(conn: psycopg.Connection, spec: ModelSpec) -> int:
     """Register ``spec`` (or check it against the existing row) and return its ``model_id``.
 
     The first model of a kind becomes that kind's default (``search_images`` without
-    ``model =>``). Safe under concurrent loaders (``ON CONFLICT``). Commits only when
-    ``conn`` is in autocommit mode.
+    ``model =>``). Safe under concurrent loaders (``ON CONFLICT``). A model already
+    registered is only read: no INSERT is tried, so reruns use no ``model_id`` sequence
+    value and the ids stay dense. Commits only when ``conn`` is in autocommit mode.
 
     Raises:
         ModelMismatch: ``spec.name`` is registered with another kind, dims, metric or
             weights digest. Nothing is written.
     """
-    conn.execute(
-        """
-        INSERT INTO pgvision.models (name, kind, dims, metric, normalized, preprocessing,
-                                     weights_sha256, threshold, min_margin, is_default)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s,
-                NOT EXISTS (SELECT 1 FROM pgvision.models WHERE kind = %s AND is_default))
-        ON CONFLICT DO NOTHING
-        """,
-        (spec.name, spec.kind, spec.dims, spec.metric, spec.normalized, Jsonb(spec.preprocessing),
-         spec.weights_sha256, spec.threshold, spec.min_margin, spec.kind),
-    )
+    known = conn.execute("SELECT 1 FROM pgvision.models WHERE name = %s", (spec.name,)).fetchone()
+    if known is None:
+        conn.execute(
+            """
+            INSERT INTO pgvision.models (name, kind, dims, metric, normalized, preprocessing,
+                                         weights_sha256, threshold, min_margin, is_default)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s,
+                    NOT EXISTS (SELECT 1 FROM pgvision.models WHERE kind = %s AND is_default))
+            ON CONFLICT DO NOTHING
+            """,
+            (spec.name, spec.kind, spec.dims, spec.metric, spec.normalized, Jsonb(spec.preprocessing),
+             spec.weights_sha256, spec.threshold, spec.min_margin, spec.kind),
+        )
     row = get_model(conn, spec.name)
     theirs = (row["kind"], row["dims"], row["metric"])
     ours = (spec.kind, spec.dims, spec.metric)
@@ -124,11 +127,13 @@ def register_model(conn: psycopg.Connection, spec: ModelSpec) -> int:
         and row["weights_sha256"] != spec.weights_sha256
     )
     if theirs != ours or weights_differ:
+        rerun = ("pgvision load-vectors FILE --model NEW_NAME ..." if spec.preprocessing.get("source") == "load-vectors"
+                 else "pgvision load --name NEW_NAME ...")
         raise ModelMismatch(
             f"model {spec.name!r} is registered with {row['dims']}-d {row['metric']} {row['kind']} vectors"
             f" (weights {str(row['weights_sha256'])[:12]}) but this run gives {spec.dims}-d {spec.metric}"
             f" {spec.kind} vectors (weights {str(spec.weights_sha256)[:12]}): load under another model name"
-            f" (pgvision load --name NEW_NAME ...), or into another database (--database-url)"
+            f" ({rerun}), or into another database (--database-url)"
         )
     return row["model_id"]
 

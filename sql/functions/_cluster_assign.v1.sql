@@ -13,10 +13,14 @@
 --   1. neighbours of a face = the symmetric closure of the edges (a within max_distance of
 --      b, found from either side); cnt = 1 + its neighbours.
 --   2. core face: decide AND listed AND cnt >= min_faces (itself counted).
---   3. link: two core faces that are neighbours AND share at least one more neighbour
---      (shared-nearest-neighbour linkage). A lone close pair never joins two groups: when
---      a-b links them, the common neighbour w is close to both, so at least two close
---      pairs (a-b and a-w or w-b) cross between the groups.
+--   3. link: two core faces that are neighbours AND whose neighbour lists share at least
+--      half of the shorter list (shared-nearest-neighbour linkage, as Jarvis and Patrick
+--      1973, with a relative threshold). A lone close pair never joins two groups: a link
+--      a-b needs a common neighbour w, close to both, so at least two close pairs (a-b and
+--      a-w or w-b) cross between the groups; and two look-alike groups touching through
+--      a few pairs are kept apart, because each face's list is mostly its own group
+--      (LFW, dlib: Hans Blix and John Ashcroft have 18 photo pairs within 0.5 L2, and
+--      stay two people; docs/people.md).
 --   4. groups = connected components of the links (label propagation: each core face takes
 --      the smallest face_id among its linked neighbours, with pointer jumping, until no
 --      label changes). A non-core face joins the group of its nearest core neighbour (a
@@ -32,6 +36,8 @@
 --      one holding hand-placed faces (this is how the ids of people survive a full pass;
 --      named people keep theirs as fixed faces); else a new unnamed identity.
 --      Smaller groups stay unassigned (retried in a later pass).
+--   Faces of different collections (pv_nodes.coll, migration 0017) are never neighbours,
+--   and a new person is created in its faces' collection.
 --   7. one face per photo: of the faces of one photo given to one person, the one with the
 --      most neighbours is kept (then the smallest face_id); a face whose person already
 --      has another, undecided face in that photo is left unassigned.
@@ -46,17 +52,23 @@ DECLARE
     r record;
     pid bigint;
     n_created bigint := 0;
+    old_coll text;
 BEGIN
     CREATE TEMPORARY TABLE IF NOT EXISTS pv_sym (a bigint NOT NULL, b bigint NOT NULL, d float8 NOT NULL) ON COMMIT DROP;
     CREATE TEMPORARY TABLE IF NOT EXISTS pv_links (a bigint NOT NULL, b bigint NOT NULL) ON COMMIT DROP;
-    CREATE TEMPORARY TABLE IF NOT EXISTS pv_comp (comp bigint PRIMARY KEY, size bigint NOT NULL, person bigint) ON COMMIT DROP;
+    CREATE TEMPORARY TABLE IF NOT EXISTS pv_comp (comp bigint PRIMARY KEY, size bigint NOT NULL, person bigint, coll text) ON COMMIT DROP;
     TRUNCATE pg_temp.pv_sym, pg_temp.pv_links, pg_temp.pv_comp;
     INSERT INTO pg_temp.pv_sym (a, b, d)
     SELECT x.a, x.b, min(x.d) FROM (SELECT e.a, e.b, e.d FROM pg_temp.pv_edges e
                                     UNION ALL SELECT e.b, e.a, e.d FROM pg_temp.pv_edges e) x
     WHERE x.a <> x.b
     GROUP BY x.a, x.b;
+    -- faces of two collections are never neighbours (pv_nodes.coll: NULL without collections)
+    DELETE FROM pg_temp.pv_sym s USING pg_temp.pv_nodes na, pg_temp.pv_nodes nb
+    WHERE na.face_id = s.a AND nb.face_id = s.b AND na.coll IS DISTINCT FROM nb.coll;
     CREATE INDEX IF NOT EXISTS pv_sym_ab ON pg_temp.pv_sym (a, b);
+    CREATE INDEX IF NOT EXISTS pv_edges_ab ON pg_temp.pv_edges (a, b);
+    ANALYZE pg_temp.pv_edges;
     ANALYZE pg_temp.pv_sym;
     ANALYZE pg_temp.pv_nodes;
 
@@ -65,10 +77,11 @@ BEGIN
     FROM (SELECT s.a, count(*) AS c FROM pg_temp.pv_sym s GROUP BY s.a) c WHERE c.a = n.face_id;
     UPDATE pg_temp.pv_nodes n SET core = n.decide AND n.listed AND coalesce(n.cnt, 1) >= min_faces,
                                   comp = NULL, person = NULL;
+    ANALYZE pg_temp.pv_nodes;
 
-    -- 3. links: core neighbours sharing another neighbour. Each face's neighbours as one
-    --    array; two neighbour lists overlap exactly when a third face is close to both (a
-    --    face is never its own neighbour, and b in N(a), a in N(b) cannot match each other).
+    -- 3. links: core neighbours sharing at least half of the shorter neighbour list. Each
+    --    face's neighbours as one array (a face is never its own neighbour, and b in N(a),
+    --    a in N(b) cannot match each other: shared faces are third faces close to both).
     CREATE TEMPORARY TABLE IF NOT EXISTS pv_nbr (face_id bigint PRIMARY KEY, ids bigint[] NOT NULL) ON COMMIT DROP;
     TRUNCATE pg_temp.pv_nbr;
     INSERT INTO pg_temp.pv_nbr (face_id, ids)
@@ -80,7 +93,9 @@ BEGIN
     SELECT s.a, s.b FROM pg_temp.pv_sym s
     JOIN pg_temp.pv_nbr xa ON xa.face_id = s.a
     JOIN pg_temp.pv_nbr xb ON xb.face_id = s.b
-    WHERE xa.ids OPERATOR(pg_catalog.&&) xb.ids;
+    WHERE xa.ids OPERATOR(pg_catalog.&&) xb.ids
+      AND 2 * (SELECT count(*) FROM unnest(xa.ids) u WHERE u OPERATOR(pg_catalog.=) ANY (xb.ids))
+          >= least(cardinality(xa.ids), cardinality(xb.ids));
     CREATE INDEX IF NOT EXISTS pv_links_a ON pg_temp.pv_links (a);
     ANALYZE pg_temp.pv_links;
 
@@ -96,6 +111,7 @@ BEGIN
         WHERE root.face_id = n.comp AND root.comp < n.comp;
         EXIT WHEN changed = 0;
     END LOOP;
+    ANALYZE pg_temp.pv_nodes;  -- core and comp are set now: the plans below depend on them
     UPDATE pg_temp.pv_nodes n SET comp = b.comp
     FROM (SELECT DISTINCT ON (s.a) s.a, c.comp
           FROM pg_temp.pv_sym s
@@ -106,8 +122,8 @@ BEGIN
     UPDATE pg_temp.pv_nodes n SET comp = n.face_id WHERE n.decide AND n.listed AND n.comp IS NULL;
 
     -- 5. groups joining an existing person
-    INSERT INTO pg_temp.pv_comp (comp, size)
-    SELECT n.comp, count(*) FROM pg_temp.pv_nodes n WHERE n.comp IS NOT NULL GROUP BY n.comp;
+    INSERT INTO pg_temp.pv_comp (comp, size, coll)
+    SELECT n.comp, count(*), min(n.coll) FROM pg_temp.pv_nodes n WHERE n.comp IS NOT NULL GROUP BY n.comp;
     UPDATE pg_temp.pv_comp c SET person = b.fixed
     FROM (SELECT DISTINCT ON (p.comp) p.comp, p.fixed
           FROM (SELECT n.comp, f.fixed, count(*) AS pairs, min(s.d) AS dmin
@@ -135,11 +151,16 @@ BEGIN
               AND NOT EXISTS (SELECT 1 FROM pgvision.faces g WHERE g.identity_id = r.old AND g.assigned_by = 'hand');
         END LOOP;
     END IF;
-    FOR r IN SELECT c.comp FROM pg_temp.pv_comp c WHERE c.person IS NULL AND c.size >= min_faces ORDER BY c.comp LOOP
+    old_coll := current_setting('pgvision.collection_id', true);
+    FOR r IN SELECT c.comp, c.coll FROM pg_temp.pv_comp c WHERE c.person IS NULL AND c.size >= min_faces ORDER BY c.comp LOOP
+        IF r.coll IS NOT NULL THEN  -- the new person in its faces' collection (the column's default)
+            PERFORM set_config('pgvision.collection_id', r.coll, true);
+        END IF;
         INSERT INTO pgvision.identities (name) VALUES (NULL) RETURNING identity_id INTO pid;
         UPDATE pg_temp.pv_comp c SET person = pid WHERE c.comp = r.comp;
         n_created := n_created + 1;
     END LOOP;
+    PERFORM set_config('pgvision.collection_id', coalesce(old_coll, ''), true);
     UPDATE pg_temp.pv_nodes n SET person = c.person FROM pg_temp.pv_comp c WHERE c.comp = n.comp AND n.decide;
 
     -- 7. one face per photo and person

@@ -11,7 +11,7 @@
 CREATE OR REPLACE FUNCTION pgvision._collection_id(collection text)
 RETURNS integer
 LANGUAGE plpgsql STABLE
-SET search_path FROM CURRENT
+SET search_path = pg_catalog, pgvision, pg_temp
 AS $fn$
 DECLARE
     cid integer;

@@ -6,7 +6,8 @@
 --   list; a person left with no face and no name is removed.
 -- Checks (nothing changes when one fails):
 --   22004 NULL or empty face_ids; P0002 a face that does not exist, or no such to_person;
---   22023 an ignored face (unignore it first: people_ignore(ARRAY[..], false));
+--   22023 an ignored face (unignore it first: people_ignore(ARRAY[..], false)), faces of
+--   several collections, or a to_person of another collection than the faces (migration 0017);
 --   23505 two of the faces are in one photo, or to_person already has another face in the
 --   photo of one of them (a person has at most one face per photo).
 -- Returns: the identity_id the faces are in now.
@@ -21,6 +22,8 @@ DECLARE
     r record;
     target bigint := to_person;
     sources bigint[];
+    colls text[];
+    old_coll text;
 BEGIN
     IF face_ids IS NULL OR cardinality(face_ids) = 0 THEN
         RAISE EXCEPTION 'face_ids must name at least one face: pass ARRAY[face_id, ...] from pgvision.faces'
@@ -61,10 +64,31 @@ BEGIN
                 USING ERRCODE = 'unique_violation';
         END IF;
     END IF;
+    -- collections (migration 0017; read through to_jsonb, so the same before it): a person
+    -- holds faces of its own collection only
+    colls := ARRAY(SELECT DISTINCT pg_catalog.to_jsonb(f) ->> 'collection_id' FROM pgvision.faces f
+                   WHERE f.face_id = ANY (ids) AND pg_catalog.to_jsonb(f) ? 'collection_id');
+    IF cardinality(colls) > 1 THEN
+        RAISE EXCEPTION 'the faces are in different collections (%): a person holds faces of one collection; move them in separate calls',
+            array_to_string(colls, ', ')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF target IS NOT NULL AND cardinality(colls) = 1
+       AND (SELECT pg_catalog.to_jsonb(i) ->> 'collection_id' FROM pgvision.identities i WHERE i.identity_id = target)
+           IS DISTINCT FROM colls[1] THEN
+        RAISE EXCEPTION 'person % is in another collection than the faces (collection %): a person holds faces of its own collection only',
+            target, colls[1]
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     sources := ARRAY(SELECT DISTINCT f.identity_id FROM pgvision.faces f
                      WHERE f.face_id = ANY (ids) AND f.identity_id IS NOT NULL AND f.identity_id IS DISTINCT FROM target);
     IF target IS NULL THEN
+        old_coll := current_setting('pgvision.collection_id', true);
+        IF cardinality(colls) = 1 THEN  -- the new person in the faces' collection (the column's default)
+            PERFORM set_config('pgvision.collection_id', colls[1], true);
+        END IF;
         INSERT INTO pgvision.identities (name) VALUES (NULL) RETURNING identity_id INTO target;
+        PERFORM set_config('pgvision.collection_id', coalesce(old_coll, ''), true);
     END IF;
     UPDATE pgvision.faces f SET identity_id = target, assigned_by = 'hand'
     WHERE f.face_id = ANY (ids) AND (f.identity_id IS DISTINCT FROM target OR f.assigned_by IS DISTINCT FROM 'hand');

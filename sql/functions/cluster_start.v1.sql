@@ -19,7 +19,7 @@
 --   max_distance  largest distance of a close pair, in the model's metric (dlib: L2;
 --                 facenet: cosine distance, 0 = same, 2 = opposite), finite and > 0;
 --                 NULL = the model's default (pgvision._cluster_distance: the calibrated
---                 threshold x 1.05, else dlib 0.50 / facenet 0.25).
+--                 threshold x 1.1, else dlib 0.50 / facenet 0.25).
 --   min_faces     faces within max_distance (itself counted) that make a core face and
 --                 the smallest new person, 1..1000 (default 3).
 --   neighbours    neighbours asked from the ANN index per face (k), 1..1000 (default 16).

@@ -26,6 +26,9 @@
 -- Returns: the pass row after the step (processed, assigned, created, unassigned, phase).
 -- Fails (SQLSTATE): 22004 NULL pass_id; 22023 batch_size outside 1..100000; P0002 no such
 --   pass; 55000 the pass is finished or abandoned.
+-- Collections: where faces carry a collection_id (migration 0017), faces of different
+--   collections are never neighbours and a new person is created in its faces' collection;
+--   the column is read through to_jsonb(row), so the function is the same before and after.
 -- Rights: SECURITY INVOKER; EXECUTE for pgvision_loader and the owner only.
 CREATE OR REPLACE FUNCTION pgvision.cluster_step(pass_id bigint, batch_size integer DEFAULT 1000)
 RETURNS pgvision.cluster_passes
@@ -63,7 +66,7 @@ BEGIN
 
     CREATE TEMPORARY TABLE IF NOT EXISTS pv_edges (a bigint NOT NULL, b bigint NOT NULL, d float8 NOT NULL) ON COMMIT DROP;
     CREATE TEMPORARY TABLE IF NOT EXISTS pv_nodes (
-        face_id bigint PRIMARY KEY, image_id bigint NOT NULL, fixed bigint, old bigint,
+        face_id bigint PRIMARY KEY, image_id bigint NOT NULL, coll text, fixed bigint, old bigint,
         listed boolean NOT NULL, decide boolean NOT NULL, cnt integer, core boolean, comp bigint, person bigint
     ) ON COMMIT DROP;
     TRUNCATE pg_temp.pv_edges, pg_temp.pv_nodes;
@@ -92,15 +95,14 @@ BEGIN
         INSERT INTO pg_temp.pv_kept
         SELECT i.identity_id FROM pgvision.identities i WHERE i.name IS NOT NULL
         UNION SELECT f.identity_id FROM pgvision.faces f WHERE f.assigned_by = 'hand';
-        INSERT INTO pg_temp.pv_nodes (face_id, image_id, fixed, old, listed, decide)
-        SELECT f.face_id, f.image_id,
+        INSERT INTO pg_temp.pv_nodes (face_id, image_id, coll, fixed, old, listed, decide)
+        SELECT f.face_id, f.image_id, pg_catalog.to_jsonb(f) ->> 'collection_id',
                CASE WHEN k.identity_id IS NOT NULL THEN f.identity_id END,
                CASE WHEN k.identity_id IS NULL THEN f.identity_id END,
                true, k.identity_id IS NULL
         FROM pgvision.face_embeddings e JOIN pgvision.faces f ON f.face_id = e.face_id
         LEFT JOIN pg_temp.pv_kept k ON k.identity_id = f.identity_id
         WHERE e.model_id = m.model_id AND e.face_id <= p.cursor AND NOT f.ignored;
-        CREATE INDEX IF NOT EXISTS pv_nodes_comp ON pg_temp.pv_nodes (comp);
         SELECT * INTO res FROM pgvision._cluster_assign(p.min_faces, true);
         PERFORM set_config('pgvision.cluster_pass', p.pass_id::text, true);
         UPDATE pgvision.faces f
@@ -148,23 +150,24 @@ BEGIN
         RETURN p;
     END IF;
     PERFORM pgvision._cluster_neighbours(m, batch, p.neighbours, p.max_distance);
-    INSERT INTO pg_temp.pv_nodes (face_id, image_id, fixed, old, listed, decide)
-    SELECT f.face_id, f.image_id, NULL, NULL, true, true FROM pgvision.faces f WHERE f.face_id = ANY (batch);
+    INSERT INTO pg_temp.pv_nodes (face_id, image_id, coll, fixed, old, listed, decide)
+    SELECT f.face_id, f.image_id, pg_catalog.to_jsonb(f) ->> 'collection_id', NULL, NULL, true, true
+    FROM pgvision.faces f WHERE f.face_id = ANY (batch);
     -- the second hop: unassigned neighbours get their own neighbourhoods (their core test)
     hop := ARRAY(SELECT DISTINCT e.b FROM pg_temp.pv_edges e
                  WHERE NOT EXISTS (SELECT 1 FROM pg_temp.pv_nodes n WHERE n.face_id = e.b)
                    AND (SELECT f.identity_id FROM pgvision.faces f WHERE f.face_id = e.b) IS NULL);
     IF cardinality(hop) > 0 THEN
         PERFORM pgvision._cluster_neighbours(m, hop, p.neighbours, p.max_distance);
-        INSERT INTO pg_temp.pv_nodes (face_id, image_id, fixed, old, listed, decide)
-        SELECT f.face_id, f.image_id, NULL, NULL, true, true FROM pgvision.faces f WHERE f.face_id = ANY (hop);
+        INSERT INTO pg_temp.pv_nodes (face_id, image_id, coll, fixed, old, listed, decide)
+        SELECT f.face_id, f.image_id, pg_catalog.to_jsonb(f) ->> 'collection_id', NULL, NULL, true, true
+        FROM pgvision.faces f WHERE f.face_id = ANY (hop);
     END IF;
-    INSERT INTO pg_temp.pv_nodes (face_id, image_id, fixed, old, listed, decide)
-    SELECT f.face_id, f.image_id, f.identity_id, NULL, false, false
+    INSERT INTO pg_temp.pv_nodes (face_id, image_id, coll, fixed, old, listed, decide)
+    SELECT f.face_id, f.image_id, pg_catalog.to_jsonb(f) ->> 'collection_id', f.identity_id, NULL, false, false
     FROM (SELECT e.b AS id FROM pg_temp.pv_edges e UNION SELECT e.a FROM pg_temp.pv_edges e) x
     JOIN pgvision.faces f ON f.face_id = x.id
     ON CONFLICT (face_id) DO NOTHING;
-    CREATE INDEX IF NOT EXISTS pv_nodes_comp ON pg_temp.pv_nodes (comp);
     SELECT * INTO res FROM pgvision._cluster_assign(p.min_faces, false);
     PERFORM set_config('pgvision.cluster_pass', p.pass_id::text, true);
     UPDATE pgvision.faces f SET identity_id = n.person, assigned_by = 'cluster'

@@ -6,7 +6,8 @@
 --   pgvision.people_audit (action 'merge': both ids, the faces moved, from_person's name).
 -- Arguments: into_person, from_person: identity_ids, different.
 -- Returns: the merged person with its face count.
--- Fails (SQLSTATE): 22004 a NULL id; 22023 the same id twice; P0002 no such person;
+-- Fails (SQLSTATE): 22004 a NULL id; 22023 the same id twice, or two collections (migration
+--   0017); P0002 no such person;
 --   23505 both have a face in one photo (a person has at most one face per photo: move one
 --   of the two faces first).
 -- Rights: SECURITY INVOKER; EXECUTE for pgvision_loader and the owner only.
@@ -39,6 +40,13 @@ BEGIN
     END IF;
     SELECT i.name INTO into_name FROM pgvision.identities i WHERE i.identity_id = into_person FOR UPDATE;
     SELECT i.name INTO from_name FROM pgvision.identities i WHERE i.identity_id = from_person FOR UPDATE;
+    IF (SELECT pg_catalog.to_jsonb(i) ->> 'collection_id' FROM pgvision.identities i WHERE i.identity_id = into_person)
+       IS DISTINCT FROM
+       (SELECT pg_catalog.to_jsonb(i) ->> 'collection_id' FROM pgvision.identities i WHERE i.identity_id = from_person) THEN
+        RAISE EXCEPTION 'persons % and % are in different collections: only people of one collection can be merged',
+            into_person, from_person
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     SELECT f.face_id AS a, g.face_id AS b, f.image_id INTO r
     FROM pgvision.faces f JOIN pgvision.faces g ON g.image_id = f.image_id AND g.identity_id = from_person
     WHERE f.identity_id = into_person ORDER BY f.image_id LIMIT 1;

@@ -37,7 +37,11 @@ BEGIN
         RAISE EXCEPTION 'no person with identity_id %', person
             USING ERRCODE = 'no_data_found', HINT = 'pick one from pgvision.people';
     END IF;
-    SELECT i.identity_id INTO other FROM pgvision.identities i WHERE i.name = new_name AND i.identity_id <> person;
+    -- names are unique per collection where there are collections (migration 0017)
+    SELECT i.identity_id INTO other FROM pgvision.identities i
+    WHERE i.name = new_name AND i.identity_id <> person
+      AND (pg_catalog.to_jsonb(i) ->> 'collection_id') IS NOT DISTINCT FROM
+          (SELECT pg_catalog.to_jsonb(j) ->> 'collection_id' FROM pgvision.identities j WHERE j.identity_id = person);
     IF other IS NOT NULL THEN
         RAISE EXCEPTION 'the name % is already person %''s: merge the two with pgvision.people_merge(%, %), or pick another name',
             quote_literal(new_name), other, other, person

@@ -95,7 +95,7 @@ END
 $function$
 
 -- function pgvision.search_images
-CREATE OR REPLACE FUNCTION pgvision.search_images(query vector, k integer DEFAULT 10, model text DEFAULT NULL::text, label text DEFAULT NULL::text, ef_search integer DEFAULT NULL::integer, filter jsonb DEFAULT NULL::jsonb, max_distance double precision DEFAULT NULL::double precision)
+CREATE OR REPLACE FUNCTION pgvision.search_images(query vector, k integer DEFAULT 10, model text DEFAULT NULL::text, label text DEFAULT NULL::text, ef_search integer DEFAULT NULL::integer, filter jsonb DEFAULT NULL::jsonb, max_distance double precision DEFAULT NULL::double precision, collection text DEFAULT NULL::text)
  RETURNS SETOF pgvision.image_hit
  LANGUAGE plpgsql
  SET search_path TO 'pg_catalog', 'pgvision', 'pg_temp'
@@ -109,6 +109,8 @@ DECLARE
     old_sort text;
     want text;
     done boolean;
+    cid integer;
+    scoped boolean;
 BEGIN
     IF model IS NOT NULL THEN
         SELECT * INTO m FROM pgvision.models x WHERE x.name = model AND x.kind = 'image';
@@ -129,7 +131,9 @@ BEGIN
             m.name, m.metric, max_distance
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF search_images.label IS NULL AND filter IS NULL AND m.index_method IN ('hnsw', 'ivfflat')
+    cid := pgvision._collection_id(collection);
+    scoped := cid IS NOT NULL OR row_security_active('pgvision.image_embeddings'::regclass);
+    IF NOT scoped AND search_images.label IS NULL AND filter IS NULL AND m.index_method IN ('hnsw', 'ivfflat')
        AND m.quantization <> 'binary' THEN
         IF m.index_method = 'hnsw' THEN
             old_ef := current_setting('hnsw.ef_search', true);
@@ -173,7 +177,7 @@ BEGIN
             RETURN;
         END IF;
     END IF;
-    IF search_images.label IS NULL AND filter IS NULL THEN
+    IF NOT scoped AND search_images.label IS NULL AND filter IS NULL THEN
         RETURN QUERY
             SELECT n.item_id, i.uri, i.label, n.distance, pgvision._similarity(n.distance, m.metric)
             FROM pgvision._ann(m, query, k, ef_search) n
@@ -185,7 +189,7 @@ BEGIN
     RETURN QUERY
         SELECT n.item_id, i.uri, i.label, n.distance, pgvision._similarity(n.distance, m.metric)
         FROM pgvision._nearest(m, query, k, label => search_images.label, filter => filter,
-                               ef_search => ef_search) n
+                               ef_search => ef_search, collection_id => cid) n
         JOIN pgvision.images i ON i.image_id = n.item_id
         WHERE max_distance IS NULL OR n.distance <= max_distance
         ORDER BY n.distance, n.item_id;

@@ -32,7 +32,9 @@ def run_guarded(func):
         except ImportError as exc:
             from pgvision.extras import missing_extra_message
 
-            message = missing_extra_message(exc)
+            ctx = click.get_current_context(silent=True)
+            words = ctx.command_path.split()[1:2] if ctx is not None else []
+            message = missing_extra_message(exc, words[0] if words else None)
             if message is None:
                 raise
             raise click.ClickException(message) from None

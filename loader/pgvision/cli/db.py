@@ -252,7 +252,7 @@ def psql(database_url: str | None, psql_args: tuple[str, ...]) -> None:
               help="Build the new HNSW index CONCURRENTLY beside the old one (searches keep using the old "
               "one), swap them in one transaction, then choose ef_search for the target recall. Its shape: "
               "--m / --ef-construction / --quantization when given, else the rule for the model's size "
-              "(docs/benchmarks.md). A killed run leaves the old index in place.")
+              "(docs/benchmarks.md; a binary index stays binary). A killed run leaves the old index in place.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar; the summary only.")
 @database_url_option
 @run_guarded

@@ -160,7 +160,7 @@ def identify(image, model, weights, detector, upsample, min_face_px, device, cro
         resolve_read_url(read_url, database_url), source=read_url_source(read_url), create=False, autocommit=False
     ) as conn:
         verdicts = identify_photo(conn, image, pipeline, threshold, min_margin, candidates)
-        note = uncalibrated_note(conn, pipeline.model.name) if threshold is None else None
+        note = uncalibrated_note(conn, pipeline.model.name) if threshold is None and not (as_json or quiet) else None
     if note:
         click.echo(f"note: {note}", err=True)
     if not verdicts:
@@ -190,15 +190,15 @@ def identify(image, model, weights, detector, upsample, min_face_px, device, cro
 
 def uncalibrated_note(conn, model: str) -> str | None:
     """One line when ``model`` was never calibrated on this gallery (no ``pgvision.calibrations``
-    row): its threshold is then the published 1:1 verification value, which lets strangers in."""
+    row): its threshold is then a default (dlib: measured on LFW) or a published 1:1 value."""
     row = conn.execute(
         "SELECT m.threshold, NOT EXISTS (SELECT 1 FROM pgvision.calibrations c WHERE c.model_id = m.model_id) "
         "FROM pgvision.models m WHERE m.name = %s", (model,)).fetchone()
     if row is None or not row[1]:
         return None
-    return (f"model {model} was never calibrated on this gallery: its threshold {row[0]:.4f} is a published 1:1 "
-            "verification value, which accepts many strangers as someone (dlib's 0.6: about a third on LFW, "
-            "docs/faces.md); run pgvision calibrate once people are enrolled")
+    return (f"model {model} was never calibrated on this gallery: its threshold {row[0]:.4f} was not measured on "
+            "your people, and a larger gallery accepts more strangers at the same threshold (docs/faces.md); run "
+            "pgvision calibrate once people are enrolled")
 
 
 def print_calibration(cal) -> None:

@@ -19,7 +19,7 @@ from pgvision.text import display
 
 _CLUSTER_HELP = {
     "max_distance": "Largest distance of a close pair, in the model's metric (dlib: L2) "
-                    "[default: the model's calibrated threshold x 1.05, else dlib 0.50 / facenet 0.25].",
+    "[default: the model's calibrated threshold x 1.1, else dlib 0.50 / facenet 0.25].",
     "min_faces": "Faces within --max-distance (itself counted) that make a core face and the smallest new person.",
     "neighbours": "Neighbours asked from the ANN index per face (k).",
 }
@@ -46,14 +46,28 @@ def people() -> None:
 
 @people.command("cluster")
 @click.option("--model", default=None, metavar="NAME", help="Face model [default: the default face model].")
-@click.option("--full", is_flag=True,
-              help="Cluster every automatic person again (named people and people with hand-placed faces keep "
-                   "their faces); default: only faces without a person (incremental).")
-@click.option("--max-distance", type=FiniteFloatRange(min=0, min_open=True), metavar="DIST", help=_CLUSTER_HELP["max_distance"])
-@click.option("--min-faces", type=click.IntRange(1, 1000), default=3, show_default=True, help=_CLUSTER_HELP["min_faces"])
-@click.option("--neighbours", type=click.IntRange(1, 1000), default=16, show_default=True, help=_CLUSTER_HELP["neighbours"])
-@click.option("--batch-size", type=click.IntRange(1, 100000), default=1000, show_default=True,
-              help="Faces per transaction (a kill leaves whole batches; a rerun resumes the pass).")
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Cluster every automatic person again (named people and people with hand-placed faces keep "
+    "their faces); default: only faces without a person (incremental).",
+)
+@click.option(
+    "--max-distance", type=FiniteFloatRange(min=0, min_open=True), metavar="DIST", help=_CLUSTER_HELP["max_distance"]
+)
+@click.option(
+    "--min-faces", type=click.IntRange(1, 1000), default=3, show_default=True, help=_CLUSTER_HELP["min_faces"]
+)
+@click.option(
+    "--neighbours", type=click.IntRange(1, 1000), default=16, show_default=True, help=_CLUSTER_HELP["neighbours"]
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 100000),
+    default=1000,
+    show_default=True,
+    help="Faces per transaction (a kill leaves whole batches; a rerun resumes the pass).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 @quiet_option
 @database_url_option
@@ -74,8 +88,16 @@ def people_cluster(model, full, max_distance, min_faces, neighbours, batch_size,
     from pgvision.people.cluster import run_pass
 
     with open_database(database_url, create=False) as conn:
-        result = run_pass(conn, model, "full" if full else "incremental", max_distance, min_faces, neighbours,
-                          batch_size, progress=not quiet and not as_json)
+        result = run_pass(
+            conn,
+            model,
+            "full" if full else "incremental",
+            max_distance,
+            min_faces,
+            neighbours,
+            batch_size,
+            progress=not quiet and not as_json,
+        )
     click.echo(json_text(result.as_dict()) if as_json else result.format())
 
 
@@ -89,10 +111,19 @@ def _faces_shown(conn, person, per_person):
 @click.option("--unnamed", is_flag=True, help="Only people without a name.")
 @click.option("--limit", type=click.IntRange(1), metavar="N", help="At most N people (the most faces first).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per person.")
-@click.option("--html", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
-              help="Also write a page of face thumbnails per person to FILE.")
-@click.option("--faces-per-person", type=click.IntRange(1, 1000), default=12, show_default=True,
-              help="Thumbnails per person on the --html page.")
+@click.option(
+    "--html",
+    type=click.Path(dir_okay=False, writable=True),
+    metavar="FILE",
+    help="Also write a page of face thumbnails per person to FILE.",
+)
+@click.option(
+    "--faces-per-person",
+    type=click.IntRange(1, 1000),
+    default=12,
+    show_default=True,
+    help="Thumbnails per person on the --html page.",
+)
 @database_url_option
 @run_guarded
 def people_list(unnamed, limit, as_json, html, faces_per_person, database_url):
@@ -113,20 +144,28 @@ def people_list(unnamed, limit, as_json, html, faces_per_person, database_url):
         if as_json:
             click.echo(json_text(p.as_dict()))
         else:
-            click.echo(f"{p.identity_id:>8}  {_name(p.name)}: {p.faces} faces, {p.photos} photos, {p.hand_faces} by hand")
+            click.echo(
+                f"{p.identity_id:>8}  {_name(p.name)}: {p.faces} faces, {p.photos} photos, {p.hand_faces} by hand"
+            )
     if not found and not as_json:
         click.echo("no people yet: run pgvision people cluster (or enroll someone)")
     if html:
         counts = write_people_page(html, shown, title="People" + (" without a name" if unnamed else ""))
-        click.echo(f"page: {display(str(counts.path))} ({counts.thumbs} thumbnails, {counts.placeholders} not shown)",
-                   err=as_json)
+        click.echo(
+            f"page: {display(str(counts.path))} ({counts.thumbs} thumbnails, {counts.placeholders} not shown)",
+            err=as_json,
+        )
 
 
 @people.command("show")
 @click.argument("person", type=BIGINT_ID)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: the person and its faces.")
-@click.option("--html", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
-              help="Also write a page of the person's face thumbnails to FILE.")
+@click.option(
+    "--html",
+    type=click.Path(dir_okay=False, writable=True),
+    metavar="FILE",
+    help="Also write a page of the person's face thumbnails to FILE.",
+)
 @database_url_option
 @run_guarded
 def people_show(person, as_json, html, database_url):
@@ -153,8 +192,10 @@ def people_show(person, as_json, html, database_url):
             click.echo(f"  face {f.face_id}  {display(f.uri)}  box {list(f.box)}  {f.assigned_by or '-'}")
     if html:
         counts = write_people_page(html, [(p, faces)], title=person_title(p))
-        click.echo(f"page: {display(str(counts.path))} ({counts.thumbs} thumbnails, {counts.placeholders} not shown)",
-                   err=as_json)
+        click.echo(
+            f"page: {display(str(counts.path))} ({counts.thumbs} thumbnails, {counts.placeholders} not shown)",
+            err=as_json,
+        )
 
 
 def _echo_person(row, verb: str) -> None:
@@ -263,19 +304,46 @@ def people_ignore(faces, undo, database_url):
 @click.command("cluster")
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
 @face_model_options
-@click.option("--max-distance", type=FiniteFloatRange(min=0, min_open=True), metavar="DIST", help=_CLUSTER_HELP["max_distance"])
-@click.option("--min-faces", type=click.IntRange(1, 1000), default=3, show_default=True, help=_CLUSTER_HELP["min_faces"])
-@click.option("--neighbours", type=click.IntRange(1, 1000), default=16, show_default=True, help=_CLUSTER_HELP["neighbours"])
+@click.option(
+    "--max-distance", type=FiniteFloatRange(min=0, min_open=True), metavar="DIST", help=_CLUSTER_HELP["max_distance"]
+)
+@click.option(
+    "--min-faces", type=click.IntRange(1, 1000), default=3, show_default=True, help=_CLUSTER_HELP["min_faces"]
+)
+@click.option(
+    "--neighbours", type=click.IntRange(1, 1000), default=16, show_default=True, help=_CLUSTER_HELP["neighbours"]
+)
 @click.option("--sweep", metavar="D1,D2,...", help="Also score a full pass at each of these max distances (the curve).")
-@click.option("--plot", type=click.Path(dir_okay=False, writable=True), metavar="FILE.png",
-              help="Draw BCubed precision / recall against max distance (needs --sweep and matplotlib).")
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False, writable=True),
+    metavar="FILE.png",
+    help="Draw BCubed precision / recall against max distance (needs --sweep and matplotlib).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 @click.option("--keep-database", is_flag=True, help="Keep the scratch database (its name is printed).")
 @quiet_option
 @database_url_option
 @run_guarded
-def eval_cluster(directory, model, weights, detector, upsample, min_face_px, device, crop, max_distance, min_faces,
-                 neighbours, sweep, plot, as_json, keep_database, quiet, database_url):
+def eval_cluster(
+    directory,
+    model,
+    weights,
+    detector,
+    upsample,
+    min_face_px,
+    device,
+    crop,
+    max_distance,
+    min_faces,
+    neighbours,
+    sweep,
+    plot,
+    as_json,
+    keep_database,
+    quiet,
+    database_url,
+):
     """Clustering on DIRECTORY/<person>/*: BCubed and pairwise precision / recall, people found.
 
     Loads the photos into a scratch database with the folder names hidden from the
@@ -298,7 +366,9 @@ def eval_cluster(directory, model, weights, detector, upsample, min_face_px, dev
         try:
             distances = [float(x) for x in sweep.split(",") if x.strip()]
         except ValueError:
-            raise InvalidValue(f"--sweep takes distances separated by commas, e.g. 0.4,0.5,0.6; got {sweep!r}") from None
+            raise InvalidValue(
+                f"--sweep takes distances separated by commas, e.g. 0.4,0.5,0.6; got {sweep!r}"
+            ) from None
         if not distances or not all(0 < d < float("inf") for d in distances):
             raise InvalidValue(f"--sweep takes finite distances > 0, got {sweep!r}")
     if plot and not distances:
@@ -311,8 +381,16 @@ def eval_cluster(directory, model, weights, detector, upsample, min_face_px, dev
     pipeline = build_pipeline(model, weights, detector, upsample, min_face_px, device, crop)
     with scratch_database(resolve_url(database_url), keep=keep_database) as url:
         with connect(url, autocommit=True) as conn:
-            result = evaluate_clustering(conn, directory, pipeline, max_distance=max_distance, min_faces=min_faces,
-                                         neighbours=neighbours, sweep=distances, progress=not quiet and not as_json)
+            result = evaluate_clustering(
+                conn,
+                directory,
+                pipeline,
+                max_distance=max_distance,
+                min_faces=min_faces,
+                neighbours=neighbours,
+                sweep=distances,
+                progress=not quiet and not as_json,
+            )
         if keep_database:
             click.echo(f"scratch database kept: {url}", err=as_json)
     if as_json:

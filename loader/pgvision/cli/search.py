@@ -107,17 +107,17 @@ def search(image, k, label, ef_search, as_json, model, weights, output, dims, me
       pgvision search ./query.jpg --label tench --json
       pgvision search ./query.jpg --html results.html
     """
-    from pgvision.load_images import embed_probe
     from pgvision.registry import check_probe_model, require_image_model
 
-    with open_database(database_url, create=False) as conn:  # before the model loads: fail fast
+    read = resolve_read_url(read_url, database_url)
+    with open_database(read, source=read_url_source(read_url), create=False) as conn:  # before the model loads
         require_image_model(conn)
+    from pgvision.load_images import embed_probe  # torch
+
     embedder = build_embedder(model, weights, output, dims, metric, name, device)
     spec = embedder.spec
     probe = embed_probe(embedder, image)
-    with open_database(
-        resolve_read_url(read_url, database_url), source=read_url_source(read_url), create=False
-    ) as conn:
+    with open_database(read, source=read_url_source(read_url), create=False) as conn:
         check_probe_model(conn, spec)
         from pgvector import Vector
 

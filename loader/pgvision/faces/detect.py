@@ -20,7 +20,8 @@ need some background around the face. With ``crop="whole"`` the face box is the 
 (a dlib rectangle of the image), the 5 landmarks are found inside it and the face is aligned
 as usual; such faces are stored under the detector name ``whole`` (so ``faces load`` stays
 idempotent per mode). In the default ``crop="detect"``, a photo in which the detector finds
-nothing but that looks like a crop (:func:`looks_like_crop`) gets the whole-image face too,
+nothing, or only faces too small to align that fill most of it (:data:`CROP_FACE_SHARE`),
+but that looks like a crop (:func:`looks_like_crop`) gets the whole-image face too,
 stored under the detector's own name with ``detector_score`` NULL (no detector vouched for it).
 
 The model files ship in PyPI ``face-recognition-models`` (CC0). Its ``__init__`` imports
@@ -55,6 +56,12 @@ WHOLE = "whole"
 #: ~100 px: a LFW photo in which HOG finds nothing gets a whole-image face; see docs/faces.md.)
 CROP_MAX_PX = 300
 CROP_ASPECT = (0.6, 1.6)
+
+
+#: In a crop-like photo, a detected face too small to align is taken for the crop's own face
+#: (the whole image is used instead) when its box is at least this share of the image width;
+#: a smaller one is a small face in a small photo, reported as too small.
+CROP_FACE_SHARE = 0.5
 
 
 def looks_like_crop(height: int, width: int) -> bool:
@@ -197,11 +204,26 @@ class FaceDetector:
         """
         if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype != np.uint8:
             raise InvalidValue(f"pixels must be (H, W, 3) uint8 RGB, got {pixels.shape} {pixels.dtype}")
+        whole_box = [(self._rectangle(0, 0, pixels.shape[1] - 1, pixels.shape[0] - 1), None)]
+        if self.crop == "whole":
+            faces, too_small = self._faces(pixels, whole_box, whole=True)
+        else:
+            faces, too_small = self._faces(pixels, self._boxes(pixels), whole=False)
+            fills = all(f.size >= CROP_FACE_SHARE * pixels.shape[1] for f in too_small)
+            if not faces and fills and looks_like_crop(*pixels.shape[:2]):
+                # nothing usable found in a crop-like photo: no face, or only faces too small to
+                # align that fill most of its width (a tight crop): the face is the whole image
+                whole_faces, whole_small = self._faces(pixels, whole_box, whole=True)
+                if whole_faces:
+                    faces, too_small = whole_faces, []
+                elif not too_small:
+                    too_small = whole_small
+        faces.sort(key=lambda f: -f.size)
+        return Detections(faces, too_small)
+
+    def _faces(self, pixels: np.ndarray, boxes, *, whole: bool) -> tuple[list[Face], list[Face]]:
+        """(faces at least ``min_face_px`` wide, faces too small to align) for detector boxes."""
         faces, too_small = [], []
-        boxes = [] if self.crop == "whole" else self._boxes(pixels)
-        whole = self.crop == "whole" or (not boxes and looks_like_crop(*pixels.shape[:2]))
-        if whole:
-            boxes = [(self._rectangle(0, 0, pixels.shape[1] - 1, pixels.shape[0] - 1), None)]
         for rect, score in boxes:
             shape = self._predict(pixels, rect)
             points = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
@@ -213,5 +235,4 @@ class FaceDetector:
                 shape=shape,
             )
             (faces if face.size >= self.min_face_px else too_small).append(face)
-        faces.sort(key=lambda f: -f.size)
-        return Detections(faces, too_small)
+        return faces, too_small

@@ -110,7 +110,8 @@ def rebuild_to_target(
         model_name: a registered model with an HNSW index method.
         m, ef_construction: HNSW shape; None = the shape rule's (both or neither
             make the model's shape ``manual`` / ``auto``).
-        quantization: ``none`` or ``halfvec``; None = the shape rule's.
+        quantization: ``none``, ``halfvec`` or ``binary``; None = the shape rule's (a binary
+            model stays binary).
         target: recall@10 wanted (0, 1]; None = the model's target, else 0.95 from
             10,000 rows (as ``pgvision db index``).
         progress: show the build's progress bar.
@@ -120,7 +121,7 @@ def rebuild_to_target(
 
     Raises:
         pgvision.errors.InvalidValue: not an autocommit connection, a model whose method is
-            not HNSW, quantization other than none / halfvec, or ef_construction < 2 m.
+            not HNSW, an unknown quantization, or ef_construction < 2 m.
         pgvision.errors.UnknownModel: no such model.
         psycopg.errors.LockNotAvailable: the swap waited :data:`SWAP_LOCK_TIMEOUT` for the
             table; both indexes are as they were.
@@ -129,10 +130,9 @@ def rebuild_to_target(
         raise InvalidValue(
             "rebuild_to_target needs an autocommit connection (CREATE INDEX CONCURRENTLY)"
         )
-    if quantization not in (None, "none", "halfvec"):
+    if quantization not in (None, *ddl.QUANTIZATIONS):
         raise InvalidValue(
-            f"--rebuild-to-target builds full-precision or halfvec indexes, got quantization "
-            f"{quantization!r}: use pgvision db index MODEL --quantization binary instead"
+            f"unknown quantization {quantization!r}: use one of {', '.join(ddl.QUANTIZATIONS)}"
         )
     model = get_model(conn, model_name)
     if model["index_method"] != "hnsw":
@@ -142,12 +142,17 @@ def rebuild_to_target(
         )
     rows = ddl.stored_rows(conn, model)
     rule = choose_shape(rows, model["dims"], server_memory_bytes(conn))
-    manual = m is not None or ef_construction is not None or quantization is not None
+    given = m is not None or ef_construction is not None or quantization is not None
+    reason = "as given" if given else rule.reason
+    if quantization is None and model["quantization"] == "binary":
+        quantization = "binary"  # chosen by hand: the rule does not undo it
+        reason += "; binary kept"
+    manual = given or quantization == "binary"
     shape = IndexShape(
         m or rule.m,
         ef_construction or rule.ef_construction,
         quantization or rule.quantization,
-        "as given" if manual else rule.reason,
+        reason,
     )
     if shape.ef_construction < 2 * shape.m:
         raise InvalidValue(

@@ -54,6 +54,11 @@ APPLY_FROM_ROWS = 10_000
 REMEASURE_GROWTH = 0.5
 #: HNSW ef_search values tried, smallest first (pgvector default 40; its maximum 1,000).
 HNSW_LADDER = (40, 60, 80, 100, 150, 200, 300, 400, 600, 800, 1000)
+#: Binary-quantized models: their searches re-rank 10 x ef_search Hamming candidates (at most
+#: 10,000; sql/functions/_nearest.v4.sql), so the ladder starts lower: 12 (120 candidates) up
+#: to 1,000 (10,000). Starting at 40 would re-rank at least 400 candidates: at 100k x 512 that
+#: gave recall@10 1.000 at a sixth of raw SQL's QPS (docs/benchmarks.md, section 8).
+BINARY_LADDER = (12, 16, 20, 30, 40, 60, 80, 100, 150, 200, 300, 400, 600, 800, 1000)
 #: Neighbours per query and queries per measurement.
 K = 10
 SAMPLE = 100
@@ -229,7 +234,8 @@ def _climb(conn: psycopg.Connection, model: dict[str, Any], model_name: str, tar
     truth = exact_truth(conn, model, probes, k)
     tried: list[tuple[int, float]] = []
     if model["index_method"] == "hnsw":
-        setting, ladder = "ef_search", [v for v in HNSW_LADDER if v >= k + 1] or [1000]
+        rungs = BINARY_LADDER if model["quantization"] == "binary" else HNSW_LADDER
+        setting, ladder = "ef_search", [v for v in rungs if v >= k + 1] or [1000]
     else:
         setting, ladder = "probes", ivfflat_ladder(model["ivfflat_lists"] or 1)
     chosen = None
@@ -312,4 +318,5 @@ __all__ = [
     "APPLY_FROM_ROWS",
     "REMEASURE_GROWTH",
     "HNSW_LADDER",
+    "BINARY_LADDER",
 ]

@@ -4,18 +4,19 @@ A model whose ``models.index_shape`` is ``auto`` (the default; ``manual`` once `
 index`` is given ``--m``, ``--ef-construction`` or ``--quantization``) gets its HNSW shape
 from :func:`choose_shape` whenever its index is built (:func:`pgvision.index.ddl.ensure_index`,
 after a load) or rebuilt (:mod:`pgvision.index.rebuild`). The rules, and the measurements
-they come from (docs/benchmarks.md, "Recall by target" and "Quantized indexes"; clustered
+they come from (docs/benchmarks.md, sections 3 and 8; clustered
 512-d unit vectors, cosine, recall@10 of held-out queries):
 
-1. **Rows below** :data:`DENSE_FROM_ROWS` **(200,000): m 16, ef_construction 64** (pgvector's
-   defaults). At 100k x 512 they reach recall@10 0.98 at ef_search 40 and build 2.7x faster
-   than the denser graph.
-2. **From 200,000 rows: m 32, ef_construction 128.** At 1M x 512 m 16 / ef_construction 64
+1. **Rows below** :data:`DENSE_FROM_ROWS` **(250,000): m 16, ef_construction 64** (pgvector's
+   defaults). The stored-sample ladder (target 0.95) chose ef_search 40 at 100k x 512
+   (held out 0.98) and 80 at 200k x 512 (0.928 at 40, 0.948 at 60, 0.958 at 80; held out
+   0.973); they build 2.7x faster than the denser graph.
+2. **From 250,000 rows: m 32, ef_construction 128.** At 1M x 512 m 16 / ef_construction 64
    reach 0.95 only at ef_search 600-1,000 (101 QPS, p50 9.4 ms on 2 cores) and m 32 /
    ef_construction 128 at ef_search 60 (332 QPS, p50 2.9 ms), for 2.7x the build time and
-   the same index size. Where between 100k and 1M the defaults stop reaching 0.95 at
-   ef_search <= 100 was not measured: held-out recall at ef_search 100 fell from above 0.98
-   (100k) to 0.83 (1M), and a line in log(rows) through those crosses 0.95 near 200k.
+   the same index size. The boundary: the ef_search m 16 needs doubled from 100k to 200k
+   rows (40 to 80), so past about 250k it would need more than 100; 250k-1M was not
+   measured.
 3. **halfvec past a memory share**: when the full-precision graph
    (:func:`pgvision.index.build_progress.hnsw_graph_bytes`, about 2.6 KB a 512-d vector at
    m 16) exceeds :data:`HALFVEC_MEMORY_SHARE` (a quarter) of the server's memory, the index
@@ -41,7 +42,7 @@ import psycopg
 from pgvision.index.build_progress import hnsw_graph_bytes
 
 #: Rows from which an automatic HNSW index is built with :data:`DENSE` (rule 2 above).
-DENSE_FROM_ROWS = 200_000
+DENSE_FROM_ROWS = 250_000
 #: (m, ef_construction) below and from :data:`DENSE_FROM_ROWS` rows.
 SPARSE = (16, 64)
 DENSE = (32, 128)
@@ -62,7 +63,7 @@ class IndexShape:
         ef_construction: build candidate list (pgvector ``ef_construction``, >= 2 m).
         quantization: ``none`` or ``halfvec`` (the index expression's type).
         reason: one line naming the rule that chose it, e.g.
-            ``1,000,000 rows >= 200,000: m 32, ef_construction 128; graph 3.2 GB <= 25 % of 24.0 GB: full precision``.
+            ``1,000,000 rows >= 250,000: m 32, ef_construction 128; graph 3.2 GB <= 25 % of 24.0 GB: full precision``.
     """
 
     m: int

@@ -14,11 +14,14 @@ from pgvision.review.page import PageCounts, Section, Thumb, write_page
 
 def person_title(person: Person) -> str:
     """``person 12: Ann (5 faces)`` or ``person 12: unnamed (5 faces)``."""
-    return f"person {person.identity_id}: {person.name if person.name is not None else 'unnamed'} ({person.faces} faces)"
+    return (
+        f"person {person.identity_id}: {person.name if person.name is not None else 'unnamed'} ({person.faces} faces)"
+    )
 
 
-def write_people_page(path: str | os.PathLike, people: list[tuple[Person, list[PersonFace]]],
-                      title: str = "People", size: int = 112) -> PageCounts:
+def write_people_page(
+    path: str | os.PathLike, people: list[tuple[Person, list[PersonFace]]], title: str = "People", size: int = 112
+) -> PageCounts:
     """One section per person with the thumbnails of its faces (hand-placed ones outlined).
 
     Args:
@@ -29,8 +32,15 @@ def write_people_page(path: str | os.PathLike, people: list[tuple[Person, list[P
     """
     sections = []
     for person, faces in people:
-        thumbs = [Thumb(f.uri, f"face {f.face_id}" + (" (hand)" if f.assigned_by == "hand" else ""), box=f.box,
-                        marked=f.assigned_by == "hand") for f in faces]
+        thumbs = [
+            Thumb(
+                f.uri,
+                f"face {f.face_id}" + (" (hand)" if f.assigned_by == "hand" else ""),
+                box=f.box,
+                marked=f.assigned_by == "hand",
+            )
+            for f in faces
+        ]
         shown = f"; {len(faces)} shown" if len(faces) < person.faces else ""
         sections.append(Section(person_title(person) + shown, thumbs))
     return write_page(path, title, sections, size=size)

@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+from pgvision.errors import InvalidValue
+
 
 @dataclass
 class ClusterScores:
@@ -52,21 +54,33 @@ def score_clustering(labels: list[str], clusters: list[int | None]) -> ClusterSc
     """Score ``clusters`` (None = unassigned) against ``labels``, item by item.
 
     Raises:
-        ValueError: the two lists differ in length, or are empty.
+        pgvision.errors.InvalidValue (a ValueError): the two lists differ in length, or are empty.
     """
     if len(labels) != len(clusters) or not labels:
-        raise ValueError(f"labels and clusters must be non-empty and of one length, got {len(labels)} and {len(clusters)}")
+        raise InvalidValue(
+            f"labels and clusters must be non-empty and of one length, got {len(labels)} and {len(clusters)}"
+        )
     keyed = [c if c is not None else ("single", i) for i, c in enumerate(clusters)]
     size_c = Counter(keyed)
     size_l = Counter(labels)
-    both = Counter(zip(keyed, labels))
+    both = Counter(zip(keyed, labels, strict=True))
     n = len(labels)
-    precision = sum(both[(c, lab)] / size_c[c] for c, lab in zip(keyed, labels)) / n
-    recall = sum(both[(c, lab)] / size_l[lab] for c, lab in zip(keyed, labels)) / n
+    precision = sum(both[(c, lab)] / size_c[c] for c, lab in zip(keyed, labels, strict=True)) / n
+    recall = sum(both[(c, lab)] / size_l[lab] for c, lab in zip(keyed, labels, strict=True)) / n
     together_right = sum(_pairs(k) for k in both.values())
     together = sum(_pairs(k) for k in size_c.values())
     same_label = sum(_pairs(k) for k in size_l.values())
     pp = together_right / together if together else 1.0
     pr = together_right / same_label if same_label else 1.0
-    return ClusterScores(precision, recall, _f1(precision, recall), pp, pr, _f1(pp, pr), n,
-                         sum(c is None for c in clusters), len({c for c in clusters if c is not None}), len(size_l))
+    return ClusterScores(
+        precision,
+        recall,
+        _f1(precision, recall),
+        pp,
+        pr,
+        _f1(pp, pr),
+        n,
+        sum(c is None for c in clusters),
+        len({c for c in clusters if c is not None}),
+        len(size_l),
+    )

@@ -63,14 +63,18 @@ def list_people(conn: psycopg.Connection, unnamed: bool = False, limit: int | No
     rows = conn.execute(
         "SELECT identity_id, name, faces, photos, hand_faces, cover_uri, cover_box FROM pgvision.people "
         "WHERE faces > 0 AND (NOT %s OR name IS NULL) ORDER BY faces DESC, identity_id LIMIT %s",
-        (unnamed, limit)).fetchall()
+        (unnamed, limit),
+    ).fetchall()
     return [Person(*r[:6], tuple(r[6]) if r[6] else None) for r in rows]
 
 
 def get_person(conn: psycopg.Connection, identity_id: int) -> Person | None:
     """The person ``identity_id`` (None if there is none)."""
-    r = conn.execute("SELECT identity_id, name, faces, photos, hand_faces, cover_uri, cover_box FROM pgvision.people "
-                     "WHERE identity_id = %s", (identity_id,)).fetchone()
+    r = conn.execute(
+        "SELECT identity_id, name, faces, photos, hand_faces, cover_uri, cover_box FROM pgvision.people "
+        "WHERE identity_id = %s",
+        (identity_id,),
+    ).fetchone()
     return Person(*r[:6], tuple(r[6]) if r[6] else None) if r else None
 
 
@@ -79,7 +83,9 @@ def person_faces(conn: psycopg.Connection, identity_id: int) -> list[PersonFace]
     rows = conn.execute(
         "SELECT f.face_id, f.image_id, i.uri, f.box_left, f.box_top, f.box_right, f.box_bottom, f.assigned_by "
         "FROM pgvision.faces f JOIN pgvision.images i ON i.image_id = f.image_id WHERE f.identity_id = %s "
-        "ORDER BY (f.assigned_by = 'hand') DESC, f.face_id", (identity_id,)).fetchall()
+        "ORDER BY (f.assigned_by = 'hand') DESC, f.face_id",
+        (identity_id,),
+    ).fetchall()
     return [PersonFace(r[0], r[1], r[2], tuple(r[3:7]), r[7]) for r in rows]
 
 
@@ -109,4 +115,6 @@ def split_person(conn: psycopg.Connection, identity_id: int, face_ids: list[int]
 
 def ignore_faces(conn: psycopg.Connection, face_ids: list[int], ignore: bool = True) -> list[tuple[int, bool]]:
     """Mark faces as not a face (``ignore``) or take the mark back; returns (face_id, ignored) rows."""
-    return conn.execute("SELECT * FROM pgvision.people_ignore(%s::bigint[], %s::boolean)", (face_ids, ignore)).fetchall()
+    return conn.execute(
+        "SELECT * FROM pgvision.people_ignore(%s::bigint[], %s::boolean)", (face_ids, ignore)
+    ).fetchall()

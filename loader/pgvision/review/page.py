@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote_to_bytes
 
+from pgvision.errors import InvalidValue
 from pgvision.ingest.files import FileSkipped, display, read_file
 from pgvision.ingest.images import decode_image
 
@@ -187,11 +188,11 @@ def write_page(path: str | os.PathLike, title: str, sections: list[Section], *, 
         :class:`PageCounts` (thumbnails, placeholders and why).
 
     Raises:
-        ValueError: ``size`` below 16.
+        pgvision.errors.InvalidValue (a ValueError): ``size`` below 16.
         OSError: the page cannot be written.
     """
     if size < 16:
-        raise ValueError(f"thumbnail size {size} px is too small: give 16 px or more")
+        raise InvalidValue(f"thumbnail size {size} px is too small: give 16 px or more")
     problems: list[tuple[str, str]] = []
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',

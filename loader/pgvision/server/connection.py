@@ -160,6 +160,14 @@ def connect(
         unset = (
             "read from DATABASE_URL" if source == "PGVISION_READ_URL" else "use the embedded server (pgvision db start)"
         )
+        from psycopg.conninfo import conninfo_to_dict
+
+        if "password" in reason and not conninfo_to_dict(url).get("password"):
+            raise DatabaseUnreachable(
+                f"cannot connect to {redact(url)}: {reason}; over TCP the server takes login users with a password: "
+                "create one on the primary (pgvision db user create NAME --role reader; replicas get it too) and "
+                f"put the URL it prints in {source}, or use the Unix-socket URL (pgvision db replica list)"
+            ) from None
         raise DatabaseUnreachable(
             f"cannot connect to {redact(url)}: {reason}; start that server, fix {source}, or unset it to {unset}"
         ) from None

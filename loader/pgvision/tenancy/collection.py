@@ -64,8 +64,11 @@ def collection_id(conn: psycopg.Connection, name: str, *, create: bool = False) 
     """
     check_collection_name(name)
     row = conn.execute("SELECT collection_id FROM pgvision.collections WHERE name = %s", (name,)).fetchone()
-    if row is None and create and conn.execute(
-            "SELECT has_table_privilege('pgvision.collections', 'INSERT')").fetchone()[0]:
+    if (
+        row is None
+        and create
+        and conn.execute("SELECT has_table_privilege('pgvision.collections', 'INSERT')").fetchone()[0]
+    ):
         conn.execute("INSERT INTO pgvision.collections (name) VALUES (%s) ON CONFLICT (name) DO NOTHING", (name,))
         row = conn.execute("SELECT collection_id FROM pgvision.collections WHERE name = %s", (name,)).fetchone()
     if row is None:
@@ -118,14 +121,22 @@ def grant_collections(conn: psycopg.Connection, role: str, names: Iterable[str])
     ids = []
     for name in names:
         cid = collection_id(conn, name, create=True)
-        conn.execute("INSERT INTO pgvision.collection_grants (role, collection_id) VALUES (%s::oid::regrole, %s) "
-                     "ON CONFLICT DO NOTHING", (oid[0], cid))
+        conn.execute(
+            "INSERT INTO pgvision.collection_grants (role, collection_id) VALUES (%s::oid::regrole, %s) "
+            "ON CONFLICT DO NOTHING",
+            (oid[0], cid),
+        )
         ids.append(cid)
     return ids
 
 
 def granted_collections(conn: psycopg.Connection, role: str) -> list[str]:
     """Names of the collections granted to ``role`` itself (not through its groups), sorted."""
-    return [r[0] for r in conn.execute(
-        "SELECT c.name FROM pgvision.collection_grants g JOIN pgvision.collections c USING (collection_id) "
-        "JOIN pg_roles r ON r.oid = g.role::oid WHERE r.rolname = %s ORDER BY c.name", (role,))]
+    return [
+        r[0]
+        for r in conn.execute(
+            "SELECT c.name FROM pgvision.collection_grants g JOIN pgvision.collections c USING (collection_id) "
+            "JOIN pg_roles r ON r.oid = g.role::oid WHERE r.rolname = %s ORDER BY c.name",
+            (role,),
+        )
+    ]
