@@ -28,7 +28,7 @@ groups different photos of one person.
 
 Threshold selection (kept here so it can be re-run for another model): the families are
 split by index (even: calibration, odd: test; distractors likewise). Candidate pairs come
-from ``pgvision._duplicate_pairs`` with open limits (both indexes, k 10). On the calibration
+from ``pgvision._duplicate_pairs`` with open limits (both indexes, k 20, as duplicate_groups). On the calibration
 half, for each limit on a grid, pairs are grouped (connected components) and scored:
   same:    the hash limit H and embedding limit E with the highest recall whose precision is
            >= 0.995 (margin over the 0.99 goal), ties to the smaller limits;
@@ -262,7 +262,7 @@ def calibrate(args) -> dict:
         halves = {s: {i for i, lab in label.items() if split_of(lab) == s} for s in ("calibration", "test")}
         pairs = conn.execute(
             "SELECT p.a_id, p.b_id, p.distance, p.hash_distance FROM pgvision._duplicate_pairs("
-            "pgvision._resolve_model(NULL, 'image'), 'same', 2.0, 64, 10) p").fetchall()
+            "pgvision._resolve_model(NULL, 'image'), 'same', 2.0, 64, 20) p").fetchall()
         limits = choose_limits(pairs, label, halves["calibration"])
         print(f"chosen on the calibration half: {limits}")
         rows = []

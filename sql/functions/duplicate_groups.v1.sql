@@ -43,7 +43,7 @@ DECLARE
 BEGIN
     SELECT * INTO lim FROM pgvision._duplicate_limits(m, tier, max_distance, max_hash_distance);
     SELECT array_agg(p.a_id) AS a, array_agg(p.b_id) AS b INTO pairs
-    FROM pgvision._duplicate_pairs(m, tier, lim.max_distance_out, lim.max_hash_distance_out, 10) p;
+    FROM pgvision._duplicate_pairs(m, tier, lim.max_distance_out, lim.max_hash_distance_out, 20) p;
     RETURN QUERY SELECT * FROM pgvision._duplicate_rows(m, pairs.a, pairs.b);
 END
 $fn$;
