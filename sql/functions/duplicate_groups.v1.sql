@@ -15,7 +15,7 @@
 --   tier               'same' (default) or 'similar'.
 --   model              image model name; NULL = the default image model.
 --   max_distance       embedding distance in the model's metric; NULL = the tier's default,
---                      measured for efficientnet-lite0 features (cosine distance: same 0.22,
+--                      measured for efficientnet-lite0 features (cosine distance: same 0.34,
 --                      similar 0.11; bench/bench_duplicates.py --calibrate, docs/duplicates.md).
 --                      Models with another metric must pass it.
 --   max_hash_distance  tier 'same': Hamming bits 0..64 (NULL = 12, measured as above).
