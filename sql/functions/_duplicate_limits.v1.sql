@@ -19,7 +19,7 @@ CREATE OR REPLACE FUNCTION pgvision._duplicate_limits(
     OUT max_distance_out double precision,
     OUT max_hash_distance_out integer)
 LANGUAGE plpgsql IMMUTABLE
-SET search_path FROM CURRENT
+SET search_path = pg_catalog, pgvision, pg_temp
 AS $fn$
 BEGIN
     IF tier IS NULL THEN

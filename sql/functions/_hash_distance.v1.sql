@@ -14,7 +14,7 @@
 CREATE OR REPLACE FUNCTION pgvision._hash_distance(a_phash bit(64), a_crops bit(576), b_phash bit(64), b_crops bit(576))
 RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path FROM CURRENT
+SET search_path = pg_catalog, pgvision, pg_temp
 AS $fn$
     SELECT least(bit_count(a_phash # b_phash),
                  bit_count(a_phash # substring(b_crops FROM 1 FOR 64)::bit(64)),
