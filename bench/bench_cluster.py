@@ -128,14 +128,15 @@ def run_size(url: str, n: int, new: int, a) -> dict:
             out = {"faces": n, "load_s": load_s, "index_s": index_s, "full_s": r.seconds,
                    "full_faces_per_s": n / r.seconds, "assigned": r.assigned, "created": r.created,
                    **scores(conn, face_id, who)}
-        if new:
+        if len(held_x):
             new_ids = store(conn, model_id, held_x, n)
             conn.execute("ANALYZE pgvision.faces")
             r2 = run_pass(conn, "bench-faces", "incremental", a.max_distance, a.min_faces, a.neighbours, a.batch_size,
                           progress=False)
             person = dict(conn.execute("SELECT face_id, identity_id FROM pgvision.faces WHERE face_id = ANY(%s)",
                                        (new_ids.tolist(),)).fetchall())
-            out.update({"new": new, "incremental_s": r2.seconds, "new_assigned": sum(v is not None for v in person.values()),
+            # the generator may give fewer photos than asked: count what was held out
+            out.update({"new": len(held_x), "incremental_s": r2.seconds, "new_assigned": sum(v is not None for v in person.values()),
                         "new_people": r2.created})
             del held_who
     return out

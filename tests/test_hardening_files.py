@@ -60,14 +60,15 @@ def test_a_wide_value_beyond_halfvec_range_is_one_line(tmp_path, database_url):
     assert "values beyond +-65,504, which the halfvec index of a 2001-d model cannot hold" in result.output
 
 
-def test_face_commands_name_the_faces_extra_for_any_missing_module(monkeypatch, tmp_path):
+def test_face_commands_name_the_faces_extra_for_any_missing_module(monkeypatch, tmp_path, database_url):
     """Pillow belongs to pgvision[images], which pgvision[faces] includes: a face command
-    names the one extra that makes it work."""
+    names the one extra that makes it work. (A migrated database of its own, so that the
+    answer does not depend on which server an earlier test left running.)"""
     photo = tmp_path / "p.jpg"
     photo.write_bytes(b"\xff\xd8")
     monkeypatch.setitem(__import__("sys").modules, "PIL", None)  # as if Pillow were not installed
     monkeypatch.setitem(__import__("sys").modules, "PIL.Image", None)
-    result = CliRunner().invoke(main, ["identify", str(photo)])
+    result = CliRunner().invoke(main, ["identify", str(photo), "--database-url", database_url])
     assert (result.exit_code, result.output) == (
         1,
         "Error: this command needs Pillow, which is not installed: pip install 'pgvision[faces]'\n",
