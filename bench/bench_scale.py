@@ -331,7 +331,8 @@ def run_faces(url: str, n: int, a) -> dict:
             out["by_candidates"][f"{c}" if v == "v5" else f"{c}/{v}"] = {**stats(lat[v]), "agreement": agree,
                                                                        "depth": depth, "variant": v}
             r = out["by_candidates"][f"{c}" if v == "v5" else f"{c}/{v}"]
-            print(f"  faces {len(x):,} x {dims} ({len(people):,} people): identify {v}, candidates {c} (depth "
+            label = "(installed)" if v == "v5" else v
+            print(f"  faces {len(x):,} x {dims} ({len(people):,} people): identify {label}, candidates {c} (depth "
                   f"{depth}): agreement {agree:.4f}, p50 {r['p50_ms']:.2f} p99 {r['p99_ms']:.2f} ms", flush=True)
     print(f"  faces {len(x):,}: load {load_s:.1f} s (with templates), build {build_s:.1f} s, "
           f"index {out['index_mb']:.0f} MB "
