@@ -28,7 +28,7 @@ groups different photos of one person.
 
 Threshold selection (kept here so it can be re-run for another model): the families are
 split by index (even: calibration, odd: test; distractors likewise). Candidate pairs come
-from ``pgvision._duplicate_pairs`` with open limits (both indexes, k 10). On the calibration
+from ``pgvision._duplicate_pairs`` with open limits (both indexes, k 20, as duplicate_groups). On the calibration
 half, for each limit on a grid, pairs are grouped (connected components) and scored:
   same:    the hash limit H and embedding limit E with the highest recall whose precision is
            >= 0.995 (margin over the 0.99 goal), ties to the smaller limits;
@@ -68,6 +68,7 @@ KINDS = ("jpeg", "png", "resize", "crop", "light", "all")
 
 
 # ---------------------------------------------------------------- the labelled set
+
 
 def _crop(im, rng: random.Random, most: float = 0.10):
     w, h = im.size
@@ -116,8 +117,9 @@ def make_copy(src: Path, kind: str, out: Path, rng: random.Random) -> Path:
     return path
 
 
-def build_set(root: Path, seed: int = 0, distractors: int = 3, people: int | None = None,
-              imagenet: int | None = None) -> dict:
+def build_set(
+    root: Path, seed: int = 0, distractors: int = 3, people: int | None = None, imagenet: int | None = None
+) -> dict:
     """Write the labelled set under ``root`` (``people`` / ``imagenet``: fewer sources, for a
     quick try); return counts."""
     import shutil
@@ -139,8 +141,12 @@ def build_set(root: Path, seed: int = 0, distractors: int = 3, people: int | Non
         folder = root / f"other{j:04d}"
         folder.mkdir(parents=True)
         shutil.copy(photo, folder / "photo.jpg")
-    return {"families": len(sources), "copies_per_family": len(KINDS), "distractors": len(others),
-            "images": len(sources) * (1 + len(KINDS)) + len(others)}
+    return {
+        "families": len(sources),
+        "copies_per_family": len(KINDS),
+        "distractors": len(others),
+        "images": len(sources) * (1 + len(KINDS)) + len(others),
+    }
 
 
 def split_of(label: str) -> str:
@@ -149,6 +155,7 @@ def split_of(label: str) -> str:
 
 
 # ---------------------------------------------------------------- scoring
+
 
 def components(pairs: list[tuple[int, int]]) -> dict[int, int]:
     """image_id -> root of its connected component (union-find)."""
@@ -210,10 +217,19 @@ def choose_limits(pairs: list[tuple[int, int, float, int]], label: dict[int, str
     best_same = max(same, key=lambda r: (r[4], -r[1], -r[2]))
     similar = [r for r in rows if r[0] == "similar" and r[3] >= 0.99]
     best_similar = max(similar, key=lambda r: (r[2],))
-    return {"same": {"max_hash_distance": best_same[1], "max_distance": best_same[2],
-                     "calibration_precision": best_same[3], "calibration_recall": best_same[4]},
-            "similar": {"max_distance": best_similar[2], "calibration_precision": best_similar[3],
-                        "calibration_recall": best_similar[4]}}
+    return {
+        "same": {
+            "max_hash_distance": best_same[1],
+            "max_distance": best_same[2],
+            "calibration_precision": best_same[3],
+            "calibration_recall": best_same[4],
+        },
+        "similar": {
+            "max_distance": best_similar[2],
+            "calibration_precision": best_similar[3],
+            "calibration_recall": best_similar[4],
+        },
+    }
 
 
 def backend_cpu_seconds(conn) -> float | None:
@@ -230,14 +246,18 @@ def backend_cpu_seconds(conn) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def sql_groups(conn, tier: str, max_distance=None, max_hash_distance=None,
-               cpu: list | None = None) -> tuple[dict[int, int], float]:
+def sql_groups(
+    conn, tier: str, max_distance=None, max_hash_distance=None, cpu: list | None = None
+) -> tuple[dict[int, int], float]:
     """``{image_id: group_id}`` from ``pgvision.duplicate_groups`` and its wall seconds
     (the backend's CPU seconds appended to ``cpu`` when given and readable)."""
     c0 = backend_cpu_seconds(conn)
     t = time.perf_counter()
-    rows = conn.execute("SELECT image_id, group_id FROM pgvision.duplicate_groups(%s, max_distance => %s::float8, "
-                        "max_hash_distance => %s::integer)", (tier, max_distance, max_hash_distance)).fetchall()
+    rows = conn.execute(
+        "SELECT image_id, group_id FROM pgvision.duplicate_groups(%s, max_distance => %s::float8, "
+        "max_hash_distance => %s::integer)",
+        (tier, max_distance, max_hash_distance),
+    ).fetchall()
     wall = time.perf_counter() - t
     c1 = backend_cpu_seconds(conn)
     if cpu is not None:
@@ -246,14 +266,29 @@ def sql_groups(conn, tier: str, max_distance=None, max_hash_distance=None,
 
 
 def calibrate(args) -> dict:
-    with tempfile.TemporaryDirectory(prefix="pgvision-dups-") as tmp, \
-            common.bench_database("duplicates", args.data_dir) as url:
+    with (
+        tempfile.TemporaryDirectory(prefix="pgvision-dups-") as tmp,
+        common.bench_database("duplicates", args.data_dir) as url,
+    ):
         root = Path(tmp) / "set"
         counts = build_set(root, seed=args.seed, people=args.people, imagenet=args.imagenet)
         print(f"labelled set: {counts}")
         t = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "from pgvision.cli import main; main()", "load", str(root),
-                        "--device", "cpu", "--quiet", "--database-url", url], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "from pgvision.cli import main; main()",
+                "load",
+                str(root),
+                "--device",
+                "cpu",
+                "--quiet",
+                "--database-url",
+                url,
+            ],
+            check=True,
+        )
         load_s = time.perf_counter() - t
         conn = common.connect(url)
         info = common.machine(conn)
@@ -262,28 +297,61 @@ def calibrate(args) -> dict:
         halves = {s: {i for i, lab in label.items() if split_of(lab) == s} for s in ("calibration", "test")}
         pairs = conn.execute(
             "SELECT p.a_id, p.b_id, p.distance, p.hash_distance FROM pgvision._duplicate_pairs("
-            "pgvision._resolve_model(NULL, 'image'), 'same', 2.0, 64, 10) p").fetchall()
+            "pgvision._resolve_model(NULL, 'image'), 'same', 2.0, 64, 20) p"
+        ).fetchall()
         limits = choose_limits(pairs, label, halves["calibration"])
         print(f"chosen on the calibration half: {limits}")
         rows = []
         for tier in ("same", "similar"):
             lim = limits[tier]
-            for name, kwargs in (("chosen", {"max_distance": lim["max_distance"],
-                                             "max_hash_distance": lim.get("max_hash_distance")}),
-                                 ("default", {})):
+            for name, kwargs in (
+                ("chosen", {"max_distance": lim["max_distance"], "max_hash_distance": lim.get("max_hash_distance")}),
+                ("default", {}),
+            ):
                 groups, seconds = sql_groups(conn, tier, **kwargs)
                 for half in ("calibration", "test"):
                     p, r, pred, truth = score(groups, label, halves[half])
-                    rows.append([tier, name, kwargs.get("max_distance", "default"),
-                                 kwargs.get("max_hash_distance", "default") if tier == "same" else "",
-                                 half, f"{p:.4f}", f"{r:.4f}", pred, truth, f"{seconds:.2f}"])
-        common.print_table(["tier", "limits", "max_distance", "max_hash", "half", "precision", "recall",
-                            "pairs predicted", "true pairs", "seconds (all images)"], rows,
-                           title=f"pair precision / recall ({counts['images']} images, loaded in {load_s:.0f} s)")
+                    rows.append(
+                        [
+                            tier,
+                            name,
+                            kwargs.get("max_distance", "default"),
+                            kwargs.get("max_hash_distance", "default") if tier == "same" else "",
+                            half,
+                            f"{p:.4f}",
+                            f"{r:.4f}",
+                            pred,
+                            truth,
+                            f"{seconds:.2f}",
+                        ]
+                    )
+        common.print_table(
+            [
+                "tier",
+                "limits",
+                "max_distance",
+                "max_hash",
+                "half",
+                "precision",
+                "recall",
+                "pairs predicted",
+                "true pairs",
+                "seconds (all images)",
+            ],
+            rows,
+            title=f"pair precision / recall ({counts['images']} images, loaded in {load_s:.0f} s)",
+        )
         kinds = distances_by_kind(conn, pairs, label)
         misses = errors_on_test(conn, label, halves["test"])
-        results = {"set": counts, "machine": info, "limits": limits, "rows": rows, "load_seconds": load_s,
-                   "by_kind": kinds, "test_errors": misses}
+        results = {
+            "set": counts,
+            "machine": info,
+            "limits": limits,
+            "rows": rows,
+            "load_seconds": load_s,
+            "by_kind": kinds,
+            "test_errors": misses,
+        }
         common.write_results("duplicates_calibrate", results)
         return results
 
@@ -309,7 +377,8 @@ def distances_by_kind(conn, pairs, label: dict[int, str]) -> dict:
         " FROM pgvision.images o JOIN pgvision.images c ON c.label = o.label AND c.image_id <> o.image_id"
         " JOIN pgvision.image_embeddings eo ON eo.image_id = o.image_id"
         " JOIN pgvision.image_embeddings ec ON ec.image_id = c.image_id"
-        " WHERE o.uri ~ '/original\\.[a-z]+$'").fetchall()
+        " WHERE o.uri ~ '/original\\.[a-z]+$'"
+    ).fetchall()
     out = {}
     table = []
     for kind in KINDS:
@@ -322,10 +391,23 @@ def distances_by_kind(conn, pairs, label: dict[int, str]) -> dict:
     ds = [d for _, d in neg]
     out["different photos (nearest candidates)"] = {"hash": _stats(hs), "distance": _stats(ds)}
     table.append(["different photos*", len(neg), *_stats(hs), *_stats(ds)])
-    common.print_table(["copy", "pairs", "hash min", "hash median", "hash p95", "hash max", "dist min",
-                        "dist median", "dist p95", "dist max"], table,
-                       title="copy to its original: hash distance (bits) and cosine distance "
-                             "(*: candidate pairs of two different photos, the nearest ones)")
+    common.print_table(
+        [
+            "copy",
+            "pairs",
+            "hash min",
+            "hash median",
+            "hash p95",
+            "hash max",
+            "dist min",
+            "dist median",
+            "dist p95",
+            "dist max",
+        ],
+        table,
+        title="copy to its original: hash distance (bits) and cosine distance "
+        "(*: candidate pairs of two different photos, the nearest ones)",
+    )
     return out
 
 
@@ -333,7 +415,8 @@ def errors_on_test(conn, label: dict[int, str], keep: set[int]) -> dict:
     """Tier same at the functions' defaults, test half: missed copies by kind, false pairs."""
     rows = conn.execute(
         "SELECT g.image_id, g.group_id, i.uri FROM pgvision.duplicate_groups('same') g "
-        "JOIN pgvision.images i USING (image_id)").fetchall()
+        "JOIN pgvision.images i USING (image_id)"
+    ).fetchall()
     group = {i: g for i, g, _ in rows}
     uris = dict(conn.execute("SELECT image_id, uri FROM pgvision.images").fetchall())
     originals = {label[i]: i for i, u in uris.items() if "/original." in u}
@@ -360,6 +443,7 @@ def errors_on_test(conn, label: dict[int, str], keep: set[int]) -> dict:
 
 
 # ---------------------------------------------------------------- scale
+
 
 def synthetic(n: int, dims: int, seed: int = 0):
     """Vectors, 64-bit hashes, crop hashes and family ids (-1 = no family) of n images."""
@@ -408,9 +492,19 @@ def scale(args) -> dict:
         model_id = register_model(conn, ModelSpec("synthetic", "image", args.dims, "cosine", normalized=True))
         t = time.perf_counter()
         for s in range(0, n, 5000):
-            records = [ImageRecord(hashlib.sha256(b"%d" % i).digest(), f"file:///synthetic/{i}.jpg", None,
-                                   100, 100, {}, "".join(map(str, hashes[i])), "".join(map(str, crops[i])))
-                       for i in range(s, min(n, s + 5000))]
+            records = [
+                ImageRecord(
+                    hashlib.sha256(b"%d" % i).digest(),
+                    f"file:///synthetic/{i}.jpg",
+                    None,
+                    100,
+                    100,
+                    {},
+                    "".join(map(str, hashes[i])),
+                    "".join(map(str, crops[i])),
+                )
+                for i in range(s, min(n, s + 5000))
+            ]
             copy_image_embeddings(conn, model_id, records, vecs[s : s + len(records)], dims=args.dims)
         load_s = time.perf_counter() - t
         conn.execute("ANALYZE pgvision.images")
@@ -429,12 +523,19 @@ def scale(args) -> dict:
             p, r, pred, truth = score(groups, label, set(label))
             cpu_text = "" if cpu[0] is None else f"{cpu[0]:.1f}"
             rows.append([tier, n, f"{seconds:.1f}", cpu_text, len(set(groups.values())), f"{p:.4f}", f"{r:.4f}"])
-        common.print_table(["tier", "images", "seconds (wall)", "backend CPU seconds", "groups", "pair precision",
-                            "pair recall"], rows,
-                           title=f"duplicate_groups on {n} synthetic images "
-                                 f"({args.dims}-d, HNSW m 16 ef_construction 64)")
-        results = {"machine": info, "n": n, "dims": args.dims, "load_seconds": load_s, "index_seconds": index_s,
-                   "rows": rows}
+        common.print_table(
+            ["tier", "images", "seconds (wall)", "backend CPU seconds", "groups", "pair precision", "pair recall"],
+            rows,
+            title=f"duplicate_groups on {n} synthetic images ({args.dims}-d, HNSW m 16 ef_construction 64)",
+        )
+        results = {
+            "machine": info,
+            "n": n,
+            "dims": args.dims,
+            "load_seconds": load_s,
+            "index_seconds": index_s,
+            "rows": rows,
+        }
         common.write_results("duplicates_scale", results)
         return results
 
@@ -445,10 +546,12 @@ def main() -> None:
     ap.add_argument("--scale", type=int, metavar="N", help="time duplicate_groups on N synthetic images")
     ap.add_argument("--dims", type=int, default=512, help="--scale: embedding dimensions (default 512)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--people", type=int, default=None,
-                    help="--calibrate: only the first N LFW people (default all 40)")
-    ap.add_argument("--imagenet", type=int, default=None,
-                    help="--calibrate: only the first N ImageNet samples (default all 100)")
+    ap.add_argument(
+        "--people", type=int, default=None, help="--calibrate: only the first N LFW people (default all 40)"
+    )
+    ap.add_argument(
+        "--imagenet", type=int, default=None, help="--calibrate: only the first N ImageNet samples (default all 100)"
+    )
     common.add_server_args(ap)
     args = ap.parse_args()
     if args.scale:

@@ -204,3 +204,14 @@ def test_migration_0015_round_trip_with_data(empty_database_url):
         assert len(c.execute("SELECT * FROM pgvision.duplicate_groups()").fetchall()) == 2
         indexdef = c.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'images_phash'").fetchone()[0]
         assert indexdef.endswith("USING btree (phash, image_id) WHERE (phash IS NOT NULL)")
+
+
+def test_a_hostile_search_path_changes_nothing(conn, tiny):
+    """The functions fix their search_path (pg_catalog, pgvision, pg_temp): a caller's schema
+    with its own images table and bit_count function is never used."""
+    conn.execute("CREATE SCHEMA evil")
+    conn.execute("CREATE TABLE evil.images (image_id bigint, uri text, phash bit(64))")
+    conn.execute("CREATE FUNCTION evil.bit_count(bit) RETURNS bigint LANGUAGE sql AS 'SELECT 0::bigint'")
+    conn.execute("SET search_path = evil, public")
+    rows = conn.execute("SELECT image_id FROM pgvision.duplicate_groups('same', max_distance => 0.01)").fetchall()
+    assert [r[0] for r in rows] == [tiny["b"], tiny["c"], tiny["a"]]

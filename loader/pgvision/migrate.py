@@ -62,6 +62,21 @@ VECTOR_SCHEMA_TOKEN = "@extschema:vector@"
 SECURE_SEARCH_PATH = "pg_catalog, pgvision, pg_temp"
 
 
+#: Released files that predate :data:`VECTOR_SCHEMA_TOKEN` and name pgvector's types and
+#: operators unqualified: they run with the path they were released with. Every other file
+#: runs with :data:`SECURE_SEARCH_PATH` whether or not it names pgvector, so a new function
+#: declared ``SET search_path FROM CURRENT`` can never capture a path with ``public`` in it.
+LEGACY_PATH_FILES = frozenset(
+    f"{name}.sql"
+    for name in (
+        "_check_query.v1", "_identify.v1", "_identify.v2", "_nearest.v1", "_resolve_model.v1", "_similarity.v1",
+        "identify.v1", "identify.v2", "identify_face.v1", "identify_face.v2", "recall_at_k.v1", "search_images.v1",
+        "similar_images.v1", "gallery.v1", "labels.v1", "model_stats.v1", "model_stats.v2", "model_stats.v3",
+        "roles.v1", "roles.v2", "roles_drop.v1", "roles_drop.v2",
+    )
+)
+
+
 def vector_schema(cursor) -> str:
     """Name of the schema holding pgvector (a DB-API cursor of the migration's connection)."""
     cursor.execute(
@@ -90,7 +105,7 @@ def apply_sql(op, relative: str) -> None:
     cur = op.get_bind().connection.dbapi_connection.cursor()
     schema = vector_schema(cur)
     text = sql_file(relative)
-    if VECTOR_SCHEMA_TOKEN in text:
+    if VECTOR_SCHEMA_TOKEN in text or Path(relative).name not in LEGACY_PATH_FILES:
         quoted = sql.Identifier(schema).as_string(cur.connection)
         text = text.replace(VECTOR_SCHEMA_TOKEN, quoted)
         cur.execute("SELECT set_config('search_path', %s, true)", (SECURE_SEARCH_PATH,))

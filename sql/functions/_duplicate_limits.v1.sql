@@ -4,7 +4,7 @@
 -- Purpose: check a duplicate query's arguments and fill in the tier's defaults.
 -- Defaults (cosine distance of efficientnet-lite0 features, chosen on the calibration split
 --   of bench/bench_duplicates.py --calibrate; docs/duplicates.md):
---     same:    max_distance 0.22, max_hash_distance 12 bits of 64
+--     same:    max_distance 0.34, max_hash_distance 12 bits of 64
 --     similar: max_distance 0.11
 -- Arguments: as pgvision.duplicate_groups (m: the resolved image model).
 -- Returns: the two limits (max_hash_distance NULL for tier similar unless given).
@@ -19,7 +19,7 @@ CREATE OR REPLACE FUNCTION pgvision._duplicate_limits(
     OUT max_distance_out double precision,
     OUT max_hash_distance_out integer)
 LANGUAGE plpgsql IMMUTABLE
-SET search_path FROM CURRENT
+SET search_path = pg_catalog, pgvision, pg_temp
 AS $fn$
 BEGIN
     IF tier IS NULL THEN
@@ -43,7 +43,7 @@ BEGIN
             quote_literal(m.name), m.metric
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    max_distance_out := coalesce(max_distance, CASE tier WHEN 'same' THEN 0.22 ELSE 0.11 END);
+    max_distance_out := coalesce(max_distance, CASE tier WHEN 'same' THEN 0.34 ELSE 0.11 END);
     max_hash_distance_out := coalesce(max_hash_distance, CASE tier WHEN 'same' THEN 12 END);
 END
 $fn$;

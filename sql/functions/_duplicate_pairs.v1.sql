@@ -36,7 +36,7 @@ CREATE OR REPLACE FUNCTION pgvision._duplicate_pairs(
     only_id bigint DEFAULT NULL)
 RETURNS TABLE (a_id bigint, b_id bigint, distance double precision, hash_distance integer)
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
-SET search_path FROM CURRENT
+SET search_path = pg_catalog, pgvision, pg_temp
 AS $fn$
 DECLARE
     typ text := CASE WHEN m.dims > 2000 OR m.quantization = 'halfvec' THEN '@extschema:vector@.halfvec'

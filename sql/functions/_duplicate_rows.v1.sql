@@ -18,7 +18,7 @@
 CREATE OR REPLACE FUNCTION pgvision._duplicate_rows(m pgvision.models, a_ids bigint[], b_ids bigint[])
 RETURNS SETOF pgvision.duplicate_hit
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
-SET search_path FROM CURRENT
+SET search_path = pg_catalog, pgvision, pg_temp
 AS $fn$
 DECLARE
     op text := CASE m.metric WHEN 'cosine' THEN 'OPERATOR(@extschema:vector@.<=>)'

@@ -6,15 +6,15 @@
 --   loader/pgvision/ingest/perceptual_hash.py for how the hashes are made).
 -- Arguments: the images.phash and images.phash_crops of two images.
 -- Metric: Hamming distance in bits, 0..64; 0 = the same hash. Re-encoding, resizing and
---   small brightness or contrast changes give 0-4; a crop of up to 10 % gives 0-8 against
---   the original's crops; two different photos 16 or more (docs/duplicates.md).
+--   small brightness or contrast changes give 0-4; a crop of up to 10 % 0-12 (median 6);
+--   the nearest different photos 10-34 (median 24) (bench/bench_duplicates.py, docs/duplicates.md).
 -- Returns: the distance; NULL when any argument is NULL (an image without hashes yet).
 -- Fails: 22026 (string_data_length_mismatch) when a hash has another length than bit(64) /
 --   bit(576).
 CREATE OR REPLACE FUNCTION pgvision._hash_distance(a_phash bit(64), a_crops bit(576), b_phash bit(64), b_crops bit(576))
 RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path FROM CURRENT
+SET search_path = pg_catalog, pgvision, pg_temp
 AS $fn$
     SELECT least(bit_count(a_phash # b_phash),
                  bit_count(a_phash # substring(b_crops FROM 1 FOR 64)::bit(64)),

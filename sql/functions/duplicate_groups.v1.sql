@@ -15,7 +15,7 @@
 --   tier               'same' (default) or 'similar'.
 --   model              image model name; NULL = the default image model.
 --   max_distance       embedding distance in the model's metric; NULL = the tier's default,
---                      measured for efficientnet-lite0 features (cosine distance: same 0.22,
+--                      measured for efficientnet-lite0 features (cosine distance: same 0.34,
 --                      similar 0.11; bench/bench_duplicates.py --calibrate, docs/duplicates.md).
 --                      Models with another metric must pass it.
 --   max_hash_distance  tier 'same': Hamming bits 0..64 (NULL = 12, measured as above).
@@ -34,7 +34,7 @@ CREATE OR REPLACE FUNCTION pgvision.duplicate_groups(
     max_hash_distance integer DEFAULT NULL)
 RETURNS SETOF pgvision.duplicate_hit
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
-SET search_path FROM CURRENT
+SET search_path = pg_catalog, pgvision, pg_temp
 AS $fn$
 DECLARE
     m pgvision.models := pgvision._resolve_model(model, 'image');
@@ -43,7 +43,7 @@ DECLARE
 BEGIN
     SELECT * INTO lim FROM pgvision._duplicate_limits(m, tier, max_distance, max_hash_distance);
     SELECT array_agg(p.a_id) AS a, array_agg(p.b_id) AS b INTO pairs
-    FROM pgvision._duplicate_pairs(m, tier, lim.max_distance_out, lim.max_hash_distance_out, 10) p;
+    FROM pgvision._duplicate_pairs(m, tier, lim.max_distance_out, lim.max_hash_distance_out, 20) p;
     RETURN QUERY SELECT * FROM pgvision._duplicate_rows(m, pairs.a, pairs.b);
 END
 $fn$;

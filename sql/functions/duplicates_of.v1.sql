@@ -21,7 +21,7 @@ CREATE OR REPLACE FUNCTION pgvision.duplicates_of(
     max_hash_distance integer DEFAULT NULL)
 RETURNS SETOF pgvision.duplicate_hit
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
-SET search_path FROM CURRENT
+SET search_path = pg_catalog, pgvision, pg_temp
 AS $fn$
 DECLARE
     m pgvision.models := pgvision._resolve_model(model, 'image');

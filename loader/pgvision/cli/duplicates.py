@@ -48,7 +48,7 @@ def format_groups(rows: list[dict]) -> str:
 @click.option("--model", metavar="NAME",
               help="Image model whose embeddings compare [default: the default image model].")
 @click.option("--max-distance", type=FiniteFloatRange(min=0), metavar="D",
-              help="Embedding distance limit in the model's metric [default: the tier's, same 0.22, similar 0.11 "
+              help="Embedding distance limit in the model's metric [default: the tier's, same 0.34, similar 0.11 "
                    "cosine distance; docs/duplicates.md].")
 @click.option("--max-hash-distance", type=click.IntRange(0, 64), metavar="BITS",
               help="Perceptual-hash limit for tier same, in bits of 64 [default: 12].")
