@@ -14,7 +14,9 @@ they come from (docs/benchmarks.md, sections 3 and 8; clustered
 2. **From 250,000 rows: m 32, ef_construction 128.** At 1M x 512 m 16 / ef_construction 64
    reach 0.95 only at ef_search 600-1,000 (101 QPS, p50 9.4 ms on 2 cores) and m 32 /
    ef_construction 128 at ef_search 60 (332 QPS, p50 2.9 ms), for 2.7x the build time and
-   the same index size. The boundary: the ef_search m 16 needs doubled from 100k to 200k
+   the same index size (``bench/bench_scale.py --rows 1000000``, one run each on an idle
+   2-core box, 2026-11-23: single runs, so the QPS ratio is indicative, not a measured
+   spread; docs/benchmarks.md). The boundary: the ef_search m 16 needs doubled from 100k to 200k
    rows (40 to 80), so past about 250k it would need more than 100; 250k-1M was not
    measured.
 3. **halfvec past a memory share**: when the full-precision graph
