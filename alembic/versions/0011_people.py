@@ -1,4 +1,4 @@
-"""people (placeholder: filled in by the people work; no schema change yet).
+"""people (reserved number: no schema change; the people schema is migration 0014).
 
 Revision ID: 0011
 Revises: 0010

@@ -1,4 +1,4 @@
-"""duplicates (placeholder: filled in by the duplicates work; no schema change yet).
+"""duplicates (reserved number: no schema change; the duplicates schema is migration 0015).
 
 Revision ID: 0012
 Revises: 0011
