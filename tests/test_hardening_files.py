@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 from click.testing import CliRunner
 from numpy.lib import format as npy_format
 
+from conftest import REPO
 from pgvision.cli import main
 
 
@@ -60,16 +65,23 @@ def test_a_wide_value_beyond_halfvec_range_is_one_line(tmp_path, database_url):
     assert "values beyond +-65,504, which the halfvec index of a 2001-d model cannot hold" in result.output
 
 
-def test_face_commands_name_the_faces_extra_for_any_missing_module(monkeypatch, tmp_path, database_url):
+def test_face_commands_name_the_faces_extra_for_any_missing_module(tmp_path, database_url):
     """Pillow belongs to pgvision[images], which pgvision[faces] includes: a face command
-    names the one extra that makes it work. (A migrated database of its own, so that the
-    answer does not depend on which server an earlier test left running.)"""
+    names the one extra that makes it work. The command runs in a fresh interpreter where
+    Pillow does not import (in this process earlier tests have imported it already), against
+    a migrated database of its own."""
     photo = tmp_path / "p.jpg"
     photo.write_bytes(b"\xff\xd8")
-    monkeypatch.setitem(__import__("sys").modules, "PIL", None)  # as if Pillow were not installed
-    monkeypatch.setitem(__import__("sys").modules, "PIL.Image", None)
-    result = CliRunner().invoke(main, ["identify", str(photo), "--database-url", database_url])
-    assert (result.exit_code, result.output) == (
+    code = (
+        "import sys; sys.modules['PIL'] = None; sys.modules['PIL.Image'] = None; "
+        "from pgvision.cli import main; main()"
+    )
+    env = dict(os.environ, PYTHONPATH=str(REPO / "loader"))
+    run = subprocess.run(
+        [sys.executable, "-c", code, "identify", str(photo), "--database-url", database_url],
+        env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert (run.returncode, run.stderr) == (
         1,
         "Error: this command needs Pillow, which is not installed: pip install 'pgvision[faces]'\n",
     )

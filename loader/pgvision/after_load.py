@@ -162,7 +162,9 @@ def finish_load(
         pgvision.errors.DatabaseUnreachable: the connection was lost; the ``loaded`` rows
             stay committed, a rerun builds the index.
     """
-    with connection_lost_guard(lambda: loaded, lambda: 0):
+    # One load's last step at a time (ddl.maintenance_lock): ANALYZE beside another load's
+    # concurrent index build on the same table deadlocks.
+    with connection_lost_guard(lambda: loaded, lambda: 0), ddl.maintenance_lock(conn):
         if changed:
             build_progress.analyze(conn, *tables)
         if not build_index:

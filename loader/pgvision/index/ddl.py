@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import psycopg
 from psycopg import sql
@@ -197,6 +198,39 @@ def set_index(
 
 #: First key of the advisory lock that serialises index builds of one model ('pgvi').
 INDEX_LOCK_CLASS = 0x70677669
+
+
+#: Second key of the advisory lock under which a load's last step runs (``ANALYZE``, the
+#: model's index, the collections' own indexes, the recall re-check): model ids start at 1,
+#: so 0 names "maintenance of pgvision's tables" as a whole.
+MAINTENANCE_KEY = 0
+
+
+@contextmanager
+def maintenance_lock(conn: psycopg.Connection, poll_seconds: float = 0.2) -> Iterator[None]:
+    """Hold the session advisory lock (:data:`INDEX_LOCK_CLASS`, :data:`MAINTENANCE_KEY`).
+
+    Two loads finishing together would otherwise run ``ANALYZE`` of a table beside the
+    other's ``CREATE INDEX CONCURRENTLY`` on it: the ``ANALYZE`` waits for the build's
+    SHARE UPDATE EXCLUSIVE lock while the build waits for the ``ANALYZE``'s transaction to
+    end, and PostgreSQL cancels one of them ("deadlock detected"; PostgreSQL docs,
+    "Building Indexes Concurrently": the build waits for every transaction that could use
+    the index). Polled with ``pg_try_advisory_lock`` between client-side sleeps, so no
+    waiting statement holds a snapshot the build would wait for. Session advisory locks
+    stack, so a holder may take it again. Waits as long as the other load's last step runs.
+    """
+    while not conn.execute(
+        "SELECT pg_try_advisory_lock(%s, %s)", (INDEX_LOCK_CLASS, MAINTENANCE_KEY)
+    ).fetchone()[0]:
+        time.sleep(poll_seconds)
+    try:
+        yield
+    finally:
+        if not conn.closed:
+            try:
+                conn.execute("SELECT pg_advisory_unlock(%s, %s)", (INDEX_LOCK_CLASS, MAINTENANCE_KEY))
+            except psycopg.Error:
+                pass  # the session is unusable; its end releases the lock
 
 
 #: Longest wait, in seconds, for another session's build of the same index (a large HNSW
