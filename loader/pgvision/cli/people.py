@@ -25,6 +25,21 @@ _CLUSTER_HELP = {
 }
 
 
+def cluster_options(command):
+    """The clustering options ``people cluster`` and ``eval cluster`` share (one declaration)."""
+    options = [
+        click.option("--max-distance", type=FiniteFloatRange(min=0, min_open=True), metavar="DIST",
+                     help=_CLUSTER_HELP["max_distance"]),
+        click.option("--min-faces", type=click.IntRange(1, 1000), default=3, show_default=True,
+                     help=_CLUSTER_HELP["min_faces"]),
+        click.option("--neighbours", type=click.IntRange(1, 1000), default=16, show_default=True,
+                     help=_CLUSTER_HELP["neighbours"]),
+    ]
+    for option in reversed(options):  # as if written top-down above the command
+        command = option(command)
+    return command
+
+
 def _name(name) -> str:
     return display(name) if name is not None else "(unnamed)"
 
@@ -52,15 +67,7 @@ def people() -> None:
     help="Cluster every automatic person again (named people and people with hand-placed faces keep "
     "their faces); default: only faces without a person (incremental).",
 )
-@click.option(
-    "--max-distance", type=FiniteFloatRange(min=0, min_open=True), metavar="DIST", help=_CLUSTER_HELP["max_distance"]
-)
-@click.option(
-    "--min-faces", type=click.IntRange(1, 1000), default=3, show_default=True, help=_CLUSTER_HELP["min_faces"]
-)
-@click.option(
-    "--neighbours", type=click.IntRange(1, 1000), default=16, show_default=True, help=_CLUSTER_HELP["neighbours"]
-)
+@cluster_options
 @click.option(
     "--batch-size",
     type=click.IntRange(1, 100000),
@@ -304,15 +311,7 @@ def people_ignore(faces, undo, database_url):
 @click.command("cluster")
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
 @face_model_options
-@click.option(
-    "--max-distance", type=FiniteFloatRange(min=0, min_open=True), metavar="DIST", help=_CLUSTER_HELP["max_distance"]
-)
-@click.option(
-    "--min-faces", type=click.IntRange(1, 1000), default=3, show_default=True, help=_CLUSTER_HELP["min_faces"]
-)
-@click.option(
-    "--neighbours", type=click.IntRange(1, 1000), default=16, show_default=True, help=_CLUSTER_HELP["neighbours"]
-)
+@cluster_options
 @click.option("--sweep", metavar="D1,D2,...", help="Also score a full pass at each of these max distances (the curve).")
 @click.option(
     "--plot",
