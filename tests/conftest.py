@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 
@@ -145,6 +146,9 @@ def server_conninfo():
 
     top = server_dir()
     data = top / "data"
+    # A run stopped with SIGTERM (a CI timeout, `kill`) ends like Ctrl-C, so pytest's
+    # teardown still stops this server and removes its folder.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     url = embedded.start(data)
     try:
         yield make_conninfo(url, dbname="postgres")

@@ -192,9 +192,10 @@ def check_data_dir(path: Path) -> None:
 
 
 def make_dirs(path: Path) -> None:
-    """Create ``path`` and its missing parents; only the parents created here get mode 0755
-    (so the server's user can enter them whatever the umask). Existing directories are left
-    exactly as they are.
+    """Create ``path`` and its missing parents. Existing directories are left exactly as they
+    are. When the server runs as another OS user (as root: ``embedded_postgres``), the
+    parents created here get mode 0755 so that user can enter them whatever the umask; run
+    as the server's own user, they keep the mode the umask gives.
 
     Raises:
         OSError: a directory cannot be created.
@@ -204,9 +205,10 @@ def make_dirs(path: Path) -> None:
     while not p.exists():
         missing.append(p)
         p = p.parent
+    other_user = server_user() is not None
     for p in reversed(missing):
         p.mkdir(exist_ok=True)
-        if p != path:
+        if other_user and p != path:
             p.chmod(0o755)
 
 
