@@ -200,6 +200,19 @@ def set_index(
 INDEX_LOCK_CLASS = 0x70677669
 
 
+def _poll_lock(conn: psycopg.Connection, key: int, poll_seconds: float, timeout_s: float) -> bool:
+    """Take the session advisory lock (:data:`INDEX_LOCK_CLASS`, ``key``) by polling
+    ``pg_try_advisory_lock`` between client-side sleeps (a waiting statement would hold a
+    snapshot that a concurrent index build waits for); False after ``timeout_s`` seconds."""
+    waited = 0.0
+    while not conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (INDEX_LOCK_CLASS, key)).fetchone()[0]:
+        if waited >= timeout_s:
+            return False
+        time.sleep(poll_seconds)
+        waited += poll_seconds
+    return True
+
+
 #: Second key of the advisory lock under which a load's last step runs (``ANALYZE``, the
 #: model's index, the collections' own indexes, the recall re-check): model ids start at 1,
 #: so 0 names "maintenance of pgvision's tables" as a whole.
@@ -219,10 +232,7 @@ def maintenance_lock(conn: psycopg.Connection, poll_seconds: float = 0.2) -> Ite
     waiting statement holds a snapshot the build would wait for. Session advisory locks
     stack, so a holder may take it again. Waits as long as the other load's last step runs.
     """
-    while not conn.execute(
-        "SELECT pg_try_advisory_lock(%s, %s)", (INDEX_LOCK_CLASS, MAINTENANCE_KEY)
-    ).fetchone()[0]:
-        time.sleep(poll_seconds)
+    _poll_lock(conn, MAINTENANCE_KEY, poll_seconds, math.inf)
     try:
         yield
     finally:
@@ -261,19 +271,15 @@ def ensure_index(conn: psycopg.Connection, model_id: int, poll_seconds: float = 
     A build warns first when the HNSW graph will not fit ``maintenance_work_mem``, shows a
     progress bar when ``progress``, and runs ANALYZE after (:func:`pgvision.index.build_progress.build`).
     """
-    waited = 0.0
-    while not conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (INDEX_LOCK_CLASS, model_id)).fetchone()[0]:
-        if waited >= timeout_s:
-            from pgvision.errors import LockTimeout
-            from pgvision.ingest.pg_copy import lock_holders
+    if not _poll_lock(conn, model_id, poll_seconds, timeout_s):
+        from pgvision.errors import LockTimeout
+        from pgvision.ingest.pg_copy import lock_holders
 
-            raise LockTimeout(
-                f"the index of model {model_id} has been locked for {timeout_s:g} s by "
-                f"{lock_holders(conn, INDEX_LOCK_CLASS, model_id)}: wait for that build to finish, or ask whoever "
-                "runs that pid (or a database admin) to end it, then run pgvision db index"
-            )
-        time.sleep(poll_seconds)
-        waited += poll_seconds
+        raise LockTimeout(
+            f"the index of model {model_id} has been locked for {timeout_s:g} s by "
+            f"{lock_holders(conn, INDEX_LOCK_CLASS, model_id)}: wait for that build to finish, or ask whoever "
+            "runs that pid (or a database admin) to end it, then run pgvision db index"
+        )
     try:
         return _ensure_index_locked(conn, model_id, progress)
     finally:
