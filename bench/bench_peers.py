@@ -174,33 +174,6 @@ def time_split(conn, raw_conn, api: str, raw: str, name: str, queries: np.ndarra
     return split
 
 
-def empty_answers(conn, api: str, name: str, x: np.ndarray, queries: np.ndarray, ef: int, reps: int) -> dict:
-    """p50 / p99 ms of search_images with a max_distance that no hit reaches, beside the same search without it."""
-    cut = min(1.0 - float(np.max(x @ q)) for q in queries) / 2
-    empty_sql = "SELECT image_id FROM pgvision.search_images(%s, 10, %s, ef_search => %s, max_distance => %s)"
-    runs = {
-        "full answer": (api, lambda q: (q, name, ef), K),
-        "empty answer (max_distance)": (empty_sql, lambda q: (q, name, ef, cut), 0),
-    }
-    lat: dict[str, list[float]] = {k: [] for k in runs}
-    for r in range(reps):
-        for key in list(runs) if r % 2 == 0 else list(runs)[::-1]:
-            statement, args, rows = runs[key]
-            for q in queries:
-                t = time.perf_counter()
-                got = conn.execute(statement, args(q)).fetchall()
-                lat[key].append((time.perf_counter() - t) * 1000)
-                assert len(got) == rows, (key, len(got))
-    out = {k: {"p50_ms": common.percentile(v, 50), "p99_ms": common.percentile(v, 99)} for k, v in lat.items()}
-    common.print_table(
-        [f"search_images at ef_search {ef}", "p50 ms", "p99 ms"],
-        [[k, v["p50_ms"], v["p99_ms"]] for k, v in out.items()],
-        title=f"empty answers (max_distance {cut:.4f}, below every query's nearest distance)",
-    )
-    out["max_distance"] = cut
-    return out
-
-
 def run(a) -> dict:
     n, dims = a.rows, a.dims
     x = common.normalize(common.clustered(n + a.queries, dims, 1000, seed=n))
@@ -277,7 +250,7 @@ def run(a) -> dict:
         res["equal_recall"] = equal_recall(res["sweep"], list(methods))
         ef95 = (res["equal_recall"][0.95]["raw SQL"] or {"ef": a.ef[-1]})["ef"]
         res["time_split"] = time_split(conn, raw_conn, api, raw, name, queries, ef95)
-        res["empty"] = empty_answers(conn, api, name, x, queries, ef95, a.reps)
+        res["empty"] = common.empty_answers(conn, api, name, x, queries, ef95, a.reps)
         raw_conn.close()
         conn.close()
     return res

@@ -6,7 +6,8 @@ Both sets go in through pgvision's own path: images through ``vector_load.load_v
 writes). Then the model's HNSW index is built (m 16, ef_construction 64) and timed.
 
 Images (clustered synthetic vectors, ``common.clustered``, 1,000 clusters), for each
-``--quantization`` (none, halfvec, binary: the index rebuilt by ``ddl.set_index``):
+``--quantization`` (auto: the shape a load chooses by size; none, halfvec, binary: the
+index rebuilt by ``ddl.set_index``):
 
 * ef_search chosen by ``recall_target.choose_setting`` (target 0.95, what ``db index``
   applies from 10k rows) and the recall@10 it measured on stored vectors;
@@ -15,7 +16,9 @@ Images (clustered synthetic vectors, ``common.clustered``, 1,000 clusters), for 
   ``ORDER BY embedding::vector(512) <=> q LIMIT 10`` at the same ef_search (ids only), of
   the same raw query joined to ``images`` for the uri and label that
   search_images returns ("raw + images": like for like), and numpy brute force over the
-  matrix in memory.
+  matrix in memory;
+* empty answers: ``search_images`` with a ``max_distance`` below every query's nearest
+  distance beside the same search without it, p99 ratio (``common.empty_answers``).
 
 Faces (families of 5 look-alike people, 1..19 photos each, ``families()`` below):
 
@@ -33,6 +36,8 @@ Prints the server's memory settings with every run. Example::
     .venv/bin/python bench/bench_scale.py --rows 100000 --faces 100000
     .venv/bin/python bench/bench_scale.py --rows 100000 --faces 0 --quantization none halfvec binary
     .venv/bin/python bench/bench_scale.py --rows 0 --faces 1000000      # faces only, long
+    .venv/bin/python bench/bench_scale.py --rows 1000000 --faces 0 --quantization auto none binary \
+        --m 16 --ef-construction 64     # the default path beside pgvector's defaults and binary
 """
 
 from __future__ import annotations
@@ -137,8 +142,12 @@ def run_images(url: str, n: int, a) -> list[dict]:
 def measure_images(url, conn, name, model, x, queries, truth, row_of, quantization, a) -> dict:
     n, dims = x.shape
     conn.execute("CHECKPOINT")
+    qz_sql = get_model(conn, name)["quantization"] if quantization == "auto" else quantization
     t = time.perf_counter()
-    index = ddl.set_index(conn, name, quantization=quantization, m=a.m, ef_construction=a.ef_construction)
+    if quantization == "auto":  # what a load builds: the shape chosen by size (pgvision.index.shape)
+        index = ddl.set_index(conn, name)
+    else:
+        index = ddl.set_index(conn, name, quantization=quantization, m=a.m, ef_construction=a.ef_construction)
     build_s = time.perf_counter() - t
     built = get_model(conn, name)
     t = time.perf_counter()
@@ -151,8 +160,8 @@ def measure_images(url, conn, name, model, x, queries, truth, row_of, quantizati
                     {"pgvision.search_images(": "bench_prev.search_images_v2(",
                      "search_images.label": "search_images_v2.label"})
     api_v2 = "SELECT image_id FROM bench_prev.search_images_v2(%s, 10, %s)"
-    raw = raw_sql(model["model_id"], dims, quantization)
-    raw_args = (lambda q: {"q": q, "ef": ef}) if quantization == "binary" else (lambda q: (q,))
+    raw = raw_sql(model["model_id"], dims, qz_sql)
+    raw_args = (lambda q: {"q": q, "ef": ef}) if qz_sql == "binary" else (lambda q: (q,))
     # what search_images returns besides the id: the same raw query, joined to images
     raw_images = (f"SELECT c.image_id, i.uri, i.label FROM ({raw}) c "
                   "JOIN pgvision.images i ON i.image_id = c.image_id")
@@ -205,7 +214,13 @@ def measure_images(url, conn, name, model, x, queries, truth, row_of, quantizati
     out["api_v2_vs_raw_qps"] = out["api_v2"]["qps"] / out["raw"]["qps"]
     out["api_vs_raw_images_qps"] = out["api"]["qps"] / out["raw_images"]["qps"]
     out["api_vs_raw_by_rep"] = [r["api"] / r["raw"] for r in per_rep]
-    print(f"  images {n:,} x {dims}, quantization {quantization}, "
+    out["shape"] = {"m": built["hnsw_m"], "ef_construction": built["hnsw_ef_construction"],
+                    "quantization": built["quantization"], "index_shape": built["index_shape"]}
+    full = "SELECT image_id FROM pgvision.search_images(%s, 10, %s, ef_search => %s)"
+    out["empty"] = common.empty_answers(conn, full, name, x, queries, ef, a.reps)
+    out["empty_vs_full_p99"] = (out["empty"]["empty answer (max_distance)"]["p99_ms"]
+                                / out["empty"]["full answer"]["p99_ms"])
+    print(f"  images {n:,} x {dims}, quantization {quantization} ({built['quantization']}, {built['index_shape']}), "
           f"m {built['hnsw_m']} / ef_construction {built['hnsw_ef_construction']}: build {build_s:.1f} s, "
           f"index {out['index_mb']:.0f} MB, "
           f"ef_search {ef} (stored recall {choice.recall:.3f}, tried {choice.tried}, {choose_s:.1f} s); "
@@ -215,7 +230,8 @@ def measure_images(url, conn, name, model, x, queries, truth, row_of, quantizati
           f"api/raw {out['api_vs_raw_qps']:.2f}x (by round {', '.join(f'{v:.2f}' for v in out['api_vs_raw_by_rep'])}); "
           f"search_images v2 {out['api_v2']['qps']:.0f} QPS (recall {out['api_v2_recall']:.3f}), "
           f"v2/raw {out['api_v2_vs_raw_qps']:.2f}x; raw + images {out['raw_images']['qps']:.0f} QPS, "
-          f"api/(raw + images) {out['api_vs_raw_images_qps']:.2f}x", flush=True)
+          f"api/(raw + images) {out['api_vs_raw_images_qps']:.2f}x; empty answers p99 "
+          f"{out['empty_vs_full_p99']:.2f}x a full answer's", flush=True)
     raw_conn.close()
     return out
 
@@ -355,8 +371,10 @@ def main() -> None:
     ap.add_argument("--identify-variants", nargs="*", choices=["v4", "v5_d100"], default=["v4", "v5_d100"],
                     help="identify versions timed beside v5 in the same run: v4 (0006), v5 with photo depth "
                          "100 (default both)")
-    ap.add_argument("--quantization", nargs="+", choices=["none", "halfvec", "binary"], default=["none"],
-                    help="image index quantizations measured, one build each (default none)")
+    ap.add_argument("--quantization", nargs="+", choices=["auto", "none", "halfvec", "binary"], default=["none"],
+                    help="image index quantizations measured, one build each in this order; auto = what a "
+                         "load builds (shape and quantization chosen by size, --m / --ef-construction ignored) "
+                         "(default none)")
     ap.add_argument("--m", type=int, default=None, help="images' HNSW m (default: the model's, 16)")
     ap.add_argument("--ef-construction", type=int, default=None,
                     help="images' HNSW ef_construction (default: the model's, 64)")

@@ -417,3 +417,40 @@ def face_descriptors(root: Path, augment: str = "none") -> tuple[np.ndarray, np.
     OUT.mkdir(parents=True, exist_ok=True)
     np.savez(cache, names=out[0], emb=out[1], has=out[2])
     return out
+
+
+def empty_answers(conn, api: str, name: str, x: np.ndarray, queries: np.ndarray, ef: int, reps: int,
+                  k: int = 10) -> dict:
+    """p50 / p99 ms of search_images with a max_distance that no hit reaches, beside the same search without it.
+
+    Args:
+        api: the full search, ``search_images(q, k, model, ef_search => ef)``'s statement with
+            three parameters; x: the stored unit vectors (n, d) float32; queries: (q, d) float32;
+            reps: interleaved rounds (order reversed every other round).
+
+    Returns:
+        {"full answer": {p50_ms, p99_ms}, "empty answer (max_distance)": {...}, "max_distance"}.
+    """
+    cut = min(1.0 - float(np.max(x @ q)) for q in queries) / 2
+    empty_sql = "SELECT image_id FROM pgvision.search_images(%s, 10, %s, ef_search => %s, max_distance => %s)"
+    runs = {
+        "full answer": (api, lambda q: (q, name, ef), k),
+        "empty answer (max_distance)": (empty_sql, lambda q: (q, name, ef, cut), 0),
+    }
+    lat: dict[str, list[float]] = {k: [] for k in runs}
+    for r in range(reps):
+        for key in list(runs) if r % 2 == 0 else list(runs)[::-1]:
+            statement, args, rows = runs[key]
+            for q in queries:
+                t = time.perf_counter()
+                got = conn.execute(statement, args(q)).fetchall()
+                lat[key].append((time.perf_counter() - t) * 1000)
+                assert len(got) == rows, (key, len(got))
+    out = {k: {"p50_ms": percentile(v, 50), "p99_ms": percentile(v, 99)} for k, v in lat.items()}
+    print_table(
+        [f"search_images at ef_search {ef}", "p50 ms", "p99 ms"],
+        [[k, v["p50_ms"], v["p99_ms"]] for k, v in out.items()],
+        title=f"empty answers (max_distance {cut:.4f}, below every query's nearest distance)",
+    )
+    out["max_distance"] = cut
+    return out

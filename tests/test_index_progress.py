@@ -65,15 +65,33 @@ def test_memory_warning_names_the_need_and_the_fix(conn):
     assert build_progress.memory_warning(conn, {**model, "index_method": "ivfflat"}, 1_000_000) is None
 
 
-def test_ensure_index_warns_before_a_graph_that_does_not_fit(conn, caplog):
+def test_ensure_index_raises_the_build_memory_when_the_server_has_it(conn, caplog):
+    """A graph that outgrows the session's maintenance_work_mem is built with the memory it
+    needs (pgvector then never falls back to inserting on disk), and the session's value is
+    put back after the build."""
     add_images(conn, "tiny", [(f"t{i}", None, [float(i), 1.0]) for i in range(3)])
     add_images(conn, "many", [(f"m{i}", None, [float(i), 1.0]) for i in range(2000)])
     conn.execute("SET maintenance_work_mem = '1MB'")
-    with caplog.at_level("WARNING", logger="pgvision.index.build_progress"):
+    notices: list[str] = []
+    conn.add_notice_handler(lambda d: notices.append(d.message_primary))
+    with caplog.at_level("INFO", logger="pgvision.index.build_progress"):
         assert ensure_index(conn, 1) == "image_embeddings_model_1_hnsw"
         assert caplog.messages == []  # 3 x 674 bytes fit in 1MB
         assert ensure_index(conn, 2) == "image_embeddings_model_2_hnsw"
-    # 2000 x (112 + 8 + 2 x 4 + 546.13) = 1,348,266 bytes = 1.29 MB
+    # 2000 x (112 + 8 + 2 x 4 + 546.13) = 1,348,266 bytes = 1.29 MB, rounded up to 2 MB
+    assert caplog.messages == ["maintenance_work_mem raised to 2 MB for this build (graph of 2000 x 2, m 16)"]
+    assert not [n for n in notices if "no longer fits" in n], notices
+    assert conn.execute("SHOW maintenance_work_mem").fetchone()[0] == "1MB"
+
+
+def test_ensure_index_warns_before_a_graph_that_does_not_fit(conn, caplog):
+    """When the server's memory (effective_cache_size x 4/3, less shared_buffers) has no room
+    for the graph, the build keeps the setting and says so, with the fix."""
+    add_images(conn, "many", [(f"m{i}", None, [float(i), 1.0]) for i in range(2000)])
+    conn.execute("SET maintenance_work_mem = '1MB'")
+    conn.execute("SET effective_cache_size = '8kB'")  # a server with no memory to spare
+    with caplog.at_level("INFO", logger="pgvision.index.build_progress"):
+        assert ensure_index(conn, 1) == "image_embeddings_model_1_hnsw"
     assert caplog.messages == [
         "the HNSW graph of 'many' (2000 x 2, m 16) needs about 1.3 MB but maintenance_work_mem is 1MB: the build "
         "will be much slower; fix: pgvision db tune (sizes the server to its machine), or SET maintenance_work_mem "

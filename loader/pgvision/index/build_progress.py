@@ -2,7 +2,9 @@
 
 - :func:`hnsw_graph_bytes` estimates the in-memory HNSW graph pgvector builds (it is fast
   only while the graph fits ``maintenance_work_mem``: pgvector README, "Index Build Time");
-  :func:`memory_warning` turns a graph that will not fit into one line with the fix.
+  :func:`build_memory` raises the building session's ``maintenance_work_mem`` to the graph's
+  size when the server's memory allows it, and :func:`memory_warning` turns a graph that
+  still will not fit into one line with the fix.
 - :class:`ProgressWatcher` polls ``pg_stat_progress_create_index`` (PostgreSQL docs,
   "Progress Reporting") from a second connection while the build runs on the first, and
   shows phase and tuples done / total in a tqdm bar.
@@ -37,6 +39,11 @@ ELEMENT_OVERHEAD = 112
 #: flag, padded) and of a neighbour array header.
 CANDIDATE_BYTES = 16
 ARRAY_HEADER = 16
+#: ``effective_cache_size`` is 3/4 of the machine's memory after ``pgvision db tune`` (pgtune).
+CACHE_SHARE_OF_MEMORY = 0.75
+#: Share of the memory left beside ``shared_buffers`` that one build may take for its graph
+#: (:func:`build_memory`): the OS page cache keeps the table the build reads and the rest.
+BUILD_MEMORY_SHARE = 0.25
 
 
 def hnsw_graph_bytes(rows: int, dims: int, m: int, *, halfvec: bool = False) -> int:
@@ -66,6 +73,53 @@ def _setting_bytes(conn: psycopg.Connection, name: str) -> int:
     setting, unit = conn.execute("SELECT setting, unit FROM pg_settings WHERE name = %s", (name,)).fetchone()
     units = {"kB": 1024, "8kB": 8192, "MB": 1024 * 1024, "B": 1, None: 1}
     return int(setting) * units.get(unit, 1)
+
+
+def server_memory_bytes(conn: psycopg.Connection) -> int:
+    """The database server's memory as its settings tell it: ``effective_cache_size`` x 4/3 (bytes)."""
+    return int(_setting_bytes(conn, "effective_cache_size") / CACHE_SHARE_OF_MEMORY)
+
+
+def build_memory(conn: psycopg.Connection, model: dict[str, Any], rows: int) -> int | None:
+    """Raise this session's ``maintenance_work_mem`` so the HNSW graph fits, when memory allows.
+
+    pgvector builds fast only while the graph fits ``maintenance_work_mem`` (README, "Index
+    Build Time"; past it the rest is inserted on disk). A tuned server gives it RAM/8
+    (:mod:`pgvision.server.tuning`), which 1M x 512 at m 32 (about 3.0 GB) just outgrows
+    on 24 GB. The session value is raised to the graph's estimate (:func:`hnsw_graph_bytes`,
+    rounded up to a MB) when that is at most :data:`BUILD_MEMORY_SHARE` of the memory beside
+    ``shared_buffers`` (:func:`server_memory_bytes`); otherwise it is left for
+    :func:`memory_warning` to report. Call :func:`restore_memory` with the result after.
+
+    Args:
+        conn: the connection that will build; model: registry row; rows: vectors to index.
+
+    Returns:
+        The previous session value in bytes when it was raised, else None.
+    """
+    if model["index_method"] != "hnsw" or rows == 0:
+        return None
+    halfvec = model["dims"] > 2000 or model.get("quantization") == "halfvec"
+    need = hnsw_graph_bytes(rows, model["dims"], model["hnsw_m"], halfvec=halfvec)
+    have = _setting_bytes(conn, "maintenance_work_mem")
+    budget = BUILD_MEMORY_SHARE * (server_memory_bytes(conn) - _setting_bytes(conn, "shared_buffers"))
+    if need <= have or need > budget:
+        return None
+    mb = 1024 * 1024
+    conn.execute("SELECT set_config('maintenance_work_mem', %s, false)", (f"{-(-need // mb)}MB",))
+    log.info("maintenance_work_mem raised to %s MB for this build (graph of %s x %s, m %s)",
+             -(-need // mb), rows, model["dims"], model["hnsw_m"])
+    return have
+
+
+def restore_memory(conn: psycopg.Connection, previous: int | None) -> None:
+    """Put back the ``maintenance_work_mem`` that :func:`build_memory` raised (no-op for None).
+
+    In a failed transaction nothing is run: its rollback undoes the raise (a ``SET`` is transactional).
+    """
+    failed = conn.closed or conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR
+    if previous is not None and not failed:
+        conn.execute("SELECT set_config('maintenance_work_mem', %s, false)", (f"{previous // 1024}kB",))
 
 
 def memory_warning(conn: psycopg.Connection, model: dict[str, Any], rows: int) -> str | None:
@@ -185,7 +239,7 @@ class ProgressWatcher:
 def build(conn: psycopg.Connection, model: dict[str, Any], ddl: sql.Composable, *, rows: int,
           progress: bool = False, on_progress: Callable[[dict[str, Any]], None] | None = None,
           poll_seconds: float = 0.5) -> float:
-    """Run a model's ``CREATE INDEX``: memory check first, progress while it runs, ANALYZE after.
+    """Run a model's ``CREATE INDEX``: memory raised or checked first, progress while it runs, ANALYZE after.
 
     Args:
         conn: building connection; model: registry row; ddl: from ``indexes.index_ddl``.
@@ -195,13 +249,17 @@ def build(conn: psycopg.Connection, model: dict[str, Any], ddl: sql.Composable, 
     Returns:
         Build seconds (wall clock, the ``CREATE INDEX`` alone).
     """
+    previous = build_memory(conn, model, rows)
     warning = memory_warning(conn, model, rows)
     if warning:
         log.warning(warning)
     t = time.perf_counter()
-    with ProgressWatcher(conn, show=progress, on_progress=on_progress, poll_seconds=poll_seconds,
-                         desc=f"indexing {model['name']}", rows=rows):
-        conn.execute(ddl)
+    try:
+        with ProgressWatcher(conn, show=progress, on_progress=on_progress, poll_seconds=poll_seconds,
+                             desc=f"indexing {model['name']}", rows=rows):
+            conn.execute(ddl)
+    finally:
+        restore_memory(conn, previous)
     seconds = time.perf_counter() - t
     analyze(conn, embeddings_table(model["kind"]))
     return seconds

@@ -41,7 +41,7 @@ from typing import Any
 
 import psycopg
 
-from pgvision.index.build_progress import hnsw_graph_bytes
+from pgvision.index.build_progress import hnsw_graph_bytes, server_memory_bytes
 
 #: Rows from which an automatic HNSW index is built with :data:`DENSE` (rule 2 above).
 DENSE_FROM_ROWS = 250_000
@@ -50,8 +50,6 @@ SPARSE = (16, 64)
 DENSE = (32, 128)
 #: Share of the server's memory above which the full-precision graph is built as halfvec.
 HALFVEC_MEMORY_SHARE = 0.25
-#: ``effective_cache_size`` is 3/4 of the machine's memory after ``pgvision db tune``.
-CACHE_SHARE_OF_MEMORY = 0.75
 #: Dimensions above which every index is halfvec anyway (:data:`pgvision.index.ddl.HALFVEC_ABOVE`).
 _HALFVEC_ABOVE = 2000
 
@@ -111,15 +109,6 @@ def choose_shape(rows: int, dims: int, memory_bytes: int) -> IndexShape:
         "none",
         reason + f"; graph {graph / gb:.1f} GB <= {share}: full precision",
     )
-
-
-def server_memory_bytes(conn: psycopg.Connection) -> int:
-    """The database server's memory as its settings tell it: ``effective_cache_size`` x 4/3 (bytes)."""
-    setting, unit = conn.execute(
-        "SELECT setting, unit FROM pg_settings WHERE name = 'effective_cache_size'"
-    ).fetchone()
-    units = {"8kB": 8192, "kB": 1024, "MB": 1024 * 1024, "B": 1}
-    return int(int(setting) * units.get(unit, 8192) / CACHE_SHARE_OF_MEMORY)
 
 
 def apply_auto_shape(
