@@ -11,9 +11,10 @@ at a time, as an application asks. ``faiss-cpu`` and ``hnswlib`` are benchmark-o
 * pgvision: the vectors through ``pg_copy`` (pgvision's COPY), the index built by
   ``ddl.ensure_index`` as a load builds it, i.e. with the shape the row count calls for
   (``pgvision.index.shape``: m 16 / ef_construction 64 below 250k rows, m 32 / 128 from
-  there), one build process (``max_parallel_maintenance_workers = 0``) and
-  ``maintenance_work_mem`` large enough for the graph; the peers get the same m and
-  ef_construction and one thread.
+  there), one build process (``max_parallel_maintenance_workers = 0``; ``--build-threads``
+  N: the leader and N - 1 workers) and ``maintenance_work_mem`` large enough for the
+  graph; the peers get the same m and ef_construction and as many build threads; every
+  search runs on one thread.
 * For each ef_search (efSearch, ef) in ``--ef``: recall@10 (share of the true top-10 ids,
   numpy exact) and QPS, median of ``--reps`` interleaved rounds; then each method's QPS at
   the smallest ef reaching recall 0.95 and 0.99 ("QPS at equal recall").
@@ -73,25 +74,26 @@ def recall_at_k(got: list[list[int]], truth: list[set[int]]) -> float:
     return float(np.mean([len(set(g) & t) / K for g, t in zip(got, truth, strict=True)]))
 
 
-def build_peers(x: np.ndarray, m: int, efc: int) -> tuple[object, object, dict[str, float]]:
-    """FAISS IndexHNSWFlat (inner product on unit vectors) and hnswlib (cosine), one thread each.
+def build_peers(x: np.ndarray, m: int, efc: int, threads: int = 1) -> tuple[object, object, dict[str, float]]:
+    """FAISS IndexHNSWFlat (inner product on unit vectors) and hnswlib (cosine), ``threads`` build threads each.
 
-    Returns (faiss index, hnswlib index, {name: build seconds}).
+    Returns (faiss index, hnswlib index, {name: build seconds}); FAISS is left at one thread for the searches.
     """
     import faiss
     import hnswlib
 
-    faiss.omp_set_num_threads(1)
+    faiss.omp_set_num_threads(threads)
     n, dims = x.shape
     t = time.perf_counter()
     fi = faiss.IndexHNSWFlat(dims, m, faiss.METRIC_INNER_PRODUCT)
     fi.hnsw.efConstruction = efc
     fi.add(x)
     build = {"faiss": time.perf_counter() - t}
+    faiss.omp_set_num_threads(1)
     t = time.perf_counter()
     hi = hnswlib.Index(space="cosine", dim=dims)
     hi.init_index(max_elements=n, M=m, ef_construction=efc, random_seed=0)
-    hi.add_items(x, np.arange(n), num_threads=1)
+    hi.add_items(x, np.arange(n), num_threads=threads)
     build["hnswlib"] = time.perf_counter() - t
     return fi, hi, build
 
@@ -185,7 +187,8 @@ def run(a) -> dict:
         common.print_machine(info := common.machine(conn))
         res["machine"] = info
         conn.execute("SET max_parallel_workers_per_gather = 0")
-        conn.execute("SET max_parallel_maintenance_workers = 0")  # one build process, as the peers' one thread
+        # build processes: the leader and threads - 1 workers, as the peers' threads
+        conn.execute(f"SET max_parallel_maintenance_workers = {a.build_threads - 1}")
         conn.execute(f"SET maintenance_work_mem = '{a.maintenance_work_mem}'")
         name = f"peers-{n}"
         model, row_of, load_s = load_pgvision(conn, name, x)
@@ -200,7 +203,7 @@ def run(a) -> dict:
             f"quantization {model['quantization']}) built in {pg_build:.1f} s",
             flush=True,
         )
-        fi, hi, build = build_peers(x, m, efc)
+        fi, hi, build = build_peers(x, m, efc, a.build_threads)
         build = {"pgvision": pg_build, **build}
         pg_bytes = conn.execute("SELECT pg_relation_size(%s::regclass)", (f"pgvision.{index}",)).fetchone()[0]
         import faiss
@@ -268,6 +271,9 @@ def main() -> None:
         default=[10, 20, 40, 80, 160, 320],
         help="ef_search / efSearch / ef values swept (default 10 20 40 80 160 320)",
     )
+    ap.add_argument("--build-threads", type=int, default=1,
+                    help="threads of every build (PostgreSQL: the leader and N - 1 parallel workers); the searches "
+                         "use one (default 1)")
     ap.add_argument("--maintenance-work-mem", default="2GB", help="for pgvision's build (default 2GB)")
     ap.add_argument("--out", default=None, help="results file name (default peers_<rows>)")
     common.add_server_args(ap)
