@@ -12,13 +12,14 @@ they come from (docs/benchmarks.md, sections 3 and 8; clustered
    (held out 0.98) and 80 at 200k x 512 (0.928 at 40, 0.948 at 60, 0.958 at 80; held out
    0.973); they build 2.7x faster than the denser graph.
 2. **From 250,000 rows: m 32, ef_construction 128.** At 1M x 512 m 16 / ef_construction 64
-   reach 0.95 only at ef_search 600-1,000 (101 QPS, p50 9.4 ms on 2 cores) and m 32 /
-   ef_construction 128 at ef_search 60 (332 QPS, p50 2.9 ms), for 2.7x the build time and
-   the same index size (``bench/bench_scale.py --rows 1000000``, one run each on an idle
-   2-core box, 2026-11-23: single runs, so the QPS ratio is indicative, not a measured
-   spread; docs/benchmarks.md). The boundary: the ef_search m 16 needs doubled from 100k to 200k
-   rows (40 to 80), so past about 250k it would need more than 100; 250k-1M was not
-   measured.
+   stop at recall@10 0.951 held out at ef_search 1,000, pgvector's maximum (155 QPS, p50
+   6.2 ms on 2 cores), where m 32 / ef_construction 128 reach 0.957 at ef_search 60 (370
+   QPS, p50 2.4 ms), for 2.4x the build time (663 s vs 274 s) and the same index size
+   (``bench/bench_scale.py --rows 1000000 --faces 0 --quantization auto none binary --m 16
+   --ef-construction 64``, one run on an idle 2-core box, 3 interleaved rounds;
+   docs/benchmarks.md section 8). The boundary: the ef_search m 16 needs doubled from 100k
+   to 200k rows (40 to 80), so past about 250k it would need more than 100; 250k-1M was
+   not measured.
 3. **halfvec past a memory share**: when the full-precision graph
    (:func:`pgvision.index.build_progress.hnsw_graph_bytes`, about 2.6 KB a 512-d vector at
    m 16) exceeds :data:`HALFVEC_MEMORY_SHARE` (a quarter) of the server's memory, the index
