@@ -11,7 +11,7 @@ median ratio over ``--reps`` rounds is printed:
 
 * ``raw``: the query itself (prepared by psycopg after 5 runs), ids only;
 * ``raw + images``: the same joined to ``images`` for the uri and label search_images returns;
-* ``search_images v4``: the API (0009): design C below, generated into search_images by
+* ``search_images``: the API as installed (design C below since 0009), generated into search_images by
   the models trigger, plus the order of ties by image_id;
 * ``search_images v3``: the previous API (0007, installed beside it as
   ``designs.search_images_v3``): ``_resolve_model``, ``_check_query``, then ``_ann``'s
@@ -204,7 +204,7 @@ def main() -> None:
             "raw (ids)": raw,
             "raw + images": (f"SELECT c.image_id, i.uri, i.label FROM ({raw}) c "
                              "JOIN pgvision.images i ON i.image_id = c.image_id"),
-            "search_images v4 (the API)": api.format("pgvision.search_images"),
+            "search_images (the API, as installed)": api.format("pgvision.search_images"),
             "search_images v3 (0007)": api.format("designs.search_images_v3"),
             "B: v3, lookup + checks inlined": api.format("designs.b"),
             "C: one layer, generic plan": api.format("designs.c"),
@@ -216,7 +216,7 @@ def main() -> None:
             "F, all columns": "SELECT * FROM designs.f(%s, 10, 'designs')",
             "G: LANGUAGE sql, plan-cached, SET clauses": api.format("designs.g"),
             "G, all columns": "SELECT * FROM designs.g(%s, 10, 'designs')",
-            "search_images v4, all columns": "SELECT * FROM pgvision.search_images(%s, 10, 'designs')",
+            "search_images, all columns": "SELECT * FROM pgvision.search_images(%s, 10, 'designs')",
         }
         want = [r[0] for r in conn.execute(raw, (queries[0],))]
         for name, sql in variants.items():
