@@ -84,6 +84,15 @@ def test_ensure_index_raises_the_build_memory_when_the_server_has_it(conn, caplo
     assert conn.execute("SHOW maintenance_work_mem").fetchone()[0] == "1MB"
 
 
+def test_build_budget_by_hand():
+    gb = 1024**3
+    # 24 GB declared, shared_buffers 6 GB: a quarter of the 18 GB beside them
+    assert build_progress.build_budget(24 * gb, 6 * gb, declared=True) == int(4.5 * gb)
+    # PostgreSQL's built-in effective_cache_size says nothing of the machine: never raise
+    assert build_progress.build_budget(24 * gb, 6 * gb, declared=False) == 0
+    assert build_progress.build_budget(1 * gb, 6 * gb, declared=True) == 0
+
+
 def test_ensure_index_warns_before_a_graph_that_does_not_fit(conn, caplog):
     """When the server's memory (effective_cache_size x 4/3, less shared_buffers) has no room
     for the graph, the build keeps the setting and says so, with the fix."""

@@ -80,6 +80,24 @@ def server_memory_bytes(conn: psycopg.Connection) -> int:
     return int(_setting_bytes(conn, "effective_cache_size") / CACHE_SHARE_OF_MEMORY)
 
 
+def build_budget(memory_bytes: int, shared_buffers_bytes: int, *, declared: bool) -> int:
+    """Bytes one index build may take for its graph: :data:`BUILD_MEMORY_SHARE` of the memory beside shared_buffers.
+
+    Args:
+        memory_bytes: the server's memory (:func:`server_memory_bytes`).
+        shared_buffers_bytes: its ``shared_buffers``.
+        declared: ``effective_cache_size`` was set (by ``pgvision db tune``, a configuration
+            file or the session), not PostgreSQL's built-in 4GB. An undeclared value says
+            nothing of the machine, so the budget is 0: the setting is never raised on a guess.
+
+    Returns:
+        Bytes (>= 0).
+    """
+    if not declared:
+        return 0
+    return max(0, int(BUILD_MEMORY_SHARE * (memory_bytes - shared_buffers_bytes)))
+
+
 def build_memory(conn: psycopg.Connection, model: dict[str, Any], rows: int) -> int | None:
     """Raise this session's ``maintenance_work_mem`` so the HNSW graph fits, when memory allows.
 
@@ -87,9 +105,9 @@ def build_memory(conn: psycopg.Connection, model: dict[str, Any], rows: int) -> 
     Build Time"; past it the rest is inserted on disk). A tuned server gives it RAM/8
     (:mod:`pgvision.server.tuning`), which 1M x 512 at m 32 (about 3.0 GB) just outgrows
     on 24 GB. The session value is raised to the graph's estimate (:func:`hnsw_graph_bytes`,
-    rounded up to a MB) when that is at most :data:`BUILD_MEMORY_SHARE` of the memory beside
-    ``shared_buffers`` (:func:`server_memory_bytes`); otherwise it is left for
-    :func:`memory_warning` to report. Call :func:`restore_memory` with the result after.
+    rounded up to a MB) when that fits :func:`build_budget` (a quarter of the memory beside
+    ``shared_buffers``, and only on a server whose memory was declared); otherwise it is
+    left for :func:`memory_warning` to report. Call :func:`restore_memory` with the result after.
 
     Args:
         conn: the connection that will build; model: registry row; rows: vectors to index.
@@ -102,7 +120,10 @@ def build_memory(conn: psycopg.Connection, model: dict[str, Any], rows: int) -> 
     halfvec = model["dims"] > 2000 or model.get("quantization") == "halfvec"
     need = hnsw_graph_bytes(rows, model["dims"], model["hnsw_m"], halfvec=halfvec)
     have = _setting_bytes(conn, "maintenance_work_mem")
-    budget = BUILD_MEMORY_SHARE * (server_memory_bytes(conn) - _setting_bytes(conn, "shared_buffers"))
+    declared = conn.execute(
+        "SELECT source <> 'default' FROM pg_settings WHERE name = 'effective_cache_size'"
+    ).fetchone()[0]
+    budget = build_budget(server_memory_bytes(conn), _setting_bytes(conn, "shared_buffers"), declared=declared)
     if need <= have or need > budget:
         return None
     mb = 1024 * 1024
