@@ -75,6 +75,14 @@ def _setting_bytes(conn: psycopg.Connection, name: str) -> int:
     return int(setting) * units.get(unit, 1)
 
 
+def _graph_need(model: dict[str, Any], rows: int) -> int | None:
+    """Bytes of the model's HNSW graph for ``rows`` vectors (:func:`hnsw_graph_bytes`); None for no HNSW build."""
+    if model["index_method"] != "hnsw" or rows == 0:
+        return None
+    halfvec = model["dims"] > 2000 or model.get("quantization") == "halfvec"
+    return hnsw_graph_bytes(rows, model["dims"], model["hnsw_m"], halfvec=halfvec)
+
+
 def server_memory_bytes(conn: psycopg.Connection) -> int:
     """The database server's memory as its settings tell it: ``effective_cache_size`` x 4/3 (bytes)."""
     return int(_setting_bytes(conn, "effective_cache_size") / CACHE_SHARE_OF_MEMORY)
@@ -115,10 +123,9 @@ def build_memory(conn: psycopg.Connection, model: dict[str, Any], rows: int) -> 
     Returns:
         The previous session value in bytes when it was raised, else None.
     """
-    if model["index_method"] != "hnsw" or rows == 0:
+    need = _graph_need(model, rows)
+    if need is None:
         return None
-    halfvec = model["dims"] > 2000 or model.get("quantization") == "halfvec"
-    need = hnsw_graph_bytes(rows, model["dims"], model["hnsw_m"], halfvec=halfvec)
     have = _setting_bytes(conn, "maintenance_work_mem")
     declared = conn.execute(
         "SELECT source <> 'default' FROM pg_settings WHERE name = 'effective_cache_size'"
@@ -126,10 +133,10 @@ def build_memory(conn: psycopg.Connection, model: dict[str, Any], rows: int) -> 
     budget = build_budget(server_memory_bytes(conn), _setting_bytes(conn, "shared_buffers"), declared=declared)
     if need <= have or need > budget:
         return None
-    mb = 1024 * 1024
-    conn.execute("SELECT set_config('maintenance_work_mem', %s, false)", (f"{-(-need // mb)}MB",))
+    need_mb = -(-need // (1024 * 1024))
+    conn.execute("SELECT set_config('maintenance_work_mem', %s, false)", (f"{need_mb}MB",))
     log.info("maintenance_work_mem raised to %s MB for this build (graph of %s x %s, m %s)",
-             -(-need // mb), rows, model["dims"], model["hnsw_m"])
+             need_mb, rows, model["dims"], model["hnsw_m"])
     return have
 
 
@@ -151,10 +158,9 @@ def memory_warning(conn: psycopg.Connection, model: dict[str, Any], rows: int) -
         model: registry row (``index_method``, ``dims``, ``hnsw_m``, ``name``).
         rows: vectors the build will read.
     """
-    if model["index_method"] != "hnsw" or rows == 0:
+    need = _graph_need(model, rows)
+    if need is None:
         return None
-    halfvec = model["dims"] > 2000 or model.get("quantization") == "halfvec"
-    need = hnsw_graph_bytes(rows, model["dims"], model["hnsw_m"], halfvec=halfvec)
     have = _setting_bytes(conn, "maintenance_work_mem")
     if need <= have:
         return None
